@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up sparkdl on a fresh machine: Java 17 where `java` is missing, a .venv in the repo
+# root with the pinned stack (constraints.txt) and the package (editable).
+# Idempotent: when nothing changed since the last run it only checks and returns.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+if ! command -v java >/dev/null 2>&1; then
+  echo "[setup] java not found: installing openjdk-17-jre-headless (Spark 4 needs Java 17)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+fi
+
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for candidate in python3.11 python3.12 python3.10 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then PY="$candidate"; break; fi
+  done
+fi
+"$PY" -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12), sys.version' || {
+  echo "[setup] sparkdl needs Python 3.10-3.12 (the pinned TensorFlow/pyarrow); found $("$PY" --version)"; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $("$PY" --version)"
+  "$PY" -m venv .venv
+fi
+
+STAMP=".venv/.sparkdl-setup-stamp"
+WANT="$(cat constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+  echo "[setup] up to date"
+  exit 0
+fi
+echo "[setup] installing the pinned stack (constraints.txt); the first time takes a few minutes"
+.venv/bin/python -m pip install -q --upgrade "pip>=24"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+echo "$WANT" > "$STAMP"
+echo "[setup] done"

@@ -1,0 +1,74 @@
+"""Getting a SparkSession the way each kind of user expects.
+
+* Under ``spark-submit`` (or in a notebook that already has ``spark``) the existing session is
+  used as it is: the cluster manager and the user's ``--conf`` decide.
+* From the CLI or a script, a new session is built with ``--master`` (default ``local[*]``)
+  and the repeatable ``--conf key=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from pyspark.sql import SparkSession
+
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MASTER = "local[*]"
+
+#: Defaults for sessions sparkdl builds itself; any user ``--conf`` wins.
+_DEFAULT_CONF = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.parquet.compression.codec": "zstd",
+}
+
+
+def parse_conf(pairs: Sequence[str]) -> dict[str, str]:
+    """Parse repeatable ``key=value`` CLI arguments into a dict."""
+    conf: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"--conf expects key=value. Received: {pair!r}. "
+                "Example: --conf spark.driver.memory=4g"
+            )
+        conf[key.strip()] = value
+    return conf
+
+
+def in_spark_submit() -> bool:
+    """True when this Python process was started by ``spark-submit`` (a JVM gateway exists)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_spark(
+    master: str | None = None,
+    conf: Mapping[str, str] | None = None,
+    app_name: str = "sparkdl",
+) -> SparkSession:
+    """Return the active session, or build one on ``master`` with ``conf``.
+
+    Local Python workers run the same interpreter as the driver (``PYSPARK_PYTHON`` defaults to
+    ``sys.executable``), so a virtualenv's packages are seen by the tasks.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if in_spark_submit():
+        return SparkSession.builder.appName(app_name).getOrCreate()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name).master(master or DEFAULT_MASTER)
+    for key, value in {**_DEFAULT_CONF, **dict(conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    logger.info("Spark %s on %s", spark.version, spark.sparkContext.master)
+    return spark
