@@ -1,0 +1,229 @@
+"""Reading one input file as a stream of units: the file itself, or each archive member.
+
+Runs on executors. Archives are read member by member, never extracted to disk, and every
+read is bounded: a member's bytes are read up to ``max_member_bytes + 1`` whatever its
+header claims, so a lying header cannot blow up memory. Hostile members (``../`` or absolute
+names, links, devices, bombs) become units with a reject reason instead of data.
+
+Accounting: every regular file is one unit; an archive that opens is one unit per member
+(directories are not units); an archive that does not open at all, or the unreadable rest of
+a damaged one, is one unit with ``member=None`` and reason ``corrupt_archive``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import posixpath
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that keep input reading bounded (ingest.yaml ``limits``)."""
+
+    #: Rows x Columns x NumberOfFrames x SamplesPerPixel above which an instance is rejected.
+    max_pixels: int = 600_000_000
+    max_member_bytes: int = 2 * 1024**3
+    max_archive_total_bytes: int = 200 * 1024**3
+    max_compression_ratio: float = 200.0
+    max_file_bytes: int = 4 * 1024**3
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_member_bytes", "max_archive_total_bytes", "max_file_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"limits.{name} must be > 0. Received: {getattr(self, name)}")
+        if self.max_compression_ratio <= 1:
+            raise ValueError(
+                f"limits.max_compression_ratio must be > 1. Received: {self.max_compression_ratio}"
+            )
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One accountable input: ``data`` to parse, or a ``reason`` why it was rejected."""
+
+    member: str | None
+    data: bytes | None
+    reason: str | None = None
+    detail: str | None = None
+
+
+Opener = Callable[[], BinaryIO]
+
+
+def archive_kind(name: str, head: bytes) -> str | None:
+    """Classify by magic bytes first and file name second: "zip", "tar", "gzip" or None.
+
+    A DICOM file (``DICM`` at offset 128) is never an archive, whatever its name.
+    """
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return None
+    if head[:4] in _ZIP_MAGIC:
+        return "zip"
+    if head[:2] == _GZIP_MAGIC:
+        return "gzip"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    lower = name.lower()
+    if lower.endswith(".zip"):
+        return "zip"
+    if lower.endswith((".tar.gz", ".tgz", ".gz")):
+        return "gzip"
+    if lower.endswith(".tar"):
+        return "tar"
+    return None
+
+
+def _read_capped(stream: BinaryIO, cap: int) -> bytes | None:
+    """Read at most ``cap`` bytes; None when the stream holds more."""
+    data = stream.read(cap + 1)
+    return None if len(data) > cap else data
+
+
+def _unsafe_name(name: str) -> str | None:
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    parts = posixpath.normpath(name.replace("\\", "/")).split("/")
+    if ".." in parts or ".." in name.replace("\\", "/").split("/"):
+        return "parent directory reference (../)"
+    return None
+
+
+def iter_units(name: str, opener: Opener, size: int, limits: Limits) -> Iterator[Unit]:
+    """Yield the units of one input file: itself, or its members when it is an archive."""
+    with opener() as stream:
+        head = stream.read(512)
+    kind = archive_kind(name, head)
+    if kind is None:
+        if size > limits.max_file_bytes:
+            yield Unit(None, None, "file_too_large", f"{size} bytes > limits.max_file_bytes")
+            return
+        with opener() as stream:
+            yield Unit(None, stream.read())
+        return
+    if kind == "zip":
+        yield from _zip_units(opener, limits)
+    elif kind == "tar":
+        yield from _tar_units(opener, "r:", limits)
+    else:
+        yield from _gzip_units(name, opener, limits)
+
+
+def _zip_units(opener: Opener, limits: Limits) -> Iterator[Unit]:
+    with opener() as raw:
+        # zipfile needs a seekable file; Hadoop streams are wrapped by the caller if not.
+        try:
+            archive = zipfile.ZipFile(raw)
+            infos = archive.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+            yield Unit(None, None, "corrupt_archive", f"zip: {err}")
+            return
+        total = 0
+        for info in infos:
+            if info.is_dir():
+                continue
+            unsafe = _unsafe_name(info.filename)
+            if unsafe:
+                yield Unit(info.filename, None, "unsafe_member_path", unsafe)
+                continue
+            mode = (info.external_attr >> 16) & 0o170000
+            if mode and mode != 0o100000:
+                yield Unit(info.filename, None, "not_regular_member", f"zip member mode {oct(mode)}")
+                continue
+            ratio = info.file_size / max(info.compress_size, 1)
+            if info.file_size > limits.max_member_bytes or ratio > limits.max_compression_ratio:
+                yield Unit(info.filename, None, "archive_bomb",
+                           f"declared {info.file_size} bytes, ratio {ratio:.0f}")
+                continue
+            total += info.file_size
+            if total > limits.max_archive_total_bytes:
+                yield Unit(info.filename, None, "archive_bomb",
+                           "archive total exceeds limits.max_archive_total_bytes")
+                continue
+            try:
+                with archive.open(info) as member:
+                    data = _read_capped(member, limits.max_member_bytes)
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as err:
+                yield Unit(info.filename, None, "corrupt_archive_member", str(err)[:200])
+                continue
+            if data is None:
+                yield Unit(info.filename, None, "archive_bomb", "member larger than declared")
+                continue
+            yield Unit(info.filename, data)
+
+
+def _tar_units(opener: Opener, mode: str, limits: Limits) -> Iterator[Unit]:
+    count = 0
+    total = 0
+    with opener() as raw:
+        try:
+            archive = tarfile.open(fileobj=raw, mode=mode.replace(":", "|"))  # streaming
+        except (tarfile.TarError, OSError, EOFError) as err:
+            yield Unit(None, None, "corrupt_archive", f"tar: {err}")
+            return
+        try:
+            for info in archive:
+                count += 1
+                if info.isdir():
+                    continue
+                unsafe = _unsafe_name(info.name)
+                if unsafe:
+                    yield Unit(info.name, None, "unsafe_member_path", unsafe)
+                    continue
+                if not info.isfile():
+                    kind = "link" if (info.issym() or info.islnk()) else "special file"
+                    yield Unit(info.name, None, "not_regular_member", f"tar member is a {kind}")
+                    continue
+                total += info.size
+                if info.size > limits.max_member_bytes or total > limits.max_archive_total_bytes:
+                    yield Unit(info.name, None, "archive_bomb", f"member of {info.size} bytes over limits")
+                    continue
+                member = archive.extractfile(info)
+                data = member.read() if member is not None else None
+                if data is None or len(data) != info.size:
+                    yield Unit(info.name, None, "corrupt_archive_member", "short read")
+                    continue
+                yield Unit(info.name, data)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+            yield Unit(None, None, "corrupt_archive", f"tar stopped after {count} members: {err}")
+
+
+def _gzip_units(name: str, opener: Opener, limits: Limits) -> Iterator[Unit]:
+    """A ``.tar.gz``/``.tgz`` is a tar; any other gzip is one compressed file."""
+    try:
+        with opener() as raw, gzip.GzipFile(fileobj=raw) as stream:
+            head = stream.read(512)
+    except (OSError, EOFError, zlib.error) as err:
+        yield Unit(None, None, "corrupt_archive", f"gzip: {err}")
+        return
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        yield from _tar_units(opener, "r:gz", limits)
+        return
+    inner = posixpath.basename(name)
+    inner = inner[:-3] if inner.lower().endswith(".gz") else inner
+    try:
+        with opener() as raw, gzip.GzipFile(fileobj=raw) as stream:
+            data = _read_capped(stream, limits.max_member_bytes)
+    except (OSError, EOFError, zlib.error) as err:
+        yield Unit(None, None, "corrupt_archive", f"gzip: {err}")
+        return
+    if data is None:
+        yield Unit(inner, None, "archive_bomb", "decompressed size over limits.max_member_bytes")
+        return
+    yield Unit(inner, data)
+
+
+def open_bytes(data: bytes) -> Opener:
+    """An opener over in-memory bytes (tests, small remote files)."""
+    return lambda: io.BytesIO(data)  # type: ignore[return-value]
+
+

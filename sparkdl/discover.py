@@ -1,0 +1,104 @@
+"""Listing the inputs on the driver and packing them into size-balanced Spark partitions.
+
+Local paths are walked with ``os.walk`` (fast, and it sees symlinks for what they are);
+any other Hadoop path (``hdfs://``, ``s3a://``, ...) is listed through the JVM's Hadoop
+``FileSystem``, so whatever the cluster can read, ingest can list. Hidden files and files
+starting with ``_`` are listed too: every regular file is accounted for.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from dataclasses import dataclass
+from pyspark.sql import SparkSession
+
+from .errors import InputError
+from .storage import is_local, local_path
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One listed file: its URI or local path, its size, and whether it is a symlink."""
+
+    path: str
+    size: int
+    is_symlink: bool = False
+
+
+def list_inputs(spark: SparkSession, inputs: list[str]) -> list[InputFile]:
+    """List every file under ``inputs`` (files or folders), sorted by path.
+
+    Raises InputError when an input does not exist, so a typo never yields an empty dataset.
+    """
+    found: dict[str, InputFile] = {}
+    for root in inputs:
+        files = _list_local(root) if is_local(root) else _list_hadoop(spark, root)
+        for item in files:
+            found[item.path] = item
+    return sorted(found.values(), key=lambda f: f.path)
+
+
+def _list_local(root: str) -> list[InputFile]:
+    root = os.path.abspath(local_path(root))
+    if os.path.islink(root) or os.path.isfile(root):
+        return [_local_file(root)]
+    if not os.path.isdir(root):
+        raise InputError(f"Input not found: {root}. Pass existing files or folders to ingest.")
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in filenames:
+            files.append(_local_file(os.path.join(dirpath, name)))
+        # os.walk lists a symlinked folder among dirnames and does not enter it: account for it.
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                files.append(InputFile(full, 0, True))
+    return files
+
+
+def _local_file(path: str) -> InputFile:
+    if os.path.islink(path):
+        return InputFile(path, 0, True)
+    return InputFile(path, os.path.getsize(path))
+
+
+def _list_hadoop(spark: SparkSession, root: str) -> list[InputFile]:
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    path = jvm.org.apache.hadoop.fs.Path(root)
+    fs = path.getFileSystem(conf)
+    if not fs.exists(path):
+        raise InputError(f"Input not found: {root}. Pass existing files or folders to ingest.")
+    files = []
+    iterator = fs.listFiles(path, True)
+    while iterator.hasNext():
+        status = iterator.next()
+        files.append(InputFile(status.getPath().toString(), int(status.getLen()),
+                               bool(status.isSymlink())))
+    return files
+
+
+def pack_partitions(files: list[InputFile], num_partitions: int) -> list[list[InputFile]]:
+    """Pack files into at most ``num_partitions`` bins of about equal total bytes.
+
+    Largest first into the lightest bin (LPT): many small files share a task, one big archive
+    gets a task to itself, and the order within a bin stays by path for reproducibility.
+    """
+    if not files:
+        return []
+    num_partitions = max(1, min(num_partitions, len(files)))
+    heap = [(0, index) for index in range(num_partitions)]
+    bins: list[list[InputFile]] = [[] for _ in range(num_partitions)]
+    for item in sorted(files, key=lambda f: (-f.size, f.path)):
+        load, index = heapq.heappop(heap)
+        bins[index].append(item)
+        heapq.heappush(heap, (load + max(item.size, 1), index))
+    return [sorted(b, key=lambda f: f.path) for b in bins if b]
+
+
+def choose_num_partitions(files: list[InputFile], parallelism: int,
+                          target_bytes: int = 128 * 1024**2) -> int:
+    """Enough partitions for every core (×3 for balance), more when the data is large."""
+    total = sum(f.size for f in files)
+    return max(parallelism * 3, -(-total // target_bytes))
