@@ -1,0 +1,376 @@
+"""Apply the PS3.15 Basic Application Level Confidentiality Profile to one pydicom Dataset.
+
+:func:`deidentify` walks every element, recursively inside every sequence item and in the
+file meta, and applies the action the rule table gives it (see :mod:`sparkdl.deid.rules`
+for how options and combined codes resolve):
+
+- X remove; Z zero length (a sequence becomes empty); K keep (a sequence is kept and its
+  items cleaned recursively).
+- D dummy value valid for the VR: ``ANONYMIZED`` for text, ``ANONYMOUS`` for PN, 0 for
+  numbers, 19000101 / 000000 for dates and times, ``000Y`` for AS, two zero bytes for
+  binary VRs; a UI value is remapped instead. A sequence under D is kept, and inside it
+  every free-text element the table does not list (CodeValue, CodeMeaning, TextValue …)
+  is replaced by a dummy too, since such items (SR content, operator and observer
+  identification) are where names and ids hide.
+- C clean: DA and DT are shifted by the patient's offset, TM is kept (the Retain
+  Longitudinal Temporal Information with Modified Dates option); UI is remapped; CS, AS
+  and numbers are kept (coded or numeric, not free text); sequences are cleaned like D.
+  We have no safe cleaner for free text, so text under C gets the dummy value; binary
+  values under C are removed.
+- U, and U* (X/Z/U*): UI values are remapped with :func:`remap_uid`; U* keeps the
+  sequence and applies the profile inside it.
+
+Beyond the table, conservatively:
+
+- Every UI value is remapped, wherever it is, unless it names a class or a transfer
+  syntax (keywords ending in ``ClassUID`` or containing ``TransferSyntaxUID``) or is a
+  well-known DICOM UID (``pydicom.uid.UID_dictionary``). Retain UIDs turns this off.
+- Every DA/DT value is shifted by the patient's offset (intervals survive) unless full
+  dates are retained, even when the table does not list the attribute.
+- A PN element the table does not list becomes zero length.
+- Private groups (with or without a private creator) are removed; so are whole overlay
+  (60xx) and curve (50xx) groups, also under Clean Graphics (no cleaner for bitmaps).
+- File meta AE titles and private information (0002,0016/0017/0018/0100/0102) are removed;
+  group lengths outside the file meta are removed (they would be stale).
+- Other public attributes the table does not list are kept, as the profile says.
+
+PatientID and PatientName become the same keyed pseudonym of the original PatientID (of the
+StudyInstanceUID when PatientID is empty). PixelData is never read or changed.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import UID_dictionary
+
+from sparkdl.deid.keys import MIN_KEY_LENGTH, date_offset_days, pseudonym, remap_uid
+from sparkdl.deid.options import DeidOptions
+from sparkdl.deid.rules import ActionMap, resolve_actions
+from sparkdl.errors import DeidKeyError
+
+__all__ = ["DeidResult", "deidentify", "burned_in_reason", "BURNED_IN_REASONS"]
+
+logger = logging.getLogger(__name__)
+
+BURNED_IN_REASONS = ("burned_in_annotation", "dose_report", "screen_save", "secondary_capture")
+
+_TEXT_VRS = frozenset({"AE", "LO", "LT", "SH", "ST", "UT", "UC", "UR", "PN"})
+_NUMBER_VRS = frozenset({"AT", "FD", "FL", "SL", "SS", "SV", "UL", "US", "UV"})
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_DUMMY: Mapping[str, object] = {
+    "AE": "ANONYMIZED", "AS": "000Y", "CS": "ANONYMIZED", "DA": "19000101",
+    "DT": "19000101000000", "TM": "000000", "DS": "0", "IS": "0", "LO": "ANONYMIZED",
+    "LT": "ANONYMIZED", "SH": "ANONYMIZED", "ST": "ANONYMIZED", "UT": "ANONYMIZED",
+    "UC": "ANONYMIZED", "UR": "ANONYMIZED", "PN": "ANONYMOUS", "FL": 0.0, "FD": 0.0,
+    "SL": 0, "SS": 0, "UL": 0, "US": 0, "SV": 0, "UV": 0, "AT": 0,
+}
+# Dummies where "ANONYMIZED" would not be a valid value: TimezoneOffsetFromUTC is &ZZXX.
+_DUMMY_BY_TAG: Mapping[int, object] = {0x00080201: "+0000"}
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+# File meta elements outside Table E.1-1 that name systems or carry private data.
+_EXTRA_REMOVE = frozenset({0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102})
+_KEEP_UID_KEYWORDS = frozenset({"SOPClassUID", "MediaStorageSOPClassUID",
+                                "ReferencedSOPClassUID", "ImplementationClassUID"})
+
+_SECONDARY_CAPTURE = frozenset({
+    "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.1", "1.2.840.10008.5.1.4.1.1.7.2",
+    "1.2.840.10008.5.1.4.1.1.7.3", "1.2.840.10008.5.1.4.1.1.7.4",
+})
+_DOSE_SR = frozenset({
+    "1.2.840.10008.5.1.4.1.1.88.67",  # X-Ray Radiation Dose SR
+    "1.2.840.10008.5.1.4.1.1.88.68",  # Radiopharmaceutical Radiation Dose SR
+    "1.2.840.10008.5.1.4.1.1.88.73",  # Patient Radiation Dose SR
+    "1.2.840.10008.5.1.4.1.1.88.76",  # Enhanced X-Ray Radiation Dose SR
+})
+
+# CID 7050 De-identification Method, scheme DCM, in the order we list them.
+_METHOD_CODES = (
+    ("retain_safe_private", "113111", "Retain Safe Private Option"),
+    ("retain_uids", "113110", "Retain UIDs Option"),
+    ("retain_device_identity", "113109", "Retain Device Identity Option"),
+    ("retain_institution_identity", "113112", "Retain Institution Identity Option"),
+    ("retain_patient_characteristics", "113108", "Retain Patient Characteristics Option"),
+    ("retain_long_full_dates", "113106",
+     "Retain Longitudinal Temporal Information Full Dates Option"),
+    ("retain_long_modified_dates", "113107",
+     "Retain Longitudinal Temporal Information Modified Dates Option"),
+    ("clean_descriptors", "113105", "Clean Descriptors Option"),
+    ("clean_structured_content", "113104", "Clean Structured Content Option"),
+    ("clean_graphics", "113103", "Clean Graphics Option"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeidResult:
+    """What the caller needs after :func:`deidentify` (all pseudonymous, no PHI).
+
+    ``date_offset_days`` is the shift applied to every date (0 when full dates are kept);
+    ``action_counts`` counts elements per action code (X, Z, D, K, C, U, U*).
+    """
+
+    patient_id: str
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None
+    date_offset_days: int
+    action_counts: Mapping[str, int]
+
+
+@dataclasses.dataclass
+class _Context:
+    key: bytes
+    actions: ActionMap
+    offset: int | None  # None: dates are kept (full dates option)
+    remap_uids: bool
+    drop_overlays: bool
+    drop_curves: bool
+    counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    shifted: int = 0
+
+
+def deidentify(ds: Dataset, key: bytes, options: DeidOptions) -> DeidResult:
+    """De-identify ``ds`` in place (file meta included) and return the pseudonyms used.
+
+    Call :func:`burned_in_reason` first (it reads attributes this removes).
+
+    Raises:
+        DeidKeyError: ``key`` is not bytes of at least 32 characters (use ``load_key``).
+    """
+    if not isinstance(key, bytes) or len(key) < MIN_KEY_LENGTH:
+        raise DeidKeyError(
+            f"deidentify() needs the key as bytes of at least {MIN_KEY_LENGTH} characters; "
+            f"received {type(key).__name__}. Load it with sparkdl.deid.load_key()."
+        )
+    patient_key = str(ds.get("PatientID", "") or "").strip()
+    if not patient_key:
+        patient_key = "StudyInstanceUID=" + str(ds.get("StudyInstanceUID", "") or "").strip()
+    patient_id = pseudonym(key, patient_key)
+    actions = resolve_actions(options)
+    ctx = _Context(
+        key=key,
+        actions=actions,
+        offset=None if options.retain_long_full_dates else date_offset_days(key, patient_key),
+        remap_uids=not options.retain_uids,
+        drop_overlays=actions.action_for(0x60003000) in ("X", "C"),
+        drop_curves=actions.action_for(0x50000000) in ("X", "C"),
+    )
+    _clean(ds, ctx, dummy_scope=False)
+    file_meta = getattr(ds, "file_meta", None)
+    if file_meta is not None:
+        _clean(file_meta, ctx, dummy_scope=False)
+    ds.PatientID = patient_id
+    ds.PatientName = patient_id
+    _mark(ds, options, ctx)
+    result = DeidResult(
+        patient_id=patient_id,
+        study_uid=_str_or_none(ds.get("StudyInstanceUID")),
+        series_uid=_str_or_none(ds.get("SeriesInstanceUID")),
+        sop_uid=_str_or_none(ds.get("SOPInstanceUID")),
+        date_offset_days=ctx.offset if ctx.offset is not None and ctx.shifted else 0,
+        action_counts=dict(sorted(ctx.counts.items())),
+    )
+    logger.debug("de-identified an instance of %s: %s", patient_id, result.action_counts)
+    return result
+
+
+def burned_in_reason(ds: Dataset) -> str | None:
+    """Why ``ds`` may carry burned-in text, as a stable code, or None.
+
+    Codes, first match wins: ``burned_in_annotation`` (BurnedInAnnotation (0028,0301) is
+    YES), ``dose_report`` (a radiation dose SR, or a screen capture whose ImageType or
+    SeriesDescription names a dose report or a CSA report page), ``screen_save``
+    (ImageType contains SCREEN SAVE), ``secondary_capture`` (SOPClassUID is one of the
+    Secondary Capture classes 1.2.840.10008.5.1.4.1.1.7[.1-.4]). Call it before
+    :func:`deidentify`, which removes SeriesDescription.
+    """
+    if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
+        return "burned_in_annotation"
+    sop_class = str(ds.get("SOPClassUID", "") or "").strip()
+    image_type = {str(v).strip().upper() for v in _values(ds.get("ImageType"))}
+    capture = sop_class in _SECONDARY_CAPTURE or "SCREEN SAVE" in image_type
+    description = str(ds.get("SeriesDescription", "") or "").upper()
+    if sop_class in _DOSE_SR or (capture and (
+            "DOSE" in description or "DOSE INFO" in image_type or "CSA REPORT" in image_type)):
+        return "dose_report"
+    if "SCREEN SAVE" in image_type:
+        return "screen_save"
+    if sop_class in _SECONDARY_CAPTURE:
+        return "secondary_capture"
+    return None
+
+
+def _clean(ds: Dataset, ctx: _Context, *, dummy_scope: bool) -> None:
+    for tag in list(ds.keys()):
+        t = int(tag)
+        group = t >> 16
+        action = ctx.actions.action_for(t)
+        if (t & 0xFFFF == 0 and group != 0x0002) or t in _EXTRA_REMOVE:
+            action = "X"
+        elif ctx.drop_overlays and 0x6000 <= group <= 0x601E:
+            action = "X"
+        elif ctx.drop_curves and 0x5000 <= group <= 0x501E:
+            action = "X"
+        if action == "X":
+            del ds[t]
+            ctx.counts["X"] += 1
+            continue
+        if action is None and t in _PIXEL_TAGS:
+            continue  # never decode or copy pixel data
+        vr = _raw_vr(ds, t)
+        if action is None:
+            action = _default_action(vr, ctx, dummy_scope)
+        if action == "K" and vr != "SQ":
+            ctx.counts["K"] += 1  # kept as read: no need to decode the value
+            continue
+        _apply(ds, t, action, ctx, dummy_scope)
+
+
+def _raw_vr(ds: Dataset, t: int) -> str:
+    """The VR without decoding the value (implicit VR and UN fall back to the dictionary)."""
+    vr = ds.get_item(t).VR
+    if vr and vr != "UN":
+        return str(vr)
+    try:
+        return str(dictionary_VR(t))
+    except KeyError:
+        return str(ds[t].VR)
+
+
+def _default_action(vr: str, ctx: _Context, dummy_scope: bool) -> str:
+    """The action for an attribute Table E.1-1 does not list (see the module docstring)."""
+    if vr == "UI":
+        return "U" if ctx.remap_uids else "K"
+    if vr in ("DA", "DT"):
+        return "C" if ctx.offset is not None else "K"
+    if vr == "PN":
+        return "Z"
+    if dummy_scope and vr in _TEXT_VRS:
+        return "D"
+    return "K"
+
+
+def _apply(ds: Dataset, t: int, action: str, ctx: _Context, dummy_scope: bool) -> None:
+    elem = ds[t]
+    vr = elem.VR
+    ctx.counts[action] += 1
+    if vr == "SQ":
+        if action == "Z":
+            elem.value = Sequence()
+            return
+        inner = dummy_scope or action in ("D", "C")
+        for item in elem.value:
+            _clean(item, ctx, dummy_scope=inner)
+        return
+    if action == "K" or (action == "U*" and vr != "UI"):
+        return
+    if action == "Z":
+        elem.value = b"" if vr in _BINARY_VRS else None if vr in _NUMBER_VRS else ""
+    elif vr == "UI":
+        elem.value = _map(elem.value, lambda v: _remap(ctx, elem.keyword, v))
+    elif action == "C" and vr in ("DA", "DT"):
+        if ctx.offset is not None and not elem.is_empty:
+            shift = _shift_date if vr == "DA" else _shift_datetime
+            offset = ctx.offset
+            try:
+                elem.value = _map(elem.value, lambda v: shift(v, offset))
+                ctx.shifted += 1
+            except ValueError:
+                elem.value = ""  # unparseable: drop rather than keep a real date
+    elif action == "C" and (vr in ("TM", "CS", "AS") or vr not in _TEXT_VRS | _BINARY_VRS):
+        return  # times pair with shifted dates; codes and numbers are not free text
+    elif action == "C" and vr in _BINARY_VRS:
+        del ds[t]
+    elif vr in _BINARY_VRS:
+        elem.value = b"\x00\x00"
+    elif t in _DUMMY_BY_TAG:
+        elem.value = _DUMMY_BY_TAG[t]
+    else:
+        elem.value = _DUMMY.get(vr, "ANONYMIZED")
+
+
+def _remap(ctx: _Context, keyword: str, value: str) -> str:
+    uid = str(value).strip("\x00 ")
+    if (not uid or keyword in _KEEP_UID_KEYWORDS or keyword.endswith("ClassUID")
+            or "TransferSyntaxUID" in keyword or uid in UID_dictionary):
+        return uid
+    return remap_uid(ctx.key, uid)
+
+
+def _map(value: object, fn: Callable[[str], str]) -> object:
+    if value is None or value == "":
+        return value
+    if isinstance(value, str):
+        return fn(value)
+    return [fn(str(v)) for v in _values(value)]
+
+
+def _values(value: object) -> Iterable[object]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)):
+        return (value,)
+    if isinstance(value, Iterable):
+        return value
+    return (value,)
+
+
+def _shift_date(value: str, offset: int) -> str:
+    """Shift a DA value (YYYYMMDD, legacy YYYY.MM.DD, or a query range A-B) by days."""
+    text = value.strip()
+    if "-" in text:
+        return "-".join(_shift_date(part, offset) if part else "" for part in text.split("-"))
+    text = text.replace(".", "") if len(text) == 10 else text
+    day = datetime.datetime.strptime(text, "%Y%m%d").date()
+    return (day + datetime.timedelta(days=offset)).strftime("%Y%m%d")
+
+
+def _shift_datetime(value: str, offset: int) -> str:
+    """Shift the date part of a DT value, keeping its precision, time and UTC offset."""
+    text = value.strip()
+    suffix = ""
+    for sign in ("+", "-"):
+        if sign in text[4:]:
+            cut = text.index(sign, 4)
+            text, suffix = text[:cut], text[cut:]
+    digits = len(text[:8])
+    if digits not in (4, 6, 8) or not text[:digits].isdigit():
+        raise ValueError("not a DT value")
+    full = text[:digits] + "0701"[digits - 4:] if digits < 8 else text[:8]
+    shifted = _shift_date(full, offset)
+    return shifted[:digits] + text[digits:] + suffix
+
+
+def _mark(ds: Dataset, options: DeidOptions, ctx: _Context) -> None:
+    """Record what was done: PS3.3 C.7.1.1 (Patient) and C.12.1 (SOP Common)."""
+    applied = [(code, meaning) for name, code, meaning in _METHOD_CODES
+               if getattr(options, name)]
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = ["sparkdl PS3.15 Basic Application Confidentiality Profile"] + [
+        meaning[:64] for _, meaning in applied]
+    items = []
+    for code, meaning in [("113100", "Basic Application Confidentiality Profile")] + applied:
+        item = Dataset()
+        item.CodeValue = code
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    if options.retain_long_full_dates:
+        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+    elif options.retain_long_modified_dates or ctx.shifted:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    else:
+        ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+
+def _str_or_none(value: object) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
