@@ -1,0 +1,217 @@
+"""Pure geometry of CT slices and volumes: slice normals, Hounsfield units, world ↔ voxel.
+
+Conventions are those of :mod:`sparkdl.schemas`: arrays are indexed ``(z, y, x)``;
+``spacing`` is ``(z, y, x)`` mm; ``origin`` is the LPS position of the centre of voxel
+``(0, 0, 0)``; ``direction`` is a row-major 3×3 matrix whose *columns* are the LPS unit
+vectors of the x (column), y (row) and z (slice) index axes, so that::
+
+    world_xyz = origin + direction @ (spacing_xyz * index_xyz)
+
+DICOM's Image Orientation (Patient) (0020,0037) lists the *row* direction first (the
+direction along a row, in which the column index x increases), then the *column*
+direction (in which the row index y increases). Pixel Spacing (0028,0030) is the other way
+round: the spacing between rows (y) first, then between columns (x).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+logger = logging.getLogger(__name__)
+
+INT16_MIN = int(np.iinfo(np.int16).min)
+INT16_MAX = int(np.iinfo(np.int16).max)
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+def row_and_column_directions(iop: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Unit row (x) and column (y) directions from ImageOrientationPatient (0020,0037).
+
+    Raises ``ValueError`` when the six values are not two non-zero, near-orthogonal vectors.
+    """
+    values = np.asarray(iop, dtype=np.float64).reshape(-1)
+    if values.shape != (6,) or not np.all(np.isfinite(values)):
+        raise ValueError(f"ImageOrientationPatient must be 6 finite numbers. Received: {iop!r}")
+    row, col = values[:3], values[3:]
+    row_norm, col_norm = np.linalg.norm(row), np.linalg.norm(col)
+    if row_norm < 1e-6 or col_norm < 1e-6:
+        raise ValueError(f"ImageOrientationPatient has a zero vector. Received: {iop!r}")
+    row, col = row / row_norm, col / col_norm
+    if abs(float(row @ col)) > 1e-3:
+        raise ValueError(
+            f"ImageOrientationPatient row and column directions are not orthogonal "
+            f"(dot product {float(row @ col):.4g}). Received: {iop!r}"
+        )
+    return row, col
+
+
+def slice_normal(iop: ArrayLike) -> np.ndarray:
+    """Unit normal of the image plane: row direction × column direction."""
+    row, col = row_and_column_directions(iop)
+    normal = np.cross(row, col)
+    return normal / np.linalg.norm(normal)
+
+
+def slice_position(ipp: ArrayLike, normal: np.ndarray) -> float:
+    """Projection of ImagePositionPatient (0020,0032) on the slice normal, in mm.
+
+    This, not InstanceNumber, is the order of slices in space.
+    """
+    return float(np.asarray(ipp, dtype=np.float64) @ normal)
+
+
+def direction_from_iop(iop: ArrayLike) -> np.ndarray:
+    """The 3×3 direction matrix (columns: x, y, z index axes) of a stack of these images.
+
+    The slice axis is the normal, so the stack must be ordered by increasing
+    :func:`slice_position`. The matrix is orthonormal with determinant +1.
+    """
+    row, col = row_and_column_directions(iop)
+    normal = np.cross(row, col)
+    normal /= np.linalg.norm(normal)
+    # Re-orthogonalise the column direction: IOP is written with limited precision.
+    col = np.cross(normal, row)
+    return np.column_stack([row, col, normal])
+
+
+def to_hounsfield(
+    pixels: np.ndarray,
+    slope: float | None,
+    intercept: float | None,
+    dtype: type[np.floating] = np.float64,
+) -> np.ndarray:
+    """Stored values → Hounsfield units: ``pixels * RescaleSlope + RescaleIntercept``.
+
+    RescaleSlope (0028,1053) defaults to 1 and RescaleIntercept (0028,1052) to 0 when
+    absent. Computed in float (``float64`` by default, which equals pydicom's
+    ``apply_modality_lut``), never in the stored integer type, which would overflow.
+    """
+    slope = 1.0 if slope is None else float(slope)
+    intercept = 0.0 if intercept is None else float(intercept)
+    hu = np.asarray(pixels).astype(dtype) * dtype(slope)
+    hu += dtype(intercept)
+    return hu
+
+
+def hu_to_int16(hu: np.ndarray) -> tuple[np.ndarray, int]:
+    """Round HU to the nearest integer and clip to int16; return the array and how many clipped.
+
+    NaN (should not occur) counts as clipped and becomes the int16 minimum.
+    """
+    values = np.asarray(hu, dtype=np.float64)
+    rounded = np.rint(values)
+    nan = np.isnan(rounded)
+    num_clipped = int(np.count_nonzero(nan | (rounded < INT16_MIN) | (rounded > INT16_MAX)))
+    if nan.any():
+        rounded = np.where(nan, INT16_MIN, rounded)
+    return np.clip(rounded, INT16_MIN, INT16_MAX).astype(np.int16), num_clipped
+
+
+def _direction_matrix(direction: ArrayLike) -> np.ndarray:
+    matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    return matrix
+
+
+def voxel_to_world(
+    index_zyx: ArrayLike,
+    origin: ArrayLike,
+    spacing_zyx: ArrayLike,
+    direction: ArrayLike,
+) -> np.ndarray:
+    """World LPS ``(x, y, z)`` mm of (possibly fractional) voxel indices ``(z, y, x)``.
+
+    ``index_zyx`` may be one index (shape ``(3,)``) or many (shape ``(..., 3)``).
+    """
+    index = np.asarray(index_zyx, dtype=np.float64)
+    spacing_xyz = np.asarray(spacing_zyx, dtype=np.float64)[::-1]
+    scaled_xyz = index[..., ::-1] * spacing_xyz
+    return np.asarray(origin, dtype=np.float64) + scaled_xyz @ _direction_matrix(direction).T
+
+
+def world_to_voxel(
+    xyz: ArrayLike,
+    origin: ArrayLike,
+    spacing_zyx: ArrayLike,
+    direction: ArrayLike,
+) -> np.ndarray:
+    """Fractional voxel indices ``(z, y, x)`` of world LPS points ``(x, y, z)`` mm.
+
+    Inverts :func:`voxel_to_world` with the full direction matrix (solved, not transposed,
+    so it stays exact for a matrix that is not perfectly orthonormal).
+    """
+    offset = np.asarray(xyz, dtype=np.float64) - np.asarray(origin, dtype=np.float64)
+    matrix = _direction_matrix(direction)
+    flat = offset.reshape(-1, 3)
+    scaled_xyz = np.linalg.solve(matrix, flat.T).T
+    index_xyz = scaled_xyz / np.asarray(spacing_zyx, dtype=np.float64)[::-1]
+    return index_xyz[:, ::-1].reshape(offset.shape)
+
+
+def is_inside(index_zyx: ArrayLike, shape: Sequence[int]) -> bool:
+    """Whether a fractional voxel index lies within the volume's voxels (their outer faces)."""
+    index = np.asarray(index_zyx, dtype=np.float64)
+    upper = np.asarray(shape, dtype=np.float64) - 0.5
+    return bool(np.all(index >= -0.5) and np.all(index <= upper))
+
+
+def resample_stack(
+    slice_hu: Callable[[int], np.ndarray],
+    positions_mm: np.ndarray,
+    shifts_px: np.ndarray,
+    step_mm: float,
+    fill_hu: float,
+) -> tuple[np.ndarray, int, int]:
+    """Resample parallel slices onto a regular, orthogonal grid; return int16 HU and counts.
+
+    ``slice_hu(k)`` returns slice ``k`` (ordered by position) as float HU. ``positions_mm[k]``
+    is its distance along the normal from slice 0 (increasing). ``shifts_px[k]`` is
+    ``(rows, columns)``: where the output grid's pixel (0, 0) falls in slice ``k``'s pixel
+    index, i.e. how far slice ``k`` is sheared in-plane (gantry tilt); zero otherwise.
+
+    Output slice ``m`` lies at ``m * step_mm`` along the normal. Because all slices are
+    parallel, the world point of output voxel ``(m, i, j)`` projects onto the bracketing
+    input slices at pixel ``(i, j) + shifts_px[k]``: it is sampled there bilinearly and the
+    two samples are blended linearly along the normal. Points outside an input slice's
+    field of view become ``fill_hu``. Returns ``(volume, num_clipped, num_filled)``.
+    """
+    positions = np.asarray(positions_mm, dtype=np.float64)
+    shifts = np.asarray(shifts_px, dtype=np.float64)
+    num_out = int(np.floor(positions[-1] / step_mm + 1e-6)) + 1
+    cache: dict[int, np.ndarray] = {}
+
+    def shifted(k: int) -> np.ndarray:
+        if k not in cache:
+            for old in [key for key in cache if key < k - 1]:
+                del cache[old]
+            hu = np.asarray(slice_hu(k), dtype=np.float32)
+            if np.any(np.abs(shifts[k]) > 1e-3):
+                # output[i, j] = hu[(i, j) + shift]  ⇔  ndimage.shift by -shift
+                hu = ndimage.shift(hu, -shifts[k], order=1, mode="constant", cval=np.nan)
+            cache[k] = hu
+        return cache[k]
+
+    first = shifted(0)
+    volume = np.empty((num_out,) + first.shape, dtype=np.int16)
+    num_clipped = num_filled = 0
+    for m in range(num_out):
+        s = m * step_mm
+        k = int(np.clip(np.searchsorted(positions, s, side="right") - 1, 0, len(positions) - 2))
+        t = (s - positions[k]) / (positions[k + 1] - positions[k])
+        if t <= 1e-6:
+            plane = shifted(k)
+        elif t >= 1 - 1e-6:
+            plane = shifted(k + 1)
+        else:
+            plane = (1 - t) * shifted(k) + t * shifted(k + 1)
+        outside = np.isnan(plane)
+        if outside.any():
+            num_filled += int(np.count_nonzero(outside))
+            plane = np.where(outside, np.float32(fill_hu), plane)
+        volume[m], clipped = hu_to_int16(plane)
+        num_clipped += clipped
+    return volume, num_clipped, num_filled

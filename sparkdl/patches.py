@@ -1,0 +1,361 @@
+"""Nodule patches from HU volumes: extraction, negative sampling, patient splits, LUNA16 CSVs.
+
+Patches follow :mod:`sparkdl.schemas`: int16 HU indexed ``(z, y, x)`` along the *volume's*
+index axes, resampled to an isotropic ``spacing_mm``. The world point a patch is cut
+around sits at its geometric centre, index ``(size - 1) / 2`` on each axis, so flips and
+90° rotations used for augmentation keep it there. (For an even size that is between the
+eight central voxels.)
+
+Splits are by patient: ``assign_split`` hashes the pseudonymous patient id with a keyed
+HMAC-SHA256, so every patch of a patient lands in one split on every executor and run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from sparkdl import config, geometry
+from sparkdl.errors import ConfigError, DeidKeyError, InputError
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("annotation", "candidate", "sampled")
+SPLITS = ("train", "val", "test")
+#: Air threshold of the lung mask, HU.
+LUNG_THRESHOLD_HU = -400.0
+
+_COLUMNS = {
+    "annotations": ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"],
+    "candidates": ["seriesuid", "coordX", "coordY", "coordZ", "class"],
+}
+
+
+@dataclass(frozen=True)
+class PatchOptions:
+    """How patches are cut and split. Validates itself; :meth:`from_mapping` reads config.
+
+    ``min_negative_distance_mm`` is the margin kept between a sampled negative's centre and
+    every nodule's surface. The default, 16 mm, is half a default patch (32 voxels of 1 mm):
+    a nodule can reach at most the corners of a negative patch, so a negative is not a
+    shifted positive.
+    """
+
+    size: int = 32
+    spacing_mm: float = 1.0
+    negative_ratio: int = 3
+    min_negative_distance_mm: float = 16.0
+    train_fraction: float = 0.7
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    pad_hu: int = -1000
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("size", isinstance(self.size, int) and self.size >= 1, "an integer >= 1"),
+            ("spacing_mm", _positive(self.spacing_mm), "a number > 0"),
+            ("negative_ratio", isinstance(self.negative_ratio, int) and self.negative_ratio >= 0,
+             "an integer >= 0"),
+            ("min_negative_distance_mm", _positive(self.min_negative_distance_mm, allow_zero=True),
+             "a number >= 0"),
+            ("pad_hu", isinstance(self.pad_hu, int) and -32768 <= self.pad_hu <= 32767,
+             "an integer in the int16 range"),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"PatchOptions.{key} must be {expected}. "
+                                  f"Received: {key}={getattr(self, key)!r}.")
+        _check_fractions(self.fractions)
+
+    @property
+    def fractions(self) -> tuple[float, float, float]:
+        """``(train, val, test)`` fractions."""
+        return (self.train_fraction, self.val_fraction, self.test_fraction)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None, *, where: str = "patches"
+                     ) -> PatchOptions:
+        """Options from a config section (e.g. the ``patches:`` block of the YAML file)."""
+        return config.from_mapping(cls, values, where=where)
+
+
+def extract_patch(
+    volume: np.ndarray,
+    spacing_zyx: Sequence[float] | np.ndarray,
+    origin: Sequence[float] | np.ndarray,
+    direction: Sequence[float] | np.ndarray,
+    center_xyz: Sequence[float] | np.ndarray,
+    size: int,
+    spacing_mm: float,
+    pad_hu: int = -1000,
+) -> np.ndarray:
+    """A ``(size, size, size)`` int16 patch centred exactly on the world point ``center_xyz``.
+
+    Axes follow the volume's index axes at ``spacing_mm`` isotropic spacing; values are
+    trilinear (``map_coordinates`` order 1); samples outside the volume are ``pad_hu``.
+    Only the block of the volume under the patch is converted to float.
+    """
+    spacing = np.asarray(spacing_zyx, dtype=np.float64)
+    center = geometry.world_to_voxel(center_xyz, origin, spacing, direction)
+    steps = (np.arange(size) - (size - 1) / 2.0) * spacing_mm
+    axes = [center[a] + steps / spacing[a] for a in range(3)]
+    low = [max(int(math.floor(ax[0])), 0) for ax in axes]
+    high = [min(int(math.ceil(ax[-1])) + 1, volume.shape[a]) for a, ax in enumerate(axes)]
+    if any(lo >= hi for lo, hi in zip(low, high)):
+        return np.full((size, size, size), pad_hu, dtype=np.int16)
+    block = volume[low[0]:high[0], low[1]:high[1], low[2]:high[2]].astype(np.float32)
+    grid = np.meshgrid(*[ax - lo for ax, lo in zip(axes, low)], indexing="ij")
+    values = ndimage.map_coordinates(block, grid, order=1, mode="constant", cval=float(pad_hu))
+    return geometry.hu_to_int16(values)[0]
+
+
+def lung_mask(volume: np.ndarray, spacing_zyx: Sequence[float] | np.ndarray,
+              erosion_mm: float = 2.0) -> np.ndarray:
+    """Air inside the body: voxels below -400 HU, per slice, not connected to the slice border.
+
+    Slice by slice (the trachea joins the lungs to the top of the volume in 3-D), each air
+    region touching the in-plane border (air around the patient) is dropped, and the rest is
+    eroded in-plane by about ``erosion_mm`` so samples keep off the lung wall. Bowel gas
+    also counts; it is rare in a chest field of view.
+    """
+    spacing = np.asarray(spacing_zyx, dtype=np.float64)
+    iterations = max(1, int(math.ceil(erosion_mm / min(spacing[1], spacing[2]))))
+    mask = np.zeros(volume.shape, dtype=bool)
+    for k in range(volume.shape[0]):
+        air = volume[k] < LUNG_THRESHOLD_HU
+        labels, count = ndimage.label(air)
+        if count == 0:
+            continue
+        border = np.unique(np.concatenate(
+            [labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        inside = air & ~np.isin(labels, border)
+        mask[k] = ndimage.binary_erosion(inside, iterations=iterations)
+    return mask
+
+
+def sample_negatives(
+    volume: np.ndarray,
+    spacing_zyx: Sequence[float] | np.ndarray,
+    origin: Sequence[float] | np.ndarray,
+    direction: Sequence[float] | np.ndarray,
+    avoid: Sequence[tuple[Sequence[float], float]],
+    count: int,
+    rng: np.random.Generator,
+    *,
+    margin_mm: float = PatchOptions.min_negative_distance_mm,
+) -> list[tuple[float, float, float]]:
+    """Up to ``count`` world points (voxel centres) in the lungs, away from every nodule.
+
+    ``avoid`` holds ``(center_xyz, radius_mm)`` per nodule (radius 0 when unknown); a point
+    is kept when it is farther than ``radius_mm + margin_mm`` from every centre. Fewer
+    points are returned (and logged) when the lungs do not hold enough.
+    """
+    if count <= 0:
+        return []
+    mask = lung_mask(volume, spacing_zyx)
+    if not mask.any():
+        logger.warning("no lung voxels found; sampled 0 of %d negatives", count)
+        return []
+    bounds = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))
+              for a in range(3)]
+    low = np.array([b[0] for b in bounds])
+    high = np.array([b[-1] + 1 for b in bounds])
+    centers = np.array([c for c, _ in avoid], dtype=np.float64).reshape(-1, 3)
+    limits = np.array([r + margin_mm for _, r in avoid], dtype=np.float64)
+    chosen: dict[tuple[int, int, int], None] = {}
+    for _ in range(64):
+        index = rng.integers(low, high, size=(max(4 * count, 256), 3))
+        index = index[mask[index[:, 0], index[:, 1], index[:, 2]]]
+        world = geometry.voxel_to_world(index, origin, spacing_zyx, direction)
+        if len(centers):
+            distance = np.linalg.norm(world[:, None, :] - centers[None, :, :], axis=2)
+            index = index[np.all(distance > limits[None, :], axis=1)]
+        for zyx in map(tuple, index.tolist()):
+            chosen.setdefault(zyx, None)
+            if len(chosen) == count:
+                break
+        if len(chosen) == count:
+            break
+    if len(chosen) < count:
+        logger.warning("sampled %d of %d negatives: not enough lung far from nodules",
+                       len(chosen), count)
+    points = geometry.voxel_to_world(np.array(list(chosen), dtype=np.float64).reshape(-1, 3),
+                                     origin, spacing_zyx, direction)
+    return [(float(p[0]), float(p[1]), float(p[2])) for p in points]
+
+
+def assign_split(key: bytes | str, patient_id: str,
+                 fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> str:
+    """``"train"``, ``"val"`` or ``"test"`` for a patient, by HMAC-SHA256(key, patient_id).
+
+    The first 64 bits of the digest, as a fraction of 2**64, fall into the cumulative
+    ``fractions``; the same key and patient always give the same split.
+    """
+    _check_fractions(fractions)
+    key_bytes = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    if not key_bytes:
+        raise DeidKeyError("The split key is empty. Pass the de-identification key "
+                           "(SPARKDL_DEID_KEY) to assign_split.")
+    digest = hmac.new(key_bytes, b"sparkdl-split\x00" + patient_id.encode("utf-8"),
+                      hashlib.sha256).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2.0**64
+    cumulative = np.cumsum(fractions)
+    for name, bound in zip(SPLITS, cumulative):
+        if fraction < bound:
+            return name
+    return next(name for name, f in zip(reversed(SPLITS), reversed(fractions)) if f > 0)
+
+
+def make_patch_rows(
+    volume: Any, points: Sequence[Mapping[str, Any]], options: PatchOptions, key: bytes | str
+) -> tuple[list[dict[str, Any]], int]:
+    """Rows for ``sparkdl.schemas.patch_schema(options.size)``, and how many points were skipped.
+
+    ``volume`` is an :class:`~sparkdl.assembly.AssembledVolume`, a Row or a mapping with
+    ``volume, spacing, origin, direction, series_uid, patient_id``. Each point is a mapping
+    ``{center_xyz, label, malignancy, diameter_mm, source}`` (malignancy and diameter
+    optional, -1 when unknown). Points whose centre lies outside the volume are skipped.
+    """
+    array = np.asarray(_get(volume, "volume"))
+    spacing = np.asarray(_get(volume, "spacing"), dtype=np.float64)
+    origin = np.asarray(_get(volume, "origin"), dtype=np.float64)
+    direction = np.asarray(_get(volume, "direction"), dtype=np.float64).reshape(9)
+    series_uid, patient_id = str(_get(volume, "series_uid")), str(_get(volume, "patient_id"))
+    split = assign_split(key, patient_id, options.fractions)
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    skipped = 0
+    for point in points:
+        center = np.asarray(point["center_xyz"], dtype=np.float64).reshape(3)
+        label, source = int(point["label"]), str(point["source"])
+        malignancy = _optional(point.get("malignancy"), int)
+        if label not in (0, 1) or source not in SOURCES or malignancy not in (-1, 0, 1):
+            raise InputError(f"Invalid point for series {series_uid}: label must be 0 or 1, "
+                             f"source one of {SOURCES}, malignancy -1, 0 or 1. Received: "
+                             f"label={label!r}, source={source!r}, malignancy={malignancy!r}")
+        if not geometry.is_inside(geometry.world_to_voxel(center, origin, spacing, direction),
+                                  array.shape):
+            skipped += 1
+            continue
+        text = f"{series_uid}|{source}|{label}|" + "|".join(f"{v:.3f}" for v in center)
+        patch_id = f"{series_uid}.{source[0]}{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+        seen[patch_id] = seen.get(patch_id, -1) + 1
+        if seen[patch_id]:
+            patch_id += f"-{seen[patch_id]}"
+        rows.append({
+            "patch_id": patch_id,
+            "series_uid": series_uid,
+            "patient_id": patient_id,
+            "patch": extract_patch(array, spacing, origin, direction, center, options.size,
+                                   options.spacing_mm, options.pad_hu),
+            "label": label,
+            "malignancy": malignancy,
+            "diameter_mm": float(_optional(point.get("diameter_mm"), float)),
+            "center": center,
+            "source": source,
+            "split": split,
+        })
+    if skipped:
+        logger.warning("series %s: %d points outside the volume skipped", series_uid, skipped)
+    return rows, skipped
+
+
+def read_points_csv(path_or_file: str | Path | IO[str],
+                    kind: Literal["annotations", "candidates"]) -> pd.DataFrame:
+    """Read a LUNA16 ``annotations.csv`` or ``candidates.csv`` (world LPS mm coordinates).
+
+    annotations: ``seriesuid,coordX,coordY,coordZ,diameter_mm[,malignancy]`` (malignancy
+    1/0/-1, filled with -1 when absent); candidates: ``seriesuid,coordX,coordY,coordZ,class``.
+    """
+    if kind not in _COLUMNS:
+        raise ConfigError(f"kind must be 'annotations' or 'candidates'. Received: {kind!r}")
+    name = str(getattr(path_or_file, "name", path_or_file))
+    try:
+        frame = pd.read_csv(path_or_file, dtype={"seriesuid": str}, skipinitialspace=True)
+    except FileNotFoundError as exc:
+        raise InputError(f"{kind} file not found: {name}. Pass an existing CSV.") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(f"{kind} file {name} is empty; expected a header "
+                         f"{','.join(_COLUMNS[kind])}.") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in _COLUMNS[kind] if c not in frame.columns]
+    if missing:
+        raise InputError(f"{kind} file {name} lacks column(s) {missing}. Found: "
+                         f"{list(frame.columns)}. Expected the LUNA16 header "
+                         f"{','.join(_COLUMNS[kind])}.")
+    numeric = _COLUMNS[kind][1:] + (["malignancy"] if "malignancy" in frame.columns else [])
+    for column in numeric:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() if column != "malignancy" else values.isna() & frame[column].notna()
+        if bad.any():
+            raise InputError(f"{kind} file {name}: column {column} holds {int(bad.sum())} "
+                             f"non-numeric value(s), first on data line {int(bad.idxmax()) + 1}.")
+        frame[column] = values
+    if kind == "annotations":
+        if "malignancy" not in frame.columns:
+            frame["malignancy"] = -1
+        frame["malignancy"] = frame["malignancy"].fillna(-1).astype(int)
+        allowed, column = {-1, 0, 1}, "malignancy"
+    else:
+        frame["class"] = frame["class"].astype(int)
+        allowed, column = {0, 1}, "class"
+    if not set(frame[column].unique()) <= allowed:
+        raise InputError(f"{kind} file {name}: column {column} must hold {sorted(allowed)}. "
+                         f"Received: {sorted(set(frame[column].unique()) - allowed)}.")
+    return frame
+
+
+def points_from_frame(frame: pd.DataFrame, kind: Literal["annotations", "candidates"]
+                      ) -> list[dict[str, Any]]:
+    """Point dicts for :func:`make_patch_rows` from rows of :func:`read_points_csv`."""
+    points = []
+    for row in frame.to_dict("records"):
+        center = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
+        if kind == "annotations":
+            points.append({"center_xyz": center, "label": 1, "source": "annotation",
+                           "malignancy": int(row["malignancy"]),
+                           "diameter_mm": float(row["diameter_mm"])})
+        else:
+            points.append({"center_xyz": center, "label": int(row["class"]),
+                           "source": "candidate", "malignancy": -1, "diameter_mm": -1.0})
+    return points
+
+
+def series_rng(series_uid: str, seed: int = 0) -> np.random.Generator:
+    """A random generator determined by the series and a seed: same draws on any executor."""
+    digest = hashlib.sha256(f"{seed}:{series_uid}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj[name] if isinstance(obj, Mapping) else getattr(obj, name)
+
+
+def _optional(value: Any, kind: type) -> Any:
+    """``value`` as ``kind``, or -1 when it is None or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return kind(-1)
+    return kind(value)
+
+
+def _positive(value: object, allow_zero: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value >= 0 if allow_zero else value > 0
+
+
+def _check_fractions(fractions: Sequence[float]) -> None:
+    if len(fractions) != 3 or any(not _positive(f, allow_zero=True) for f in fractions) \
+            or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError("Split fractions (train_fraction, val_fraction, test_fraction) must "
+                          f"be three numbers >= 0 summing to 1. Received: {tuple(fractions)}.")
