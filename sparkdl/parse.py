@@ -1,0 +1,255 @@
+"""One DICOM unit in, one outcome out: an accepted, de-identified instance or a reject reason.
+
+Runs on executors, one call per file or archive member. Nothing here raises for bad input:
+every problem becomes a stable reason code (see :data:`REASONS`) and a short detail.
+Details may quote header values, which is why rejected rows live under ``_restricted/``;
+they are never logged.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from .archives import Limits
+from .deid import DeidOptions, burned_in_reason, deidentify
+
+logger = logging.getLogger(__name__)
+
+#: Stable reject codes and what they mean (README "Rejected inputs").
+REASONS = {
+    "empty_file": "zero bytes",
+    "not_dicom": "no DICOM preamble/prefix and not a readable raw DICOM dataset",
+    "parse_error": "the DICOM stream could not be parsed (truncated or corrupt header)",
+    "dicomdir": "a DICOMDIR media directory, not an instance",
+    "missing_required_tag": "a Type 1 identifying or image attribute is missing",
+    "missing_pixel_data": "an Image Storage SOP class without (7FE0,0010) Pixel Data",
+    "declared_size_too_large": "Rows x Columns x NumberOfFrames x SamplesPerPixel over limits.max_pixels",
+    "truncated_pixel_data": "fewer Pixel Data bytes than the header declares",
+    "unsupported_transfer_syntax": "no permissively licensed decoder for the transfer syntax",
+    "pixel_decode_error": "the pixel data could not be decoded",
+    "burned_in_annotation": "BurnedInAnnotation is YES",
+    "secondary_capture": "secondary capture: may carry burned-in text",
+    "screen_save": "screen save: may carry burned-in text",
+    "dose_report": "dose report: may carry burned-in text",
+    "duplicate_instance": "the same SOPInstanceUID was already cataloged from another input",
+    "symlink": "symbolic link: not followed",
+    "file_too_large": "over limits.max_file_bytes",
+    "corrupt_archive": "the archive (or its remainder) could not be read",
+    "corrupt_archive_member": "an archive member could not be read",
+    "unsafe_member_path": "archive member with an absolute or ../ path",
+    "not_regular_member": "archive member that is a link or special file",
+    "archive_bomb": "archive member over the size or compression-ratio caps",
+    "read_error": "the input could not be read",
+}
+
+_REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A de-identified instance: catalog fields, and pixels when it may join a CT volume."""
+
+    fields: dict[str, Any]
+    pixels: bytes | None
+    pixel_dtype: str | None
+    dicom_bytes: bytes | None
+
+
+def process_instance(data: bytes, key: bytes, deid: DeidOptions, limits: Limits,
+                     export_dicom: bool) -> Accepted | Rejected:
+    """Parse, check, de-identify and describe one DICOM unit."""
+    if not data:
+        return Rejected("empty_file", "0 bytes")
+    try:
+        ds = _read(data)
+        if isinstance(ds, Rejected):
+            return ds
+        problem = _check(ds, deid, limits)
+        if problem is not None:
+            return problem
+        volume_candidate = _is_volume_candidate(ds)
+        pixels, dtype = (None, None)
+        if volume_candidate:
+            decoded = _decode_pixels(ds)
+            if isinstance(decoded, Rejected):
+                return decoded
+            pixels, dtype = decoded.tobytes(), decoded.dtype.str
+        result = deidentify(ds, key, deid)
+        fields = catalog_fields(ds, result.date_offset_days)
+        fields["header_json"] = header_json(ds)
+        dicom_bytes = _to_bytes(ds) if export_dicom else None
+        return Accepted(fields, pixels, dtype, dicom_bytes)
+    except Exception as err:  # noqa: BLE001 - bad input must never crash the job
+        return Rejected("parse_error", _describe_error(err))
+
+
+def _describe_error(err: Exception) -> str:
+    """The error type and the tags it names: pydicom messages can quote values (PHI)."""
+    tags = sorted(set(re.findall(r"\([0-9A-Fa-f]{4}, ?[0-9A-Fa-f]{4}\)", str(err))))
+    return type(err).__name__ + (f" at {', '.join(tags)}" if tags else "")
+
+
+def _read(data: bytes) -> Dataset | Rejected:
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError:
+        # Old systems write raw datasets without preamble/DICM; accept only if it really is one.
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+                return Rejected("not_dicom", "no DICM prefix and no SOP identification")
+            str(ds.SOPInstanceUID)
+        except Exception:  # noqa: BLE001
+            return Rejected("not_dicom", "no DICM prefix and not a raw DICOM dataset")
+    return ds
+
+
+def _check(ds: Dataset, deid: DeidOptions, limits: Limits) -> Rejected | None:
+    meta_class = getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", "")
+    if str(meta_class) == _DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
+        return Rejected("dicomdir", "media storage directory (DICOMDIR)")
+    missing = [kw for kw in _REQUIRED if not str(ds.get(kw, "") or "").strip()]
+    if missing:
+        return Rejected("missing_required_tag", "missing " + ", ".join(missing))
+    if deid.reject_burned_in:
+        reason = burned_in_reason(ds)
+        if reason:
+            return Rejected(reason, f"SOP class {UID(str(ds.SOPClassUID)).name}")
+    sop_class = UID(str(ds.SOPClassUID))
+    has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+    if not has_pixels:
+        if sop_class.name.endswith("Image Storage"):
+            return Rejected("missing_pixel_data", f"{sop_class.name} without Pixel Data")
+        return None
+    missing = [kw for kw in ("Rows", "Columns", "BitsAllocated") if not ds.get(kw)]
+    if missing:
+        return Rejected("missing_required_tag", "missing " + ", ".join(missing))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    declared = int(ds.Rows) * int(ds.Columns) * frames * int(ds.get("SamplesPerPixel", 1) or 1)
+    if declared > limits.max_pixels:
+        return Rejected("declared_size_too_large", f"{declared} pixels > limits.max_pixels")
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if "PixelData" in ds and (syntax is None or not UID(str(syntax)).is_compressed):
+        expected = declared * int(ds.BitsAllocated) // 8
+        actual = len(ds.PixelData)
+        if actual < expected:
+            return Rejected("truncated_pixel_data", f"{actual} of {expected} bytes")
+    return None
+
+
+def _is_volume_candidate(ds: Dataset) -> bool:
+    """CT slices with geometry and one frame: the instances series assembly needs pixels of."""
+    return (
+        str(ds.get("Modality", "")).upper() == "CT"
+        and "PixelData" in ds
+        and "ImagePositionPatient" in ds
+        and "ImageOrientationPatient" in ds
+        and int(ds.get("NumberOfFrames", 1) or 1) == 1
+    )
+
+
+def _decode_pixels(ds: Dataset) -> np.ndarray | Rejected:
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+    try:
+        pixels = ds.pixel_array
+    except (NotImplementedError, RuntimeError) as err:
+        if syntax.is_compressed:
+            return Rejected("unsupported_transfer_syntax", f"{syntax.name} ({syntax}): {str(err)[:120]}")
+        return Rejected("pixel_decode_error", f"{syntax.name}: {_describe_error(err)}")
+    except Exception as err:  # noqa: BLE001
+        return Rejected("pixel_decode_error", f"{syntax.name}: {_describe_error(err)}")
+    if pixels.ndim != 2:
+        return Rejected("pixel_decode_error", f"expected one 2-D frame, got shape {pixels.shape}")
+    return np.ascontiguousarray(pixels)
+
+
+def _floats(value: Any) -> list[float] | None:
+    if value is None or value == "":
+        return None
+    try:
+        values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    values = _floats(value)
+    return values[0] if values else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def catalog_fields(ds: Dataset, date_offset_days: int | None) -> dict[str, Any]:
+    """Typed catalog columns from a de-identified dataset (DICOM keywords as column names)."""
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    image_type = ds.get("ImageType")
+    return {
+        "sop_uid": str(ds.SOPInstanceUID),
+        "series_uid": str(ds.SeriesInstanceUID),
+        "study_uid": str(ds.StudyInstanceUID),
+        "patient_id": str(ds.get("PatientID", "")),
+        "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")) or None,
+        "SOPClassUID": str(ds.SOPClassUID),
+        "sop_class_name": UID(str(ds.SOPClassUID)).name,
+        "TransferSyntaxUID": str(syntax) if syntax else None,
+        "Modality": str(ds.get("Modality", "")) or None,
+        "BodyPartExamined": str(ds.get("BodyPartExamined", "")) or None,
+        "Manufacturer": str(ds.get("Manufacturer", "")) or None,
+        "StudyDate": str(ds.get("StudyDate", "")) or None,
+        "SeriesNumber": _int(ds.get("SeriesNumber")),
+        "InstanceNumber": _int(ds.get("InstanceNumber")),
+        "AcquisitionNumber": _int(ds.get("AcquisitionNumber")),
+        "ImageType": [str(v) for v in image_type] if image_type is not None and not isinstance(image_type, str) else ([str(image_type)] if image_type else []),
+        "Rows": _int(ds.get("Rows")),
+        "Columns": _int(ds.get("Columns")),
+        "NumberOfFrames": _int(ds.get("NumberOfFrames")),
+        "BitsStored": _int(ds.get("BitsStored")),
+        "PixelRepresentation": _int(ds.get("PixelRepresentation")),
+        "ImagePositionPatient": _floats(ds.get("ImagePositionPatient")),
+        "ImageOrientationPatient": _floats(ds.get("ImageOrientationPatient")),
+        "PixelSpacing": _floats(ds.get("PixelSpacing")),
+        "SliceThickness": _float(ds.get("SliceThickness")),
+        "GantryDetectorTilt": _float(ds.get("GantryDetectorTilt")),
+        "RescaleSlope": _float(ds.get("RescaleSlope")),
+        "RescaleIntercept": _float(ds.get("RescaleIntercept")),
+        "KVP": _float(ds.get("KVP")),
+        "date_offset_applied": date_offset_days is not None and date_offset_days != 0,
+    }
+
+
+def header_json(ds: Dataset) -> str:
+    """The de-identified header as DICOM JSON (PS3.18 F.2), without the pixel data."""
+    header = Dataset()
+    for element in ds:
+        if element.tag not in (0x7FE00010, 0x7FE00008, 0x7FE00009):
+            header.add(element)
+    return header.to_json(bulk_data_threshold=4096, bulk_data_element_handler=lambda _: "omitted")
+
+
+def _to_bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

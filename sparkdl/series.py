@@ -1,0 +1,215 @@
+"""Spark glue around the pure series code: volumes, patches and DICOM export.
+
+The array work lives in :mod:`sparkdl.assembly` and :mod:`sparkdl.patches`; this module only
+groups records by series on the executors, writes Petastorm datasets and returns the small
+per-instance outcomes to the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StringType, StructField, StructType
+
+from .assembly import VolumeOptions, assemble_series
+from .deid import remap_uid
+from .patches import PatchOptions, make_patch_rows, read_points_csv, sample_negatives, series_rng
+from .schemas import PARQUET_COMPRESSION, VolumeSchema, patch_schema
+from .storage import join, to_url, write_bytes
+
+logger = logging.getLogger(__name__)
+
+_SLICE_COLUMNS = [
+    "sop_uid", "series_uid", "study_uid", "patient_id", "frame_of_reference_uid",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
+    "RescaleSlope", "RescaleIntercept", "ImageType", "SliceThickness", "AcquisitionNumber",
+    "InstanceNumber", "GantryDetectorTilt", "NumberOfFrames", "pixels", "pixel_dtype",
+]
+
+OUTCOME_SCHEMA = StructType([
+    StructField("sop_uid", StringType(), False),
+    StructField("volume_id", StringType()),
+    StructField("volume_status", StringType()),
+    StructField("volume_reason", StringType()),
+])
+
+#: Petastorm row-group sizes: about one CT volume, or a few dozen 32³ patches, per group.
+VOLUME_ROW_GROUP_MB = 64
+PATCH_ROW_GROUP_MB = 2
+
+
+def build_volumes(spark: SparkSession, accepted: DataFrame, options: VolumeOptions,
+                  url: str) -> tuple[DataFrame | None, DataFrame]:
+    """Assemble every CT series into HU volumes written to ``url`` (Petastorm).
+
+    Returns the volumes DataFrame that was written (None when there was no volume) and one
+    outcome row per CT instance (``volume_id``, ``volume_status``, ``volume_reason``).
+    """
+    slices = accepted.filter(accepted.pixels.isNotNull()).select(*_SLICE_COLUMNS)
+    results = (
+        slices.rdd.map(lambda row: (row["series_uid"], row.asDict()))
+        .groupByKey()
+        .flatMap(lambda kv: _assemble(kv[1], options))
+        .persist(StorageLevel.DISK_ONLY)
+    )
+    outcomes = spark.createDataFrame(
+        results.filter(lambda r: r[0] == "outcome").map(lambda r: r[1]), OUTCOME_SCHEMA
+    )
+    outcomes = spark.createDataFrame(outcomes.collect(), OUTCOME_SCHEMA)  # small; frees `results`
+    volume_rows = results.filter(lambda r: r[0] == "volume").map(lambda r: r[1])
+    written = None
+    if not volume_rows.isEmpty():
+        written = _write_petastorm(spark, volume_rows, VolumeSchema, url, VOLUME_ROW_GROUP_MB)
+    results.unpersist()
+    return written, outcomes
+
+
+def _assemble(rows: Iterable[dict[str, Any]], options: VolumeOptions) -> Iterator[tuple[str, Any]]:
+    records = []
+    for row in rows:
+        record = dict(row)
+        pixels = np.frombuffer(record.pop("pixels"), dtype=np.dtype(record.pop("pixel_dtype")))
+        record["pixels"] = pixels.reshape(int(record["Rows"]), int(record["Columns"]))
+        records.append(record)
+    result = assemble_series(records, options)
+    for volume in result.volumes:
+        yield "volume", volume.to_row()
+    for sop_uid, outcome in result.instances.items():
+        yield "outcome", (sop_uid, outcome.volume_id, outcome.status, outcome.reason)
+
+
+def _write_petastorm(spark: SparkSession, rows: Any, schema: Any, url: str,
+                     row_group_mb: int, num_files: int | None = None) -> DataFrame:
+    from petastorm.etl.dataset_metadata import materialize_dataset
+    from petastorm.unischema import dict_to_spark_row
+
+    url = to_url(url)
+    frame = spark.createDataFrame(rows.map(lambda d: dict_to_spark_row(schema, d)),
+                                  schema.as_spark_schema())
+    if num_files is not None:
+        frame = frame.repartition(num_files)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")
+        with materialize_dataset(spark, url, schema, row_group_mb):
+            frame.write.mode("overwrite").option("compression", PARQUET_COMPRESSION).parquet(url)
+    return spark.read.parquet(url)
+
+
+def _load_points(annotations: str | None, candidates: str | None, key: bytes) -> dict[str, list[dict[str, Any]]]:
+    """Annotated and candidate points per pseudonymous series UID.
+
+    Positives come from annotations (with diameter and malignancy); candidates add their
+    negatives, and their positives only where no annotation lies within its radius.
+    """
+    points: dict[str, list[dict[str, Any]]] = {}
+    if annotations:
+        for rec in read_points_csv(annotations, "annotations").to_dict("records"):
+            malignancy = rec.get("malignancy", -1)
+            points.setdefault(remap_uid(key, str(rec["seriesuid"])), []).append({
+                "center_xyz": (float(rec["coordX"]), float(rec["coordY"]), float(rec["coordZ"])),
+                "label": 1, "diameter_mm": float(rec["diameter_mm"]),
+                "malignancy": int(malignancy) if malignancy == malignancy else -1,
+                "source": "annotation",
+            })
+    if candidates:
+        for rec in read_points_csv(candidates, "candidates").to_dict("records"):
+            series = remap_uid(key, str(rec["seriesuid"]))
+            center = np.array([rec["coordX"], rec["coordY"], rec["coordZ"]], dtype=float)
+            label = int(rec["class"])
+            if label == 1 and any(
+                p["source"] == "annotation"
+                and np.linalg.norm(center - np.array(p["center_xyz"])) <= max(p["diameter_mm"] / 2, 3.0)
+                for p in points.get(series, [])
+            ):
+                continue
+            points.setdefault(series, []).append({
+                "center_xyz": tuple(center.tolist()), "label": label, "diameter_mm": -1.0,
+                "malignancy": -1, "source": "candidate",
+            })
+    return points
+
+
+def build_patches(spark: SparkSession, volumes_url: str, annotations: str | None,
+                  candidates: str | None, options: PatchOptions, key: bytes, url: str) -> dict[str, Any]:
+    """Cut patches around annotated/candidate points of every volume into ``url`` (Petastorm)."""
+    points = _load_points(annotations, candidates, key)
+    sample_negatives = candidates is None
+    schema = patch_schema(options.size)
+    volumes_path = to_url(volumes_url)
+    try:
+        volumes = spark.read.parquet(volumes_path)
+    except Exception:  # noqa: BLE001 - no volume was assembled
+        return {"patches": 0, "points_without_volume": sum(len(p) for p in points.values())}
+    known = {r["series_uid"] for r in volumes.select("series_uid").distinct().collect()}
+    shared = spark.sparkContext.broadcast(points)
+    results = volumes.rdd.flatMap(
+        lambda row: _patches_of(row.asDict(), shared.value.get(row["series_uid"], []),
+                                options, key, sample_negatives)
+    ).persist(StorageLevel.DISK_ONLY)
+    rows = results.filter(lambda r: r[0] == "row").map(lambda r: r[1])
+    skipped = results.filter(lambda r: r[0] == "skipped").map(lambda r: r[1]).sum()
+    counts = Counter(results.filter(lambda r: r[0] == "row")
+                     .map(lambda r: (r[1]["split"], int(r[1]["label"]))).collect())
+    total = sum(counts.values())
+    if total:
+        num_files = max(1, min(8, total // 256))
+        _write_petastorm(spark, rows, schema, url, PATCH_ROW_GROUP_MB, num_files=num_files)
+    results.unpersist()
+    shared.unpersist()
+    return {
+        "patches": total,
+        "by_split_label": {f"{split}/{label}": n for (split, label), n in sorted(counts.items())},
+        "points_outside_volume": int(skipped),
+        "points_without_volume": sum(len(p) for s, p in points.items() if s not in known),
+    }
+
+
+def _patches_of(volume_row: dict[str, Any], points: list[dict[str, Any]], options: PatchOptions,
+                key: bytes, sample_negatives: bool) -> Iterator[tuple[str, Any]]:
+    codec_fields = VolumeSchema.fields
+    decoded = {
+        name: (codec_fields[name].codec.decode(codec_fields[name], value)
+               if codec_fields[name].codec is not None and isinstance(value, (bytes, bytearray)) else value)
+        for name, value in volume_row.items()
+    }
+    if sample_negatives:
+        points = list(points) + _sampled_negatives(decoded, points, options)
+    rows, skipped = make_patch_rows(decoded, points, options, key)
+    for row in rows:
+        yield "row", row
+    yield "skipped", skipped
+
+
+def _sampled_negatives(volume: dict[str, Any], points: list[dict[str, Any]],
+                       options: PatchOptions) -> list[dict[str, Any]]:
+    """Without a candidates file: ``negative_ratio`` lung points per nodule, away from all."""
+    positives = [p for p in points if p["label"] == 1]
+    if not positives:
+        return []
+    avoid = [(p["center_xyz"], max(float(p.get("diameter_mm", -1)), 0.0) / 2) for p in positives]
+    centers = sample_negatives(volume["volume"], volume["spacing"], volume["origin"],
+                               volume["direction"], avoid, options.negative_ratio * len(positives),
+                               series_rng(str(volume["series_uid"])),
+                               margin_mm=options.min_negative_distance_mm)
+    return [{"center_xyz": c, "label": 0, "malignancy": -1, "diameter_mm": -1.0, "source": "sampled"}
+            for c in centers]
+
+
+def export_dicom(accepted: DataFrame, url: str) -> None:
+    """Write each de-identified instance as ``dicom/<patient>/<study>/<series>/<sop>.dcm``."""
+    base = url
+
+    def write(rows: Iterable[Any]) -> None:
+        for row in rows:
+            path = join(base, row["patient_id"], row["study_uid"], row["series_uid"], row["sop_uid"] + ".dcm")
+            write_bytes(path, row["dicom_bytes"])
+
+    accepted.select("patient_id", "study_uid", "series_uid", "sop_uid", "dicom_bytes") \
+        .foreachPartition(write)
