@@ -1,0 +1,25 @@
+"""Synthetic chest-CT cohorts: DICOM with nodules, fake PHI and LUNA16-style labels.
+
+``synthesize_cohort`` backs ``sparkdl synth``; the records it returns tell tests what was
+written where (series variants, nodule ground truth).
+"""
+
+from sparkdl.synth.cohort import (
+    ANNOTATION_COLUMNS,
+    CANDIDATE_COLUMNS,
+    CohortSummary,
+    NoduleRecord,
+    SeriesRecord,
+    synthesize_cohort,
+)
+from sparkdl.synth.variants import VARIANTS
+
+__all__ = [
+    "ANNOTATION_COLUMNS",
+    "CANDIDATE_COLUMNS",
+    "VARIANTS",
+    "CohortSummary",
+    "NoduleRecord",
+    "SeriesRecord",
+    "synthesize_cohort",
+]

@@ -1,0 +1,269 @@
+"""``synthesize_cohort``: a synthetic chest-CT archive with nodules, PHI-laden headers and
+LUNA16-style labels, laid out the way hospital exports arrive (nested random folders, or
+zip / tar / tar.gz archives).
+
+Layout of ``out_dir``::
+
+    dicom/            only DICOM: loose files, or .zip / .tar / .tar.gz archives of them
+    annotations.csv   seriesuid,coordX,coordY,coordZ,diameter_mm,malignancy   (world mm, LPS)
+    candidates.csv    seriesuid,coordX,coordY,coordZ,class
+    phi.json          every fake PHI string written into the headers (for leak scans)
+
+Each patient is drawn from its own seed sequence ``(seed, patient index)``, so patient ``i``
+is the same in a cohort of 5 and of 50 (apart from the variants assigned to its series).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydicom.uid import ExplicitVRLittleEndian
+
+from sparkdl.errors import ConfigError, InputError
+from sparkdl.synth import dicom_writer as dw
+from sparkdl.synth.archive import ArchiveWriter
+from sparkdl.synth.identity import make_identity, phi_strings
+from sparkdl.synth.part10 import encode
+from sparkdl.synth.phantom import (
+    Grid,
+    Phantom,
+    add_noise,
+    make_phantom,
+    render_hu,
+    sample_negatives,
+)
+from sparkdl.synth.variants import (
+    VARIANTS,
+    draw_sampling,
+    make_series_spec,
+    to_stored,
+    voxel_half_diagonal,
+)
+
+logger = logging.getLogger(__name__)
+
+ArchiveKind = Literal["none", "zip", "tar"]
+SeriesKind = Literal["axial_ct", "localizer", "dose_report", "structured_report"]
+
+ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm", "malignancy")
+CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    """One written series: its original SeriesInstanceUID and what it is."""
+
+    series_uid: str
+    patient_index: int
+    kind: SeriesKind
+    variant: str  # a name from VARIANTS for axial CT, else the kind
+    num_instances: int
+    transfer_syntax_uid: str
+
+
+@dataclass(frozen=True)
+class NoduleRecord:
+    """One annotation row, with the ground truth the CSV does not carry."""
+
+    series_uid: str
+    patient_index: int
+    center_mm: tuple[float, float, float]
+    diameter_mm: float
+    malignancy: int
+    texture: str  # solid, part_solid, ground_glass
+    margin: str  # smooth, lobulated, spiculated
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """What :func:`synthesize_cohort` wrote. ``num_series`` counts the axial CT series (the
+    ones ingest should turn into volumes); ``num_files`` counts every DICOM instance, loose
+    or inside an archive; ``num_nodules`` counts annotation rows (one per nodule per series)."""
+
+    out_dir: Path
+    dicom_dir: Path
+    annotations_csv: Path
+    candidates_csv: Path
+    phi_json: Path
+    archive: ArchiveKind
+    num_patients: int
+    num_series: int
+    num_other_series: int
+    num_files: int
+    num_archives: int
+    num_nodules: int
+    num_candidates: int
+    series: tuple[SeriesRecord, ...] = field(repr=False)
+    nodules: tuple[NoduleRecord, ...] = field(repr=False)
+
+
+@dataclass
+class _Patient:
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (series key, file bytes)
+    series: list[SeriesRecord] = field(default_factory=list)
+    nodules: list[NoduleRecord] = field(default_factory=list)
+    candidates: list[tuple[str, float, float, float, int]] = field(default_factory=list)
+    phi: list[str] = field(default_factory=list)
+
+
+def synthesize_cohort(out_dir: str | Path, *, num_patients: int = 10, seed: int = 0,
+                      archive: ArchiveKind = "none", image_size: int = 128) -> CohortSummary:
+    """Write a synthetic chest-CT cohort to ``out_dir`` (see the module docstring).
+
+    Any cohort of 7 or more patients holds every variant in ``VARIANTS`` at least once: the
+    first series cycle through them, later ones draw at random. Patient 0 always has two axial
+    series, a localizer, a dose-report Secondary Capture and a Comprehensive SR; others have
+    them at random. The same arguments write the same bytes.
+    """
+    if num_patients < 1:
+        raise ConfigError(f"num_patients must be at least 1. Received: num_patients={num_patients}")
+    if seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer. Received: seed={seed}")
+    if archive not in ("none", "zip", "tar"):
+        raise ConfigError(f"archive must be one of none, zip, tar. Received: archive={archive!r}")
+    if not 32 <= image_size <= 1024:
+        raise ConfigError(f"image_size must be between 32 and 1024. Received: {image_size}")
+    out = Path(out_dir)
+    dicom_dir = out / "dicom"
+    if dicom_dir.exists() and any(dicom_dir.iterdir()):
+        raise InputError(f"{dicom_dir} already holds files; synthesize into an empty or new "
+                         "directory so the cohort is not mixed with another one")
+    dicom_dir.mkdir(parents=True, exist_ok=True)
+
+    # Separate streams, so the packaging never changes the content and vice versa.
+    cohort_rng, names_rng, archives_rng = (
+        np.random.default_rng(np.random.SeedSequence([seed, stream])) for stream in (2, 3, 4))
+    writer = ArchiveWriter(dicom_dir, archive, num_patients, names_rng, archives_rng)
+    records: list[SeriesRecord] = []
+    nodules: list[NoduleRecord] = []
+    candidates: list[tuple[str, float, float, float, int]] = []
+    phi: set[str] = set()
+    num_files = 0
+    for index in range(num_patients):
+        num_axial_before = sum(r.kind == "axial_ct" for r in records)
+        patient = _synthesize_patient(seed, index, image_size, num_axial_before, cohort_rng)
+        writer.add_patient(index, patient.files)
+        num_files += len(patient.files)
+        records += patient.series
+        nodules += patient.nodules
+        candidates += patient.candidates
+        phi.update(patient.phi)
+        logger.info("synthetic patient %d: %d series, %d files", index, len(patient.series),
+                    len(patient.files))
+    num_archives = writer.close()
+
+    annotations_csv, candidates_csv, phi_json = (out / "annotations.csv", out / "candidates.csv",
+                                                 out / "phi.json")
+    _write_csv(annotations_csv, ANNOTATION_COLUMNS,
+               [(n.series_uid, *(f"{v:.3f}" for v in n.center_mm), f"{n.diameter_mm:.2f}",
+                 n.malignancy) for n in nodules])
+    _write_csv(candidates_csv, CANDIDATE_COLUMNS,
+               [(uid, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", label)
+                for uid, x, y, z, label in candidates])
+    phi_json.write_text(json.dumps(sorted(phi), ensure_ascii=False, indent=1) + "\n",
+                        encoding="utf-8")
+    axial = [r for r in records if r.kind == "axial_ct"]
+    return CohortSummary(
+        out_dir=out, dicom_dir=dicom_dir, annotations_csv=annotations_csv,
+        candidates_csv=candidates_csv, phi_json=phi_json, archive=archive,
+        num_patients=num_patients, num_series=len(axial),
+        num_other_series=len(records) - len(axial), num_files=num_files,
+        num_archives=num_archives, num_nodules=len(nodules), num_candidates=len(candidates),
+        series=tuple(records), nodules=tuple(nodules))
+
+
+def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(header)
+        out.writerows(rows)
+
+
+def _synthesize_patient(seed: int, index: int, image_size: int, axial_before: int,
+                        cohort_rng: np.random.Generator) -> _Patient:
+    plan, who, anatomy, geometry, noise, extras = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1, index]).spawn(6))
+    num_axial = 2 if index == 0 else 1 + int(plan.uniform() < 0.25)
+    with_localizer = index == 0 or plan.uniform() < 0.5
+    with_dose_report = index == 0 or plan.uniform() < 0.4
+    with_report = index == 0 or plan.uniform() < 0.4
+    num_nodules = int(plan.integers(1, 4))
+    variants = []
+    for j in range(num_axial):
+        n = axial_before + j
+        variants.append(VARIANTS[n] if n < len(VARIANTS)
+                        else str(cohort_rng.choice(VARIANTS)))
+
+    identity = make_identity(who)
+    ctx = dw.study_context(seed, index, identity, who)
+    samplings = [draw_sampling(geometry, v, image_size) for v in variants]
+    min_radius = 1.1 * max(voxel_half_diagonal(*s) for s in samplings)
+    phantom = make_phantom(anatomy, min_nodule_radius_mm=min_radius, num_nodules=num_nodules)
+    negatives_per_nodule = [int(anatomy.integers(3, 6)) for _ in phantom.nodules]
+    num_negatives = sum(negatives_per_nodule)
+    negatives = sample_negatives(anatomy, phantom, num_negatives - num_negatives // 2,
+                                 num_negatives // 2)
+    patient = _Patient(phi=phi_strings(identity, with_report=with_report))
+
+    for j, (variant, sampling) in enumerate(zip(variants, samplings)):
+        number = j + 1
+        series_uid = dw.make_uid(seed, index, number, "series")
+        spec = make_series_spec(geometry, variant, image_size=image_size, sampling=sampling,
+                                body_center=phantom.center, lung_z_range=phantom.lung_z_range)
+        stored = to_stored(add_noise(render_hu(phantom, spec.grid), noise, spec.noise_hu), spec)
+        patient.files += [(series_uid, data)
+                          for data in dw.ct_series_files(ctx, spec, series_uid, number, stored)]
+        patient.series.append(SeriesRecord(series_uid, index, "axial_ct", variant,
+                                           spec.num_slices, spec.transfer_syntax_uid))
+        for n in phantom.nodules:
+            patient.nodules.append(NoduleRecord(series_uid, index, n.center, n.diameter_mm,
+                                                int(n.malignant), n.texture, n.margin))
+        rows = [(series_uid, *n.center, 1) for n in phantom.nodules]
+        rows += [(series_uid, *p, 0) for p in negatives]
+        patient.candidates += [rows[i] for i in extras.permutation(len(rows))]
+
+    number = num_axial
+    if with_localizer:
+        number += 1
+        uid = dw.make_uid(seed, index, number, "series")
+        views = _localizer_grids(phantom, image_size)[: 1 + int(extras.uniform() < 0.5)]
+        for i, grid in enumerate(views):
+            hu = add_noise(render_hu(phantom, grid), noise, 10.0)[0]
+            patient.files.append((uid, encode(dw.localizer_image(ctx, uid, number, i, grid, hu))))
+        patient.series.append(SeriesRecord(uid, index, "localizer", "localizer", len(views),
+                                           ExplicitVRLittleEndian))
+    if with_dose_report:
+        number += 1
+        uid = dw.make_uid(seed, index, number, "series")
+        patient.files.append((uid, encode(dw.dose_report(ctx, uid, number, extras))))
+        patient.series.append(SeriesRecord(uid, index, "dose_report", "dose_report", 1,
+                                           ExplicitVRLittleEndian))
+    if with_report:
+        number += 1
+        uid = dw.make_uid(seed, index, number, "series")
+        patient.files.append((uid, encode(dw.structured_report(ctx, uid, number))))
+        patient.series.append(SeriesRecord(uid, index, "structured_report", "structured_report",
+                                           1, ExplicitVRLittleEndian))
+    return patient
+
+
+def _localizer_grids(phantom: Phantom, image_size: int) -> list[Grid]:
+    """A coronal (AP) and a lateral scout plane through the lungs, 520 mm square."""
+    spacing = 520.0 / image_size
+    half = 260.0 - spacing / 2
+    cx, _ = phantom.center
+    _, ly, lz = phantom.lung_centers[0]
+    top = lz + half
+    coronal = Grid(origin=(cx - half, ly, top),
+                   steps=((0.0, 1.0, 0.0), (0.0, 0.0, -spacing), (spacing, 0.0, 0.0)),
+                   shape=(1, image_size, image_size))
+    lateral = Grid(origin=(cx, ly - half, top),
+                   steps=((-1.0, 0.0, 0.0), (0.0, 0.0, -spacing), (0.0, spacing, 0.0)),
+                   shape=(1, image_size, image_size))
+    return [coronal, lateral]

@@ -1,0 +1,406 @@
+"""A chest phantom in Hounsfield units, defined in patient (LPS) world coordinates.
+
+The phantom is a set of analytic shapes (elliptic body with a fat ring, ribs, two lungs, heart,
+aorta, spine, branching lung vessels and nodules). It is evaluated directly on the world
+coordinates of each voxel of a :class:`Grid`, so any series geometry (feet-first, reversed
+slices, coronal localizer, thick slices) shows the same anatomy at the same world positions.
+
+Everything here is a pure function of its inputs and a ``numpy.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from sparkdl.errors import SparkdlError
+
+logger = logging.getLogger(__name__)
+
+AIR_HU = -1000.0
+FAT_HU = -100.0
+SOFT_TISSUE_HU = 40.0
+LUNG_HU = -850.0
+BONE_HU = 700.0
+MARROW_HU = 250.0
+SOLID_NODULE_HU = 30.0
+GROUND_GLASS_HU = -500.0
+
+Texture = Literal["solid", "part_solid", "ground_glass"]
+Margin = Literal["smooth", "lobulated", "spiculated"]
+
+_CHUNK_SLICES = 24  # slices rendered at once: bounds memory of the float32 coordinate arrays
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular voxel grid in world space: voxel (k, r, c) sits at
+    ``origin + k * steps[0] + r * steps[1] + c * steps[2]`` (mm, LPS).
+
+    ``steps[1]`` is the DICOM column direction times the row spacing, ``steps[2]`` the row
+    direction times the column spacing, ``steps[0]`` the slice normal times the slice spacing.
+    """
+
+    origin: tuple[float, float, float]
+    steps: tuple[tuple[float, float, float], ...]
+    shape: tuple[int, int, int]
+
+    def world(self, ks: np.ndarray, rs: np.ndarray, cs: np.ndarray) -> list[np.ndarray]:
+        """World x, y, z (float32, shape ``(len(ks), len(rs), len(cs))``) of a sub-grid."""
+        o = np.asarray(self.origin, dtype=np.float64)
+        s = np.asarray(self.steps, dtype=np.float64)
+        kk = ks.astype(np.float64)[:, None, None]
+        rr = rs.astype(np.float64)[None, :, None]
+        cc = cs.astype(np.float64)[None, None, :]
+        out = []
+        for axis in range(3):
+            a = (o[axis] + kk * s[0, axis]) + (rr * s[1, axis] + cc * s[2, axis])
+            out.append(np.broadcast_to(a, (len(ks), len(rs), len(cs))).astype(np.float32))
+        return out
+
+    def index_box(self, lo: np.ndarray, hi: np.ndarray) -> tuple[slice, slice, slice] | None:
+        """Voxel index ranges covering the world axis-aligned box ``[lo, hi]``, or None."""
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                            for z in (lo[2], hi[2])])
+        m = np.asarray(self.steps, dtype=np.float64).T  # world = origin + m @ (k, r, c)
+        idx = np.linalg.solve(m, (corners - np.asarray(self.origin)).T).T
+        bounds = []
+        for axis in range(3):
+            start = max(int(np.floor(idx[:, axis].min())), 0)
+            stop = min(int(np.ceil(idx[:, axis].max())) + 1, self.shape[axis])
+            if start >= stop:
+                return None
+            bounds.append(slice(start, stop))
+        return bounds[0], bounds[1], bounds[2]
+
+
+@dataclass(frozen=True)
+class Vessel:
+    """A straight vessel segment (a capsule) painted only inside the lungs."""
+
+    start: tuple[float, float, float]
+    end: tuple[float, float, float]
+    radius_mm: float
+    hu: float
+
+
+@dataclass(frozen=True)
+class Nodule:
+    """A pulmonary nodule: a rotated ellipsoid, optionally lobulated and spiculated.
+
+    The equivalent diameter is ``2 * radius_mm`` (the relative ``axes`` multiply to 1).
+    """
+
+    center: tuple[float, float, float]
+    radius_mm: float
+    axes: tuple[float, float, float]
+    rotation: tuple[tuple[float, float, float], ...]
+    texture: Texture
+    margin: Margin
+    lobulation: float
+    lobe_freq: tuple[int, int]
+    lobe_phase: float
+    spicules: tuple[tuple[float, float, float, float], ...]  # unit direction, length mm
+    malignant: bool
+
+    @property
+    def diameter_mm(self) -> float:
+        return 2.0 * self.radius_mm
+
+    @property
+    def bounding_radius_mm(self) -> float:
+        shape = self.radius_mm * max(self.axes) * (1.0 + self.lobulation)
+        return max([shape] + [s[3] + 1.5 for s in self.spicules])
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """One patient's chest. Lengths in mm, positions in world LPS."""
+
+    center: tuple[float, float]  # body centre (x, y)
+    body_axes: tuple[float, float]  # semi-axes (x, y)
+    fat_mm: float
+    lung_centers: tuple[tuple[float, float, float], ...]
+    lung_axes: tuple[float, float, float]
+    heart_center: tuple[float, float, float]
+    heart_axes: tuple[float, float, float]
+    aorta: tuple[float, float, float]  # x, y, radius
+    spine: tuple[float, float, float]  # x, y, radius
+    rib_period_mm: float
+    vessels: tuple[Vessel, ...]
+    nodules: tuple[Nodule, ...]
+
+    @property
+    def lung_z_range(self) -> tuple[float, float]:
+        z = self.lung_centers[0][2]
+        return z - self.lung_axes[2], z + self.lung_axes[2]
+
+
+def make_phantom(rng: np.random.Generator, *, min_nodule_radius_mm: float,
+                 num_nodules: int) -> Phantom:
+    """Draw one patient's anatomy, lung vessels and ``num_nodules`` nodules.
+
+    ``min_nodule_radius_mm`` is the smallest radius the patient's coarsest series resolves: the
+    inscribed sphere of every nodule is at least that big, so the voxel nearest to a nodule
+    centre always holds nodule tissue.
+    """
+    cx, cy = rng.uniform(-15, 15), rng.uniform(-30, 30)
+    ax, ay = rng.uniform(130, 150), rng.uniform(95, 115)
+    zc = rng.uniform(-260, -140)
+    lz = rng.uniform(100, 122)
+    lung_y = cy - 0.05 * ay
+    phantom = Phantom(
+        center=(cx, cy), body_axes=(ax, ay), fat_mm=rng.uniform(8, 16),
+        lung_centers=((cx - 0.45 * ax, lung_y, zc), (cx + 0.45 * ax, lung_y, zc)),
+        lung_axes=(0.30 * ax, 0.62 * ay, lz),
+        heart_center=(cx + 0.12 * ax, cy - 0.30 * ay, zc - 0.45 * lz),
+        heart_axes=(0.30 * ax, 0.36 * ay, 0.45 * lz),
+        aorta=(cx + 0.17 * ax, cy + 0.42 * ay, rng.uniform(10, 13)),
+        spine=(cx, cy + 0.66 * ay, rng.uniform(14, 17)),
+        rib_period_mm=rng.uniform(22, 28), vessels=(), nodules=())
+    vessels = tuple(v for lung in (0, 1) for v in _vessel_tree(rng, phantom, lung))
+    phantom = replace(phantom, vessels=vessels)
+    nodules: list[Nodule] = []
+    for _ in range(num_nodules):
+        nodules.append(_place_nodule(rng, phantom, nodules, min_nodule_radius_mm))
+    return replace(phantom, nodules=tuple(nodules))
+
+
+def lung_mask(phantom: Phantom, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """True where a world point is lung parenchyma (inside a lung, outside every organ)."""
+    lx, ly, lz = phantom.lung_axes
+    inside = np.zeros(np.broadcast(x, y, z).shape, dtype=bool)
+    for lcx, lcy, lcz in phantom.lung_centers:
+        inside |= ((x - lcx) / lx) ** 2 + ((y - lcy) / ly) ** 2 + ((z - lcz) / lz) ** 2 < 1.0
+    hx, hy, hz = phantom.heart_center
+    hax = phantom.heart_axes
+    inside &= ((x - hx) / hax[0]) ** 2 + ((y - hy) / hax[1]) ** 2 + ((z - hz) / hax[2]) ** 2 >= 1
+    for px, py, pr in (phantom.aorta, phantom.spine):
+        inside &= (x - px) ** 2 + (y - py) ** 2 >= (pr + 3.0) ** 2
+    return inside
+
+
+def _background(phantom: Phantom, x: np.ndarray, y: np.ndarray,
+                z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """HU of the body without vessels and nodules, and the lung mask."""
+    cx, cy = phantom.center
+    ax, ay = phantom.body_axes
+    rho = np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2)
+    hu = np.full(x.shape, AIR_HU, dtype=np.float32)
+    hu[rho < 1.0] = FAT_HU
+    hu[rho < 1.0 - phantom.fat_mm / min(ax, ay)] = SOFT_TISSUE_HU
+    # Ribs: an elliptic band, interrupted along z with a phase that follows the angle (oblique).
+    angle = np.arctan2(y - cy, x - cx)
+    rib_phase = (z + 18.0 * np.cos(angle)) * (2 * np.pi / phantom.rib_period_mm)
+    hu[(rho > 0.84) & (rho < 0.89) & (np.sin(rib_phase) > 0.55)] = BONE_HU
+    hx, hy, hz = phantom.heart_center
+    hax = phantom.heart_axes
+    hu[((x - hx) / hax[0]) ** 2 + ((y - hy) / hax[1]) ** 2 + ((z - hz) / hax[2]) ** 2 < 1] = 45.0
+    px, py, pr = phantom.aorta
+    hu[(x - px) ** 2 + (y - py) ** 2 < pr**2] = 50.0
+    sx, sy, sr = phantom.spine
+    d2 = (x - sx) ** 2 + (y - sy) ** 2
+    hu[d2 < sr**2] = BONE_HU
+    hu[d2 < (0.65 * sr) ** 2] = MARROW_HU
+    lungs = lung_mask(phantom, x, y, z)
+    hu[lungs] = (LUNG_HU + 30.0 * (y[lungs] - cy) / ay)  # dependent lung is a little denser
+    return hu, lungs
+
+
+def render_hu(phantom: Phantom, grid: Grid) -> np.ndarray:
+    """Noise-free HU (float32, shape ``grid.shape``) of the phantom on the grid's voxels."""
+    nz, ny, nx = grid.shape
+    hu = np.empty(grid.shape, dtype=np.float32)
+    lungs = np.empty(grid.shape, dtype=bool)
+    rs, cs = np.arange(ny), np.arange(nx)
+    for k0 in range(0, nz, _CHUNK_SLICES):
+        ks = np.arange(k0, min(k0 + _CHUNK_SLICES, nz))
+        x, y, z = grid.world(ks, rs, cs)
+        hu[ks[0]:ks[-1] + 1], lungs[ks[0]:ks[-1] + 1] = _background(phantom, x, y, z)
+    for vessel in phantom.vessels:
+        _paint_capsule(hu, lungs, grid, vessel.start, vessel.end, vessel.radius_mm, vessel.hu)
+    for nodule in phantom.nodules:
+        _paint_nodule(hu, grid, nodule)
+    return hu
+
+
+def add_noise(hu: np.ndarray, rng: np.random.Generator, sigma_hu: float) -> np.ndarray:
+    """Gaussian quantum-like noise (float32), added in place and returned."""
+    hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(sigma_hu)
+    return hu
+
+
+def _paint_capsule(hu: np.ndarray, where: np.ndarray | None, grid: Grid,
+                   start: tuple[float, float, float], end: tuple[float, float, float],
+                   radius: float, value: float) -> None:
+    a, b = np.asarray(start), np.asarray(end)
+    box = grid.index_box(np.minimum(a, b) - radius, np.maximum(a, b) + radius)
+    if box is None:
+        return
+    ks, rs, cs = (np.arange(s.start, s.stop) for s in box)
+    x, y, z = grid.world(ks, rs, cs)
+    d = b - a
+    t = ((x - a[0]) * d[0] + (y - a[1]) * d[1] + (z - a[2]) * d[2]) / float(d @ d)
+    t = np.clip(t, 0.0, 1.0)
+    dist2 = (x - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (z - a[2] - t * d[2]) ** 2
+    inside = dist2 < radius**2
+    if where is not None:
+        inside &= where[box]
+    hu[box][inside] = value
+
+
+def nodule_mask(nodule: Nodule, x: np.ndarray, y: np.ndarray,
+                z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the nodule body and of its solid core (part-solid nodules) at world points."""
+    rot = np.asarray(nodule.rotation)  # columns are the ellipsoid's axes in world space
+    c = nodule.center
+    dx, dy, dz = x - c[0], y - c[1], z - c[2]
+    q = [(dx * rot[0, i] + dy * rot[1, i] + dz * rot[2, i]) / nodule.axes[i] for i in range(3)]
+    norm = np.sqrt(q[0] ** 2 + q[1] ** 2 + q[2] ** 2)
+    theta = np.arccos(np.clip(q[2] / np.maximum(norm, 1e-6), -1.0, 1.0))
+    phi = np.arctan2(q[1], q[0])
+    k, m = nodule.lobe_freq
+    radius = nodule.radius_mm * (1.0 + nodule.lobulation * np.cos(k * theta)
+                                 * np.cos(m * phi + nodule.lobe_phase))
+    return norm < radius, norm < 0.5 * nodule.radius_mm
+
+
+def _paint_nodule(hu: np.ndarray, grid: Grid, nodule: Nodule) -> None:
+    c = np.asarray(nodule.center)
+    for sx, sy, sz, length in nodule.spicules:
+        tip = c + length * np.array([sx, sy, sz])
+        _paint_capsule(hu, None, grid, nodule.center, (tip[0], tip[1], tip[2]), 1.2,
+                       SOLID_NODULE_HU)
+    reach = nodule.radius_mm * max(nodule.axes) * (1.0 + nodule.lobulation)
+    box = grid.index_box(c - reach, c + reach)
+    if box is None:
+        return
+    x, y, z = grid.world(*(np.arange(s.start, s.stop) for s in box))
+    body, core = nodule_mask(nodule, x, y, z)
+    block = hu[box]
+    if nodule.texture == "solid":
+        block[body] = SOLID_NODULE_HU
+    else:
+        # Ground glass: hazy, heterogeneous; part-solid adds a solid core.
+        block[body] = GROUND_GLASS_HU + 40.0 * np.cos(0.9 * x[body]) * np.sin(0.8 * y[body])
+        if nodule.texture == "part_solid":
+            block[body & core] = SOLID_NODULE_HU
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def _vessel_tree(rng: np.random.Generator, phantom: Phantom, lung: int) -> list[Vessel]:
+    """Three branching trees from the hilum of one lung, 7 segments each, 8 mm down to 2 mm."""
+    lcx, lcy, lcz = phantom.lung_centers[lung]
+    side = -1.0 if lung == 0 else 1.0  # lung 0 is the patient's right (-x in LPS)
+    hilum = np.array([lcx - side * 0.6 * phantom.lung_axes[0], lcy, lcz + rng.uniform(-10, 20)])
+    hu = float(rng.uniform(40, 200))
+    out: list[Vessel] = []
+    for vertical in (0.8, 0.0, -0.8):
+        root = _unit(np.array([side, rng.uniform(-0.4, 0.4), vertical + rng.uniform(-0.2, 0.2)]))
+        stack = [(hilum, root, rng.uniform(3.2, 4.0), 0)]
+        while stack:
+            start, direction, radius, depth = stack.pop()
+            end = start + direction * rng.uniform(30, 50)
+            out.append(Vessel((float(start[0]), float(start[1]), float(start[2])),
+                              (float(end[0]), float(end[1]), float(end[2])), float(radius), hu))
+            if depth < 2:
+                for sign in (-1.0, 1.0):
+                    bend = _unit(rng.normal(size=3)) * 0.6 * sign
+                    child = _unit(direction + bend - (bend @ direction) * direction)
+                    stack.append((end, child, max(radius * 0.65, 1.0), depth + 1))
+    return out
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    return q * np.sign(np.diag(r))
+
+
+def _fits(phantom: Phantom, center: np.ndarray, radius: float) -> bool:
+    """Whether a ball of ``radius`` around ``center`` lies in the lung parenchyma."""
+    dirs = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
+                     if (i, j, k) != (0, 0, 0)], dtype=float)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    pts = np.vstack([center, center + radius * dirs, center + 0.5 * radius * dirs])
+    return bool(lung_mask(phantom, pts[:, 0], pts[:, 1], pts[:, 2]).all())
+
+
+def sample_lung_point(rng: np.random.Generator, phantom: Phantom,
+                      clearance_mm: float) -> np.ndarray:
+    """A uniform random point whose ball of ``clearance_mm`` lies in the lung parenchyma."""
+    lx, ly, lz = phantom.lung_axes
+    for _ in range(10_000):
+        c = np.asarray(phantom.lung_centers[int(rng.integers(2))])
+        p = c + rng.uniform(-1, 1, size=3) * np.array([lx, ly, lz])
+        if _fits(phantom, p, clearance_mm):
+            return p
+    raise SparkdlError(f"synthetic phantom: no lung point with {clearance_mm:.1f} mm clearance")
+
+
+def _place_nodule(rng: np.random.Generator, phantom: Phantom, others: list[Nodule],
+                  min_radius_mm: float) -> Nodule:
+    texture: Texture = rng.choice(["solid", "part_solid", "ground_glass"], p=[0.65, 0.15, 0.2])
+    margin: Margin = rng.choice(["smooth", "lobulated", "spiculated"], p=[0.5, 0.3, 0.2])
+    if margin == "spiculated" and texture == "ground_glass":
+        margin = "lobulated"
+    axes = rng.uniform(0.85, 1.15, size=3)
+    axes /= np.cbrt(axes.prod())
+    lobulation = 0.0 if margin == "smooth" else float(rng.uniform(0.08, 0.18))
+    # Inscribed radius = radius * min(axes) * (1 - lobulation) must reach min_radius_mm; on
+    # very coarse grids (image_size < ~40) that floor can exceed the 30 mm ceiling, and wins.
+    floor = 2.0 * min_radius_mm / (axes.min() * (1.0 - lobulation))
+    band = rng.choice(3, p=[0.6, 0.3, 0.1])
+    diameter = max(min(float(rng.uniform(*[(4, 10), (10, 20), (20, 30)][band])), 30.0), floor)
+    radius = diameter / 2.0
+    spicules: tuple[tuple[float, float, float, float], ...] = ()
+    if margin == "spiculated":
+        spicules = tuple((*_unit(rng.normal(size=3)), float(radius * rng.uniform(1.3, 1.8)))
+                         for _ in range(int(rng.integers(6, 12))))  # type: ignore[misc]
+    logit = (-4.0 + 0.2 * diameter + {"smooth": 0.0, "lobulated": 0.9, "spiculated": 1.8}[margin]
+             + {"solid": 0.6, "part_solid": 1.1, "ground_glass": 0.0}[texture])
+    malignant = bool(rng.uniform() < 1.0 / (1.0 + np.exp(-logit)))
+    nodule = Nodule(center=(0.0, 0.0, 0.0), radius_mm=radius,
+                    axes=(float(axes[0]), float(axes[1]), float(axes[2])),
+                    rotation=tuple(map(tuple, _random_rotation(rng))),  # type: ignore[arg-type]
+                    texture=str(texture), margin=str(margin),  # type: ignore[arg-type]
+                    lobulation=lobulation,
+                    lobe_freq=(int(rng.integers(2, 4)), int(rng.integers(3, 6))),
+                    lobe_phase=float(rng.uniform(0, 2 * np.pi)), spicules=spicules,
+                    malignant=malignant)
+    reach = nodule.bounding_radius_mm + 2.0
+    for _ in range(200):
+        c = sample_lung_point(rng, phantom, reach)
+        if all(np.linalg.norm(c - np.asarray(o.center)) > reach + o.bounding_radius_mm + 5.0
+               for o in others):
+            return replace(nodule, center=(float(c[0]), float(c[1]), float(c[2])))
+    raise SparkdlError("synthetic phantom: no room for another nodule in the lungs")
+
+
+def sample_negatives(rng: np.random.Generator, phantom: Phantom, num_lung: int,
+                     num_vessel: int) -> list[tuple[float, float, float]]:
+    """Non-nodule candidate points: random lung points and points on vessel centre lines,
+    all at least 5 mm outside every nodule."""
+    def clear(p: np.ndarray) -> bool:
+        return all(np.linalg.norm(p - np.asarray(n.center)) > n.bounding_radius_mm + 5.0
+                   for n in phantom.nodules)
+
+    points: list[np.ndarray] = []
+    while len(points) < num_lung:
+        p = sample_lung_point(rng, phantom, 2.0)
+        if clear(p):
+            points.append(p)
+    vessels = [v for v in phantom.vessels if v.radius_mm >= 1.5]
+    for _ in range(num_vessel * 100):
+        if len(points) >= num_lung + num_vessel:
+            break
+        v = vessels[int(rng.integers(len(vessels)))]
+        p = np.asarray(v.start) + rng.uniform(0.1, 0.9) * (np.asarray(v.end) - np.asarray(v.start))
+        if clear(p) and lung_mask(phantom, p[0:1], p[1:2], p[2:3])[0]:
+            points.append(p)
+    return [(float(p[0]), float(p[1]), float(p[2])) for p in points]
