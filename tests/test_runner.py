@@ -1,0 +1,233 @@
+"""TrainingRunner: barrier rendezvous, TF_CONFIG, GPU assignment, and the early, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparkdl.errors import TrainingError
+from sparkdl.runner import (
+    ALLOW_UNENCRYPTED_CONF,
+    TrainingRunner,
+    check_training_conf,
+    local_slots,
+    split_gpus,
+)
+
+FAKE_GPUS = Path(__file__).parent / "data" / "fake_gpus.sh"
+
+
+def _view_fn() -> Any:
+    """A training fn reporting what a worker sees: rank, Spark's GPUs, the runner's variables.
+
+    Nested, so cloudpickle ships it by value (executors cannot import this test module).
+    """
+
+    def worker_view() -> dict[str, Any]:
+        from pyspark import BarrierTaskContext
+
+        context = BarrierTaskContext.get()
+        gpu = context.resources().get("gpu")
+        return {
+            "rank": context.partitionId(),
+            "pid": os.getpid(),
+            "spark_gpus": list(gpu.addresses) if gpu is not None else None,
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "TF_CONFIG": json.loads(os.environ["TF_CONFIG"]),
+        }
+
+    return worker_view
+
+
+# --- pure validation ------------------------------------------------------------------------
+
+def test_local_slots() -> None:
+    assert local_slots("local", 8) == 1
+    assert local_slots("local[2]", 8) == 2
+    assert local_slots("local[*]", 8) == 8
+    assert local_slots("local[4,3]", 8) == 4
+    assert local_slots("local[4]", 8, task_cpus=2) == 2
+
+
+def test_more_workers_than_slots() -> None:
+    with pytest.raises(TrainingError, match=r"needs 3 barrier slots .* has 2 .*spark.task.cpus"):
+        check_training_conf(3, master="local[2]", conf={}, slots=2, use_gpu=False)
+    check_training_conf(2, master="local[2]", conf={}, slots=2, use_gpu=False)
+
+
+@pytest.mark.parametrize("amount", [None, "0", "x"])
+def test_gpu_on_cluster_needs_task_gpu_amount(amount: str | None) -> None:
+    conf = {} if amount is None else {"spark.task.resource.gpu.amount": amount}
+    with pytest.raises(TrainingError, match=r"The Spark conf spark\.task\.resource\.gpu\.amount "
+                                            r"has a value of .*spark\.executor\.resource\.gpu"):
+        check_training_conf(2, master="spark://h:7077", conf=conf, slots=4, use_gpu=True)
+    # the same conf is fine on CPU, and a GPU amount (even fractional) passes
+    check_training_conf(2, master="spark://h:7077", conf=conf, slots=4, use_gpu=False)
+    check_training_conf(2, master="yarn", conf={"spark.task.resource.gpu.amount": "0.5"},
+                        slots=4, use_gpu=True)
+
+
+def test_gpu_in_local_mode_needs_driver_gpus() -> None:
+    with pytest.raises(TrainingError, match=r"spark\.driver\.resource\.gpu\.amount"):
+        check_training_conf(2, master="local[2]", conf={}, slots=2, use_gpu=True,
+                            driver_gpus=["0"])
+    check_training_conf(2, master="local[2]", conf={}, slots=2, use_gpu=True,
+                        driver_gpus=["0", "1"])
+    assert split_gpus(["0", "1", "2", "3", "4"], 2) == ["0,1", "2,3"]
+
+
+@pytest.mark.parametrize("key", ["spark.ssl.enabled", "spark.network.crypto.enabled"])
+def test_tls_needs_opt_in(key: str) -> None:
+    with pytest.raises(TrainingError, match=rf"{key} has a value of true.*not encrypted.*"
+                                            rf"{ALLOW_UNENCRYPTED_CONF}=true"):
+        check_training_conf(2, master="local[2]", conf={key: "true"}, slots=2, use_gpu=False)
+    check_training_conf(2, master="local[2]", conf={key: "true", ALLOW_UNENCRYPTED_CONF: "true"},
+                        slots=2, use_gpu=False)
+
+
+def test_num_workers_must_be_positive() -> None:
+    with pytest.raises(TrainingError, match="Received: 0"):
+        TrainingRunner(0)
+
+
+# --- real local[2] session ------------------------------------------------------------------
+
+def test_run_on_local_two_workers(spark: Any) -> None:
+    views = TrainingRunner(2, spark=spark).run(_view_fn())
+    assert [v["rank"] for v in views] == [0, 1]
+    for rank, view in enumerate(views):
+        assert view["CUDA_VISIBLE_DEVICES"] == ""  # no GPU requested: CPU
+        assert view["TF_CONFIG"]["task"] == {"type": "worker", "index": rank}
+    workers = views[0]["TF_CONFIG"]["cluster"]["worker"]
+    assert views[1]["TF_CONFIG"]["cluster"]["worker"] == workers
+    assert len(workers) == 2 and len(set(workers)) == 2  # same host, distinct ports
+
+    # Python workers are reused: the next ordinary job must not see the training variables.
+    def leftover(_: Any) -> Any:
+        yield os.getpid(), os.environ.get("TF_CONFIG"), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    after = spark.sparkContext.parallelize(range(2), 2).mapPartitions(leftover).collect()
+    assert all(tf_config is None and cuda is None for _, tf_config, cuda in after)
+    assert {pid for pid, *_ in after} & {v["pid"] for v in views}  # really the same workers
+
+
+def test_args_and_result_order(spark: Any) -> None:
+    def scaled(factor: int) -> tuple[int, int]:
+        rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        return rank, rank * factor
+
+    assert TrainingRunner(2, spark=spark).run(scaled, 10) == [(0, 0), (1, 10)]
+
+
+def test_worker_error_names_rank(spark: Any) -> None:
+    def fail_on_rank_one() -> int:
+        rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        if rank == 1:
+            raise ValueError("boom")
+        return rank
+
+    with pytest.raises(TrainingError, match=r"worker rank 1: ValueError: boom") as info:
+        TrainingRunner(2, spark=spark).run(fail_on_rank_one)
+    assert info.value.__cause__ is not None
+
+
+def test_too_many_workers_fails_before_any_job(spark: Any) -> None:
+    sc = spark.sparkContext
+    sc.setJobGroup("sparkdl-runner-too-many", "must stay empty")
+    try:
+        with pytest.raises(TrainingError, match=r"needs 3 barrier .* local\[2\] has 2"):
+            TrainingRunner(3, spark=spark).run(_view_fn())
+        with pytest.raises(TrainingError, match=r"spark\.driver\.resource\.gpu\.amount"):
+            TrainingRunner(2, use_gpu=True, spark=spark).run(_view_fn())
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    assert sc.statusTracker().getJobIdsForGroup("sparkdl-runner-too-many") == []
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_all_reduce(spark: Any) -> None:
+    """The TF_CONFIG the runner builds really forms a TF cluster: a SUM all-reduce over 2 workers.
+
+    TF starts only inside the Python workers (never forked from), not in this process.
+    """
+
+    def all_reduce() -> float:
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        value = strategy.run(lambda: tf.constant(float(rank + 1)))
+        return float(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None))
+
+    assert TrainingRunner(2, spark=spark).run(all_reduce) == [3.0, 3.0]
+
+
+# --- local-cluster with fake GPUs (own JVM, in a subprocess) --------------------------------
+
+_LOCAL_CLUSTER = textwrap.dedent("""
+    import json, os, sys
+    import pyspark
+    from pyspark.sql import SparkSession
+    from sparkdl.runner import TrainingRunner
+    sys.path.insert(0, {tests!r})
+    from test_runner import _view_fn
+
+    script = {script!r}
+    spark = (SparkSession.builder.master("local-cluster[2,1,1024]")
+             .config("spark.ui.enabled", "false")
+             .config("spark.executor.cores", "1")
+             .config("spark.worker.resource.gpu.amount", "1")
+             .config("spark.worker.resource.gpu.discoveryScript", script)
+             .config("spark.executor.resource.gpu.amount", "1")
+             .config("spark.executor.resource.gpu.discoveryScript", script)
+             .config("spark.task.resource.gpu.amount", "1")
+             .config("spark.scheduler.maxRegisteredResourcesWaitingTime", "180s")
+             .getOrCreate())
+    try:
+        views = TrainingRunner(2, use_gpu=True, spark=spark).run(_view_fn())
+    finally:
+        spark.stop()
+    print("RESULT " + json.dumps(views))
+""")
+
+
+@pytest.mark.slow
+def test_local_cluster_with_fake_gpus(tmp_path: Path) -> None:
+    import pyspark
+
+    # local-cluster launches executors from SPARK_HOME/jars (pip's pyspark ships them) and keeps
+    # their work dirs in SPARK_HOME/work: a linked copy keeps those out of the virtualenv.
+    spark_home = tmp_path / "spark_home"
+    spark_home.mkdir()
+    for name in ("bin", "jars", "sbin", "conf", "python"):
+        source = Path(pyspark.__file__).parent / name
+        if source.exists():
+            (spark_home / name).symlink_to(source)
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
+    env.update(SPARK_HOME=str(spark_home), PYSPARK_PYTHON=sys.executable,
+               SPARK_LOCAL_DIRS=str(tmp_path))
+    code = _LOCAL_CLUSTER.format(tests=str(Path(__file__).parent), script=str(FAKE_GPUS))
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=420)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    views = json.loads(lines[-1][len("RESULT "):])
+
+    assert [v["rank"] for v in views] == [0, 1]
+    assert views[0]["pid"] != views[1]["pid"]  # two executors, one barrier task each
+    for rank, view in enumerate(views):
+        assert len(view["spark_gpus"]) == 1 and view["spark_gpus"][0] in {"0", "1"}
+        assert view["CUDA_VISIBLE_DEVICES"] == view["spark_gpus"][0]
+        assert view["TF_CONFIG"]["task"] == {"type": "worker", "index": rank}
+        assert view["TF_CONFIG"]["cluster"] == views[0]["TF_CONFIG"]["cluster"]
+    workers = views[0]["TF_CONFIG"]["cluster"]["worker"]
+    assert len(workers) == 2 and len({w.rsplit(":", 1)[1] for w in workers}) == 2
