@@ -1,0 +1,224 @@
+"""Reader throughput: sparkdl.make_dataset vs Petastorm's TF path vs the raw pyarrow limit.
+
+One run: write a patches dataset (``patch_schema(32)``, >= 5,000 rows) with Spark
+``local[2]``, stop Spark, then measure each way in a fresh subprocess (so its peak RSS is
+its own and TF never shares a process with Spark):
+
+* ``raw``: pyarrow reads this shard's row groups, the NdarrayCodec buffers are sliced into
+  int16 arrays; no Petastorm, no TF: the limit.
+* ``petastorm``: ``make_reader(cur_shard, shard_count)`` + ``make_petastorm_dataset`` +
+  ``batch``: Petastorm's own TF path (one Python row at a time).
+* ``make_dataset``: :func:`sparkdl.make_dataset` (shuffle, lung window; no augmentation,
+  as for ``split != "train"``), and once with augmentation.
+
+Each way reads shard 0 of 1 and of 2 shards, repeating epochs; rows/s over ``--rows``
+rows after ``--warmup`` rows. Prints a markdown table.
+
+    .venv/bin/python scripts/bench_reader.py [--patches 5000] [--rows 6000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+SIZE = 32
+BATCH_SIZE = 64
+
+
+_GRID = np.mgrid[:SIZE, :SIZE, :SIZE].astype(np.float32) - SIZE / 2
+_RADIUS2 = (_GRID**2).sum(axis=0)
+
+
+def _patch(index: int) -> np.ndarray:
+    """Lung-like HU: parenchyma with noise, a vessel, a nodule; compresses like CT does."""
+    rng = np.random.default_rng(index)
+    hu = rng.integers(-900, -800, (SIZE, SIZE, SIZE), dtype=np.int16)
+    _, y, x = _GRID
+    hu[(y - rng.uniform(-8, 8)) ** 2 + (x - rng.uniform(-8, 8)) ** 2 < rng.uniform(2, 9)] = 40
+    hu[_RADIUS2 < rng.uniform(2, 8) ** 2] = int(rng.normal(30, 15))
+    return hu
+
+
+def _row(index: int) -> dict[str, Any]:
+    return {
+        "patch_id": f"p{index}", "series_uid": f"2.25.{index // 50}",
+        "patient_id": f"pat{index // 50}", "patch": _patch(index),
+        "label": np.int32(index % 3 == 0), "malignancy": np.int32(index % 3 - 1),
+        "diameter_mm": np.float32(6.0), "center": np.zeros(3),
+        "source": "candidate", "split": ("train", "train", "val", "test")[index % 4],
+    }
+
+
+def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
+    from petastorm.etl.dataset_metadata import materialize_dataset
+    from petastorm.unischema import dict_to_spark_row
+
+    from pyspark import cloudpickle
+
+    from sparkdl.schemas import patch_schema
+    from sparkdl.spark import get_spark
+
+    if __name__ != "__main__":  # imported: Python workers cannot import this script
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    spark = get_spark("local[2]", {"spark.driver.memory": "2g"})
+    schema = patch_schema(SIZE)
+    with materialize_dataset(spark, url, schema, row_group_size_mb=row_group_mb):
+        rows = (spark.sparkContext.parallelize(range(num_patches), 8)
+                .map(lambda i: dict_to_spark_row(schema, _row(i))))
+        (spark.createDataFrame(rows, schema.as_spark_schema())
+         .coalesce(4).write.mode("overwrite").option("compression", "zstd").parquet(url))
+    spark.stop()
+
+
+def _raw_batches(url: str, shard: int, num_shards: int) -> Iterator[int]:
+    """pyarrow only: this shard's row groups (Petastorm's i % n rule), buffers sliced."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    files = sorted(glob.glob(os.path.join(url.removeprefix("file://"), "*.parquet")))
+    pieces = [(f, g) for f in files for g in range(pq.ParquetFile(f).num_row_groups)]
+    mine = [piece for index, piece in enumerate(pieces) if index % num_shards == shard]
+    payload = SIZE**3 * 2
+    while True:
+        for path, group in mine:
+            table = pq.ParquetFile(path).read_row_group(group, columns=["patch", "label"])
+            cells = table.column("patch").combine_chunks()
+            offsets = np.frombuffer(cells.buffers()[1], np.int32)[cells.offset:]
+            rows = len(cells)
+            cell = int(offsets[1] - offsets[0])
+            values = np.frombuffer(cells.buffers()[2], np.uint8)
+            matrix = values[offsets[0]: offsets[0] + rows * cell].reshape(rows, cell)
+            patches = np.ascontiguousarray(matrix[:, cell - payload:]).view(np.int16)
+            labels = table.column("label").to_numpy()
+            assert patches.shape == (rows, SIZE**3) and len(labels) == rows
+            yield rows
+
+
+def _tf_batches(dataset: Any) -> Iterator[int]:
+    for x, _ in dataset:
+        yield int(x.shape[0])
+
+
+def measure(way: str, url: str, num_shards: int, warmup: int, rows: int) -> dict[str, float]:
+    """Runs in a fresh subprocess: rows/s of one way on shard 0, and peak RSS."""
+    if way == "raw":
+        batches = _raw_batches(url, 0, num_shards)
+    elif way == "petastorm":
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        from petastorm import make_reader
+        from petastorm.tf_utils import make_petastorm_dataset
+
+        reader = make_reader(url, schema_fields=["patch", "label"], cur_shard=0,
+                             shard_count=num_shards, num_epochs=None, seed=1)
+        batches = _tf_batches(make_petastorm_dataset(reader).batch(BATCH_SIZE))
+    else:
+        from sparkdl.dataset import make_dataset
+
+        dataset = make_dataset(url, batch_size=BATCH_SIZE, shard_index=0, num_shards=num_shards,
+                               num_epochs=None, seed=1, augment=way == "make_dataset+augment")
+        batches = _tf_batches(dataset)
+    baseline_mb = _rss_mb()
+    seen = 0
+    while seen < warmup:
+        seen += next(batches)
+    start, cpu_start, seen = time.perf_counter(), _cpu_seconds(), 0
+    while seen < rows:
+        seen += next(batches)
+    seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu_start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rows_per_s": seen / seconds, "rows_per_cpu_s": seen / cpu, "peak_rss_mb": peak_mb,
+            "import_rss_mb": baseline_mb}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patches", type=int, default=5000)
+    parser.add_argument("--row-group-mb", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=6000, help="rows timed per way")
+    parser.add_argument("--warmup", type=int, default=640)
+    parser.add_argument("--rounds", type=int, default=2, help="best of N runs per way")
+    parser.add_argument("--way", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.way:
+        import warnings
+
+        warnings.simplefilter("ignore", FutureWarning)  # Petastorm's legacy pyarrow calls
+        print(json.dumps(measure(args.way, args.url, args.shards, args.warmup, args.rows)),
+              flush=True)
+        os._exit(0)  # reader threads are daemons still blocked on queues: do not join them
+
+    with tempfile.TemporaryDirectory(prefix="bench_reader_") as workdir:
+        url = f"file://{workdir}/patches"
+        start = time.perf_counter()
+        write_dataset(url, args.patches, args.row_group_mb)
+        import pyarrow.parquet as pq
+
+        files = [f for f in sorted(os.listdir(f"{workdir}/patches")) if f.endswith(".parquet")]
+        groups = sum(pq.ParquetFile(f"{workdir}/patches/{f}").num_row_groups for f in files)
+        size_mb = sum(os.path.getsize(f"{workdir}/patches/{f}") for f in files) / 2**20
+        print(f"wrote {args.patches} patches of {SIZE}³ int16 in {time.perf_counter() - start:.0f}"
+              f" s: {len(files)} files, {groups} row groups, {size_mb:.0f} MiB zstd")
+        results: dict[tuple[str, int], dict[str, float]] = {}
+        ways = [("raw", 1), ("raw", 2), ("petastorm", 1), ("petastorm", 2),
+                ("make_dataset", 1), ("make_dataset", 2), ("make_dataset+augment", 1)]
+        for _ in range(args.rounds):  # interleaved, so that load from others hits every way
+            for way, shards in ways:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--way", way, "--url", url, "--shards",
+                     str(shards), "--rows", str(args.rows), "--warmup", str(args.warmup)],
+                    check=True, capture_output=True, text=True)
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"  {way} shards={shards}: {result}", flush=True)
+                best = results.setdefault((way, shards), result)
+                if result["rows_per_s"] > best["rows_per_s"]:
+                    results[way, shards] = result
+
+    print(f"\nshard 0 of N, batch {BATCH_SIZE}, {args.rows} rows timed after {args.warmup},"
+          f" best of {args.rounds}; RSS of a fresh process per way; {os.cpu_count()} cores,"
+          f" load average at the end {os.getloadavg()[0]:.1f}. rows/CPU·s counts every thread"
+          " of the process: the cost of a row, whatever else runs on the machine.\n")
+    print("| way | shards | rows/s | vs petastorm | vs raw | rows/CPU·s | vs petastorm | vs raw "
+          "| peak RSS MiB | after imports MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (way, shards), result in results.items():
+        cells = [way, str(shards)]
+        for key in ("rows_per_s", "rows_per_cpu_s"):
+            rate = result[key]
+            cells += [f"{rate:,.0f}", f"{rate / results['petastorm', shards][key]:.1f}×",
+                      f"{rate / results['raw', shards][key]:.0%}"]
+        cells += [f"{result['peak_rss_mb']:,.0f}", f"{result['import_rss_mb']:,.0f}"]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

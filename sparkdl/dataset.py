@@ -1,0 +1,313 @@
+"""``make_dataset``: the ``patches/`` dataset as a ``tf.data.Dataset`` of ``(x, y)`` batches.
+
+Petastorm's own TF path (``make_petastorm_dataset``) runs a Python generator per row; here
+one Python call hands over a whole batch (:mod:`sparkdl.patch_reader` decodes row groups
+vectorised inside Petastorm's reader threads), and windowing and augmentation are tf ops
+on the batch. ``scripts/bench_reader.py`` compares both with the raw pyarrow limit.
+
+Equal work per shard: Petastorm gives row group ``i`` to shard ``i % num_shards``, so shards
+hold different numbers of rows. :func:`shard_row_counts` computes them from the Parquet
+footers (and the small ``split``/label columns when rows are filtered);
+:func:`steps_per_epoch` is the smallest shard's batch count. Training reads each shard with
+``num_epochs=None`` and runs that many steps per epoch on every worker, so no worker waits
+in a collective for one that has run out of data.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConfigError, InputError
+from .patch_reader import (
+    LABEL_FIELDS,
+    SPLITS,
+    ShuffleBuffer,
+    legacy_pyarrow_warnings_filtered,
+    open_reader,
+    read_row_group,
+    row_mask,
+    selection_columns,
+)
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+#: Lung window (center, width) in HU: [-1350, 150] HU maps onto [0, 1].
+LUNG_WINDOW = (-600.0, 1500.0)
+#: Largest random shift of a training patch, in voxels per axis.
+MAX_SHIFT_VOXELS = 2
+#: Intensity jitter of a training patch: scale in 1 ± j and offset in ± j (window units).
+INTENSITY_JITTER = 0.05
+
+
+def make_dataset(
+    url: str,
+    *,
+    batch_size: int,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    num_epochs: int | None = 1,
+    shuffle: bool = True,
+    seed: int | None = None,
+    split: str | None = None,
+    label_field: str = "label",
+    window: tuple[float, float] = LUNG_WINDOW,
+    augment: bool | None = None,
+    shuffle_buffer_rows: int = 1024,
+    workers_count: int = 2,
+    results_queue_size: int = 10,
+    prefetch_batches: int = 2,
+) -> tf.data.Dataset:
+    """Batches ``(x, y)`` of one shard of a ``patches/`` dataset.
+
+    Args:
+        url: the dataset (``file://``, ``hdfs://``, ``s3://`` ... as Petastorm accepts).
+        batch_size: rows per batch; the last batch of a finite read may be smaller.
+        shard_index, num_shards: this reader's shard; row group ``i`` belongs to shard
+            ``i % num_shards`` (Petastorm's sharding). See :func:`steps_per_epoch`.
+        num_epochs: passes over the shard; ``None`` repeats forever (for training with a
+            fixed ``steps_per_epoch``).
+        shuffle: shuffle the row-group order and rows (through the shuffle buffer).
+        seed: same seed, same order and augmentation (Petastorm's reader threads hand
+            row groups back round-robin, in the seeded order); ``None`` draws one.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``None`` for every row.
+        label_field: ``"label"`` (nodule or not) or ``"malignancy"`` (rows with -1, unknown,
+            are skipped).
+        window: ``(center, width)`` in HU; ``[center - width/2, center + width/2]`` maps
+            linearly onto ``[0, 1]``, clipped. Default: the lung window.
+        augment: random flips of each axis, 90° rotations and transposes in the axial
+            (y, x) plane, shifts of up to ``MAX_SHIFT_VOXELS`` (mirrored edges), intensity
+            jitter. Default: only when ``split == "train"``.
+        shuffle_buffer_rows, workers_count, results_queue_size, prefetch_batches: the
+            memory bounds below.
+
+    Returns:
+        ``x`` float32 ``[B, D, H, W, 1]`` in ``[0, 1]``, ``y`` float32 ``[B]``. tf.data
+        auto-sharding is off: the shard is already this reader's own.
+
+    Memory, with ``P`` the bytes of one int16 patch (64 KiB for 32³) and ``G`` the rows of
+    a row group (the dataset's; ``parquet-tools`` or the Parquet footer tells)::
+
+        reader   ≈ (workers_count × max(5, results_queue_size // workers_count)
+                    + 2 × workers_count) × G × P      (queued + being read and decoded;
+                                                       5 per worker is Petastorm's floor)
+        shuffle  = max(shuffle_buffer_rows, batch_size) × P    (batch_size × P unshuffled)
+        tf.data  ≈ (prefetch_batches + 3) × batch_size × (P + 2 × P)  (int16 in, float32 out)
+
+    For example 32³ patches, row groups of 256 rows, the defaults and ``batch_size=32``:
+    (10 + 4) × 16 MiB + 64 MiB + 5 × 6 MiB ≈ 320 MiB. Smaller row groups or fewer
+    queued row groups lower the first term, which dominates.
+    """
+    import tensorflow as tf
+
+    _check_arguments(batch_size, shard_index, num_shards, num_epochs, split, label_field,
+                     window, shuffle_buffer_rows, workers_count, results_queue_size,
+                     prefetch_batches)
+    shape, dtype = patch_shape(url)
+    augment = split == "train" if augment is None else augment
+    if augment and shape[1] != shape[2]:
+        raise ConfigError(f"augment=True rotates the axial plane and needs square patches. "
+                          f"Received: patch shape {shape}. Use augment=False.")
+    seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
+    reader_options = dict(split=split, label_field=label_field, shard_index=shard_index,
+                          num_shards=num_shards, num_epochs=num_epochs, shuffle=shuffle,
+                          seed=seed, workers_count=workers_count,
+                          results_queue_size=results_queue_size)
+    rng_seed = [seed, shard_index]
+
+    def batches() -> Any:
+        rng = np.random.default_rng(rng_seed) if shuffle else None
+        buffer = ShuffleBuffer(batch_size, shuffle_buffer_rows, rng, shape, dtype)
+        reader = open_reader(url, **reader_options)
+        try:
+            for patches, labels in reader:
+                yield from buffer.add(patches, labels)
+            yield from buffer.drain()
+        finally:
+            reader.stop()
+            reader.join()
+
+    augment_seed = int(np.random.SeedSequence(rng_seed).generate_state(1)[0])
+    center, width = float(window[0]), float(window[1])
+
+    def prepare(index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[Any, Any]:
+        x = window_hu(batch[0], center, width)
+        if augment:
+            x = augment_batch(x, tf.stack([tf.constant(augment_seed, tf.int64), index]))
+        return x, tf.cast(batch[1], tf.float32)
+
+    dataset = tf.data.Dataset.from_generator(
+        batches,
+        output_signature=(tf.TensorSpec((None, *shape), tf.as_dtype(dtype)),
+                          tf.TensorSpec((None,), tf.int32)),
+    )
+    dataset = dataset.enumerate().map(prepare, num_parallel_calls=2, deterministic=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.prefetch(prefetch_batches).with_options(options)
+
+
+def window_hu(hu: tf.Tensor, center: float, width: float) -> tf.Tensor:
+    """HU ``[B, D, H, W]`` → float32 ``[B, D, H, W, 1]``: the window onto ``[0, 1]``, clipped."""
+    import tensorflow as tf
+
+    low = center - width / 2.0
+    x = (tf.cast(hu, tf.float32) - low) * (1.0 / width)
+    return tf.clip_by_value(x, 0.0, 1.0)[..., tf.newaxis]
+
+
+def augment_batch(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Per-sample random flips, axial 90° rotations, shifts and intensity jitter of ``x``.
+
+    ``x`` is ``[B, D, H, W, 1]`` in ``[0, 1]`` with ``H == W``; ``seed`` a stateless seed
+    (shape ``[2]``): the same seed gives the same augmentation. Flips of y and x combined
+    with a y/x transpose give all eight rotations and reflections of the axial plane; z is
+    flipped but never swapped with y or x.
+    """
+    import tensorflow as tf
+
+    batch = tf.shape(x)[0]
+    seeds = tf.random.experimental.stateless_split(seed, num=6)
+
+    def per_sample(mask_seed: tf.Tensor, transformed: tf.Tensor, current: tf.Tensor) -> Any:
+        coin = tf.random.stateless_uniform([batch], mask_seed) < 0.5
+        return tf.where(coin[:, None, None, None, None], transformed, current)
+
+    for axis in (1, 2, 3):
+        x = per_sample(seeds[axis - 1], tf.reverse(x, [axis]), x)
+    x = per_sample(seeds[3], tf.transpose(x, [0, 1, 3, 2, 4]), x)
+
+    s = MAX_SHIFT_VOXELS
+    padded = tf.pad(x, [[0, 0], [s, s], [s, s], [s, s], [0, 0]], mode="SYMMETRIC")
+    starts = tf.random.stateless_uniform([batch, 3], seeds[4], minval=0, maxval=2 * s + 1,
+                                         dtype=tf.int32)
+    for axis in (1, 2, 3):
+        index = starts[:, axis - 1: axis] + tf.range(tf.shape(x)[axis])[tf.newaxis, :]
+        padded = tf.gather(padded, index, axis=axis, batch_dims=1)
+    jitter = tf.random.stateless_uniform([2, batch], seeds[5], -INTENSITY_JITTER,
+                                         INTENSITY_JITTER)
+    scale = (1.0 + jitter[0])[:, None, None, None, None]
+    offset = jitter[1][:, None, None, None, None]
+    return tf.clip_by_value(padded * scale + offset, 0.0, 1.0)
+
+
+def patch_shape(url: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the ``patch`` field, from the Unischema stored in the dataset."""
+    from petastorm.etl.dataset_metadata import PetastormMetadataError
+    from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
+
+    try:
+        with legacy_pyarrow_warnings_filtered():
+            schema = get_schema_from_dataset_url(url)
+    except (PetastormMetadataError, OSError) as error:
+        raise InputError(
+            f"No Petastorm dataset at {url}: {error}. Expected the patches/ directory of "
+            "`sparkdl ingest` output (written with materialize_dataset)."
+        ) from error
+    field = schema.fields.get("patch")
+    if field is None or None in field.shape or len(field.shape) != 3:
+        raise InputError(
+            f"{url} has no fixed-shape 3-D `patch` field. Received fields: "
+            f"{sorted(schema.fields)}. Expected sparkdl.schemas.patch_schema(size)."
+        )
+    return tuple(int(n) for n in field.shape), np.dtype(field.numpy_dtype)
+
+
+def shard_row_counts(url: str, num_shards: int, *, split: str | None = None,
+                     label_field: str = "label") -> list[int]:
+    """Rows each of ``num_shards`` shards yields per epoch with this ``split``/label selection.
+
+    Uses Petastorm's row-group list and assignment (row group ``i`` → shard
+    ``i % num_shards``); reads Parquet footers only, plus the ``split``/label columns when
+    rows are filtered.
+    """
+    from petastorm.etl.dataset_metadata import load_row_groups
+    from petastorm.fs_utils import get_filesystem_and_path_or_paths
+    from petastorm.reader import normalize_dataset_url_or_urls
+    import pyarrow.parquet as pq
+
+    _check_selection(split, label_field)
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise ConfigError(f"num_shards must be an integer >= 1. Received: {num_shards!r}.")
+    with legacy_pyarrow_warnings_filtered():
+        filesystem, path = get_filesystem_and_path_or_paths(normalize_dataset_url_or_urls(url))
+        dataset = pq.ParquetDataset(path, filesystem=filesystem, validate_schema=False)
+        pieces = load_row_groups(dataset)
+    if len(pieces) < num_shards:
+        raise InputError(
+            f"{url} has {len(pieces)} row groups, fewer than num_shards={num_shards}: some "
+            "shards would be empty. Use fewer shards, or write the dataset with smaller row "
+            "groups (materialize_dataset row_group_size_mb)."
+        )
+    filtered = split is not None or label_field == "malignancy"
+    counts = [0] * num_shards
+    footers: dict[str, Any] = {}
+    for index, piece in enumerate(pieces):
+        if filtered:
+            table = read_row_group(filesystem, piece, selection_columns(split, label_field))
+            rows = int(row_mask(table, split, label_field).sum())
+        else:
+            if piece.path not in footers:
+                with filesystem.open(piece.path, "rb") as stream:
+                    footers[piece.path] = pq.ParquetFile(stream).metadata
+            rows = footers[piece.path].row_group(piece.row_group).num_rows
+        counts[index % num_shards] += rows
+    return counts
+
+
+def steps_per_epoch(url: str, *, batch_size: int, num_shards: int, split: str | None = None,
+                    label_field: str = "label") -> int:
+    """Batches every shard can give per epoch: the smallest shard's ``rows // batch_size``.
+
+    At least 1 (a shard smaller than a batch still gives one batch when read with
+    ``num_epochs=None``). Raises :class:`InputError` when a shard has no rows at all.
+    """
+    counts = shard_row_counts(url, num_shards, split=split, label_field=label_field)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1. Received: batch_size={batch_size}.")
+    empty = [index for index, count in enumerate(counts) if count == 0]
+    if empty:
+        raise InputError(
+            f"Shards {empty} of {num_shards} hold no rows of split={split!r} with a known "
+            f"{label_field} (rows per shard: {counts}). Use fewer shards, or write the "
+            "dataset with smaller row groups so every shard gets some."
+        )
+    steps = max(1, min(counts) // batch_size)
+    logger.info("rows per shard %s, batch_size %d: %d steps per epoch", counts, batch_size,
+                steps)
+    return steps
+
+
+def _check_arguments(batch_size: int, shard_index: int, num_shards: int,
+                     num_epochs: int | None, split: str | None, label_field: str,
+                     window: tuple[float, float], shuffle_buffer_rows: int, workers_count: int,
+                     results_queue_size: int, prefetch_batches: int) -> None:
+    positive = dict(batch_size=batch_size, num_shards=num_shards,
+                    shuffle_buffer_rows=shuffle_buffer_rows, workers_count=workers_count,
+                    results_queue_size=results_queue_size, prefetch_batches=prefetch_batches)
+    for name, value in positive.items():
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1. Received: {name}={value!r}.")
+    if not 0 <= shard_index < num_shards:
+        raise ConfigError(f"shard_index must be in [0, num_shards). Received: "
+                          f"shard_index={shard_index}, num_shards={num_shards}.")
+    if num_epochs is not None and num_epochs < 1:
+        raise ConfigError(f"num_epochs must be >= 1 or None (forever). "
+                          f"Received: num_epochs={num_epochs!r}.")
+    _check_selection(split, label_field)
+    if len(window) != 2 or not window[1] > 0:
+        raise ConfigError(f"window must be (center, width) in HU with width > 0. "
+                          f"Received: window={window!r}.")
+
+
+def _check_selection(split: str | None, label_field: str) -> None:
+    if split is not None and split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS} or None. Received: split={split!r}.")
+    if label_field not in LABEL_FIELDS:
+        raise ConfigError(f"label_field must be one of {LABEL_FIELDS}. "
+                          f"Received: label_field={label_field!r}.")

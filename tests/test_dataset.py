@@ -1,0 +1,200 @@
+"""make_dataset, shard_row_counts, steps_per_epoch and the vectorised NdarrayCodec decoding.
+
+The dataset (tests/patch_data.py) has 60 rows of 8³ patches in 7 row groups of uneven size
+across 3 Parquet files; each row's id is readable from the windowed voxel (0, 0, 0).
+Spark writes it before TF is imported in this process.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from tests.patch_data import (
+    label_of,
+    malignancy_of,
+    patch_of,
+    row_id_from_window,
+    split_of,
+    write_patches,
+)
+
+from sparkdl.dataset import make_dataset, shard_row_counts, steps_per_epoch
+from sparkdl.errors import ConfigError, InputError
+from sparkdl.patch_reader import decode_ndarray_cells
+
+NUM_ROWS = 60
+SIZE = 8
+
+
+@pytest.fixture(scope="module")
+def patches_url(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"file://{tmp_path_factory.mktemp('dataset')}/patches"
+    assert write_patches(spark, url, size=SIZE) == NUM_ROWS
+    return url
+
+
+def _read(url: str, **kwargs: Any) -> tuple[list[int], list[float], list[np.ndarray]]:
+    """Row ids, labels and x batches of one make_dataset pass."""
+    ids: list[int] = []
+    labels: list[float] = []
+    xs: list[np.ndarray] = []
+    for x, y in make_dataset(url, **{"batch_size": 8, **kwargs}):
+        xs.append(x.numpy())
+        ids += row_id_from_window(xs[-1]).tolist()
+        labels += y.numpy().tolist()
+    return ids, labels, xs
+
+
+@pytest.mark.parametrize("num_shards", [1, 2, 3])
+def test_every_row_once_per_epoch_across_uneven_shards(patches_url: str, num_shards: int) -> None:
+    counts = shard_row_counts(patches_url, num_shards)
+    assert sum(counts) == NUM_ROWS
+    if num_shards > 1:
+        assert len(set(counts)) > 1, f"test data should give uneven shards, got {counts}"
+    seen: list[int] = []
+    for shard in range(num_shards):
+        ids, labels, _ = _read(patches_url, shard_index=shard, num_shards=num_shards, seed=5)
+        assert len(ids) == len(set(ids)) == counts[shard]
+        assert labels == [label_of(i) for i in ids]
+        seen += ids
+    assert sorted(seen) == list(range(NUM_ROWS))  # union is the dataset, shards disjoint
+
+
+def test_shard_row_counts_match_petastorm_make_reader(patches_url: str) -> None:
+    from petastorm import make_reader
+
+    from sparkdl.patch_reader import legacy_pyarrow_warnings_filtered
+
+    for num_shards in (2, 3):
+        expected = []
+        for shard in range(num_shards):
+            with legacy_pyarrow_warnings_filtered(), make_reader(
+                patches_url, schema_fields=["label"], cur_shard=shard, shard_count=num_shards,
+                workers_count=1, shuffle_row_groups=False,
+            ) as reader:
+                expected.append(sum(1 for _ in reader))
+        assert shard_row_counts(patches_url, num_shards) == expected
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_split_selects_its_rows_only(patches_url: str, split: str) -> None:
+    ids, _, _ = _read(patches_url, split=split, seed=1, augment=False)
+    assert sorted(ids) == [i for i in range(NUM_ROWS) if split_of(i) == split]
+    assert shard_row_counts(patches_url, 1, split=split) == [len(ids)]
+
+
+def test_malignancy_label_skips_unknown(patches_url: str) -> None:
+    ids, labels, _ = _read(patches_url, label_field="malignancy", num_shards=2, shard_index=1)
+    counts = shard_row_counts(patches_url, 2, label_field="malignancy")
+    assert len(ids) == counts[1]
+    assert all(malignancy_of(i) >= 0 for i in ids)
+    assert labels == [float(malignancy_of(i)) for i in ids]
+
+
+def test_same_seed_same_order_different_seed_different_order(patches_url: str) -> None:
+    first, _, _ = _read(patches_url, seed=11)
+    again, _, _ = _read(patches_url, seed=11)
+    other, _, _ = _read(patches_url, seed=12)
+    assert first == again
+    assert first != other and sorted(first) == sorted(other)
+    unshuffled, _, _ = _read(patches_url, shuffle=False)
+    assert unshuffled == list(range(NUM_ROWS))  # stored order: files, then row groups
+
+
+def test_shapes_dtypes_and_window(patches_url: str) -> None:
+    dataset = make_dataset(patches_url, batch_size=16, shuffle=False)
+    x_spec, y_spec = dataset.element_spec
+    assert x_spec.shape.as_list() == [None, SIZE, SIZE, SIZE, 1] and x_spec.dtype.name == "float32"
+    assert y_spec.shape.as_list() == [None] and y_spec.dtype.name == "float32"
+    x, _ = next(iter(dataset))
+    x = x.numpy()
+    assert x.shape == (16, SIZE, SIZE, SIZE, 1)
+    assert x.min() == 0.0 and x.max() == 1.0  # voxels (0,0,1), (0,0,2) are clipped
+    expected = np.clip((patch_of(5, SIZE).astype(np.float32) + 1350.0) / 1500.0, 0.0, 1.0)
+    np.testing.assert_allclose(x[5, ..., 0], expected, atol=1e-6)
+    _, _, narrow = _read(patches_url, batch_size=16, shuffle=False, window=(40.0, 400.0))
+    expected = np.clip((patch_of(0, SIZE).astype(np.float32) + 160.0) / 400.0, 0.0, 1.0)
+    np.testing.assert_allclose(narrow[0][0, ..., 0], expected, atol=1e-6)
+
+
+def test_augmentation_only_for_training_and_seeded(patches_url: str) -> None:
+    for split in ("val", "test", None):  # default: no augmentation outside train
+        _, _, xs = _read(patches_url, split=split, seed=3)
+        x = np.concatenate(xs)
+        for row_id, row in zip(row_id_from_window(x), x):
+            expected = np.clip((patch_of(row_id, SIZE) + 1350.0) / 1500.0, 0.0, 1.0)
+            np.testing.assert_allclose(row[..., 0], expected, atol=1e-6)
+    plain = make_dataset(patches_url, batch_size=60, split="train", seed=3, augment=False)
+    default = make_dataset(patches_url, batch_size=60, split="train", seed=3)
+    again = make_dataset(patches_url, batch_size=60, split="train", seed=3)
+    x_plain = next(iter(plain))[0].numpy()
+    x_aug, x_again = (next(iter(d))[0].numpy() for d in (default, again))
+    assert x_aug.shape == x_plain.shape and 0.0 <= x_aug.min() and x_aug.max() <= 1.0
+    np.testing.assert_array_equal(x_aug, x_again)
+    assert not np.allclose(x_aug, x_plain)
+
+
+def test_steps_per_epoch_and_infinite_epochs_give_equal_steps(patches_url: str) -> None:
+    counts = shard_row_counts(patches_url, 2)
+    steps = steps_per_epoch(patches_url, batch_size=8, num_shards=2)
+    assert steps == min(counts) // 8 >= 1
+    for shard in range(2):
+        dataset = make_dataset(patches_url, batch_size=8, shard_index=shard, num_shards=2,
+                               num_epochs=None, seed=0)
+        sizes = [int(x.shape[0]) for x, _ in dataset.take(3 * steps)]
+        assert sizes == [8] * (3 * steps)  # the small shard repeats instead of running out
+    assert steps_per_epoch(patches_url, batch_size=1000, num_shards=2) == 1
+
+
+def test_empty_shard_and_too_many_shards_are_errors(patches_url: str) -> None:
+    with pytest.raises(InputError, match="fewer shards"):
+        shard_row_counts(patches_url, 8)  # 7 row groups
+    counts = shard_row_counts(patches_url, 7, split="val")
+    assert 0 in counts, f"test data should leave a row group without val rows: {counts}"
+    with pytest.raises(InputError, match="Use fewer shards"):
+        steps_per_epoch(patches_url, batch_size=2, num_shards=7, split="val")
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"batch_size": 0}, {"shard_index": 2, "num_shards": 2}, {"split": "training"},
+    {"label_field": "diameter_mm"}, {"window": (-600.0, 0.0)}, {"num_epochs": 0},
+])
+def test_invalid_arguments_say_what_was_received(patches_url: str, kwargs: dict) -> None:
+    with pytest.raises(ConfigError, match="Received"):
+        make_dataset(patches_url, **{"batch_size": 4, **kwargs})
+
+
+def test_not_a_petastorm_dataset(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="materialize_dataset"):
+        make_dataset(f"file://{tmp_path}", batch_size=4)
+
+
+def _cells(arrays: list[np.ndarray]) -> pa.Array:
+    buffers = []
+    for array in arrays:
+        memfile = io.BytesIO()
+        np.save(memfile, array)
+        buffers.append(memfile.getvalue())
+    return pa.array(buffers, type=pa.binary())
+
+
+def test_decode_whole_column_and_fallback() -> None:
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(-1024, 3000, (4, 5, 6), dtype=np.int16) for _ in range(7)]
+    cells = _cells(arrays)
+    np.testing.assert_array_equal(decode_ndarray_cells(cells, (4, 5, 6), np.int16),
+                                  np.stack(arrays))
+    # A slice has a non-zero offset into the same buffers.
+    np.testing.assert_array_equal(decode_ndarray_cells(cells.slice(2, 3), (4, 5, 6), np.int16),
+                                  np.stack(arrays[2:5]))
+    # Fortran order and big-endian cells cannot be viewed: decoded one by one, still right.
+    odd = [np.asfortranarray(arrays[0]), arrays[1].astype(">i2"), arrays[2]]
+    with pytest.warns(RuntimeWarning, match="one by one"):
+        decoded = decode_ndarray_cells(_cells(odd), (4, 5, 6), np.int16)
+    np.testing.assert_array_equal(decoded, np.stack(arrays[:3]))
+    assert decode_ndarray_cells(cells.slice(0, 0), (4, 5, 6), np.int16).shape == (0, 4, 5, 6)
