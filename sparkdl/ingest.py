@@ -14,14 +14,12 @@ A later run removes stale staging folders by itself.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +27,18 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from . import __version__
-from .archives import Limits, iter_units
+from .archives import Limits
 from .assembly import VolumeOptions
 from .catalog import CATALOG_COLUMNS, LINEAGE_COLUMNS, RECORD_COLUMNS, RECORD_SCHEMA, REJECTED_COLUMNS
 from .config import from_mapping, read_yaml
 from .deid import DeidOptions, load_key
 from .discover import InputFile, choose_num_partitions, list_inputs, pack_partitions
-from .parse import Accepted, process_instance
+from .errors import ConfigError, InputError
+from .incremental import Previous
 from .patches import PatchOptions
+from .records import Selection, Task, records
 from .series import build_patches, build_volumes, export_dicom
-from .storage import HadoopFS, join, open_input
+from .storage import HadoopFS, join
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +75,18 @@ def ingest(
     config: IngestConfig | None = None,
     export_dicom: bool = False,
     key_file: str | None = None,
+    mode: str = "overwrite",
 ) -> dict[str, Any]:
     """Run the ingest job and return the manifest (also written to ``OUT/manifest.json``).
 
     The key comes from ``key_file`` or ``SPARKDL_DEID_KEY``; without one nothing starts.
+    ``mode="append"`` catalogs only inputs whose content was not seen by earlier runs into
+    ``output`` and rebuilds the volumes and patches of the series they touch; when nothing
+    is new, nothing is written and the returned manifest says ``"changed": false``.
     """
     key = load_key(key_file)
+    if mode not in ("overwrite", "append"):
+        raise ConfigError(f"mode must be 'overwrite' or 'append'. Received: {mode!r}")
     config = config or IngestConfig()
     if spark is None:
         from .spark import get_spark
@@ -92,40 +98,69 @@ def ingest(
     fs = HadoopFS(spark, output)
     fs.delete(join(output, "_staging"))  # leftovers of a killed run
     staging = join(output, "_staging", uuid.uuid4().hex[:12])
+    previous = Previous.load(spark, fs, output) if mode == "append" else None
 
     files = list_inputs(spark, list(inputs))
     timings["list_s"] = time.time() - started
-    logger.info("ingest: %d input files", len(files))
+    logger.info("ingest (%s): %d input files", mode, len(files))
 
     t0 = time.time()
-    records = _stage_records(spark, files, key, config, export_dicom, staging)
+    task = Task(key, config.deid, config.limits, export_dicom,
+                previous.selection() if previous else Selection())
+    records = _stage_records(spark, files, task, config, join(staging, "records"))
     timings["parse_deid_s"] = time.time() - t0
+    if previous is not None and records.isEmpty():
+        fs.delete(join(output, "_staging"))
+        logger.info("ingest: no new inputs since the last run; nothing changed")
+        return {**previous.manifest, "changed": False,
+                "last_run": {"mode": mode, "new_units": 0, "rebuilt_series": 0}}
 
     t0 = time.time()
-    resolved = _resolve_duplicates(records)
+    resolved = _resolve_duplicates(records, previous.catalog if previous else None)
     accepted = resolved.filter(F.col("status") == "accepted")
-    volumes_df, outcomes = build_volumes(spark, accepted, config.volumes, join(staging, "volumes"))
+    touched: set[str] = set()
+    volume_input, keep_volumes, keep_patches = accepted, None, None
+    if previous is not None:
+        touched = {r["series_uid"] for r in accepted.filter(F.col("pixels").isNotNull())
+                   .select("series_uid").distinct().collect()}
+        reread = _reread_series(spark, previous, touched, replace(task, export_dicom=False),
+                                config, join(staging, "reread"))
+        volume_input = accepted.unionByName(reread)
+        keep_volumes = previous.without_series("volumes", touched)
+        keep_patches = previous.without_series("patches", touched)
+    volumes_df, outcomes = build_volumes(spark, volume_input, config.volumes, join(staging, "volumes"),
+                                         keep=keep_volumes)
     timings["volumes_s"] = time.time() - t0
 
     t0 = time.time()
     patch_counts: dict[str, Any] = {}
-    if annotations or candidates:
+    if annotations or candidates or keep_patches is not None:
         patch_counts = build_patches(spark, join(staging, "volumes"), annotations, candidates,
-                                     config.patches, key, join(staging, "patches"))
+                                     config.patches, key, join(staging, "patches"), keep=keep_patches,
+                                     only_series=touched if previous is not None else None)
     timings["patches_s"] = time.time() - t0
 
     t0 = time.time()
-    catalog = accepted.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
-    catalog.write.mode("overwrite").parquet(join(staging, "catalog"))
+    catalog = volume_input.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
     rejected = resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS)
+    lineage = accepted.select(*LINEAGE_COLUMNS)
+    if previous is not None:
+        catalog = previous.catalog.join(catalog.select("sop_uid"), "sop_uid", "left_anti") \
+            .unionByName(catalog)
+        rejected = previous.rejected.unionByName(rejected)
+        lineage = previous.lineage.unionByName(lineage)
+    catalog.write.mode("overwrite").parquet(join(staging, "catalog"))
     rejected.write.mode("overwrite").parquet(join(staging, "_restricted/rejected"))
-    accepted.select(*LINEAGE_COLUMNS).write.mode("overwrite").parquet(join(staging, "_restricted/lineage"))
+    lineage.write.mode("overwrite").parquet(join(staging, "_restricted/lineage"))
     if export_dicom:
-        export_dicom_files(accepted, join(staging, "dicom"))
+        # Append runs add files to the published folder: each file is complete on its own.
+        export_dicom_files(accepted, join(staging if previous is None else output, "dicom"))
     timings["write_s"] = time.time() - t0
 
     manifest = _manifest(spark, staging, files, volumes_df, patch_counts, config, timings)
-    _publish(fs, staging, output)
+    manifest["changed"] = True
+    manifest["last_run"] = {"mode": mode, "new_units": records.count(), "rebuilt_series": len(touched)}
+    _publish(fs, staging, output, keep_dicom=previous is not None)
     manifest["timings"]["total_s"] = round(time.time() - started, 2)
     fs.write_text(join(output, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
     fs.delete(join(output, "_staging"))
@@ -138,75 +173,53 @@ def ingest(
 export_dicom_files = export_dicom
 
 
-def _stage_records(spark: SparkSession, files: list[InputFile], key: bytes, config: IngestConfig,
-                   export: bool, staging: str) -> DataFrame:
+def _stage_records(spark: SparkSession, files: list[InputFile], task: Task, config: IngestConfig,
+                   path: str) -> DataFrame:
     """Parse every unit on the executors and stage one record per unit as Parquet."""
     sc = spark.sparkContext
     num_partitions = choose_num_partitions(files, sc.defaultParallelism,
                                            config.partition_target_mb * 1024**2)
     bins = pack_partitions(files, num_partitions)
-    # Plain locals only: the closure is pickled to the executors (the key travels in memory).
-    deid, limits = config.deid, config.limits
-    rdd = sc.parallelize(bins, max(len(bins), 1)).mapPartitions(
-        lambda part: _records(part, key, deid, limits, export)
-    )
-    path = join(staging, "records")
+    # Plain values only: the closure is pickled to the executors (the key travels in memory).
+    rdd = sc.parallelize(bins, max(len(bins), 1)).mapPartitions(lambda part: records(part, task))
     spark.createDataFrame(rdd, RECORD_SCHEMA).write.mode("overwrite").parquet(path)
     return spark.read.parquet(path)
 
 
-def _records(bins: Iterable[list[InputFile]], key: bytes, deid: DeidOptions, limits: Limits,
-             export: bool) -> Iterator[tuple[Any, ...]]:
-    """Executor side: every unit of every file becomes exactly one record."""
-    for files in bins:
-        for item in files:
-            yield from _file_records(item, key, deid, limits, export)
+def _reread_series(spark: SparkSession, previous: Previous, series: set[str], task: Task,
+                   config: IngestConfig, path: str) -> DataFrame:
+    """Parse again the earlier instances of ``series`` (from lineage) to rebuild their volumes."""
+    wanted: dict[str, set[str | None]] = {}
+    if series:
+        rows = previous.lineage.filter(F.col("series_uid").isin(sorted(series))) \
+            .select("source_path", "member").collect()
+        for row in rows:
+            wanted.setdefault(row["source_path"], set()).add(row["member"])
+    files = []
+    for source in sorted(wanted):
+        try:
+            files += list_inputs(spark, [source])
+        except InputError:
+            logger.warning("ingest: an earlier input is gone; its series is rebuilt without it")
+    selection = Selection(wanted={k: frozenset(v) for k, v in wanted.items()})
+    staged = _stage_records(spark, files, replace(task, selection=selection), config, path)
+    return staged.filter(F.col("status") == "accepted")
 
 
-def _file_records(item: InputFile, key: bytes, deid: DeidOptions, limits: Limits,
-                  export: bool) -> Iterator[tuple[Any, ...]]:
-    if item.is_symlink:
-        yield _rejected(item.path, None, None, "symlink", "symbolic link not followed")
-        return
-    seen = 0
-    try:
-        name = os.path.basename(item.path.rstrip("/"))
-        for unit in iter_units(name, lambda: open_input(item.path), item.size, limits):
-            seen += 1
-            if unit.data is None:
-                yield _rejected(item.path, unit.member, None, unit.reason or "read_error", unit.detail)
-                continue
-            digest = hashlib.sha256(unit.data).hexdigest()
-            outcome = process_instance(unit.data, key, deid, limits, export)
-            if isinstance(outcome, Accepted):
-                yield _accepted(item.path, unit.member, digest, outcome)
-            else:
-                yield _rejected(item.path, unit.member, digest, outcome.reason, outcome.detail)
-    except Exception as err:  # noqa: BLE001 - a broken input must not stop the job
-        reason = "read_error" if seen == 0 else "corrupt_archive"
-        yield _rejected(item.path, None, None, reason, f"{type(err).__name__} after {seen} units")
+def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) -> DataFrame:
+    """A SOPInstanceUID seen twice is cataloged once; the other copies are rejected.
 
-
-def _rejected(path: str, member: str | None, digest: str | None, reason: str,
-              detail: str | None) -> tuple[Any, ...]:
-    row: dict[str, Any] = {"source_path": path, "member": member, "content_sha256": digest,
-                           "status": "rejected", "reason": reason, "detail": detail}
-    return tuple(row.get(name) for name in RECORD_COLUMNS)
-
-
-def _accepted(path: str, member: str | None, digest: str, outcome: Accepted) -> tuple[Any, ...]:
-    row = dict(outcome.fields)
-    row.update(source_path=path, member=member, content_sha256=digest, status="accepted",
-               pixels=outcome.pixels, pixel_dtype=outcome.pixel_dtype, dicom_bytes=outcome.dicom_bytes)
-    return tuple(row.get(name) for name in RECORD_COLUMNS)
-
-
-def _resolve_duplicates(records: DataFrame) -> DataFrame:
-    """A SOPInstanceUID seen twice is cataloged once; the other copies are rejected."""
+    Within a run the first by (source_path, member) wins; across runs the earlier run wins.
+    """
     order = Window.partitionBy("sop_uid").orderBy("source_path", F.coalesce("member", F.lit("")))
     ranked = records.withColumn(
         "_rank", F.when(F.col("status") == "accepted", F.row_number().over(order)).otherwise(F.lit(1))
     )
+    if catalog is not None:
+        known = catalog.select("sop_uid").distinct().withColumn("_known", F.lit(True))
+        ranked = ranked.join(known, "sop_uid", "left") \
+            .withColumn("_rank", F.when(F.col("_known"), F.lit(2)).otherwise(F.col("_rank"))) \
+            .drop("_known")
     ranked = ranked.withColumn("_dup", (F.col("status") == "accepted") & (F.col("_rank") > 1))
     duplicate = F.col("_dup")
     return (
@@ -257,11 +270,13 @@ def _manifest(spark: SparkSession, staging: str, files: list[InputFile], volumes
     }
 
 
-def _publish(fs: HadoopFS, staging: str, output: str) -> None:
+def _publish(fs: HadoopFS, staging: str, output: str, keep_dicom: bool = False) -> None:
     """Move staged tables into place; the manifest goes last (by the caller)."""
     fs.delete(join(output, "manifest.json"))
     fs.mkdirs(join(output, "_restricted"))
     for name in PUBLISHED:
+        if name == "dicom" and keep_dicom:
+            continue
         fs.delete(join(output, name))
         if fs.exists(join(staging, name)):
             fs.rename(join(staging, name), join(output, name))

@@ -9,6 +9,7 @@ they are never logged.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -242,11 +243,10 @@ def catalog_fields(ds: Dataset, date_offset_days: int | None) -> dict[str, Any]:
 
 def header_json(ds: Dataset) -> str:
     """The de-identified header as DICOM JSON (PS3.18 F.2), without the pixel data."""
-    header = Dataset()
-    for element in ds:
-        if element.tag not in (0x7FE00010, 0x7FE00008, 0x7FE00009):
-            header.add(element)
-    return header.to_json(bulk_data_threshold=4096, bulk_data_element_handler=lambda _: "omitted")
+    header = ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda _: "omitted")
+    for tag in ("7FE00010", "7FE00008", "7FE00009"):
+        header.pop(tag, None)
+    return json.dumps(header)
 
 
 def _to_bytes(ds: Dataset) -> bytes:

@@ -46,9 +46,10 @@ PATCH_ROW_GROUP_MB = 2
 
 
 def build_volumes(spark: SparkSession, accepted: DataFrame, options: VolumeOptions,
-                  url: str) -> tuple[DataFrame | None, DataFrame]:
+                  url: str, keep: DataFrame | None = None) -> tuple[DataFrame | None, DataFrame]:
     """Assemble every CT series into HU volumes written to ``url`` (Petastorm).
 
+    ``keep`` holds volume rows of an earlier run (as stored) to write along with the new ones.
     Returns the volumes DataFrame that was written (None when there was no volume) and one
     outcome row per CT instance (``volume_id``, ``volume_status``, ``volume_reason``).
     """
@@ -64,9 +65,12 @@ def build_volumes(spark: SparkSession, accepted: DataFrame, options: VolumeOptio
     )
     outcomes = spark.createDataFrame(outcomes.collect(), OUTCOME_SCHEMA)  # small; frees `results`
     volume_rows = results.filter(lambda r: r[0] == "volume").map(lambda r: r[1])
+    frame = _to_frame(spark, volume_rows, VolumeSchema)
+    if keep is not None:
+        frame = keep.select(*frame.columns).unionByName(frame)
     written = None
-    if not volume_rows.isEmpty():
-        written = _write_petastorm(spark, volume_rows, VolumeSchema, url, VOLUME_ROW_GROUP_MB)
+    if not frame.isEmpty():
+        written = _write_petastorm(spark, frame, VolumeSchema, url, VOLUME_ROW_GROUP_MB)
     results.unpersist()
     return written, outcomes
 
@@ -85,14 +89,19 @@ def _assemble(rows: Iterable[dict[str, Any]], options: VolumeOptions) -> Iterato
         yield "outcome", (sop_uid, outcome.volume_id, outcome.status, outcome.reason)
 
 
-def _write_petastorm(spark: SparkSession, rows: Any, schema: Any, url: str,
-                     row_group_mb: int, num_files: int | None = None) -> DataFrame:
-    from petastorm.etl.dataset_metadata import materialize_dataset
+def _to_frame(spark: SparkSession, rows: Any, schema: Any) -> DataFrame:
+    """An RDD of schema dicts as a DataFrame encoded the way Petastorm stores it."""
     from petastorm.unischema import dict_to_spark_row
 
+    return spark.createDataFrame(rows.map(lambda d: dict_to_spark_row(schema, d)),
+                                 schema.as_spark_schema())
+
+
+def _write_petastorm(spark: SparkSession, frame: DataFrame, schema: Any, url: str,
+                     row_group_mb: int, num_files: int | None = None) -> DataFrame:
+    from petastorm.etl.dataset_metadata import materialize_dataset
+
     url = to_url(url)
-    frame = spark.createDataFrame(rows.map(lambda d: dict_to_spark_row(schema, d)),
-                                  schema.as_spark_schema())
     if num_files is not None:
         frame = frame.repartition(num_files)
     with warnings.catch_warnings():
@@ -137,8 +146,13 @@ def _load_points(annotations: str | None, candidates: str | None, key: bytes) ->
 
 
 def build_patches(spark: SparkSession, volumes_url: str, annotations: str | None,
-                  candidates: str | None, options: PatchOptions, key: bytes, url: str) -> dict[str, Any]:
-    """Cut patches around annotated/candidate points of every volume into ``url`` (Petastorm)."""
+                  candidates: str | None, options: PatchOptions, key: bytes, url: str,
+                  keep: DataFrame | None = None, only_series: set[str] | None = None) -> dict[str, Any]:
+    """Cut patches around annotated/candidate points of every volume into ``url`` (Petastorm).
+
+    With ``only_series``, only those volumes are cut; ``keep`` holds earlier patch rows (as
+    stored) written along with the new ones.
+    """
     points = _load_points(annotations, candidates, key)
     sample_negatives = candidates is None
     schema = patch_schema(options.size)
@@ -148,6 +162,8 @@ def build_patches(spark: SparkSession, volumes_url: str, annotations: str | None
     except Exception:  # noqa: BLE001 - no volume was assembled
         return {"patches": 0, "points_without_volume": sum(len(p) for p in points.values())}
     known = {r["series_uid"] for r in volumes.select("series_uid").distinct().collect()}
+    if only_series is not None:
+        volumes = volumes.filter(volumes.series_uid.isin(sorted(only_series)))
     shared = spark.sparkContext.broadcast(points)
     results = volumes.rdd.flatMap(
         lambda row: _patches_of(row.asDict(), shared.value.get(row["series_uid"], []),
@@ -155,12 +171,14 @@ def build_patches(spark: SparkSession, volumes_url: str, annotations: str | None
     ).persist(StorageLevel.DISK_ONLY)
     rows = results.filter(lambda r: r[0] == "row").map(lambda r: r[1])
     skipped = results.filter(lambda r: r[0] == "skipped").map(lambda r: r[1]).sum()
-    counts = Counter(results.filter(lambda r: r[0] == "row")
-                     .map(lambda r: (r[1]["split"], int(r[1]["label"]))).collect())
+    frame = _to_frame(spark, rows, schema)
+    if keep is not None:
+        frame = keep.select(*frame.columns).unionByName(frame)
+    counts = Counter((r["split"], int(r["label"])) for r in frame.select("split", "label").collect())
     total = sum(counts.values())
     if total:
         num_files = max(1, min(8, total // 256))
-        _write_petastorm(spark, rows, schema, url, PATCH_ROW_GROUP_MB, num_files=num_files)
+        _write_petastorm(spark, frame, schema, url, PATCH_ROW_GROUP_MB, num_files=num_files)
     results.unpersist()
     shared.unpersist()
     return {
