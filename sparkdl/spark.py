@@ -62,7 +62,10 @@ def get_spark(
     if active is not None:
         return active
     if in_spark_submit():
-        return SparkSession.builder.appName(app_name).getOrCreate()
+        if master or conf:
+            logger.warning("under spark-submit, --master and --conf of sparkdl are ignored: "
+                           "pass them to spark-submit")
+        return SparkSession.builder.getOrCreate()  # keeps spark-submit's --name and conf
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).master(master or DEFAULT_MASTER)
