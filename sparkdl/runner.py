@@ -8,8 +8,9 @@ with ``num_workers`` tasks. Every task:
 2. sets ``TF_CONFIG`` (the cluster in rank order, ``task.index`` = its rank) and
    ``CUDA_VISIBLE_DEVICES`` (the GPUs Spark gave the task, or in ``local`` mode its share of
    the driver's GPUs, or ``""`` for CPU);
-3. calls ``fn(*args)`` (which builds ``MultiWorkerMirroredStrategy`` and trains), then puts
-   both variables back as they were, since Spark reuses Python workers for later tasks.
+3. calls ``fn(*args)`` in a fresh Python process that inherits that environment (TF state
+   cannot leak into the next job of a reused Spark Python worker), then puts the variables
+   back as they were.
 
 The driver returns each worker's result in rank order.
 
@@ -18,9 +19,10 @@ change: more workers than barrier slots (Spark would otherwise re-check for up t
 ``use_gpu`` without GPU scheduling, and Spark TLS/encryption switched on while TF's gRPC
 channel between workers is not encrypted (opt in with ``spark.sparkdl.train.allowUnencrypted``).
 
-Retries: if a worker fails, Spark fails and re-runs the whole barrier stage up to
-``spark.task.maxFailures`` times (``local[N]`` means one attempt; ``local[N,F]`` allows F).
-That is what lets ``tf_keras.callbacks.BackupAndRestore`` resume a long training.
+Retries: if a worker fails, Spark re-runs the whole barrier stage, up to
+``spark.stage.maxConsecutiveAttempts`` times (default 4), also in ``local`` mode. The stage is
+followed by a one-partition shuffle so that it is a map stage: Spark never retries a barrier
+*result* stage. The retry is what lets ``tf_keras.callbacks.BackupAndRestore`` resume.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ TASK_GPU_CONF = "spark.task.resource.gpu.amount"
 _ENCRYPTION_CONFS = ("spark.ssl.enabled", "spark.network.crypto.enabled")
 _WAIT_CONF = "spark.scheduler.maxRegisteredResourcesWaitingTime"
 _FAILED_RANK = re.compile(r"sparkdl worker rank (\d+) failed: ([^\n]{0,500})")
-_ENV_KEYS = ("TF_CONFIG", "CUDA_VISIBLE_DEVICES")
+_ENV_KEYS = ("TF_CONFIG", "CUDA_VISIBLE_DEVICES", "SPARKDL_WORKER_RANK", "SPARKDL_TASK_GPUS")
 
 
 def is_local_master(master: str) -> bool:
@@ -187,6 +189,37 @@ def _task_gpus(context: BarrierTaskContext, pre_existing: str | None) -> str:
     return ",".join(addresses)
 
 
+def _run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], rank: int) -> bytes:
+    """Run ``fn(*args)`` in a fresh Python (see :mod:`sparkdl._worker`); return it pickled.
+
+    Spark reuses Python workers, and a process where TF built a multi-worker strategy cannot
+    build another: each run gets its own interpreter, which inherits the task's environment
+    and ``sys.path`` (so code shipped with ``--py-files`` is found).
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from pyspark import cloudpickle
+
+    with tempfile.TemporaryDirectory(prefix="sparkdl-worker-") as tmp:
+        path_in, path_out = os.path.join(tmp, "in.pkl"), os.path.join(tmp, "out.pkl")
+        with open(path_in, "wb") as handle:
+            cloudpickle.dump((fn, args), handle)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        code = subprocess.call([sys.executable, "-m", "sparkdl._worker", path_in, path_out], env=env)
+        if not os.path.exists(path_out):
+            raise RuntimeError(f"sparkdl worker rank {rank} failed: the worker process exited "
+                               f"with code {code} before returning a result")
+        with open(path_out, "rb") as handle:
+            outcome = cloudpickle.load(handle)
+    if outcome[0] != "ok":
+        _, name, message, trace = outcome
+        raise RuntimeError(f"sparkdl worker rank {rank} failed: {name}: {message}\n{trace}")
+    return cloudpickle.dumps(outcome[1])
+
+
 def _make_task(
     fn: Callable[..., Any], args: tuple[Any, ...], use_gpu: bool, local_gpus: list[str] | None
 ) -> Callable[[Any], Any]:
@@ -195,10 +228,8 @@ def _make_task(
     def task(_: Any) -> Any:
         import json
         import os
-        import traceback
 
         from pyspark import BarrierTaskContext
-        from pyspark.cloudpickle import dumps
 
         context = BarrierTaskContext.get()
         rank = context.partitionId()
@@ -215,14 +246,12 @@ def _make_task(
             os.environ["TF_CONFIG"] = json.dumps(
                 {"cluster": {"worker": workers}, "task": {"type": "worker", "index": rank}}
             )
-            try:
-                result = fn(*args)
-            except Exception as exc:
-                raise RuntimeError(
-                    f"sparkdl worker rank {rank} failed: {type(exc).__name__}: {exc}\n"
-                    + traceback.format_exc()
-                ) from exc
-            yield rank, workers[rank], gpus, dumps(result)
+            os.environ["SPARKDL_WORKER_RANK"] = str(rank)
+            # What Spark scheduled for this task, as Spark names it (for logs and checks).
+            assigned = context.resources().get("gpu")
+            os.environ["SPARKDL_TASK_GPUS"] = ",".join(assigned.addresses) if assigned else ""
+            payload = _run_isolated(fn, args, rank)
+            yield rank, workers[rank], gpus, payload
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -284,15 +313,19 @@ class TrainingRunner:
         task = _make_task(fn, args, self.use_gpu, local_gpus)
         rdd = sc.parallelize(range(self.num_workers), self.num_workers)
         try:
-            rows = rdd.barrier().mapPartitions(task).collect()
+            # The shuffle after the barrier stage makes it a map stage, which Spark re-runs
+            # whole when a task fails (up to spark.stage.maxConsecutiveAttempts); a failed
+            # barrier *result* stage is never retried. The retry is what BackupAndRestore
+            # resumes from.
+            rows = rdd.barrier().mapPartitions(task).repartition(1).collect()
         except Exception as exc:
             found = _FAILED_RANK.search(str(exc))
             what = (f"worker rank {found.group(1)}: {found.group(2)}" if found
                     else f"the barrier stage: {type(exc).__name__}")
             raise TrainingError(
-                f"Distributed training failed in {what}. Spark re-runs a failed barrier stage up "
-                "to spark.task.maxFailures times (local[N]: once; local[N,F]: F times); the "
-                "chained Spark error holds the worker's traceback."
+                f"Distributed training failed in {what}. Spark re-ran the barrier stage up to "
+                "spark.stage.maxConsecutiveAttempts times (default 4); the chained Spark error "
+                "holds the worker's traceback."
             ) from exc
         rows.sort(key=lambda row: row[0])
         for rank, address, gpus, _ in rows:

@@ -31,14 +31,11 @@ def _view_fn() -> Any:
     """
 
     def worker_view() -> dict[str, Any]:
-        from pyspark import BarrierTaskContext
-
-        context = BarrierTaskContext.get()
-        gpu = context.resources().get("gpu")
+        # fn runs in a child of the Spark Python worker: the parent pid is the worker's.
         return {
-            "rank": context.partitionId(),
-            "pid": os.getpid(),
-            "spark_gpus": list(gpu.addresses) if gpu is not None else None,
+            "rank": int(os.environ["SPARKDL_WORKER_RANK"]),
+            "pid": os.getppid(),
+            "spark_gpus": os.environ["SPARKDL_TASK_GPUS"].split(",") if os.environ["SPARKDL_TASK_GPUS"] else None,
             "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "TF_CONFIG": json.loads(os.environ["TF_CONFIG"]),
         }
