@@ -1,0 +1,157 @@
+"""Evaluation of a trained model on the test split: ``R/metrics.json``, ``R/roc.png``,
+``R/summary.txt``.
+
+Runs in one process (no Spark): the test split is small next to the train split, and the
+model reads it through :func:`sparkdl.dataset.make_dataset` unshuffled and unaugmented, with
+the window and task the model was trained with (from ``M/config.json``).
+
+The operating threshold is ``TrainConfig.threshold`` (default 0.5), fixed before looking at
+the test split: training weighs the classes equally, so 0.5 sits where the loss balances
+sensitivity and specificity. AUC is threshold-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .storage import join, local_path
+
+logger = logging.getLogger(__name__)
+
+
+def load_training_config(model_dir: str) -> dict[str, Any]:
+    """``M/config.json`` as written by the chief; InputError when the folder holds no model."""
+    path = Path(local_path(join(model_dir, "config.json")))
+    if not path.is_file() or not Path(local_path(join(model_dir, "model.keras"))).is_file():
+        raise InputError(f"No trained model in {model_dir}: expected config.json and model.keras. "
+                         "Run `sparkdl train --model-dir ...` first.")
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def load_model(model_dir: str) -> Any:
+    """The trained model (uncompiled: inference only)."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tf_keras
+
+    return tf_keras.models.load_model(local_path(join(model_dir, "model.keras")), compile=False)
+
+
+def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """AUC, confusion matrix, sensitivity, specificity, precision at ``threshold``."""
+    from sklearn.metrics import roc_auc_score
+
+    y_true = np.asarray(y_true).astype(int).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    predicted = (scores >= threshold).astype(int)
+    tp = int(((predicted == 1) & (y_true == 1)).sum())
+    tn = int(((predicted == 0) & (y_true == 0)).sum())
+    fp = int(((predicted == 1) & (y_true == 0)).sum())
+    fn = int(((predicted == 0) & (y_true == 1)).sum())
+    both = len(np.unique(y_true)) == 2
+
+    def ratio(a: int, b: int) -> float | None:
+        return a / b if b else None
+
+    return {
+        "n": int(len(y_true)),
+        "positives": int(y_true.sum()),
+        "auc": float(roc_auc_score(y_true, scores)) if both else None,
+        "threshold": float(threshold),
+        "sensitivity": ratio(tp, tp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "precision": ratio(tp, tp + fp),
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+    }
+
+
+def _predict_split(model: Any, url: str, split: str, label_field: str,
+                   window: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    from .dataset import make_dataset
+
+    ds = make_dataset(url, batch_size=64, num_epochs=1, shuffle=False, split=split,
+                      label_field=label_field, augment=False, window=window)
+    labels, scores = [], []
+    for x, y in ds:
+        scores.append(model(x, training=False).numpy().reshape(-1))
+        labels.append(y.numpy().reshape(-1))
+    if not labels:
+        return np.empty(0), np.empty(0)
+    return np.concatenate(labels), np.concatenate(scores)
+
+
+def _plot_roc(y_true: np.ndarray, scores: np.ndarray, auc: float | None, title: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    if auc is not None:
+        fpr, tpr, _ = roc_curve(y_true, scores)
+        ax.plot(fpr, tpr, lw=2, label=f"AUC = {auc:.3f}")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="chance")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summary_text(metrics: dict[str, Any]) -> str:
+    """A few human-readable lines of ``metrics``."""
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    cm = metrics["confusion_matrix"]
+    lines = [
+        f"task: {metrics['task']} ({metrics['model']}), split: {metrics['split']}",
+        f"patches: {metrics['n']} ({metrics['positives']} positive)",
+        f"AUC: {fmt(metrics['auc'])}",
+        f"at threshold {metrics['threshold']:.2f}: sensitivity {fmt(metrics['sensitivity'])}, "
+        f"specificity {fmt(metrics['specificity'])}, precision {fmt(metrics['precision'])}",
+        f"confusion matrix: TP {cm['tp']}  FN {cm['fn']}  FP {cm['fp']}  TN {cm['tn']}",
+    ]
+    if "malignancy_auc" in metrics:
+        lines.append(f"malignancy AUC: {fmt(metrics['malignancy_auc'])} "
+                     f"({metrics['malignancy_n']} patches with a known malignancy)")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(model_dir: str, data_dir: str, report_dir: str, *, split: str = "test") -> dict[str, Any]:
+    """Score ``data_dir/patches`` (``split``) with the model in ``model_dir``; write the report.
+
+    Returns the metrics written to ``report_dir/metrics.json``: ``auc``, ``n``, ``positives``,
+    ``threshold``, ``sensitivity``, ``specificity``, ``precision``, ``confusion_matrix``,
+    plus ``malignancy_auc``/``malignancy_n`` for a malignancy model (rows with malignancy -1
+    are not scored). ``report_dir`` must be a local folder.
+    """
+    from .storage import to_url
+
+    trained = load_training_config(model_dir)
+    config = trained["config"]
+    url = to_url(join(data_dir, "patches"))
+    label_field = "malignancy" if config["task"] == "malignancy" else "label"
+    model = load_model(model_dir)
+    y_true, scores = _predict_split(model, url, split, label_field, tuple(config["window"]))
+    if len(y_true) == 0:
+        raise InputError(f"The {split} split of {url} holds no rows with a known {label_field}. "
+                         "Expected some: check the split fractions of the ingest config.")
+    metrics = {"task": config["task"], "model": config["model"], "split": split,
+               "data_url": url, **binary_metrics(y_true, scores, config["threshold"])}
+    if label_field == "malignancy":
+        metrics["malignancy_auc"], metrics["malignancy_n"] = metrics["auc"], metrics["n"]
+    out = Path(local_path(report_dir))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (out / "summary.txt").write_text(summary_text(metrics))
+    _plot_roc(y_true, scores, metrics["auc"], f"{config['task']} ({split} split)", str(out / "roc.png"))
+    logger.info("evaluate: %s", summary_text(metrics).replace("\n", "; "))
+    return metrics

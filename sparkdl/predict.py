@@ -1,0 +1,118 @@
+"""Spark batch inference: every patch of ``OUT/patches`` scored, written as Parquet.
+
+The patches are read with Spark's own Parquet reader (a Petastorm dataset is plain Parquet;
+``patch`` and ``center`` are ``NdarrayCodec`` cells, decoded a whole Arrow batch at a time
+by :func:`sparkdl.patch_reader.decode_ndarray_cells`). ``mapInPandas`` scores batches on
+the executors; the model is loaded once per executor Python worker (a module-level cache
+keyed by model path: Spark reuses Python workers across tasks) and TensorFlow is imported
+only there, never in the driver.
+
+Output columns: ``patch_id``, ``series_uid``, ``patient_id`` (pseudonymous, as in the
+input), ``split``, ``source``, ``center`` (world LPS x, y, z mm), ``label`` and
+``probability`` (float, the model's sigmoid output).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import InputError
+from .storage import join, to_url
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_SCHEMA = ("patch_id string, series_uid string, patient_id string, split string, "
+                 "source string, center array<double>, label int, probability float")
+#: Rows per Arrow batch handed to the model (bounds executor memory: 32³ float32 = 128 KiB/row).
+BATCH_ROWS = 256
+_ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+#: Per Python worker: model path → loaded model.
+_MODELS: dict[str, Any] = {}
+
+
+def _cached_model(model_path: str) -> Any:
+    if model_path not in _MODELS:
+        import os
+
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        import tf_keras
+
+        _MODELS[model_path] = tf_keras.models.load_model(model_path, compile=False)
+    return _MODELS[model_path]
+
+
+def score_batches(
+    frames: Iterator[Any], model_path: str, window: tuple[float, float], patch_shape: tuple[int, ...]
+) -> Iterator[Any]:
+    """``mapInPandas`` body: pandas frames of patch rows in, frames of ``OUTPUT_SCHEMA`` out."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from .dataset import window_hu
+    from .patch_reader import decode_ndarray_cells
+
+    model = _cached_model(model_path)
+    for frame in frames:
+        if frame.empty:
+            continue
+        hu = decode_ndarray_cells(pa.array(frame["patch"], type=pa.binary()), patch_shape, np.dtype(np.int16))
+        centers = decode_ndarray_cells(pa.array(frame["center"], type=pa.binary()), (3,),
+                                       np.dtype(np.float64))
+        x = window_hu(hu, float(window[0]), float(window[1]))
+        probability = model(x, training=False).numpy().reshape(-1).astype(np.float32)
+        yield pd.DataFrame({
+            "patch_id": frame["patch_id"].values,
+            "series_uid": frame["series_uid"].values,
+            "patient_id": frame["patient_id"].values,
+            "split": frame["split"].values,
+            "source": frame["source"].values,
+            "center": list(centers.astype(np.float64)),
+            "label": frame["label"].astype("int32").values,
+            "probability": probability,
+        })
+
+
+def predict(model_dir: str, data_dir: str, output: str, *, spark: Any = None) -> dict[str, Any]:
+    """Score every patch of ``data_dir/patches`` with the model in ``model_dir``; write
+    Parquet to ``output`` (overwritten). Returns ``{"output", "rows", "model_path"}``.
+
+    ``model_dir`` must be readable from the executors (a local path in local mode, a shared
+    file system on a cluster).
+    """
+    from .dataset import patch_shape
+    from .evaluate import load_training_config
+    from .spark import get_spark
+    from .storage import local_path
+
+    trained = load_training_config(model_dir)
+    window = tuple(float(v) for v in trained["config"]["window"])
+    url = to_url(join(data_dir, "patches"))
+    shape, _ = patch_shape(url)
+    if [*shape, 1] != list(trained["input_shape"]):
+        raise InputError(f"The model in {model_dir} takes patches of {trained['input_shape'][:3]}; "
+                         f"{url} holds {list(shape)}. Use the data the model was trained on "
+                         "(or ingest with the same patches.size).")
+    model_path = local_path(join(model_dir, trained.get("model_file", "model.keras")))
+    spark = spark or get_spark()
+    columns = ["patch_id", "series_uid", "patient_id", "split", "source", "center", "label", "patch"]
+    frame = spark.read.parquet(url).select(*columns)
+
+    def score(frames: Iterator[Any]) -> Iterator[Any]:
+        return score_batches(frames, model_path, window, shape)  # type: ignore[arg-type]
+
+    previous = spark.conf.get(_ARROW_BATCH_CONF, None)
+    spark.conf.set(_ARROW_BATCH_CONF, str(BATCH_ROWS))
+    try:
+        frame.mapInPandas(score, OUTPUT_SCHEMA).write.mode("overwrite").parquet(output)
+    finally:
+        if previous is None:
+            spark.conf.unset(_ARROW_BATCH_CONF)
+        else:
+            spark.conf.set(_ARROW_BATCH_CONF, previous)
+    rows = spark.read.parquet(output).count()
+    logger.info("predict: %d patches scored into %s", rows, output)
+    return {"output": output, "rows": int(rows), "model_path": model_path}

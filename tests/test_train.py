@@ -1,0 +1,308 @@
+"""Training, evaluation and batch prediction on a tiny learnable cohort.
+
+Two workers on ``local[2]`` train one model; both must end with identical weights, the test
+AUC must be clearly above chance, and ``evaluate``/``predict`` must reload the model. The
+fault case (a subprocess with its own ``local[2,4]`` session) kills a worker mid-training
+and checks that the retried barrier stage resumes from ``BackupAndRestore``.
+
+The cohort: positives (label 1) hold a bright sphere (a solid nodule, ~40 HU) near the
+centre; negatives hold a bright tube through the patch (a vessel) or only lung noise. Every
+patient's rows share a split (``patient % 10``: 0..6 train, 7 val, 8 and 9 test). It is
+written with Spark and ``materialize_dataset`` in several files of small row groups, so two
+shards get rows of every split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sparkdl.errors import ConfigError, InputError
+from sparkdl.storage import to_url
+from sparkdl.train import TrainConfig, class_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ROWS_PER_PATIENT = 8
+
+
+def make_patch(row_id: int, size: int) -> tuple[np.ndarray, int]:
+    """HU patch and label of row ``row_id``."""
+    rng = np.random.default_rng(1000 + row_id)
+    label = int(row_id % 3 == 0)
+    patch = rng.normal(-850.0, 70.0, (size, size, size))
+    grid = np.mgrid[:size, :size, :size].astype(float)
+    if label:
+        centre = (size - 1) / 2 + rng.uniform(-1.5, 1.5, 3)
+        radius = rng.uniform(2.0, 3.5) * size / 16
+        inside = ((grid - centre[:, None, None, None]) ** 2).sum(0) < radius**2
+        patch[inside] = rng.normal(40.0, 30.0, inside.sum())
+    elif row_id % 3 == 1:
+        axis = rng.integers(3)
+        others = [a for a in range(3) if a != axis]
+        offset = (size - 1) / 2 + rng.uniform(-3, 3, 2) * size / 16
+        radius = rng.uniform(0.8, 1.4) * size / 16
+        dist2 = sum((grid[a] - o) ** 2 for a, o in zip(others, offset))
+        inside = dist2 < radius**2
+        patch[inside] = rng.normal(40.0, 30.0, inside.sum())
+    return patch.astype(np.int16), label
+
+
+def _rows(patients: list[int], size: int) -> Any:
+    for patient in patients:
+        split = ("train",) * 7 + ("val", "test", "test")
+        for k in range(ROWS_PER_PATIENT):
+            row_id = patient * ROWS_PER_PATIENT + k
+            patch, label = make_patch(row_id, size)
+            yield {
+                "patch_id": f"p{row_id:05d}",
+                "series_uid": f"2.25.{patient}",
+                "patient_id": f"pat{patient:03d}",
+                "patch": patch,
+                "label": np.int32(label),
+                "malignancy": np.int32((row_id // 3) % 2 if label and row_id % 2 else -1),
+                "diameter_mm": np.float32(5.0 if label else 0.0),
+                "center": np.array([row_id, -row_id, 0.5 * row_id], dtype=np.float64),
+                "source": "annotation" if label else "candidate",
+                "split": split[patient % 10],
+            }
+
+
+def write_cohort(spark: Any, url: str, *, num_patients: int = 30, size: int = 16,
+                 num_files: int = 3, block_bytes: int = 64 * 1024) -> int:
+    """Write ``num_patients × ROWS_PER_PATIENT`` patches to ``url``; return the row count."""
+    from petastorm.etl.dataset_metadata import materialize_dataset
+    from petastorm.unischema import dict_to_spark_row
+    from pyspark import cloudpickle
+
+    from sparkdl.schemas import patch_schema
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    schema = patch_schema(size)
+    groups = [list(range(num_patients))[i::num_files] for i in range(num_files)]
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    previous = hadoop.get("parquet.block.size")
+    with materialize_dataset(spark, url, schema):
+        hadoop.setInt("parquet.block.size", block_bytes)
+        try:
+            rdd = (spark.sparkContext.parallelize(groups, num_files)
+                   .flatMap(lambda patients: _rows(patients, size))
+                   .map(lambda row: dict_to_spark_row(schema, row)))
+            (spark.createDataFrame(rdd, schema.as_spark_schema()).write.mode("overwrite")
+             .option("compression", "zstd")
+             .option("parquet.block.size", block_bytes)
+             .option("parquet.block.size.row.check.min", 1)
+             .option("parquet.block.size.row.check.max", 4)
+             .parquet(url))
+        finally:
+            if previous is None:
+                hadoop.unset("parquet.block.size")
+            else:
+                hadoop.set("parquet.block.size", previous)
+    return num_patients * ROWS_PER_PATIENT
+
+
+#: Small and quick: 16³ patches, two stages of 8/16 filters, no augmentation.
+TEST_CONFIG = dict(base_filters=8, num_stages=2, dropout=0.1, epochs=6, batch_size=16,
+                   learning_rate=0.003, augment=False, seed=1)
+
+
+@pytest.fixture(scope="module")
+def cohort(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("ingested")
+    write_cohort(spark, to_url(str(data_dir / "patches")))
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def trained(spark: Any, cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from sparkdl.train import train
+
+    model_dir = tmp_path_factory.mktemp("model")
+    result = train(str(cohort), str(model_dir), config=TrainConfig(**TEST_CONFIG),
+                   num_workers=2, spark=spark)
+    return {"result": result, "model_dir": model_dir, "data_dir": cohort}
+
+
+# -- config and pure helpers -------------------------------------------------------------
+
+
+def test_config_loads_yaml_with_overrides(tmp_path: Path) -> None:
+    shipped = TrainConfig.load(ROOT / "conf" / "train.yaml")
+    assert shipped == TrainConfig()  # the shipped YAML states the defaults
+    path = tmp_path / "train.yaml"
+    path.write_text("model: resnet3d\ntask: malignancy\nwindow: [-500, 1400]\nepochs: 3\n")
+    config = TrainConfig.load(path, epochs=7, batch_size=None)
+    assert (config.model, config.task, config.window, config.epochs) == ("resnet3d", "malignancy",
+                                                                          (-500.0, 1400.0), 7)
+    assert config.label_field == "malignancy"
+
+
+@pytest.mark.parametrize("text, key", [("modle: cnn3d\n", "modle"), ("model: vgg\n", "model"),
+                                       ("epochs: 0\n", "epochs"), ("task: fracture\n", "task"),
+                                       ("learning_rate: fast\n", "learning_rate")])
+def test_config_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=key):
+        TrainConfig.load(path)
+
+
+def test_class_weights_balance_the_classes() -> None:
+    weights = class_weights({0: 300, 1: 100})
+    assert weights == pytest.approx({0: 400 / 600, 1: 2.0})
+    assert 300 * weights[0] == pytest.approx(100 * weights[1])
+    with pytest.raises(InputError, match="no rows of class"):
+        class_weights({0: 10})
+
+
+def test_binary_metrics_confusion_matrix() -> None:
+    from sparkdl.evaluate import binary_metrics
+
+    metrics = binary_metrics(np.array([0, 0, 0, 1, 1]), np.array([0.1, 0.6, 0.2, 0.9, 0.4]), 0.5)
+    assert metrics["confusion_matrix"] == {"tn": 2, "fp": 1, "fn": 1, "tp": 1}
+    assert (metrics["sensitivity"], metrics["specificity"]) == (0.5, pytest.approx(2 / 3))
+    assert metrics["auc"] == pytest.approx(5 / 6)
+
+
+def test_model_zoo_factories() -> None:
+    from sparkdl.models import build_model
+
+    for name in ("cnn3d", "resnet3d"):
+        for task in ("nodule", "malignancy"):
+            model = build_model(name, (16, 16, 16, 1), task=task, base_filters=4, num_stages=2)
+            out = model(np.zeros((2, 16, 16, 16, 1), np.float32)).numpy()
+            assert out.shape == (2, 1) and ((out > 0) & (out < 1)).all()
+            assert model.output_names == [task]
+    with pytest.raises(ConfigError, match="num_stages"):
+        build_model("cnn3d", (8, 8, 8, 1), num_stages=4)
+    with pytest.raises(ConfigError, match="Unknown model"):
+        build_model("vgg", (8, 8, 8, 1))
+
+
+# -- distributed training, evaluation, prediction ------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_model(trained: dict[str, Any]) -> None:
+    result, model_dir = trained["result"], trained["model_dir"]
+    workers = result["workers"]
+    assert [w["rank"] for w in workers] == [0, 1]
+    assert workers[0]["weights_sha256"] == workers[1]["weights_sha256"]
+    assert workers[0]["final_loss"] == pytest.approx(workers[1]["final_loss"])
+    assert workers[0]["epochs_run"] == list(range(TEST_CONFIG["epochs"]))
+    # The chief alone wrote the model, history, config and TensorBoard logs; backups removed.
+    assert (model_dir / "model.keras").is_file()
+    history = json.loads((model_dir / "history.json").read_text())
+    assert history["epoch"] == list(range(TEST_CONFIG["epochs"]))
+    assert {"loss", "auc", "precision", "recall", "val_auc"} <= set(history["metrics"])
+    assert history["metrics"]["loss"][-1] < history["metrics"]["loss"][0]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["num_workers"] == 2 and config["config"]["base_filters"] == 8
+    assert config["class_weight"]["1"] > config["class_weight"]["0"]  # positives are rarer
+    assert any((model_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not any((model_dir / "backup").rglob("*")) if (model_dir / "backup").exists() else True
+
+
+@pytest.mark.slow
+def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Path) -> None:
+    from sparkdl.evaluate import evaluate
+
+    report = tmp_path / "report"
+    metrics = evaluate(str(trained["model_dir"]), str(trained["data_dir"]), str(report))
+    assert metrics["n"] == 6 * ROWS_PER_PATIENT  # patients 8, 9, 18, 19, 28, 29
+    assert metrics["auc"] > 0.85, metrics
+    cm = metrics["confusion_matrix"]
+    assert cm["tp"] + cm["fn"] == metrics["positives"] and sum(cm.values()) == metrics["n"]
+    assert json.loads((report / "metrics.json").read_text())["auc"] == metrics["auc"]
+    assert (report / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "AUC" in (report / "summary.txt").read_text()
+
+
+@pytest.mark.slow
+def test_predict_scores_every_patch(spark: Any, trained: dict[str, Any], tmp_path: Path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from sparkdl.predict import predict
+
+    output = str(tmp_path / "predictions")
+    summary = predict(str(trained["model_dir"]), str(trained["data_dir"]), output, spark=spark)
+    frame = spark.read.parquet(output).toPandas()
+    assert summary["rows"] == len(frame) == 30 * ROWS_PER_PATIENT
+    assert frame["patch_id"].is_unique
+    assert {"patch_id", "series_uid", "patient_id", "center", "probability"} <= set(frame.columns)
+    row = frame.set_index("patch_id").loc["p00042"]
+    assert list(row["center"]) == [42.0, -42.0, 21.0] and row["patient_id"] == "pat005"
+    assert frame["probability"].between(0, 1).all()
+    test = frame[frame["split"] == "test"]
+    assert roc_auc_score(test["label"], test["probability"]) > 0.85
+
+
+# -- fault tolerance ----------------------------------------------------------------------
+
+FAULT_SCRIPT = textwrap.dedent('''
+    import json, os, sys
+    from sparkdl.runner import TrainingRunner
+    from sparkdl.spark import get_spark
+    from sparkdl.train import TrainConfig, plan_job, train_worker
+
+    data_dir, model_dir, config_json = sys.argv[1:4]
+    # local[2,4]: two slots, up to 4 attempts, so a failed barrier stage is re-run.
+    spark = get_spark("local[2,4]", {"spark.ui.enabled": "false"})
+    config = TrainConfig(**json.loads(config_json))
+    job = plan_job(data_dir, model_dir, config, num_workers=2, use_gpu=False, spark=spark)
+
+    def kill_once():
+        import tf_keras
+
+        class KillOnce(tf_keras.callbacks.Callback):
+            """Log every epoch started; rank 1 dies at epoch 2 of the first attempt."""
+            def on_epoch_begin(self, epoch, logs=None):
+                rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+                with open(os.path.join(model_dir, f"epochs-rank{rank}.log"), "a") as log:
+                    log.write(f"{epoch}\\n")
+                marker = os.path.join(model_dir, "killed")
+                if rank == 1 and epoch == 2 and not os.path.exists(marker):
+                    open(marker, "w").close()
+                    os._exit(1)
+        return KillOnce()
+
+    def worker(job):
+        return train_worker(job, extra_callbacks=[kill_once])
+
+    results = TrainingRunner(2, spark=spark).run(worker, job)
+    print("RESULTS " + json.dumps(results))
+    spark.stop()
+''')
+
+
+@pytest.mark.slow
+def test_killed_worker_resumes_from_backup(cohort: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    script = tmp_path / "fault.py"
+    script.write_text(FAULT_SCRIPT)
+    config = {**TEST_CONFIG, "epochs": 5}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, str(script), str(cohort), str(model_dir),
+                           json.dumps(config)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(done.stdout.split("RESULTS ", 1)[1].splitlines()[0])
+    assert (model_dir / "killed").exists()  # the first attempt did lose a worker
+    assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
+    # The retried stage started at epoch 2 (after the backup of epoch 1), not at 0.
+    assert [r["epochs_run"] for r in results] == [[2, 3, 4]] * 2
+    history = json.loads((model_dir / "history.json").read_text())
+    assert history["initial_epoch"] == 2 and history["epoch"] == [2, 3, 4]
+    started = [int(e) for e in (model_dir / "epochs-rank1.log").read_text().split()]
+    assert started == [0, 1, 2, 2, 3, 4]  # one epoch re-run, not three
+    assert (model_dir / "model.keras").is_file()
