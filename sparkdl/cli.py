@@ -43,21 +43,75 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from .deid import load_key
+    from .errors import ConfigError
     from .ingest import IngestConfig, ingest
 
     load_key(args.key_file)  # refuse to start (before Spark) without a key
     config = IngestConfig.load(args.config)
+    if args.watch:
+        from .watch import watch
+
+        if args.inputs or args.mode != "overwrite":
+            raise ConfigError("--watch LANDING takes no INPUT and always appends. "
+                              f"Received inputs {args.inputs} and --mode {args.mode}.")
+        watch(args.watch, args.output, spark=_session(args), checkpoint=args.checkpoint,
+              annotations=args.annotations, candidates=args.candidates, config=config,
+              key_file=args.key_file, trigger_seconds=args.trigger_seconds, once=args.once)
+        return 0
+    if not args.inputs:
+        raise ConfigError("ingest needs at least one INPUT (or --watch LANDING).")
     manifest = ingest(args.inputs, args.output, spark=_session(args), annotations=args.annotations,
                       candidates=args.candidates, config=config, export_dicom=args.export_dicom,
-                      key_file=args.key_file)
+                      key_file=args.key_file, mode=args.mode)
+    if not manifest.get("changed", True):
+        print(f"{args.output}: no new inputs since the last run; nothing changed")
+        return 0
     counts = manifest["counts"]
-    print(json.dumps({"output": args.output, **counts,
+    print(json.dumps({"output": args.output, **counts, "last_run": manifest.get("last_run"),
                       "rejected_by_reason": manifest["rejected_by_reason"]}, indent=2))
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    config = TrainConfig.load(args.config, epochs=args.epochs, batch_size=args.batch_size)
+    summary = train(args.data, args.model_dir, config=config, num_workers=args.num_workers,
+                    use_gpu=args.use_gpu, spark=_session(args))
+    shown = {k: v for k, v in summary.items() if k != "workers"}
+    print(json.dumps(shown, indent=2, default=str))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluate import evaluate
+
+    evaluate(args.model_dir, args.data, args.report)
+    print((Path(args.report) / "summary.txt").read_text())
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict
+
+    result = predict(args.model_dir, args.data, args.output, spark=_session(args))
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspection import format_summary, inspect_dataset
+
+    summary = inspect_dataset(args.out, report_png=args.png, max_items=args.max_items)
+    print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sparkdl", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="sparkdl", description="De-identified DICOM to deep learning on Apache Spark.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -70,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_cmd_synth)
 
     ing = commands.add_parser("ingest", help="de-identify and catalog DICOM; build volumes and patches")
-    ing.add_argument("inputs", nargs="+", help="folders, .zip, .tar(.gz) or files (any Hadoop path)")
+    ing.add_argument("inputs", nargs="*", help="folders, .zip, .tar(.gz) or files (any Hadoop path)")
     ing.add_argument("--output", required=True, help="output dataset folder")
     ing.add_argument("--annotations", help="LUNA16-style annotations.csv (world mm)")
     ing.add_argument("--candidates", help="LUNA16-style candidates.csv")
@@ -78,8 +132,47 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--export-dicom", action="store_true", help="also write de-identified DICOM")
     ing.add_argument("--key-file", help="file holding the de-identification key "
                                         "(default: environment variable SPARKDL_DEID_KEY)")
+    ing.add_argument("--mode", choices=["overwrite", "append"], default="overwrite",
+                     help="append: catalog only inputs not seen before (by content) and rebuild "
+                          "the series they touch")
+    ing.add_argument("--watch", metavar="LANDING",
+                     help="stream: ingest files as they land in LANDING (Structured Streaming)")
+    ing.add_argument("--checkpoint", help="with --watch: the stream's checkpoint (default OUT_checkpoint)")
+    ing.add_argument("--trigger-seconds", type=int, default=60, help="with --watch: seconds between batches")
+    ing.add_argument("--once", action="store_true", help="with --watch: ingest what has landed, then stop")
     _spark_args(ing)
     ing.set_defaults(func=_cmd_ingest)
+
+    tr = commands.add_parser("train", help="distributed training on Spark barrier tasks")
+    tr.add_argument("--data", required=True, help="an ingest output folder (with patches/)")
+    tr.add_argument("--model-dir", required=True, help="where the model, history and logs go")
+    tr.add_argument("--config", help="training YAML (see conf/train.yaml)")
+    tr.add_argument("--num-workers", type=int, default=1, help="TF workers = Spark barrier tasks")
+    tr.add_argument("--use-gpu", action="store_true", help="one GPU set per worker from Spark scheduling")
+    tr.add_argument("--epochs", type=int, help="overrides the config")
+    tr.add_argument("--batch-size", type=int, help="global batch size; overrides the config")
+    _spark_args(tr)
+    tr.set_defaults(func=_cmd_train)
+
+    ev = commands.add_parser("evaluate", help="metrics and ROC on the test split")
+    ev.add_argument("--model-dir", required=True)
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--report", required=True, help="folder for metrics.json, roc.png, summary.txt")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    pr = commands.add_parser("predict", help="Spark batch inference over patches to Parquet")
+    pr.add_argument("--model-dir", required=True)
+    pr.add_argument("--data", required=True)
+    pr.add_argument("--output", required=True, help="Parquet folder for the predictions")
+    _spark_args(pr)
+    pr.set_defaults(func=_cmd_predict)
+
+    ins = commands.add_parser("inspect", help="what a dataset holds, and a PNG sheet")
+    ins.add_argument("out", help="an ingest output folder")
+    ins.add_argument("--png", help="where to write the picture (default OUT/inspect.png)")
+    ins.add_argument("--max-items", type=int, default=6, help="patches and volumes drawn")
+    ins.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ins.set_defaults(func=_cmd_inspect)
     return parser
 
 

@@ -40,7 +40,7 @@ class Selection:
 class Task:
     """What a partition needs besides its files: plain values, pickled to the executors."""
 
-    key: bytes
+    key: bytes = field(repr=False)  # never in a repr, log line or error message
     deid: DeidOptions
     limits: Limits
     export_dicom: bool

@@ -126,7 +126,7 @@ class DeidResult:
 
 @dataclasses.dataclass
 class _Context:
-    key: bytes
+    key: bytes = dataclasses.field(repr=False)
     actions: ActionMap
     offset: int | None  # None: dates are kept (full dates option)
     remap_uids: bool
