@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError, InputError
+from .compat import legacy_pyarrow_warnings_filtered
 from .patch_reader import (
     LABEL_FIELDS,
     SPLITS,
     ShuffleBuffer,
-    legacy_pyarrow_warnings_filtered,
     open_reader,
     read_row_group,
     row_mask,

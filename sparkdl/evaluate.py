@@ -87,13 +87,12 @@ def _predict_split(model: Any, url: str, split: str, label_field: str,
 
 
 def _plot_roc(y_true: np.ndarray, scores: np.ndarray, auc: float | None, title: str, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure draws off-screen without switching the caller's pyplot backend (notebooks).
+    from matplotlib.figure import Figure
     from sklearn.metrics import roc_curve
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    fig = Figure(figsize=(4.5, 4.5), dpi=100)
+    ax = fig.subplots()
     if auc is not None:
         fpr, tpr, _ = roc_curve(y_true, scores)
         ax.plot(fpr, tpr, lw=2, label=f"AUC = {auc:.3f}")
@@ -102,7 +101,6 @@ def _plot_roc(y_true: np.ndarray, scores: np.ndarray, auc: float | None, title: 
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def summary_text(metrics: dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ from .discover import InputFile, choose_num_partitions, list_inputs, pack_partit
 from .errors import ConfigError, InputError
 from .incremental import Previous
 from .patches import PatchOptions
-from .records import Selection, Task, records
+from .records import Selection, Task, arrow_records
 from .series import build_patches, build_volumes, export_dicom
 from .storage import HadoopFS, join
 
@@ -180,9 +180,12 @@ def _stage_records(spark: SparkSession, files: list[InputFile], task: Task, conf
     num_partitions = choose_num_partitions(files, sc.defaultParallelism,
                                            config.partition_target_mb * 1024**2)
     bins = pack_partitions(files, num_partitions)
+    # One row per bin, one bin per partition (parallelize slices evenly, no shuffle).
+    indices = spark.createDataFrame(
+        sc.parallelize([(i,) for i in range(len(bins))], max(len(bins), 1)), "bin INT")
     # Plain values only: the closure is pickled to the executors (the key travels in memory).
-    rdd = sc.parallelize(bins, max(len(bins), 1)).mapPartitions(lambda part: records(part, task))
-    spark.createDataFrame(rdd, RECORD_SCHEMA).write.mode("overwrite").parquet(path)
+    staged = indices.mapInArrow(lambda batches: arrow_records(batches, bins, task), RECORD_SCHEMA)
+    staged.write.mode("overwrite").parquet(path)
     return spark.read.parquet(path)
 
 

@@ -21,6 +21,9 @@ from typing import Any
 from .errors import ConfigError
 
 TASKS = ("nodule", "malignancy")
+#: Batch-norm moving-average momentum: 0.9 (not Keras' 0.99) so the inference statistics
+#: settle within the few hundred steps a small cohort trains for.
+BN_MOMENTUM = 0.9
 
 
 def _keras() -> Any:
@@ -55,7 +58,7 @@ def _conv_bn_relu(x: Any, filters: int, name: str, strides: int = 1) -> Any:
     keras = _keras()
     x = keras.layers.Conv3D(filters, 3, strides=strides, padding="same", use_bias=False,
                             name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -94,11 +97,11 @@ def _residual_block(x: Any, filters: int, strides: int, name: str) -> Any:
     shortcut = x
     y = _conv_bn_relu(x, filters, name=f"{name}_a", strides=strides)
     y = keras.layers.Conv3D(filters, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_b_bn")(y)
+    y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_b_bn")(y)
     if strides != 1 or int(shortcut.shape[-1]) != filters:
         shortcut = keras.layers.Conv3D(filters, 1, strides=strides, use_bias=False,
                                        name=f"{name}_proj_conv")(shortcut)
-        shortcut = keras.layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_proj_bn")(shortcut)
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 

@@ -12,7 +12,6 @@ equal, then view the payload as the array dtype. No Python runs per row.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import warnings
@@ -23,30 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .compat import legacy_pyarrow_warnings_filtered
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
 LABEL_FIELDS = ("label", "malignancy")
 SPLITS = ("train", "val", "test")
-
-#: FutureWarnings of pyarrow 14's legacy dataset API, which Petastorm 0.13.1 uses (DESIGN.md).
-_LEGACY_PYARROW_WARNINGS = (
-    r"Passing 'use_legacy_dataset=True'",
-    r".*deprecated as of pyarrow \d",
-    r"pyarrow\.localfs is deprecated",
-    r".*pyarrow\.filesystem",
-)
-
-
-@contextlib.contextmanager
-def legacy_pyarrow_warnings_filtered() -> Iterator[None]:
-    """Silence exactly the legacy-API FutureWarnings Petastorm triggers, nothing else."""
-    with warnings.catch_warnings():
-        for message in _LEGACY_PYARROW_WARNINGS:
-            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
-        yield
-
 
 def decode_ndarray_cells(
     cells: pa.Array | pa.ChunkedArray, shape: Sequence[int], dtype: np.dtype

@@ -8,7 +8,6 @@ per-instance outcomes to the driver.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StringType, StructField, StructType
 
 from .assembly import VolumeOptions, assemble_series
+from .compat import legacy_pyarrow_warnings_filtered
 from .deid import remap_uid
 from .patches import PatchOptions, make_patch_rows, read_points_csv, sample_negatives, series_rng
 from .schemas import PARQUET_COMPRESSION, VolumeSchema, patch_schema
@@ -104,8 +104,7 @@ def _write_petastorm(spark: SparkSession, frame: DataFrame, schema: Any, url: st
     url = to_url(url)
     if num_files is not None:
         frame = frame.repartition(num_files)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")
+    with legacy_pyarrow_warnings_filtered():
         with materialize_dataset(spark, url, schema, row_group_mb):
             frame.write.mode("overwrite").option("compression", PARQUET_COMPRESSION).parquet(url)
     return spark.read.parquet(url)
@@ -177,7 +176,8 @@ def build_patches(spark: SparkSession, volumes_url: str, annotations: str | None
     counts = Counter((r["split"], int(r["label"])) for r in frame.select("split", "label").collect())
     total = sum(counts.values())
     if total:
-        num_files = max(1, min(8, total // 256))
+        # Several files (so several row groups) even for small sets: shards are row groups.
+        num_files = max(min(8, total // 256), min(4, total))
         _write_petastorm(spark, frame, schema, url, PATCH_ROW_GROUP_MB, num_files=num_files)
     results.unpersist()
     shared.unpersist()

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from pyspark.sql import SparkSession
 
+from .compat import WORKER_PYTHONWARNINGS
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ _DEFAULT_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.parquet.compression.codec": "zstd",
+    # Petastorm's known pyarrow-legacy FutureWarnings, silenced in the Python workers too.
+    "spark.executorEnv.PYTHONWARNINGS": WORKER_PYTHONWARNINGS,
 }
 
 

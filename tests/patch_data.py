@@ -89,7 +89,7 @@ def write_patches(
     # The Python workers cannot import this test module: ship its functions by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-    from sparkdl.patch_reader import legacy_pyarrow_warnings_filtered
+    from sparkdl.compat import legacy_pyarrow_warnings_filtered
     from sparkdl.schemas import patch_schema
 
     schema = patch_schema(size)

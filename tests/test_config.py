@@ -47,3 +47,9 @@ def test_spark_conf_pairs() -> None:
     assert parse_conf(["spark.a=1", "spark.b=x=y"]) == {"spark.a": "1", "spark.b": "x=y"}
     with pytest.raises(ConfigError, match="key=value"):
         parse_conf(["nonsense"])
+
+
+def test_shipped_train_yaml_states_the_defaults() -> None:
+    from sparkdl.train import TrainConfig
+
+    assert TrainConfig.load(ROOT / "conf/train.yaml") == TrainConfig()

@@ -68,7 +68,7 @@ def test_every_row_once_per_epoch_across_uneven_shards(patches_url: str, num_sha
 def test_shard_row_counts_match_petastorm_make_reader(patches_url: str) -> None:
     from petastorm import make_reader
 
-    from sparkdl.patch_reader import legacy_pyarrow_warnings_filtered
+    from sparkdl.compat import legacy_pyarrow_warnings_filtered
 
     for num_shards in (2, 3):
         expected = []
