@@ -59,7 +59,7 @@ def make_dataset(
     window: tuple[float, float] = LUNG_WINDOW,
     augment: bool | None = None,
     shuffle_buffer_rows: int = 1024,
-    workers_count: int = 2,
+    workers_count: int = 1,
     results_queue_size: int = 10,
     prefetch_batches: int = 2,
 ) -> tf.data.Dataset:
@@ -73,8 +73,10 @@ def make_dataset(
         num_epochs: passes over the shard; ``None`` repeats forever (for training with a
             fixed ``steps_per_epoch``).
         shuffle: shuffle the row-group order and rows (through the shuffle buffer).
-        seed: same seed, same order and augmentation (Petastorm's reader threads hand
-            row groups back round-robin, in the seeded order); ``None`` draws one.
+        seed: same seed, same order and augmentation; ``None`` draws one. The order is
+            reproducible with ``workers_count=1`` (the default): with more reader threads
+            Petastorm hands row groups back as they finish (faster on remote storage, but
+            the order then depends on timing).
         split: ``"train"``, ``"val"``, ``"test"`` or ``None`` for every row.
         label_field: ``"label"`` (nodule or not) or ``"malignancy"`` (rows with -1, unknown,
             are skipped).
@@ -100,7 +102,7 @@ def make_dataset(
         tf.data  ≈ (prefetch_batches + 3) × batch_size × (P + 2 × P)  (int16 in, float32 out)
 
     For example 32³ patches, row groups of 256 rows, the defaults and ``batch_size=32``:
-    (10 + 4) × 16 MiB + 64 MiB + 5 × 6 MiB ≈ 320 MiB. Smaller row groups or fewer
+    (10 + 2) × 16 MiB + 64 MiB + 5 × 6 MiB ≈ 290 MiB. Smaller row groups or fewer
     queued row groups lower the first term, which dominates.
     """
     import tensorflow as tf

@@ -111,7 +111,11 @@ def _read(data: bytes) -> Dataset | Rejected:
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError:
-        # Old systems write raw datasets without preamble/DICM; accept only if it really is one.
+        # Old systems write raw datasets without preamble/DICM; accept only if it really is
+        # one. Such a stream starts with a group 0002 or 0008 tag: anything else is not
+        # tried (a forced parse of megabytes of junk costs seconds).
+        if data[:2] not in (b"\x02\x00", b"\x08\x00"):
+            return Rejected("not_dicom", "no DICM prefix and not a raw DICOM dataset")
         try:
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
             if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:

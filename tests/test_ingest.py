@@ -248,7 +248,10 @@ def test_ingest_refuses_to_start_without_a_key(tmp_path: Path) -> None:
 
 def test_failed_run_leaves_nothing_that_looks_complete(spark, cohort: dict, tmp_path: Path,
                                                        deid_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sparkdl.ingest as ingest_module
+    import importlib
+
+    # The module, not the function of the same name that sparkdl/__init__ exports.
+    ingest_module = importlib.import_module("sparkdl.ingest")
 
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash while cutting patches")
