@@ -341,8 +341,18 @@ def _write_archives(folder: Path, num_junk: int, junk_bytes: int,
     return [tar_path, zip_path]
 
 
+# Peak RSS from VmHWM: it belongs to this process's memory map, which exec replaces.
+# (getrusage's ru_maxrss survives exec and would report the size of the forking pytest.)
 _STREAM_UNITS = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
+
+    def high_water_mark():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc/self/status")
+
     from sparkdl.archives import Limits
     from sparkdl.catalog import RECORD_COLUMNS
     from sparkdl.deid import DeidOptions
@@ -351,12 +361,12 @@ _STREAM_UNITS = textwrap.dedent("""
 
     path, size = sys.argv[1], int(sys.argv[2])
     task = Task(b"k" * 32, DeidOptions(), Limits(), False)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    baseline = high_water_mark()
     status, member = RECORD_COLUMNS.index("status"), RECORD_COLUMNS.index("member")
     seen = []
     for record in file_records(InputFile(path, size), task):  # what each executor task runs
         seen.append([record[member], record[status]])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = high_water_mark()
     print("RESULT " + json.dumps({"baseline": baseline, "peak": peak, "units": seen}))
 """)
 
