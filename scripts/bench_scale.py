@@ -226,7 +226,11 @@ _ASSEMBLY = textwrap.dedent("""
     from sparkdl.assembly import assemble_series
 
     num_slices, size = int(sys.argv[1]), int(sys.argv[2])
-    def rss():
+    def rss():  # VmHWM: peak of this process image (ru_maxrss survives exec)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     base = rss()
     rng = np.random.default_rng(0)
