@@ -41,7 +41,7 @@ OUTCOME_SCHEMA = StructType([
 ])
 
 #: Petastorm row-group sizes: about one CT volume, or a few dozen 32³ patches, per group.
-VOLUME_ROW_GROUP_MB = 64
+VOLUME_ROW_GROUP_MB = 32
 PATCH_ROW_GROUP_MB = 2
 
 

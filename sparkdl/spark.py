@@ -27,6 +27,9 @@ _DEFAULT_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.parquet.compression.codec": "zstd",
+    # Spark's 1g default is too small to write CT volumes (tens of MB per Parquet row) from
+    # two tasks at once; in local mode the driver JVM is the executor.
+    "spark.driver.memory": "4g",
     # Petastorm's known pyarrow-legacy FutureWarnings, silenced in the Python workers too.
     "spark.executorEnv.PYTHONWARNINGS": WORKER_PYTHONWARNINGS,
 }
