@@ -57,7 +57,7 @@ class TrainConfig:
     #: Initial rate of a cosine decay to zero over all epochs.
     learning_rate: float = 2e-3
     class_weight: Literal["balanced", "none"] = "balanced"
-    augment: bool = True
+    augment: bool = False
     #: HU window (level, width) mapped to [0, 1].
     window: tuple[float, float] = (-600.0, 1500.0)
     #: Probability above which ``evaluate`` calls a patch positive.
