@@ -181,15 +181,21 @@ def test_nodule_centres_lie_in_nodule_tissue_for_every_variant(
 
 def test_rescale_recovers_air_and_lung_hu(cohort: CohortSummary,
                                           by_series: dict[str, list[Dataset]]) -> None:
-    """Corners of the image are air outside the body (-1000 HU) in every variant."""
+    """Corners of the image are air outside the body (-1000 HU), and the middle slice (through
+    the lungs) holds lung parenchyma near -850 HU, in every variant."""
     for record in cohort.series:
         if record.kind != "axial_ct":
             continue
-        slices = by_series[record.series_uid][:20]
+        slices = by_series[record.series_uid]
         corners = np.concatenate([
             (d.pixel_array[:6, :6] * float(d.RescaleSlope) + float(d.RescaleIntercept)).ravel()
-            for d in slices])
+            for d in slices[:20]])
         assert abs(corners.mean() + 1000) < 5, record.variant
+        normal = slice_normal(slices[0])
+        middle = sorted(slices, key=lambda d: normal @ np.asarray(d.ImagePositionPatient,
+                                                                   float))[len(slices) // 2]
+        hu = middle.pixel_array * float(middle.RescaleSlope) + float(middle.RescaleIntercept)
+        assert (np.abs(hu - LUNG_HU) < 60).mean() > 0.06, record.variant  # ~12-18% written
 
 
 def test_annotations_and_candidates(cohort: CohortSummary,
@@ -364,6 +370,10 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         synthesize_cohort(tmp_path / "a", num_patients=0)
     with pytest.raises(ConfigError, match="archive"):
         synthesize_cohort(tmp_path / "a", archive="rar")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="seed"):
+        synthesize_cohort(tmp_path / "a", seed=-1)
+    with pytest.raises(ConfigError, match="image_size"):
+        synthesize_cohort(tmp_path / "a", image_size=16)
     (tmp_path / "b" / "dicom").mkdir(parents=True)
     (tmp_path / "b" / "dicom" / "old.dcm").write_bytes(b"x")
     with pytest.raises(InputError, match="already holds files"):

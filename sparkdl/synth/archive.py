@@ -71,7 +71,7 @@ class ArchiveWriter:
         self._pending_patients = 0
         self._num_archives = 0
 
-    def add_patient(self, index: int, files: list[tuple[str, bytes]]) -> None:
+    def add_patient(self, files: list[tuple[str, bytes]]) -> None:
         """``files`` are (series key, bytes) pairs: files of one series share a folder."""
         names = layout_names(self._rng, [key for key, _ in files])
         order = self._rng.permutation(len(files))

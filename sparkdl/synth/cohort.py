@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.dataset import Dataset
 
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.synth import dicom_writer as dw
@@ -148,7 +148,7 @@ def synthesize_cohort(out_dir: str | Path, *, num_patients: int = 10, seed: int 
     for index in range(num_patients):
         num_axial_before = sum(r.kind == "axial_ct" for r in records)
         patient = _synthesize_patient(seed, index, image_size, num_axial_before, cohort_rng)
-        writer.add_patient(index, patient.files)
+        writer.add_patient(patient.files)
         num_files += len(patient.files)
         records += patient.series
         nodules += patient.nodules
@@ -233,24 +233,29 @@ def _synthesize_patient(seed: int, index: int, image_size: int, axial_before: in
         number += 1
         uid = dw.make_uid(seed, index, number, "series")
         views = _localizer_grids(phantom, image_size)[: 1 + int(extras.uniform() < 0.5)]
-        for i, grid in enumerate(views):
-            hu = add_noise(render_hu(phantom, grid), noise, 10.0)[0]
-            patient.files.append((uid, encode(dw.localizer_image(ctx, uid, number, i, grid, hu))))
-        patient.series.append(SeriesRecord(uid, index, "localizer", "localizer", len(views),
-                                           ExplicitVRLittleEndian))
+        _add_series(patient, index, "localizer", [
+            dw.localizer_image(ctx, uid, number, i, grid,
+                               add_noise(render_hu(phantom, grid), noise, 10.0)[0])
+            for i, grid in enumerate(views)])
     if with_dose_report:
         number += 1
         uid = dw.make_uid(seed, index, number, "series")
-        patient.files.append((uid, encode(dw.dose_report(ctx, uid, number, extras))))
-        patient.series.append(SeriesRecord(uid, index, "dose_report", "dose_report", 1,
-                                           ExplicitVRLittleEndian))
+        _add_series(patient, index, "dose_report", [dw.dose_report(ctx, uid, number, extras)])
     if with_report:
         number += 1
         uid = dw.make_uid(seed, index, number, "series")
-        patient.files.append((uid, encode(dw.structured_report(ctx, uid, number))))
-        patient.series.append(SeriesRecord(uid, index, "structured_report", "structured_report",
-                                           1, ExplicitVRLittleEndian))
+        _add_series(patient, index, "structured_report",
+                    [dw.structured_report(ctx, uid, number)])
     return patient
+
+
+def _add_series(patient: _Patient, index: int, kind: SeriesKind,
+                instances: list[Dataset]) -> None:
+    """Encode a non-axial series (one dataset per instance) and record it."""
+    first = instances[0]
+    patient.files += [(first.SeriesInstanceUID, encode(ds)) for ds in instances]
+    patient.series.append(SeriesRecord(first.SeriesInstanceUID, index, kind, kind,
+                                       len(instances), first.file_meta.TransferSyntaxUID))
 
 
 def _localizer_grids(phantom: Phantom, image_size: int) -> list[Grid]:

@@ -183,29 +183,29 @@ def _ct_acquisition(ds: Dataset, ctx: StudyContext, position: str) -> None:
     ds.PositionReferenceIndicator = ""
 
 
-def _pixels(ds: Dataset, pixels: np.ndarray, *, bits_stored: int, representation: int,
-            slope: float, intercept: float) -> None:
+def _pixel_module(ds: Dataset, shape: tuple[int, ...], *, bits_stored: int,
+                  representation: int, slope: float, intercept: float) -> None:
+    """Image Pixel (16-bit MONOCHROME2) and CT rescale elements; PixelData is the caller's."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = pixels.shape
+    ds.Rows, ds.Columns = shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
     ds.PixelRepresentation = representation
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = _ds(intercept), _ds(slope), "HU"
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
 
 
-def _orientation(grid: Grid) -> tuple[np.ndarray, np.ndarray, float, float]:
+def _plane(ds: Dataset, grid: Grid) -> None:
+    """ImageOrientationPatient and PixelSpacing of ``grid``'s slices."""
     steps = np.asarray(grid.steps)
     row_spacing, col_spacing = np.linalg.norm(steps[1]), np.linalg.norm(steps[2])
-    return steps[2] / col_spacing, steps[1] / row_spacing, float(row_spacing), float(col_spacing)
-
-
-def _geometry(ds: Dataset, grid: Grid, k: int) -> None:
-    row_dir, col_dir, row_spacing, col_spacing = _orientation(grid)
-    position = np.asarray(grid.origin) + k * np.asarray(grid.steps[0])
-    ds.ImagePositionPatient = [_ds(v) for v in position]
+    row_dir, col_dir = steps[2] / col_spacing, steps[1] / row_spacing
     ds.ImageOrientationPatient = [_ds(v) for v in (*row_dir, *col_dir)]
     ds.PixelSpacing = [_ds(row_spacing), _ds(col_spacing)]
+
+
+def _position(grid: Grid, k: int) -> np.ndarray:
+    """World position (mm) of slice ``k``'s first voxel: its ImagePositionPatient."""
+    return np.asarray(grid.origin) + k * np.asarray(grid.steps[0])
 
 
 def _ct_template(ctx: StudyContext, spec: SeriesSpec, series_uid: str,
@@ -224,17 +224,13 @@ def _ct_template(ctx: StudyContext, spec: SeriesSpec, series_uid: str,
         ds.SpacingBetweenSlices = _ds(spec.slice_spacing_mm)
     ds.ReconstructionDiameter = _ds(spec.pixel_spacing_mm * spec.grid.shape[2])
     ds.AcquisitionNumber = 1
-    _geometry(ds, spec.grid, 0)
+    _plane(ds, spec.grid)
     ds.WindowCenter, ds.WindowWidth = ["-600", "40"], ["1500", "400"]
     ds.WindowCenterWidthExplanation = ["LUNG", "MEDIASTINUM"]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = spec.grid.shape[1:]
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, spec.bits_stored, spec.bits_stored - 1
-    ds.PixelRepresentation = spec.pixel_representation
-    ds.RescaleIntercept = _ds(spec.rescale_intercept)
-    ds.RescaleSlope, ds.RescaleType = _ds(spec.rescale_slope), "HU"
-    del ds.SOPInstanceUID, ds.ImagePositionPatient  # per slice
+    _pixel_module(ds, spec.grid.shape[1:], bits_stored=spec.bits_stored,
+                  representation=spec.pixel_representation, slope=spec.rescale_slope,
+                  intercept=spec.rescale_intercept)
+    del ds.SOPInstanceUID  # per slice
     return ds
 
 
@@ -244,14 +240,14 @@ def _ct_slice_elements(ctx: StudyContext, spec: SeriesSpec, series_number: int, 
     ds = Dataset()
     ds.SOPInstanceUID = make_uid(ctx.seed, ctx.patient_index, series_number, "ct", k)
     ds.InstanceNumber = k + 1 if spec.instance_step > 0 else spec.num_slices - k
-    position = np.asarray(spec.grid.origin) + k * np.asarray(spec.grid.steps[0])
+    position = _position(spec.grid, k)
     ds.ImagePositionPatient = [_ds(v) for v in position]
     ds.SliceLocation = _ds(position[2])
     if spec.transfer_syntax_uid == RLELossless:
         ds.add(DataElement(0x7FE00010, "OB", encapsulate([encode_rle_frame(stored)]),
                            is_undefined_length=True))
     else:
-        ds.add(DataElement(0x7FE00010, "OW", np.ascontiguousarray(stored).tobytes()))
+        ds.add(DataElement(0x7FE00010, "OW", stored.tobytes()))
     return ds
 
 
@@ -285,10 +281,13 @@ def localizer_image(ctx: StudyContext, series_uid: str, series_number: int, inde
     ds.AcquisitionTime = ctx.study_time
     ds.SliceThickness = "0.6"
     ds.AcquisitionNumber, ds.InstanceNumber = 1, index + 1
-    _geometry(ds, grid, 0)
+    ds.ImagePositionPatient = [_ds(v) for v in _position(grid, 0)]
+    _plane(ds, grid)
     ds.WindowCenter, ds.WindowWidth = "0", "2000"
     stored = np.clip(np.rint(hu + 1024.0), 0, 4095).astype(np.uint16)
-    _pixels(ds, stored, bits_stored=12, representation=0, slope=1.0, intercept=-1024.0)
+    _pixel_module(ds, stored.shape, bits_stored=12, representation=0, slope=1.0,
+                  intercept=-1024.0)
+    ds.PixelData = stored.tobytes()
     return ds
 
 

@@ -31,10 +31,10 @@ def encode_series(template: Dataset, instances: Sequence[Dataset]) -> list[bytes
     """
     syntax = template.file_meta.TransferSyntaxUID
     implicit = syntax == ImplicitVRLittleEndian
-    charset = template.get("SpecificCharacterSet", "ISO_IR 100")
+    charset = template.get("SpecificCharacterSet")  # absent: the default repertoire, as dcmwrite
     dynamic = sorted(instances[0].keys())
     runs: list[bytes] = []
-    shared = [t for t in sorted(template.keys()) if t not in set(dynamic)]
+    shared = sorted(set(template.keys()) - set(dynamic))
     lower = -1
     for upper in [*dynamic, 0x1_0000_0000]:
         part = Dataset()
@@ -63,7 +63,8 @@ def encode_series(template: Dataset, instances: Sequence[Dataset]) -> list[bytes
     return files
 
 
-def _encode_elements(ds: Dataset, implicit: bool, charset: str | list[str]) -> bytes:
+def _encode_elements(ds: Dataset, implicit: bool,
+                     charset: str | list[str] | None) -> bytes:
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, implicit
     for tag in sorted(ds.keys()):

@@ -111,9 +111,14 @@ class Nodule:
         return 2.0 * self.radius_mm
 
     @property
+    def body_radius_mm(self) -> float:
+        """Radius of a ball around the centre that holds the (lobulated) ellipsoid body."""
+        return self.radius_mm * max(self.axes) * (1.0 + self.lobulation)
+
+    @property
     def bounding_radius_mm(self) -> float:
-        shape = self.radius_mm * max(self.axes) * (1.0 + self.lobulation)
-        return max([shape] + [s[3] + 1.5 for s in self.spicules])
+        """As :attr:`body_radius_mm`, spicules included."""
+        return max([self.body_radius_mm] + [s[3] + 1.5 for s in self.spicules])
 
 
 @dataclass(frozen=True)
@@ -274,7 +279,7 @@ def _paint_nodule(hu: np.ndarray, grid: Grid, nodule: Nodule) -> None:
         tip = c + length * np.array([sx, sy, sz])
         _paint_capsule(hu, None, grid, nodule.center, (tip[0], tip[1], tip[2]), 1.2,
                        SOLID_NODULE_HU)
-    reach = nodule.radius_mm * max(nodule.axes) * (1.0 + nodule.lobulation)
+    reach = nodule.body_radius_mm
     box = grid.index_box(c - reach, c + reach)
     if box is None:
         return
