@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -74,18 +75,23 @@ class VolumeOptions:
     orientation_tolerance: float = 1e-3
 
     def __post_init__(self) -> None:
-        if isinstance(self.min_slices, bool) or not isinstance(self.min_slices, int) \
-                or self.min_slices < 1:
-            raise _config_error("min_slices", self.min_slices, "an integer >= 1")
-        for name in ("spacing_tolerance", "spacing_tolerance_mm", "orientation_tolerance"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value < 1:
-                raise _config_error(name, value, "a number in [0, 1)")
-        if not _is_number(self.max_gap_slices) or self.max_gap_slices < 1:
-            raise _config_error("max_gap_slices", self.max_gap_slices, "a number >= 1")
-        for name in ("on_uneven", "on_tilt"):
-            if getattr(self, name) not in _MODES:
-                raise _config_error(name, getattr(self, name), "one of " + ", ".join(_MODES))
+        # Ranges only: config.from_mapping checks the types. Written so NaN fails too.
+        checks = [
+            ("min_slices", self.min_slices >= 1, "an integer >= 1"),
+            ("spacing_tolerance", 0 <= self.spacing_tolerance < 1, "a number in [0, 1)"),
+            ("spacing_tolerance_mm", 0 <= self.spacing_tolerance_mm < 1, "a number in [0, 1)"),
+            ("orientation_tolerance", 0 <= self.orientation_tolerance < 1,
+             "a number in [0, 1)"),
+            ("max_gap_slices", 1 <= self.max_gap_slices < math.inf, "a finite number >= 1"),
+            ("on_uneven", self.on_uneven in _MODES, "one of " + ", ".join(_MODES)),
+            ("on_tilt", self.on_tilt in _MODES, "one of " + ", ".join(_MODES)),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise ConfigError(
+                    f"VolumeOptions.{key} must be {expected}. Received: {key}="
+                    f"{getattr(self, key)!r}. Fix it in the config file or leave it out for "
+                    "the default.")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None, *, where: str = "volumes"
@@ -474,13 +480,3 @@ def _describe(s: _Slice) -> str:
 
 def _warning(code: str, detail: str) -> dict[str, str]:
     return {"code": code, "detail": detail}
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and bool(np.isfinite(value))
-
-
-def _config_error(key: str, value: object, expected: str) -> ConfigError:
-    return ConfigError(f"VolumeOptions.{key} must be {expected}. Received: {key}={value!r}. "
-                       "Fix it in the config file or leave it out for the default.")

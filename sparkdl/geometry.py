@@ -113,8 +113,7 @@ def hu_to_int16(hu: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _direction_matrix(direction: ArrayLike) -> np.ndarray:
-    matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
-    return matrix
+    return np.asarray(direction, dtype=np.float64).reshape(3, 3)
 
 
 def voxel_to_world(

@@ -12,6 +12,7 @@ HMAC-SHA256, so every patch of a patient lands in one split on every executor an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from sparkdl import config, geometry
+from sparkdl import config, geometry, storage
 from sparkdl.errors import ConfigError, DeidKeyError, InputError
 
 logger = logging.getLogger(__name__)
@@ -61,14 +62,14 @@ class PatchOptions:
     pad_hu: int = -1000
 
     def __post_init__(self) -> None:
+        # Ranges only: config.from_mapping checks the types. Written so NaN fails too.
         checks = [
-            ("size", isinstance(self.size, int) and self.size >= 1, "an integer >= 1"),
-            ("spacing_mm", _positive(self.spacing_mm), "a number > 0"),
-            ("negative_ratio", isinstance(self.negative_ratio, int) and self.negative_ratio >= 0,
-             "an integer >= 0"),
-            ("min_negative_distance_mm", _positive(self.min_negative_distance_mm, allow_zero=True),
+            ("size", self.size >= 1, "an integer >= 1"),
+            ("spacing_mm", 0 < self.spacing_mm < math.inf, "a number > 0"),
+            ("negative_ratio", self.negative_ratio >= 0, "an integer >= 0"),
+            ("min_negative_distance_mm", 0 <= self.min_negative_distance_mm < math.inf,
              "a number >= 0"),
-            ("pad_hu", isinstance(self.pad_hu, int) and -32768 <= self.pad_hu <= 32767,
+            ("pad_hu", geometry.INT16_MIN <= self.pad_hu <= geometry.INT16_MAX,
              "an integer in the int16 range"),
         ]
         for key, ok, expected in checks:
@@ -276,12 +277,16 @@ def read_points_csv(path_or_file: str | Path | IO[str],
 
     annotations: ``seriesuid,coordX,coordY,coordZ,diameter_mm[,malignancy]`` (malignancy
     1/0/-1, filled with -1 when absent); candidates: ``seriesuid,coordX,coordY,coordZ,class``.
+    ``path_or_file`` is a path, any URI :func:`sparkdl.storage.open_input` reads
+    (``hdfs://``, ``s3a://``), or an open text file.
     """
     if kind not in _COLUMNS:
         raise ConfigError(f"kind must be 'annotations' or 'candidates'. Received: {kind!r}")
     name = str(getattr(path_or_file, "name", path_or_file))
     try:
-        frame = pd.read_csv(path_or_file, dtype={"seriesuid": str}, skipinitialspace=True)
+        with (storage.open_input(str(path_or_file)) if isinstance(path_or_file, (str, Path))
+              else contextlib.nullcontext(path_or_file)) as handle:
+            frame = pd.read_csv(handle, dtype={"seriesuid": str}, skipinitialspace=True)
     except FileNotFoundError as exc:
         raise InputError(f"{kind} file not found: {name}. Pass an existing CSV.") from exc
     except pd.errors.EmptyDataError as exc:
@@ -348,14 +353,8 @@ def _optional(value: Any, kind: type) -> Any:
     return kind(value)
 
 
-def _positive(value: object, allow_zero: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return False
-    return value >= 0 if allow_zero else value > 0
-
-
 def _check_fractions(fractions: Sequence[float]) -> None:
-    if len(fractions) != 3 or any(not _positive(f, allow_zero=True) for f in fractions) \
+    if len(fractions) != 3 or not all(0 <= f < math.inf for f in fractions) \
             or abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError("Split fractions (train_fraction, val_fraction, test_fraction) must "
                           f"be three numbers >= 0 summing to 1. Received: {tuple(fractions)}.")

@@ -364,6 +364,9 @@ def test_hu_outside_int16_is_clipped_and_counted() -> None:
 @pytest.mark.parametrize("values, key", [({"min_slices": 0}, "min_slices"),
                                          ({"on_tilt": "skip"}, "on_tilt"),
                                          ({"max_gap_slices": 0.5}, "max_gap_slices"),
+                                         ({"max_gap_slices": float("nan")}, "max_gap_slices"),
+                                         ({"spacing_tolerance": float("inf")},
+                                          "spacing_tolerance"),
                                          ({"min_slice": 3}, "min_slice")])
 def test_volume_options_name_the_bad_key(values: Mapping[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key):

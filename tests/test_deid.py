@@ -398,14 +398,20 @@ def test_env_key_is_used(deid_key: str) -> None:
 def test_options_validation() -> None:
     assert DeidOptions.from_mapping({}) == DeidOptions()
     assert DeidOptions.from_mapping({"clean_descriptors": True}).clean_descriptors
-    with pytest.raises(ConfigError, match=r"deid\.retain_everything.*Expected one of"):
+    with pytest.raises(ConfigError,
+                       match=r"deid: unknown key\(s\) retain_everything\. Expected one of"):
         DeidOptions.from_mapping({"retain_everything": True})
-    with pytest.raises(ConfigError, match=r"deid\.retain_uids.*'yes'.*true or false"):
+    with pytest.raises(ConfigError,
+                       match=r"deid\.retain_uids: expected true or false\. Received: 'yes'"):
         DeidOptions.from_mapping({"retain_uids": "yes"})
+    with pytest.raises(ConfigError, match="deid.*mapping"):
+        DeidOptions.from_mapping(True)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="retain_long_full_dates.*retain_long_modified_dates"):
         DeidOptions.from_mapping({"retain_long_full_dates": True})
     with pytest.raises(ConfigError, match="retain_safe_private.*not supported"):
         DeidOptions(retain_safe_private=True)
+    with pytest.raises(ConfigError, match=r"deid\.retain_uids must be a boolean"):
+        DeidOptions(retain_uids="false")  # type: ignore[arg-type]
 
 
 def test_rules_json_is_generated_from_the_reference(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -191,6 +192,14 @@ def test_read_luna16_csvs() -> None:
         read_points_csv("/nonexistent/annotations.csv", "annotations")
 
 
+def test_read_points_csv_from_a_path_or_uri(tmp_path: Path) -> None:
+    path = tmp_path / "candidates.csv"
+    path.write_text("seriesuid,coordX,coordY,coordZ,class\n1.2.3,1,2,3,1\n")
+    for source in (path, str(path), path.as_uri()):
+        frame = read_points_csv(source, "candidates")
+        assert frame["seriesuid"].tolist() == ["1.2.3"] and frame["class"].tolist() == [1]
+
+
 def test_patch_options_validate_and_load() -> None:
     assert PatchOptions.from_mapping({"size": 48, "spacing_mm": 0.75}).size == 48
     with pytest.raises(ConfigError, match="fraction"):
@@ -199,6 +208,8 @@ def test_patch_options_validate_and_load() -> None:
         PatchOptions.from_mapping({"sizes": 3})
     with pytest.raises(ConfigError, match="spacing_mm"):
         PatchOptions(spacing_mm=0)
+    with pytest.raises(ConfigError, match="spacing_mm"):
+        PatchOptions(spacing_mm=float("nan"))
 
 
 def test_series_rng_is_deterministic() -> None:

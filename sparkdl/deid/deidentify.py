@@ -65,6 +65,7 @@ BURNED_IN_REASONS = ("burned_in_annotation", "dose_report", "screen_save", "seco
 _TEXT_VRS = frozenset({"AE", "LO", "LT", "SH", "ST", "UT", "UC", "UR", "PN"})
 _NUMBER_VRS = frozenset({"AT", "FD", "FL", "SL", "SS", "SV", "UL", "US", "UV"})
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_TEXT_OR_BINARY_VRS = _TEXT_VRS | _BINARY_VRS
 _DUMMY: Mapping[str, object] = {
     "AE": "ANONYMIZED", "AS": "000Y", "CS": "ANONYMIZED", "DA": "19000101",
     "DT": "19000101000000", "TM": "000000", "DS": "0", "IS": "0", "LO": "ANONYMIZED",
@@ -77,8 +78,6 @@ _DUMMY_BY_TAG: Mapping[int, object] = {0x00080201: "+0000"}
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 # File meta elements outside Table E.1-1 that name systems or carry private data.
 _EXTRA_REMOVE = frozenset({0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102})
-_KEEP_UID_KEYWORDS = frozenset({"SOPClassUID", "MediaStorageSOPClassUID",
-                                "ReferencedSOPClassUID", "ImplementationClassUID"})
 
 _SECONDARY_CAPTURE = frozenset({
     "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.1", "1.2.840.10008.5.1.4.1.1.7.2",
@@ -274,7 +273,8 @@ def _apply(ds: Dataset, t: int, action: str, ctx: _Context, dummy_scope: bool) -
     if action == "Z":
         elem.value = b"" if vr in _BINARY_VRS else None if vr in _NUMBER_VRS else ""
     elif vr == "UI":
-        elem.value = _map(elem.value, lambda v: _remap(ctx, elem.keyword, v))
+        keyword = elem.keyword
+        elem.value = _map(elem.value, lambda v: _remap(ctx, keyword, v))
     elif action == "C" and vr in ("DA", "DT"):
         if ctx.offset is not None and not elem.is_empty:
             shift = _shift_date if vr == "DA" else _shift_datetime
@@ -284,8 +284,8 @@ def _apply(ds: Dataset, t: int, action: str, ctx: _Context, dummy_scope: bool) -
                 ctx.shifted += 1
             except ValueError:
                 elem.value = ""  # unparseable: drop rather than keep a real date
-    elif action == "C" and (vr in ("TM", "CS", "AS") or vr not in _TEXT_VRS | _BINARY_VRS):
-        return  # times pair with shifted dates; codes and numbers are not free text
+    elif action == "C" and vr not in _TEXT_OR_BINARY_VRS:
+        return  # TM pairs with shifted dates; CS, AS and numbers are not free text
     elif action == "C" and vr in _BINARY_VRS:
         del ds[t]
     elif vr in _BINARY_VRS:
@@ -298,8 +298,8 @@ def _apply(ds: Dataset, t: int, action: str, ctx: _Context, dummy_scope: bool) -
 
 def _remap(ctx: _Context, keyword: str, value: str) -> str:
     uid = str(value).strip("\x00 ")
-    if (not uid or keyword in _KEEP_UID_KEYWORDS or keyword.endswith("ClassUID")
-            or "TransferSyntaxUID" in keyword or uid in UID_dictionary):
+    if (not uid or keyword.endswith("ClassUID") or "TransferSyntaxUID" in keyword
+            or uid in UID_dictionary):
         return uid
     return remap_uid(ctx.key, uid)
 

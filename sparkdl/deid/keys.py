@@ -79,9 +79,9 @@ def remap_uid(key: bytes, uid: str) -> str:
     return "2.25." + str(int.from_bytes(_digest(key, uid.encode())[:16], "big"))
 
 
-def pseudonym(key: bytes, value: str, *, prefix: str = "P") -> str:
-    """A short, stable keyed pseudonym: ``prefix`` + 16 hex characters (64 bits)."""
-    return prefix + _digest(key, b"sparkdl:pseudonym\x00" + value.encode("utf-8")).hex()[:16]
+def pseudonym(key: bytes, value: str) -> str:
+    """A short, stable keyed pseudonym: ``P`` + 16 hex characters (64 bits)."""
+    return "P" + _digest(key, b"sparkdl:pseudonym\x00" + value.encode("utf-8")).hex()[:16]
 
 
 def date_offset_days(key: bytes, patient_id: str) -> int:

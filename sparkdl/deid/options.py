@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from sparkdl import config
 from sparkdl.errors import ConfigError
 
 __all__ = ["DeidOptions"]
@@ -35,6 +36,8 @@ class DeidOptions:
     reject_burned_in: bool = True
 
     def __post_init__(self) -> None:
+        # config.from_mapping checks types for YAML; direct construction is checked here too,
+        # since a truthy non-boolean (the string "false") would silently turn an option on.
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not isinstance(value, bool):
@@ -57,26 +60,10 @@ class DeidOptions:
             )
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> DeidOptions:
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> DeidOptions:
         """Options from the ``deid:`` section of a config file; missing keys take defaults.
 
         Raises:
             ConfigError: an unknown key or a value that is not a boolean.
         """
-        if not isinstance(mapping, Mapping):
-            raise ConfigError(
-                f"The deid section must be a mapping of option names to booleans. "
-                f"Received: {type(mapping).__name__}."
-            )
-        names = [field.name for field in dataclasses.fields(cls)]
-        for key, value in mapping.items():
-            if key not in names:
-                raise ConfigError(
-                    f"Unknown key deid.{key} (value {value!r}). "
-                    f"Expected one of: {', '.join(names)}."
-                )
-        return cls(**dict(mapping))
-
-    def applied(self) -> dict[str, bool]:
-        """The flags as a plain mapping (for manifests and logs)."""
-        return dataclasses.asdict(self)
+        return config.from_mapping(cls, mapping, where="deid")
