@@ -92,24 +92,22 @@ def _read_capped(stream: BinaryIO, cap: int) -> bytes | None:
 def _unsafe_name(name: str) -> str | None:
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return "absolute path"
-    parts = posixpath.normpath(name.replace("\\", "/")).split("/")
-    if ".." in parts or ".." in name.replace("\\", "/").split("/"):
+    if ".." in name.replace("\\", "/").split("/"):
         return "parent directory reference (../)"
     return None
 
 
 def iter_units(name: str, opener: Opener, size: int, limits: Limits) -> Iterator[Unit]:
     """Yield the units of one input file: itself, or its members when it is an archive."""
-    with opener() as stream:
+    with opener() as stream:  # a plain file is read in this one pass
         head = stream.read(512)
-    kind = archive_kind(name, head)
-    if kind is None:
-        if size > limits.max_file_bytes:
-            yield Unit(None, None, "file_too_large", f"{size} bytes > limits.max_file_bytes")
+        kind = archive_kind(name, head)
+        if kind is None:
+            if size > limits.max_file_bytes:
+                yield Unit(None, None, "file_too_large", f"{size} bytes > limits.max_file_bytes")
+            else:
+                yield Unit(None, head + stream.read())
             return
-        with opener() as stream:
-            yield Unit(None, stream.read())
-        return
     if kind == "zip":
         yield from _zip_units(opener, limits)
     elif kind == "tar":
@@ -118,9 +116,26 @@ def iter_units(name: str, opener: Opener, size: int, limits: Limits) -> Iterator
         yield from _gzip_units(name, opener, limits)
 
 
+def _screen(name: str, irregular: str | None, size: int, ratio: float, total: int,
+            limits: Limits) -> tuple[str, str] | None:
+    """Why a member must not be read (reason, detail), from its header alone; None if fine.
+
+    ``total`` is what the archive's members read so far add up to.
+    """
+    unsafe = _unsafe_name(name)
+    if unsafe:
+        return "unsafe_member_path", unsafe
+    if irregular:
+        return "not_regular_member", irregular
+    if size > limits.max_member_bytes or ratio > limits.max_compression_ratio:
+        return "archive_bomb", f"declared {size} bytes, ratio {ratio:.0f}"
+    if total + size > limits.max_archive_total_bytes:
+        return "archive_bomb", "archive total exceeds limits.max_archive_total_bytes"
+    return None
+
+
 def _zip_units(opener: Opener, limits: Limits) -> Iterator[Unit]:
-    with opener() as raw:
-        # zipfile needs a seekable file; Hadoop streams are wrapped by the caller if not.
+    with opener() as raw:  # zipfile needs a seekable file: storage.open_input gives one
         try:
             archive = zipfile.ZipFile(raw)
             infos = archive.infolist()
@@ -131,24 +146,14 @@ def _zip_units(opener: Opener, limits: Limits) -> Iterator[Unit]:
         for info in infos:
             if info.is_dir():
                 continue
-            unsafe = _unsafe_name(info.filename)
-            if unsafe:
-                yield Unit(info.filename, None, "unsafe_member_path", unsafe)
-                continue
             mode = (info.external_attr >> 16) & 0o170000
-            if mode and mode != 0o100000:
-                yield Unit(info.filename, None, "not_regular_member", f"zip member mode {oct(mode)}")
-                continue
-            ratio = info.file_size / max(info.compress_size, 1)
-            if info.file_size > limits.max_member_bytes or ratio > limits.max_compression_ratio:
-                yield Unit(info.filename, None, "archive_bomb",
-                           f"declared {info.file_size} bytes, ratio {ratio:.0f}")
+            irregular = f"zip member mode {oct(mode)}" if mode and mode != 0o100000 else None
+            problem = _screen(info.filename, irregular, info.file_size,
+                              info.file_size / max(info.compress_size, 1), total, limits)
+            if problem:
+                yield Unit(info.filename, None, *problem)
                 continue
             total += info.file_size
-            if total > limits.max_archive_total_bytes:
-                yield Unit(info.filename, None, "archive_bomb",
-                           "archive total exceeds limits.max_archive_total_bytes")
-                continue
             try:
                 with archive.open(info) as member:
                     data = _read_capped(member, limits.max_member_bytes)
@@ -175,18 +180,15 @@ def _tar_units(opener: Opener, mode: str, limits: Limits) -> Iterator[Unit]:
                 count += 1
                 if info.isdir():
                     continue
-                unsafe = _unsafe_name(info.name)
-                if unsafe:
-                    yield Unit(info.name, None, "unsafe_member_path", unsafe)
-                    continue
+                irregular = None
                 if not info.isfile():
                     kind = "link" if (info.issym() or info.islnk()) else "special file"
-                    yield Unit(info.name, None, "not_regular_member", f"tar member is a {kind}")
+                    irregular = f"tar member is a {kind}"
+                problem = _screen(info.name, irregular, info.size, 1.0, total, limits)
+                if problem:
+                    yield Unit(info.name, None, *problem)
                     continue
                 total += info.size
-                if info.size > limits.max_member_bytes or total > limits.max_archive_total_bytes:
-                    yield Unit(info.name, None, "archive_bomb", f"member of {info.size} bytes over limits")
-                    continue
                 member = archive.extractfile(info)
                 data = member.read() if member is not None else None
                 if data is None or len(data) != info.size:

@@ -79,7 +79,6 @@ PAYLOAD_FIELDS = [
 ]
 
 RECORD_SCHEMA = StructType(SOURCE_FIELDS + OUTCOME_FIELDS + CATALOG_FIELDS + PAYLOAD_FIELDS)
-RECORD_COLUMNS = [f.name for f in RECORD_SCHEMA.fields]
 CATALOG_COLUMNS = [f.name for f in CATALOG_FIELDS]
 REJECTED_COLUMNS = ["source_path", "member", "reason", "detail", "content_sha256"]
 LINEAGE_COLUMNS = ["source_path", "member", "content_sha256", "sop_uid", "series_uid", "patient_id"]

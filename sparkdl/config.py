@@ -30,8 +30,9 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str)
     ``where`` names the place for messages, e.g. ``"ingest.yaml: limits"``.
     Missing keys take the dataclass defaults.
     """
-    mapping = dict(mapping or {})
-    if not isinstance(mapping, dict):
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, Mapping):
         raise ConfigError(f"{where}: expected a mapping of keys to values. Received: {mapping!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(mapping) - set(fields))
@@ -40,9 +41,7 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str)
             f"{where}: unknown key(s) {', '.join(unknown)}. Expected one of: {', '.join(sorted(fields))}."
         )
     hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in mapping.items():
-        values[name] = _coerce(value, hints[name], f"{where}.{name}")
+    values = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in mapping.items()}
     try:
         return cls(**values)
     except ConfigError:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from .errors import InputError
-from .storage import is_local, local_path
+from .storage import HadoopFS, is_local, local_path
 
 
 @dataclass(frozen=True)
@@ -64,19 +64,10 @@ def _local_file(path: str) -> InputFile:
 
 
 def _list_hadoop(spark: SparkSession, root: str) -> list[InputFile]:
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    path = jvm.org.apache.hadoop.fs.Path(root)
-    fs = path.getFileSystem(conf)
-    if not fs.exists(path):
+    fs = HadoopFS(spark, root)
+    if not fs.exists(root):
         raise InputError(f"Input not found: {root}. Pass existing files or folders to ingest.")
-    files = []
-    iterator = fs.listFiles(path, True)
-    while iterator.hasNext():
-        status = iterator.next()
-        files.append(InputFile(status.getPath().toString(), int(status.getLen()),
-                               bool(status.isSymlink())))
-    return files
+    return [InputFile(*entry) for entry in fs.list_files(root)]
 
 
 def pack_partitions(files: list[InputFile], num_partitions: int) -> list[list[InputFile]]:

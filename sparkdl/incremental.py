@@ -23,7 +23,6 @@ from .storage import HadoopFS, join, to_url
 class Previous:
     """The published tables of the last complete run (lazy DataFrames) and its manifest."""
 
-    output: str
     manifest: dict[str, Any]
     catalog: DataFrame
     rejected: DataFrame
@@ -51,7 +50,7 @@ class Previous:
         if catalog is None or rejected is None or lineage is None:
             raise InputError(f"{output}: catalog or _restricted tables are missing; rerun with --mode overwrite.")
         # The small tables are used several times in the run: keep them at hand.
-        return cls(output, manifest, _cached(catalog), _cached(rejected), _cached(lineage),
+        return cls(manifest, _cached(catalog), _cached(rejected), _cached(lineage),
                    table("volumes"), table("patches"))
 
     def selection(self) -> Selection:

@@ -29,15 +29,15 @@ from pyspark.sql import functions as F
 from . import __version__
 from .archives import Limits
 from .assembly import VolumeOptions
-from .catalog import CATALOG_COLUMNS, LINEAGE_COLUMNS, RECORD_COLUMNS, RECORD_SCHEMA, REJECTED_COLUMNS
+from .catalog import CATALOG_COLUMNS, LINEAGE_COLUMNS, RECORD_SCHEMA, REJECTED_COLUMNS
 from .config import from_mapping, read_yaml
 from .deid import DeidOptions, load_key
 from .discover import InputFile, choose_num_partitions, list_inputs, pack_partitions
 from .errors import ConfigError, InputError
 from .incremental import Previous
 from .patches import PatchOptions
-from .records import Selection, Task, arrow_records
-from .series import build_patches, build_volumes, export_dicom
+from .records import FILE_SCHEMA, Selection, Task, arrow_records
+from .series import build_patches, build_volumes, write_dicom_files
 from .storage import HadoopFS, join
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class IngestConfig:
 
     def __post_init__(self) -> None:
         if self.partition_target_mb <= 0:
-            raise ValueError(f"partition_target_mb must be > 0. Received: {self.partition_target_mb}")
+            raise ConfigError(f"partition_target_mb must be > 0. Received: {self.partition_target_mb}")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> IngestConfig:
@@ -105,9 +105,9 @@ def ingest(
     logger.info("ingest (%s): %d input files", mode, len(files))
 
     t0 = time.time()
-    task = Task(key, config.deid, config.limits, export_dicom,
-                previous.selection() if previous else Selection())
-    records = _stage_records(spark, files, task, config, join(staging, "records"))
+    task = Task(key, config.deid, config.limits, export_dicom)
+    records = _stage_records(spark, files, task, previous.selection() if previous else Selection(),
+                             config, join(staging, "records"))
     timings["parse_deid_s"] = time.time() - t0
     if previous is not None and records.isEmpty():
         fs.delete(join(output, "_staging"))
@@ -154,7 +154,7 @@ def ingest(
     lineage.write.mode("overwrite").parquet(join(staging, "_restricted/lineage"))
     if export_dicom:
         # Append runs add files to the published folder: each file is complete on its own.
-        export_dicom_files(accepted, join(staging if previous is None else output, "dicom"))
+        write_dicom_files(accepted, join(staging if previous is None else output, "dicom"))
     timings["write_s"] = time.time() - t0
 
     manifest = _manifest(spark, staging, files, volumes_df, patch_counts, config, timings)
@@ -170,22 +170,22 @@ def ingest(
     return manifest
 
 
-export_dicom_files = export_dicom
 
-
-def _stage_records(spark: SparkSession, files: list[InputFile], task: Task, config: IngestConfig,
-                   path: str) -> DataFrame:
+def _stage_records(spark: SparkSession, files: list[InputFile], task: Task, selection: Selection,
+                   config: IngestConfig, path: str) -> DataFrame:
     """Parse every unit on the executors and stage one record per unit as Parquet."""
     sc = spark.sparkContext
     num_partitions = choose_num_partitions(files, sc.defaultParallelism,
                                            config.partition_target_mb * 1024**2)
     bins = pack_partitions(files, num_partitions)
-    # One row per bin, one bin per partition (parallelize slices evenly, no shuffle).
-    indices = spark.createDataFrame(
-        sc.parallelize([(i,) for i in range(len(bins))], max(len(bins), 1)), "bin INT")
-    # Plain values only: the closure is pickled to the executors (the key travels in memory).
-    staged = indices.mapInArrow(lambda batches: arrow_records(batches, bins, task), RECORD_SCHEMA)
+    # One bin per partition (parallelize slices a list of bins evenly), its files as rows.
+    rows = sc.parallelize(bins, max(len(bins), 1)).flatMap(
+        lambda files_in_bin: [(f.path, f.size, f.is_symlink) for f in files_in_bin])
+    shared = sc.broadcast(selection)  # possibly large (known hashes); holds no key
+    staged = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
+        lambda batches: arrow_records(batches, task, shared.value), RECORD_SCHEMA)
     staged.write.mode("overwrite").parquet(path)
+    shared.unpersist()
     return spark.read.parquet(path)
 
 
@@ -205,7 +205,7 @@ def _reread_series(spark: SparkSession, previous: Previous, series: set[str], ta
         except InputError:
             logger.warning("ingest: an earlier input is gone; its series is rebuilt without it")
     selection = Selection(wanted={k: frozenset(v) for k, v in wanted.items()})
-    staged = _stage_records(spark, files, replace(task, selection=selection), config, path)
+    staged = _stage_records(spark, files, task, selection, config, path)
     return staged.filter(F.col("status") == "accepted")
 
 
@@ -214,23 +214,20 @@ def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) ->
 
     Within a run the first by (source_path, member) wins; across runs the earlier run wins.
     """
-    order = Window.partitionBy("sop_uid").orderBy("source_path", F.coalesce("member", F.lit("")))
-    ranked = records.withColumn(
-        "_rank", F.when(F.col("status") == "accepted", F.row_number().over(order)).otherwise(F.lit(1))
-    )
+    order = Window.partitionBy("sop_uid", "status").orderBy("source_path", F.coalesce("member", F.lit("")))
+    later_copy = F.row_number().over(order) > 1
     if catalog is not None:
         known = catalog.select("sop_uid").distinct().withColumn("_known", F.lit(True))
-        ranked = ranked.join(known, "sop_uid", "left") \
-            .withColumn("_rank", F.when(F.col("_known"), F.lit(2)).otherwise(F.col("_rank"))) \
-            .drop("_known")
-    ranked = ranked.withColumn("_dup", (F.col("status") == "accepted") & (F.col("_rank") > 1))
+        records = records.join(known, "sop_uid", "left")
+        later_copy = later_copy | F.coalesce(F.col("_known"), F.lit(False))
+    ranked = records.withColumn("_dup", (F.col("status") == "accepted") & later_copy)
     duplicate = F.col("_dup")
     return (
         ranked.withColumn("status", F.when(duplicate, F.lit("rejected")).otherwise(F.col("status")))
         .withColumn("reason", F.when(duplicate, F.lit("duplicate_instance")).otherwise(F.col("reason")))
         .withColumn("detail", F.when(duplicate, F.lit("same SOPInstanceUID as an earlier input"))
                     .otherwise(F.col("detail")))
-        .drop("_rank", "_dup")
+        .drop("_dup", "_known")
     )
 
 

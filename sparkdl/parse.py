@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from .archives import Limits
+from .catalog import CATALOG_FIELDS
 from .deid import DeidOptions, burned_in_reason, deidentify
 
 logger = logging.getLogger(__name__)
@@ -185,12 +187,15 @@ def _decode_pixels(ds: Dataset) -> np.ndarray | Rejected:
     return np.ascontiguousarray(pixels)
 
 
-def _floats(value: Any) -> list[float] | None:
+def _values(value: Any) -> list[Any]:
     if value is None or value == "":
-        return None
+        return []
+    return list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+
+
+def _floats(value: Any) -> list[float] | None:
     try:
-        values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
-        return [float(v) for v in values]
+        return [float(v) for v in _values(value)] or None
     except (TypeError, ValueError):
         return None
 
@@ -207,42 +212,42 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+#: How a catalog column typed in :data:`sparkdl.catalog.CATALOG_FIELDS` is read from its
+#: DICOM attribute (the column name is the keyword).
+_READERS: dict[str, Callable[[Any], Any]] = {
+    "int": _int,
+    "double": _float,
+    "string": _str,
+    "array<double>": _floats,
+    "array<string>": lambda value: [str(v) for v in _values(value)],
+}
+
+
 def catalog_fields(ds: Dataset, date_offset_days: int | None) -> dict[str, Any]:
-    """Typed catalog columns from a de-identified dataset (DICOM keywords as column names)."""
-    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    image_type = ds.get("ImageType")
-    return {
+    """Typed catalog columns from a de-identified dataset.
+
+    Columns named by a DICOM keyword are read by their declared type; the others (ids,
+    names, what de-identification did) are set here. ``header_json`` is the caller's.
+    """
+    meta = getattr(ds, "file_meta", Dataset())
+    fields: dict[str, Any] = {
         "sop_uid": str(ds.SOPInstanceUID),
         "series_uid": str(ds.SeriesInstanceUID),
         "study_uid": str(ds.StudyInstanceUID),
         "patient_id": str(ds.get("PatientID", "")),
-        "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")) or None,
-        "SOPClassUID": str(ds.SOPClassUID),
+        "frame_of_reference_uid": _str(ds.get("FrameOfReferenceUID")),
         "sop_class_name": UID(str(ds.SOPClassUID)).name,
-        "TransferSyntaxUID": str(syntax) if syntax else None,
-        "Modality": str(ds.get("Modality", "")) or None,
-        "BodyPartExamined": str(ds.get("BodyPartExamined", "")) or None,
-        "Manufacturer": str(ds.get("Manufacturer", "")) or None,
-        "StudyDate": str(ds.get("StudyDate", "")) or None,
-        "SeriesNumber": _int(ds.get("SeriesNumber")),
-        "InstanceNumber": _int(ds.get("InstanceNumber")),
-        "AcquisitionNumber": _int(ds.get("AcquisitionNumber")),
-        "ImageType": [str(v) for v in image_type] if image_type is not None and not isinstance(image_type, str) else ([str(image_type)] if image_type else []),
-        "Rows": _int(ds.get("Rows")),
-        "Columns": _int(ds.get("Columns")),
-        "NumberOfFrames": _int(ds.get("NumberOfFrames")),
-        "BitsStored": _int(ds.get("BitsStored")),
-        "PixelRepresentation": _int(ds.get("PixelRepresentation")),
-        "ImagePositionPatient": _floats(ds.get("ImagePositionPatient")),
-        "ImageOrientationPatient": _floats(ds.get("ImageOrientationPatient")),
-        "PixelSpacing": _floats(ds.get("PixelSpacing")),
-        "SliceThickness": _float(ds.get("SliceThickness")),
-        "GantryDetectorTilt": _float(ds.get("GantryDetectorTilt")),
-        "RescaleSlope": _float(ds.get("RescaleSlope")),
-        "RescaleIntercept": _float(ds.get("RescaleIntercept")),
-        "KVP": _float(ds.get("KVP")),
+        "TransferSyntaxUID": _str(meta.get("TransferSyntaxUID")),
         "date_offset_applied": date_offset_days is not None and date_offset_days != 0,
     }
+    for column in CATALOG_FIELDS:
+        if column.name not in fields and column.name != "header_json":
+            fields[column.name] = _READERS[column.dataType.simpleString()](ds.get(column.name))
+    return fields
 
 
 def header_json(ds: Dataset) -> str:

@@ -1,6 +1,6 @@
 """Executor side of ingest: every unit of every input file becomes exactly one record.
 
-A record is a tuple in :data:`sparkdl.catalog.RECORD_SCHEMA` order: accepted (catalog fields,
+A record is a dict of :data:`sparkdl.catalog.RECORD_SCHEMA` columns: accepted (catalog fields,
 pixels for CT slices, optional de-identified DICOM bytes) or rejected (reason, detail).
 
 For incremental runs a :class:`Selection` narrows the work: units whose content hash was
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .archives import Limits, iter_units
-from .catalog import RECORD_COLUMNS
 from .deid import DeidOptions
 from .discover import InputFile
 from .parse import Accepted, process_instance
@@ -38,29 +37,29 @@ class Selection:
 
 @dataclass(frozen=True)
 class Task:
-    """What a partition needs besides its files: plain values, pickled to the executors."""
+    """What every partition needs besides its files: plain values, pickled into the closure.
+
+    Keep it small: a closure over 1 MB is shipped as a Spark broadcast, whose blocks may
+    spill to executors' local disk, and the key must never be written anywhere. Large
+    per-run data (the files, an append run's known hashes) travels separately.
+    """
 
     key: bytes = field(repr=False)  # never in a repr, log line or error message
     deid: DeidOptions
     limits: Limits
     export_dicom: bool
-    selection: Selection = field(default_factory=Selection)
-
-
-def records(bins: Iterable[list[InputFile]], task: Task) -> Iterator[tuple[Any, ...]]:
-    """All records of the files in a partition."""
-    for files in bins:
-        for item in files:
-            yield from file_records(item, task)
 
 
 #: Records per Arrow batch, and a byte bound, so a partition never holds more than one batch.
 _BATCH_RECORDS = 256
 _BATCH_BYTES = 64 * 1024**2
 
+#: The rows ``arrow_records`` takes: one per input file, in its partition.
+FILE_SCHEMA = "path STRING, size LONG, is_symlink BOOLEAN"
 
-def arrow_records(batches: Iterable[Any], bins: list[list[InputFile]], task: Task) -> Iterator[Any]:
-    """``mapInArrow`` body: bin indices in, record batches out (Arrow, no row pickling).
+
+def arrow_records(batches: Iterable[Any], task: Task, selection: Selection) -> Iterator[Any]:
+    """``mapInArrow`` body: input files in (:data:`FILE_SCHEMA`), record batches out.
 
     Arrow hands the pixel and DICOM bytes to the JVM in columnar buffers, which is several
     times cheaper than pickling one Python row per instance.
@@ -71,30 +70,24 @@ def arrow_records(batches: Iterable[Any], bins: list[list[InputFile]], task: Tas
     from .catalog import RECORD_SCHEMA
 
     schema = to_arrow_schema(RECORD_SCHEMA)
-    pending: list[tuple[Any, ...]] = []
+    pending: list[dict[str, Any]] = []
     size = 0
-
-    def flush() -> Any:
-        columns = list(zip(*pending)) if pending else [[] for _ in RECORD_COLUMNS]
-        return pa.RecordBatch.from_arrays(
-            [pa.array(list(col), type=field.type) for col, field in zip(columns, schema)], schema=schema)
-
     for batch in batches:
-        for index in batch.column(0).to_pylist():
-            for item in bins[index]:
-                for record in file_records(item, task):
-                    pending.append(record)
-                    size += sum(len(v) for v in record if isinstance(v, bytes))
-                    if len(pending) >= _BATCH_RECORDS or size >= _BATCH_BYTES:
-                        yield flush()
-                        pending, size = [], 0
+        for row in batch.to_pylist():
+            item = InputFile(row["path"], row["size"], row["is_symlink"])
+            for record in file_records(item, task, selection):
+                pending.append(record)
+                size += sum(len(v) for v in record.values() if isinstance(v, bytes))
+                if len(pending) >= _BATCH_RECORDS or size >= _BATCH_BYTES:
+                    yield pa.RecordBatch.from_pylist(pending, schema=schema)
+                    pending, size = [], 0
     if pending:
-        yield flush()
+        yield pa.RecordBatch.from_pylist(pending, schema=schema)
 
 
-def file_records(item: InputFile, task: Task) -> Iterator[tuple[Any, ...]]:
+def file_records(item: InputFile, task: Task,
+                 selection: Selection = Selection()) -> Iterator[dict[str, Any]]:
     """The records of one input file (one per unit, minus those the selection skips)."""
-    selection = task.selection
     wanted = None if selection.wanted is None else selection.wanted.get(item.path, frozenset())
     if item.is_symlink:
         if wanted is None and (item.path, None) not in selection.known_keys:
@@ -126,14 +119,14 @@ def file_records(item: InputFile, task: Task) -> Iterator[tuple[Any, ...]]:
 
 
 def rejected(path: str, member: str | None, digest: str | None, reason: str,
-             detail: str | None) -> tuple[Any, ...]:
-    row: dict[str, Any] = {"source_path": path, "member": member, "content_sha256": digest,
-                           "status": "rejected", "reason": reason, "detail": detail}
-    return tuple(row.get(name) for name in RECORD_COLUMNS)
+             detail: str | None) -> dict[str, Any]:
+    """A rejected record (columns of RECORD_SCHEMA; the others are null)."""
+    return {"source_path": path, "member": member, "content_sha256": digest,
+            "status": "rejected", "reason": reason, "detail": detail}
 
 
-def accepted(path: str, member: str | None, digest: str, outcome: Accepted) -> tuple[Any, ...]:
-    row = dict(outcome.fields)
-    row.update(source_path=path, member=member, content_sha256=digest, status="accepted",
-               pixels=outcome.pixels, pixel_dtype=outcome.pixel_dtype, dicom_bytes=outcome.dicom_bytes)
-    return tuple(row.get(name) for name in RECORD_COLUMNS)
+def accepted(path: str, member: str | None, digest: str, outcome: Accepted) -> dict[str, Any]:
+    """An accepted record: catalog fields, payloads and where it came from."""
+    return {**outcome.fields, "source_path": path, "member": member, "content_sha256": digest,
+            "status": "accepted", "pixels": outcome.pixels, "pixel_dtype": outcome.pixel_dtype,
+            "dicom_bytes": outcome.dicom_bytes}

@@ -18,9 +18,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StringType, StructField, StructType
 
 from .assembly import VolumeOptions, assemble_series
+from .catalog import VOLUME_OUTCOME_FIELDS
 from .compat import legacy_pyarrow_warnings_filtered
 from .deid import remap_uid
-from .patches import PatchOptions, make_patch_rows, read_points_csv, sample_negatives, series_rng
+from .patches import (PatchOptions, make_patch_rows, points_from_frame, read_points_csv,
+                      sample_negatives, series_rng)
 from .schemas import PARQUET_COMPRESSION, VolumeSchema, patch_schema
 from .storage import join, to_url, write_bytes
 
@@ -33,12 +35,8 @@ _SLICE_COLUMNS = [
     "InstanceNumber", "GantryDetectorTilt", "NumberOfFrames", "pixels", "pixel_dtype",
 ]
 
-OUTCOME_SCHEMA = StructType([
-    StructField("sop_uid", StringType(), False),
-    StructField("volume_id", StringType()),
-    StructField("volume_status", StringType()),
-    StructField("volume_reason", StringType()),
-])
+#: What assembly says of each instance: joined onto the catalog by ``sop_uid``.
+OUTCOME_SCHEMA = StructType([StructField("sop_uid", StringType(), False), *VOLUME_OUTCOME_FIELDS])
 
 #: Petastorm row-group sizes: about one CT volume, or a few dozen 32³ patches, per group.
 VOLUME_ROW_GROUP_MB = 32
@@ -60,10 +58,9 @@ def build_volumes(spark: SparkSession, accepted: DataFrame, options: VolumeOptio
         .flatMap(lambda kv: _assemble(kv[1], options))
         .persist(StorageLevel.DISK_ONLY)
     )
-    outcomes = spark.createDataFrame(
-        results.filter(lambda r: r[0] == "outcome").map(lambda r: r[1]), OUTCOME_SCHEMA
-    )
-    outcomes = spark.createDataFrame(outcomes.collect(), OUTCOME_SCHEMA)  # small; frees `results`
+    # One small row per instance: collected, so the DataFrame does not depend on `results`.
+    outcome_rows = results.filter(lambda r: r[0] == "outcome").map(lambda r: r[1]).collect()
+    outcomes = spark.createDataFrame(outcome_rows, OUTCOME_SCHEMA)
     volume_rows = results.filter(lambda r: r[0] == "volume").map(lambda r: r[1])
     frame = _to_frame(spark, volume_rows, VolumeSchema)
     if keep is not None:
@@ -110,37 +107,26 @@ def _write_petastorm(spark: SparkSession, frame: DataFrame, schema: Any, url: st
     return spark.read.parquet(url)
 
 
+def _points_by_series(path: str, kind: str, key: bytes) -> dict[str, list[dict[str, Any]]]:
+    """The points of one LUNA16 CSV per pseudonymous series UID (same keyed map as the images)."""
+    frame = read_points_csv(path, kind)  # type: ignore[arg-type]
+    return {remap_uid(key, str(uid)): points_from_frame(rows, kind)  # type: ignore[arg-type]
+            for uid, rows in frame.groupby("seriesuid", sort=True)}
+
+
 def _load_points(annotations: str | None, candidates: str | None, key: bytes) -> dict[str, list[dict[str, Any]]]:
     """Annotated and candidate points per pseudonymous series UID.
 
     Positives come from annotations (with diameter and malignancy); candidates add their
     negatives, and their positives only where no annotation lies within its radius.
     """
-    points: dict[str, list[dict[str, Any]]] = {}
-    if annotations:
-        for rec in read_points_csv(annotations, "annotations").to_dict("records"):
-            malignancy = rec.get("malignancy", -1)
-            points.setdefault(remap_uid(key, str(rec["seriesuid"])), []).append({
-                "center_xyz": (float(rec["coordX"]), float(rec["coordY"]), float(rec["coordZ"])),
-                "label": 1, "diameter_mm": float(rec["diameter_mm"]),
-                "malignancy": int(malignancy) if malignancy == malignancy else -1,
-                "source": "annotation",
-            })
-    if candidates:
-        for rec in read_points_csv(candidates, "candidates").to_dict("records"):
-            series = remap_uid(key, str(rec["seriesuid"]))
-            center = np.array([rec["coordX"], rec["coordY"], rec["coordZ"]], dtype=float)
-            label = int(rec["class"])
-            if label == 1 and any(
-                p["source"] == "annotation"
-                and np.linalg.norm(center - np.array(p["center_xyz"])) <= max(p["diameter_mm"] / 2, 3.0)
-                for p in points.get(series, [])
-            ):
-                continue
-            points.setdefault(series, []).append({
-                "center_xyz": tuple(center.tolist()), "label": label, "diameter_mm": -1.0,
-                "malignancy": -1, "source": "candidate",
-            })
+    points = _points_by_series(annotations, "annotations", key) if annotations else {}
+    for series, found in (_points_by_series(candidates, "candidates", key) if candidates else {}).items():
+        nodules = [(np.array(p["center_xyz"]), max(p["diameter_mm"] / 2, 3.0)) for p in points.get(series, [])]
+        points.setdefault(series, []).extend(
+            p for p in found
+            if p["label"] == 0
+            or not any(np.linalg.norm(np.array(p["center_xyz"]) - c) <= r for c, r in nodules))
     return points
 
 
@@ -220,7 +206,7 @@ def _sampled_negatives(volume: dict[str, Any], points: list[dict[str, Any]],
             for c in centers]
 
 
-def export_dicom(accepted: DataFrame, url: str) -> None:
+def write_dicom_files(accepted: DataFrame, url: str) -> None:
     """Write each de-identified instance as ``dicom/<patient>/<study>/<series>/<sop>.dcm``."""
     base = url
 

@@ -93,6 +93,15 @@ class HadoopFS:
         self.delete(uri)
         self.rename(tmp, uri)
 
+    def list_files(self, uri: str) -> list[tuple[str, int, bool]]:
+        """``(uri, size, is_symlink)`` of every file under ``uri``, recursively."""
+        files = []
+        iterator = self._fs.listFiles(self._path(uri), True)
+        while iterator.hasNext():
+            status = iterator.next()
+            files.append((status.getPath().toString(), int(status.getLen()), bool(status.isSymlink())))
+        return files
+
     def read_text(self, uri: str) -> str:
         stream = self._fs.open(self._path(uri))
         try:
