@@ -82,28 +82,25 @@ def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
 
 
 def _raw_batches(url: str, shard: int, num_shards: int) -> Iterator[int]:
-    """pyarrow only: this shard's row groups (Petastorm's i % n rule), buffers sliced."""
+    """pyarrow only: this shard's row groups (Petastorm's i % n rule), cells decoded as a block
+    by :func:`sparkdl.patch_reader.decode_ndarray_cells` and copied out of Arrow's buffer."""
     import glob
 
     import pyarrow.parquet as pq
 
+    from sparkdl.patch_reader import decode_ndarray_cells
+
     files = sorted(glob.glob(os.path.join(url.removeprefix("file://"), "*.parquet")))
     pieces = [(f, g) for f in files for g in range(pq.ParquetFile(f).num_row_groups)]
     mine = [piece for index, piece in enumerate(pieces) if index % num_shards == shard]
-    payload = SIZE**3 * 2
     while True:
         for path, group in mine:
             table = pq.ParquetFile(path).read_row_group(group, columns=["patch", "label"])
-            cells = table.column("patch").combine_chunks()
-            offsets = np.frombuffer(cells.buffers()[1], np.int32)[cells.offset:]
-            rows = len(cells)
-            cell = int(offsets[1] - offsets[0])
-            values = np.frombuffer(cells.buffers()[2], np.uint8)
-            matrix = values[offsets[0]: offsets[0] + rows * cell].reshape(rows, cell)
-            patches = np.ascontiguousarray(matrix[:, cell - payload:]).view(np.int16)
+            patches = np.ascontiguousarray(
+                decode_ndarray_cells(table.column("patch"), (SIZE,) * 3, np.dtype(np.int16)))
             labels = table.column("label").to_numpy()
-            assert patches.shape == (rows, SIZE**3) and len(labels) == rows
-            yield rows
+            assert patches.shape[1:] == (SIZE,) * 3 and len(patches) == len(labels) == table.num_rows
+            yield table.num_rows
 
 
 def _tf_batches(dataset: Any) -> Iterator[int]:
@@ -129,7 +126,7 @@ def measure(way: str, url: str, num_shards: int, warmup: int, rows: int) -> dict
         dataset = make_dataset(url, batch_size=BATCH_SIZE, shard_index=0, num_shards=num_shards,
                                num_epochs=None, seed=1, augment=way == "make_dataset+augment")
         batches = _tf_batches(dataset)
-    baseline_mb = _rss_mb()
+    baseline_mb = _status_mb("VmRSS")
     seen = 0
     while seen < warmup:
         seen += next(batches)
@@ -138,32 +135,24 @@ def measure(way: str, url: str, num_shards: int, warmup: int, rows: int) -> dict
         seen += next(batches)
     seconds = time.perf_counter() - start
     cpu = _cpu_seconds() - cpu_start
-    peak_mb = _high_water_mark_mb()
+    peak_mb = _status_mb("VmHWM")  # this process image's peak: ru_maxrss would survive exec
     return {"rows_per_s": seen / seconds, "rows_per_cpu_s": seen / cpu, "peak_rss_mb": peak_mb,
             "import_rss_mb": baseline_mb}
 
 
-def _high_water_mark_mb() -> float:
-    """Peak RSS of this process image (VmHWM; ru_maxrss would survive exec from the parent)."""
+def _status_mb(key: str) -> float:
+    """A memory line of /proc/self/status (``VmRSS``: now, ``VmHWM``: peak) in MiB."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return float("nan")
 
 
 def _cpu_seconds() -> float:
     """User + system CPU time of this process, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ Prints markdown tables; the load average is printed with them because the machin
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -94,7 +95,7 @@ def write_instances(template: bytes, root: Path, first_series: int, num_series: 
                 for name, data in files:
                     info = tarfile.TarInfo(f"s{series:06d}/{name}")
                     info.size = len(data)
-                    archive.addfile(info, _bytes_io(data))
+                    archive.addfile(info, io.BytesIO(data))
             total += (root / f"s{series:06d}.tar").stat().st_size
         else:
             folder = root / f"s{series:06d}"
@@ -103,12 +104,6 @@ def write_instances(template: bytes, root: Path, first_series: int, num_series: 
                 (folder / name).write_bytes(data)
                 total += len(data)
     return total
-
-
-def _bytes_io(data: bytes) -> Any:
-    import io
-
-    return io.BytesIO(data)
 
 
 _CHILD = textwrap.dedent("""

@@ -208,7 +208,7 @@ def measure_petastorm(url: str) -> tuple[float, float]:
     """Rows/s through ``make_reader``: wall clock and per CPU second of this process."""
     from petastorm import make_reader
 
-    from sparkdl.patch_reader import legacy_pyarrow_warnings_filtered
+    from sparkdl.compat import legacy_pyarrow_warnings_filtered
 
     with legacy_pyarrow_warnings_filtered(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")

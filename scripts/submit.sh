@@ -24,7 +24,8 @@
 #   * Spark settings: --properties-file conf/spark-local.conf unless you pass one; the cluster's
 #     spark-defaults.conf is still loaded (--load-spark-defaults); --conf wins over both
 #   * SPARK_HOME: $SPARK_HOME if it has bin/spark-submit, else the pip-installed pyspark's
-#   * --dry-run: print the spark-submit command instead of running it
+#   * --dry-run: print the spark-submit command instead of running it (the code zip is
+#     still built when it is missing or older than sparkdl/, so the printed path exists)
 #
 # The de-identification key: in client mode (the default) the driver inherits this shell's
 # environment, so export SPARKDL_DEID_KEY or pass `-- ... --key-file FILE` (a file on this host).

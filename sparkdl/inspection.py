@@ -3,24 +3,16 @@
 :func:`inspect_dataset` reads ``OUT/manifest.json`` and the small columns of ``catalog/``,
 ``volumes/`` and ``patches/`` with pyarrow, one row group at a time, so memory stays flat
 however big the dataset is. Array cells (``volume``, ``patch``) are read and decoded only for
-the few rows drawn on the sheet. No Spark is needed.
-
-The sheet (``OUT/inspect.png`` by default) shows the central slice of a few positive and
-negative patches, and for a few volumes the slice through an annotated nodule centre, each
-with the centre marked. Slices are taken across the volume's slice index axis (the acquired
-plane: axial for an axial series), in a lung window.
+the few rows drawn on the sheet (:mod:`sparkdl.sheet`, ``OUT/inspect.png`` by default). No
+Spark is needed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import heapq
-import io
 import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,78 +20,19 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from . import geometry
 from .errors import InputError
-from .schemas import VolumeSchema
+from .patch_reader import decode_ndarray_cells
+from .sheet import Location, PatchPick, Sample, VolumeRow, draw_sheet
 from .storage import is_local, local_path, write_bytes
 
 logger = logging.getLogger(__name__)
 
-#: Lung window (level -600 HU, width 1500 HU).
-LUNG_WINDOW_HU = (-1350.0, 150.0)
 _CATALOG_COLUMNS = ["Modality", "sop_class_name", "volume_status", "volume_reason", "volume_id",
                     "Rows", "Columns"]
 _VOLUME_COLUMNS = ["series_uid", "volume_id", "spacing", "origin", "direction", "num_slices",
                    "warnings"]
 _PATCH_COLUMNS = ["patch_id", "series_uid", "label", "malignancy", "source", "split", "center"]
 _SLICE_BINS = (0, 32, 64, 128, 256, 512, 1024)
-
-
-@dataclass
-class _Location:
-    """Where one row lives: a Parquet file, a row group and the row within it."""
-
-    path: str
-    row_group: int
-    row: int
-
-
-@dataclass
-class _Volume:
-    series_uid: str
-    volume_id: str
-    spacing: np.ndarray
-    origin: np.ndarray
-    direction: np.ndarray
-    num_slices: int
-    where: _Location
-
-
-@dataclass
-class _Pick:
-    """A patch row chosen for the sheet (small fields only)."""
-
-    patch_id: str
-    series_uid: str
-    label: int
-    malignancy: int
-    source: str
-    split: str
-    center: np.ndarray
-    where: _Location
-
-
-@dataclass
-class _Sample:
-    """The ``k`` rows with the smallest hash of their id: deterministic, order-free, bounded."""
-
-    k: int
-    heap: list[tuple[int, int, _Pick]] = field(default_factory=list)
-    _seen: int = 0
-
-    def offer(self, pick: _Pick) -> None:
-        if self.k <= 0:
-            return
-        priority = -int.from_bytes(hashlib.sha256(pick.patch_id.encode()).digest()[:8], "big")
-        self._seen += 1
-        item = (priority, self._seen, pick)
-        if len(self.heap) < self.k:
-            heapq.heappush(self.heap, item)
-        elif priority > self.heap[0][0]:
-            heapq.heapreplace(self.heap, item)
-
-    def picks(self) -> list[_Pick]:
-        return [item[2] for item in sorted(self.heap, key=lambda item: (-item[0], item[1]))]
 
 
 def inspect_dataset(out_dir: str, *, report_png: str | None = None, max_items: int = 6) -> dict[str, Any]:
@@ -117,10 +50,10 @@ def inspect_dataset(out_dir: str, *, report_png: str | None = None, max_items: i
     fs, root = _filesystem(out_dir)
     manifest = _read_manifest(fs, root, out_dir)
 
-    catalog = _catalog_summary(fs, f"{root}/catalog")
-    volumes, volume_rows = _volumes_summary(fs, f"{root}/volumes", catalog.pop("_in_plane"))
-    positives, negatives = _Sample((max_items + 1) // 2), _Sample(max_items // 2)
-    annotated = _Sample(4 * max_items)
+    catalog, in_plane = _catalog_summary(fs, f"{root}/catalog")
+    volumes, volume_rows = _volumes_summary(fs, f"{root}/volumes", in_plane)
+    positives, negatives = Sample((max_items + 1) // 2), Sample(max_items // 2)
+    annotated = Sample(4 * max_items)
     patches = _patches_summary(fs, f"{root}/patches", positives, negatives, annotated)
 
     summary: dict[str, Any] = {
@@ -132,14 +65,15 @@ def inspect_dataset(out_dir: str, *, report_png: str | None = None, max_items: i
         "patches": patches,
         "checks": _check_counts(manifest.get("counts", {}), catalog, volumes, patches),
     }
-    panels = _choose_panels(fs, positives.picks() + negatives.picks(), annotated.picks(),
-                            volume_rows, max_items)
-    if not panels:
+    sheet = draw_sheet(fs, positives.picks() + negatives.picks(), annotated.picks(),
+                       volume_rows, max_items)
+    if sheet is None:
         summary["sheet"] = None
         return summary
+    png, panels = sheet
     png_path = report_png or f"{out_dir}/inspect.png"
-    write_bytes(png_path, _render_sheet(panels))
-    summary["sheet"] = {"path": png_path, "panels": [panel.info for panel in panels]}
+    write_bytes(png_path, png)
+    summary["sheet"] = {"path": png_path, "panels": panels}
     logger.info("inspect: %d panels drawn to %s", len(panels), png_path)
     return summary
 
@@ -184,9 +118,10 @@ def _parquet_files(fs: pafs.FileSystem, folder: str) -> list[str]:
                   and not i.base_name.startswith(("_", ".")) and i.base_name.endswith(".parquet"))
 
 
-def _row_groups(fs: pafs.FileSystem, folder: str, columns: list[str]) -> Iterator[tuple[str, int, pa.Table]]:
-    """``(path, row_group, table)`` for every row group, reading only ``columns``."""
-    for path in _parquet_files(fs, folder):
+def _row_groups(fs: pafs.FileSystem, files: list[str],
+                columns: list[str]) -> Iterator[tuple[str, int, pa.Table]]:
+    """``(path, row_group, table)`` for every row group of ``files``, reading only ``columns``."""
+    for path in files:
         with fs.open_input_file(path) as handle:
             parquet = pq.ParquetFile(handle)
             present = [c for c in columns if c in parquet.schema_arrow.names]
@@ -194,16 +129,9 @@ def _row_groups(fs: pafs.FileSystem, folder: str, columns: list[str]) -> Iterato
                 yield path, index, parquet.read_row_group(index, columns=present)
 
 
-def _read_cell(fs: pafs.FileSystem, where: _Location, column: str) -> bytes:
-    with fs.open_input_file(where.path) as handle:
-        table = pq.ParquetFile(handle).read_row_group(where.row_group, columns=[column])
-    return bytes(table.column(column)[where.row].as_py())
-
-
-def _decode(value: bytes) -> np.ndarray:
-    """An ``NdarrayCodec`` cell (``np.save`` bytes; every array field of both schemas) as an array."""
-    ndarray_field = VolumeSchema.fields["volume"]
-    return np.asarray(ndarray_field.codec.decode(ndarray_field, value))
+def _vectors(table: pa.Table, column: str, length: int) -> np.ndarray:
+    """A float64 ``NdarrayCodec`` column (``spacing``, ``center``, ...) as ``[rows, length]``."""
+    return decode_ndarray_cells(table.column(column), (length,), np.dtype(np.float64))
 
 
 # --- summaries --------------------------------------------------------------------------------
@@ -213,11 +141,13 @@ def _counts(counter: Counter[Any]) -> dict[str, int]:
     return {str(key): int(n) for key, n in sorted(counter.items(), key=lambda kv: str(kv[0]))}
 
 
-def _catalog_summary(fs: pafs.FileSystem, folder: str) -> dict[str, Any]:
+def _catalog_summary(fs: pafs.FileSystem,
+                     folder: str) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
+    """Counts of the catalog, and the in-plane size (Rows, Columns) of each volume's instances."""
     modality, sop_class, outcome = Counter[str](), Counter[str](), Counter[str]()
     in_plane: dict[str, Counter[tuple[int, int]]] = {}
-    present = bool(_parquet_files(fs, folder))
-    for _, _, table in _row_groups(fs, folder, _CATALOG_COLUMNS):
+    files = _parquet_files(fs, folder)
+    for _, _, table in _row_groups(fs, files, _CATALOG_COLUMNS):
         frame = table.to_pandas()
         for name, counter in (("Modality", modality), ("sop_class_name", sop_class)):
             if name in frame:
@@ -232,14 +162,14 @@ def _catalog_summary(fs: pafs.FileSystem, folder: str) -> dict[str, Any]:
             used = frame[frame["volume_id"].notna() & (frame["volume_status"] == "volume")]
             for volume_id, rows, columns in zip(used["volume_id"], used["Rows"], used["Columns"]):
                 in_plane.setdefault(volume_id, Counter())[(int(rows), int(columns))] += 1
-    return {
-        "present": present,
+    summary = {
+        "present": bool(files),
         "instances": int(sum(modality.values())),
         "by_modality": _counts(modality),
         "by_sop_class_name": _counts(sop_class),
         "by_volume_outcome": _counts(outcome),
-        "_in_plane": {vid: c.most_common(1)[0][0] for vid, c in in_plane.items()},
     }
+    return summary, {vid: c.most_common(1)[0][0] for vid, c in in_plane.items()}
 
 
 def _slice_bin(num_slices: int) -> str:
@@ -250,21 +180,22 @@ def _slice_bin(num_slices: int) -> str:
 
 
 def _volumes_summary(fs: pafs.FileSystem, folder: str,
-                     in_plane: dict[str, tuple[int, int]]) -> tuple[dict[str, Any], list[_Volume]]:
+                     in_plane: dict[str, tuple[int, int]]) -> tuple[dict[str, Any], list[VolumeRow]]:
     """Histograms of the volumes. In-plane size comes from the catalog's Rows/Columns of the
     instances in each volume, so the large ``volume`` cells are never read here."""
     shape, slices, slice_spacing, pixel_spacing = Counter[str](), Counter[str](), Counter[str](), Counter[str]()
     volumes_by_code, occurrences = Counter[str](), Counter[str]()
-    rows: list[_Volume] = []
+    rows: list[VolumeRow] = []
     num_clean = 0
-    for path, group, table in _row_groups(fs, folder, _VOLUME_COLUMNS):
-        data = table.to_pydict()
+    files = _parquet_files(fs, folder)
+    for path, group, table in _row_groups(fs, files, _VOLUME_COLUMNS):
+        spacings, origins = _vectors(table, "spacing", 3), _vectors(table, "origin", 3)
+        directions = _vectors(table, "direction", 9)
+        data = table.select(["series_uid", "volume_id", "num_slices", "warnings"]).to_pydict()
         for i in range(table.num_rows):
-            spacing = _decode(data["spacing"][i])
-            num_slices = int(data["num_slices"][i])
-            volume = _Volume(str(data["series_uid"][i]), str(data["volume_id"][i]), spacing,
-                             _decode(data["origin"][i]), _decode(data["direction"][i]), num_slices,
-                             _Location(path, group, i))
+            spacing, num_slices = spacings[i], int(data["num_slices"][i])
+            volume = VolumeRow(str(data["series_uid"][i]), str(data["volume_id"][i]), spacing,
+                               origins[i], directions[i], num_slices, Location(path, group, i))
             rows.append(volume)
             size = in_plane.get(volume.volume_id)
             shape[f"{num_slices}x{size[0]}x{size[1]}" if size else f"{num_slices}x?x?"] += 1
@@ -276,7 +207,7 @@ def _volumes_summary(fs: pafs.FileSystem, folder: str,
             volumes_by_code.update(set(codes))
             num_clean += not codes
     summary = {
-        "present": bool(_parquet_files(fs, folder)),
+        "present": bool(files),
         "count": len(rows),
         "series": len({v.series_uid for v in rows}),
         "shape_zyx": _counts(shape),
@@ -290,14 +221,16 @@ def _volumes_summary(fs: pafs.FileSystem, folder: str,
     return summary, rows
 
 
-def _patches_summary(fs: pafs.FileSystem, folder: str, positives: _Sample, negatives: _Sample,
-                     annotated: _Sample) -> dict[str, Any]:
+def _patches_summary(fs: pafs.FileSystem, folder: str, positives: Sample, negatives: Sample,
+                     annotated: Sample) -> dict[str, Any]:
     """Counts of the patches; offers every row to the samples the sheet is drawn from."""
     by_split_label: Counter[tuple[str, int]] = Counter()
     labels, malignancy, source = Counter[int](), Counter[int](), Counter[str]()
     series: set[str] = set()
-    for path, group, table in _row_groups(fs, folder, _PATCH_COLUMNS):
-        data = table.to_pydict()
+    files = _parquet_files(fs, folder)
+    for path, group, table in _row_groups(fs, files, _PATCH_COLUMNS):
+        centers = _vectors(table, "center", 3)
+        data = table.drop(["center"]).to_pydict()
         for i in range(table.num_rows):
             label, split = int(data["label"][i]), str(data["split"][i])
             by_split_label[(split, label)] += 1
@@ -305,9 +238,9 @@ def _patches_summary(fs: pafs.FileSystem, folder: str, positives: _Sample, negat
             malignancy[int(data["malignancy"][i])] += 1
             source[str(data["source"][i])] += 1
             series.add(str(data["series_uid"][i]))
-            pick = _Pick(str(data["patch_id"][i]), str(data["series_uid"][i]), label,
-                         int(data["malignancy"][i]), str(data["source"][i]), split,
-                         _decode(data["center"][i]), _Location(path, group, i))
+            pick = PatchPick(str(data["patch_id"][i]), str(data["series_uid"][i]), label,
+                             int(data["malignancy"][i]), str(data["source"][i]), split,
+                             centers[i], Location(path, group, i))
             (positives if label == 1 else negatives).offer(pick)
             if label == 1:
                 annotated.offer(pick)
@@ -315,7 +248,7 @@ def _patches_summary(fs: pafs.FileSystem, folder: str, positives: _Sample, negat
     for (split, label), n in sorted(by_split_label.items()):
         by_split.setdefault(split, {})[str(label)] = n
     return {
-        "present": bool(_parquet_files(fs, folder)),
+        "present": bool(files),
         "count": int(sum(by_split_label.values())),
         "series": len(series),
         "by_split_label": {f"{s}/{lab}": n for (s, lab), n in sorted(by_split_label.items())},
@@ -333,119 +266,6 @@ def _check_counts(counts: dict[str, Any], catalog: dict[str, Any], volumes: dict
              ("patches", patches["count"])]
     return [{"count": name, "manifest": counts.get(name), "tables": found}
             for name, found in pairs if counts.get(name, 0) != found]
-
-
-# --- the contact sheet ------------------------------------------------------------------------
-
-
-@dataclass
-class _Panel:
-    image: np.ndarray  # 2-D HU, (row, column)
-    marker_xy: tuple[float, float] | None  # (column, row), pixel centres at integers
-    aspect: float  # row spacing / column spacing
-    title: str
-    info: dict[str, Any]
-
-
-def _plane(direction: np.ndarray) -> str:
-    """Name of the plane across the slice index axis (``direction`` column 2 is its normal)."""
-    normal = np.asarray(direction, dtype=np.float64).reshape(3, 3)[:, 2]
-    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
-
-
-def _short(uid: str) -> str:
-    return "…" + uid[-6:]
-
-
-def _choose_panels(fs: pafs.FileSystem, patch_picks: list[_Pick], annotated: list[_Pick],
-                   volumes: list[_Volume], max_items: int) -> list[_Panel]:
-    panels = [_patch_panel(fs, pick) for pick in patch_picks]
-    by_series: dict[str, list[_Volume]] = {}
-    for volume in volumes:
-        by_series.setdefault(volume.series_uid, []).append(volume)
-    drawn: set[str] = set()
-    # Annotations first: their centres are the nodules a reader wants to see.
-    for pick in sorted(annotated, key=lambda p: p.source != "annotation"):
-        if len(drawn) >= max_items:
-            break
-        for volume in by_series.get(pick.series_uid, []):
-            index = geometry.world_to_voxel(pick.center, volume.origin, volume.spacing, volume.direction)
-            if volume.volume_id not in drawn and index[0] > -0.5 and index[0] < volume.num_slices - 0.5:
-                panels.append(_volume_panel(fs, volume, pick))
-                drawn.add(volume.volume_id)
-                break
-    if not patch_picks and not annotated:  # no patches: the middle slice of a few volumes
-        for volume in volumes[:max_items]:
-            panels.append(_volume_panel(fs, volume, None))
-    return panels
-
-
-def _patch_panel(fs: pafs.FileSystem, pick: _Pick) -> _Panel:
-    patch = _decode(_read_cell(fs, pick.where, "patch"))
-    size = patch.shape[0]
-    # The centre lies at index (size - 1) / 2: between the two middle slices when size is even.
-    middle = patch[(size - 1) // 2: size // 2 + 1].astype(np.float32).mean(axis=0)
-    marker = ((patch.shape[2] - 1) / 2.0, (patch.shape[1] - 1) / 2.0)
-    kind = "nodule" if pick.label == 1 else "not nodule"
-    info = {"kind": "patch", "patch_id": pick.patch_id, "series_uid": pick.series_uid,
-            "label": pick.label, "malignancy": pick.malignancy, "source": pick.source,
-            "split": pick.split, "image_shape": list(middle.shape), "marker_xy": list(marker)}
-    return _Panel(middle, marker, 1.0, f"{kind} ({pick.source})\n{pick.split} {_short(pick.series_uid)}", info)
-
-
-def _volume_panel(fs: pafs.FileSystem, volume: _Volume, pick: _Pick | None) -> _Panel:
-    array = _decode(_read_cell(fs, volume.where, "volume"))
-    marker: tuple[float, float] | None = None
-    hu_at_marker = None
-    if pick is None:
-        k = array.shape[0] // 2
-    else:
-        z, y, x = geometry.world_to_voxel(pick.center, volume.origin, volume.spacing, volume.direction)
-        k = int(np.clip(round(float(z)), 0, array.shape[0] - 1))
-        marker = (float(x), float(y))
-        if geometry.is_inside((k, y, x), array.shape):
-            row, column = (int(np.clip(round(float(v)), 0, n - 1)) for v, n in zip((y, x), array.shape[1:]))
-            hu_at_marker = int(array[k, row, column])
-    image = np.array(array[k])
-    del array
-    plane = _plane(volume.direction)
-    info = {"kind": "volume", "volume_id": volume.volume_id, "series_uid": volume.series_uid,
-            "plane": plane, "slice_index": k, "image_shape": list(image.shape),
-            "marker_xy": list(marker) if marker else None, "hu_at_marker": hu_at_marker,
-            "patch_id": pick.patch_id if pick else None}
-    aspect = float(volume.spacing[1] / volume.spacing[2])
-    return _Panel(image, marker, aspect, f"{plane} slice {k}/{volume.num_slices}\n{_short(volume.series_uid)}", info)
-
-
-def _render_sheet(panels: list[_Panel]) -> bytes:
-    """PNG bytes: patches on the first row, volume slices on the second, lung window."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-
-    rows = [[p for p in panels if p.info["kind"] == "patch"], [p for p in panels if p.info["kind"] == "volume"]]
-    rows = [row for row in rows if row]
-    num_columns = max(len(row) for row in rows)
-    figure = Figure(figsize=(2.4 * num_columns, 2.7 * len(rows)), dpi=100)
-    axes = figure.subplots(len(rows), num_columns, squeeze=False)
-    for r, row in enumerate(rows):
-        for c in range(num_columns):
-            ax = axes[r][c]
-            ax.set_axis_off()
-            if c >= len(row):
-                continue
-            panel = row[c]
-            ax.imshow(panel.image, cmap="gray", vmin=LUNG_WINDOW_HU[0], vmax=LUNG_WINDOW_HU[1],
-                      aspect=panel.aspect, interpolation="nearest")
-            if panel.marker_xy is not None:
-                ax.set_autoscale_on(False)  # a mark off the image must not rescale it
-                x, y = panel.marker_xy
-                ax.plot([x], [y], marker="o", markersize=14, markerfacecolor="none",
-                        markeredgecolor="red", markeredgewidth=1.2)
-                ax.plot([x], [y], marker="+", markersize=6, color="red", markeredgewidth=1.0)
-            ax.set_title(panel.title, fontsize=7)
-    figure.suptitle("sparkdl inspect: lung window (W1500/L-600), centre marked in red", fontsize=8)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 # --- text -------------------------------------------------------------------------------------

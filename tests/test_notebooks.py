@@ -33,8 +33,6 @@ CELL_TIMEOUT_S = 900
 #: notebook then evaluates on the split that has rows.
 TEST_KEY = "sparkdl-notebooks-test-key-000006"
 
-pytestmark = pytest.mark.slow
-
 
 def _kernel_manager(tmp: Path) -> Any:
     """A kernel manager whose only kernelspec runs ``sys.executable``."""
@@ -102,6 +100,7 @@ def test_notebooks_are_committed_without_outputs() -> None:
         assert all(not cell.outputs and cell.execution_count is None for cell in code), path
 
 
+@pytest.mark.slow
 def test_explore_notebook_runs_on_its_demo_dataset(explored: tuple[Any, Path]) -> None:
     nb, workdir = explored
     manifest = json.loads((workdir / "dataset" / "manifest.json").read_text())
@@ -116,6 +115,7 @@ def test_explore_notebook_runs_on_its_demo_dataset(explored: tuple[Any, Path]) -
     assert (workdir / "inspect.png").is_file()
 
 
+@pytest.mark.slow
 def test_train_evaluate_notebook_trains_evaluates_and_predicts(
     explored: tuple[Any, Path], tmp_path: Path
 ) -> None:

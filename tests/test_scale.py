@@ -32,6 +32,7 @@ from sparkdl.discover import InputFile, choose_num_partitions, pack_partitions
 from sparkdl.ingest import ingest
 from sparkdl.synth import synthesize_cohort
 from tests.conftest import TEST_KEY
+from tests.spark_home import linked_spark_home
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024**2
@@ -61,19 +62,6 @@ def _check_invariant(out: Path, files: set[str]) -> dict[str, Any]:
     assert (counts["cataloged"], counts["rejected"]) == (len(catalog), len(rejected))
     assert not (out / "_staging").exists()
     return manifest
-
-
-def _spark_home(tmp_path: Path) -> Path:
-    """SPARK_HOME of links to the pip pyspark, so local-cluster work dirs stay out of the venv."""
-    import pyspark
-
-    home = tmp_path / "spark_home"
-    home.mkdir()
-    for name in ("bin", "jars", "sbin", "conf", "python"):
-        source = Path(pyspark.__file__).parent / name
-        if source.exists():
-            (home / name).symlink_to(source)
-    return home
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -174,7 +162,7 @@ def test_executor_killed_mid_ingest_keeps_every_input_once(tmp_path: Path,
     done = subprocess.run(
         [sys.executable, "-c", _EXECUTOR_KILL, json.dumps([str(c) for c in copies]), str(out)],
         cwd=tmp_path,
-        env=_env(SPARK_HOME=str(_spark_home(tmp_path)), SPARK_LOCAL_DIRS=str(tmp_path)),
+        env=_env(SPARK_HOME=str(linked_spark_home(tmp_path)), SPARK_LOCAL_DIRS=str(tmp_path)),
         capture_output=True, text=True, timeout=480,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -354,7 +342,6 @@ _STREAM_UNITS = textwrap.dedent("""
         raise RuntimeError("no VmHWM in /proc/self/status")
 
     from sparkdl.archives import Limits
-    from sparkdl.catalog import RECORD_COLUMNS
     from sparkdl.deid import DeidOptions
     from sparkdl.discover import InputFile
     from sparkdl.records import Task, file_records
@@ -362,10 +349,9 @@ _STREAM_UNITS = textwrap.dedent("""
     path, size = sys.argv[1], int(sys.argv[2])
     task = Task(b"k" * 32, DeidOptions(), Limits(), False)
     baseline = high_water_mark()
-    status, member = RECORD_COLUMNS.index("status"), RECORD_COLUMNS.index("member")
     seen = []
     for record in file_records(InputFile(path, size), task):  # what each executor task runs
-        seen.append([record[member], record[status]])
+        seen.append([record["member"], record["status"]])
     peak = high_water_mark()
     print("RESULT " + json.dumps({"baseline": baseline, "peak": peak, "units": seen}))
 """)

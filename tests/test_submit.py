@@ -92,7 +92,9 @@ def test_zip_carries_the_package_and_its_rule_table(dist: Path, bare_python: Pat
 
 
 def _dry_run(args: list[str], dist: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SPARKDL_DIST": str(dist), "SPARKDL_PYTHON": sys.executable, **env}
+    # No SPARK_HOME or SPARK_MASTER from the caller's shell: the script's own defaults are tested.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "SPARK_MASTER")}
+    env = {**inherited, "SPARKDL_DIST": str(dist), "SPARKDL_PYTHON": sys.executable, **env}
     return subprocess.run([str(SCRIPTS / "submit_ingest.sh"), "--dry-run", *args],
                           capture_output=True, text=True, timeout=300, env=env)
 
