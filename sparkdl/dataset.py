@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError, InputError
 from .compat import legacy_pyarrow_warnings_filtered
+from .errors import ConfigError, InputError
 from .patch_reader import (
     LABEL_FIELDS,
     SPLITS,
     ShuffleBuffer,
     open_reader,
-    read_row_group,
     row_mask,
     selection_columns,
 )
@@ -247,18 +246,21 @@ def shard_row_counts(url: str, num_shards: int, *, split: str | None = None,
             "groups (materialize_dataset row_group_size_mb)."
         )
     filtered = split is not None or label_field == "malignancy"
-    counts = [0] * num_shards
-    footers: dict[str, Any] = {}
+    columns = selection_columns(split, label_field)
+    by_file: dict[str, list[tuple[int, int]]] = {}
     for index, piece in enumerate(pieces):
-        if filtered:
-            table = read_row_group(filesystem, piece, selection_columns(split, label_field))
-            rows = int(row_mask(table, split, label_field).sum())
-        else:
-            if piece.path not in footers:
-                with filesystem.open(piece.path, "rb") as stream:
-                    footers[piece.path] = pq.ParquetFile(stream).metadata
-            rows = footers[piece.path].row_group(piece.row_group).num_rows
-        counts[index % num_shards] += rows
+        by_file.setdefault(piece.path, []).append((index, piece.row_group))
+    counts = [0] * num_shards
+    for file_path, row_groups in by_file.items():  # each file opened and its footer read once
+        with filesystem.open(file_path, "rb") as stream:
+            parquet_file = pq.ParquetFile(stream)
+            for index, row_group in row_groups:
+                if filtered:
+                    table = parquet_file.read_row_group(row_group, columns=columns)
+                    rows = int(row_mask(table, split, label_field).sum())
+                else:
+                    rows = parquet_file.metadata.row_group(row_group).num_rows
+                counts[index % num_shards] += rows
     return counts
 
 
@@ -269,9 +271,9 @@ def steps_per_epoch(url: str, *, batch_size: int, num_shards: int, split: str | 
     At least 1 (a shard smaller than a batch still gives one batch when read with
     ``num_epochs=None``). Raises :class:`InputError` when a shard has no rows at all.
     """
-    counts = shard_row_counts(url, num_shards, split=split, label_field=label_field)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1. Received: batch_size={batch_size}.")
+    counts = shard_row_counts(url, num_shards, split=split, label_field=label_field)
     empty = [index for index, count in enumerate(counts) if count == 0]
     if empty:
         raise InputError(

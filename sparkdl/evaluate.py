@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import InputError
 from .storage import join, local_path
+from .train import LABEL_FIELDS, MODEL_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ logger = logging.getLogger(__name__)
 def load_training_config(model_dir: str) -> dict[str, Any]:
     """``M/config.json`` as written by the chief; InputError when the folder holds no model."""
     path = Path(local_path(join(model_dir, "config.json")))
-    if not path.is_file() or not Path(local_path(join(model_dir, "model.keras"))).is_file():
-        raise InputError(f"No trained model in {model_dir}: expected config.json and model.keras. "
+    if not path.is_file() or not Path(local_path(join(model_dir, MODEL_FILE))).is_file():
+        raise InputError(f"No trained model in {model_dir}: expected config.json and {MODEL_FILE}. "
                          "Run `sparkdl train --model-dir ...` first.")
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
@@ -40,7 +41,7 @@ def load_model(model_dir: str) -> Any:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tf_keras
 
-    return tf_keras.models.load_model(local_path(join(model_dir, "model.keras")), compile=False)
+    return tf_keras.models.load_model(local_path(join(model_dir, MODEL_FILE)), compile=False)
 
 
 def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -136,7 +137,7 @@ def evaluate(model_dir: str, data_dir: str, report_dir: str, *, split: str = "te
     trained = load_training_config(model_dir)
     config = trained["config"]
     url = to_url(join(data_dir, "patches"))
-    label_field = "malignancy" if config["task"] == "malignancy" else "label"
+    label_field = LABEL_FIELDS[config["task"]]
     model = load_model(model_dir)
     y_true, scores = _predict_split(model, url, split, label_field, tuple(config["window"]))
     if len(y_true) == 0:

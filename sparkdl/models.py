@@ -33,7 +33,9 @@ def _keras() -> Any:
     return tf_keras
 
 
-def _check(input_shape: Sequence[int], task: str, base_filters: int, dropout: float) -> None:
+def _check(input_shape: Sequence[int], task: str, base_filters: int, num_stages: int,
+           dropout: float) -> None:
+    """Validate the arguments every factory shares (each stage halves the resolution)."""
     if len(input_shape) != 4 or any(int(s) < 4 for s in input_shape[:3]) or input_shape[3] != 1:
         raise ConfigError(
             f"input_shape must be (depth, height, width, 1) with sides >= 4. Received: {tuple(input_shape)}"
@@ -44,6 +46,11 @@ def _check(input_shape: Sequence[int], task: str, base_filters: int, dropout: fl
         raise ConfigError(f"base_filters must be >= 1. Received: base_filters={base_filters}")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    if num_stages < 1 or min(input_shape[:3]) < 2 ** num_stages:
+        raise ConfigError(
+            f"num_stages must be >= 1 and 2**num_stages <= the smallest patch side "
+            f"{min(input_shape[:3])}. Received: num_stages={num_stages}"
+        )
 
 
 def task_head(features: Any, *, task: str = "nodule", dropout: float = 0.3) -> Any:
@@ -76,12 +83,7 @@ def cnn3d(
     About 0.1 GFLOP per 32³ patch with the defaults: a few hundred patches per second on a
     laptop CPU, enough to tell a small nodule from vessels and lung in a few minutes.
     """
-    _check(input_shape, task, base_filters, dropout)
-    if num_stages < 1 or min(input_shape[:3]) < 2 ** num_stages:
-        raise ConfigError(
-            f"num_stages must be >= 1 and 2**num_stages <= the smallest patch side "
-            f"{min(input_shape[:3])}. Received: num_stages={num_stages}"
-        )
+    _check(input_shape, task, base_filters, num_stages, dropout)
     keras = _keras()
     inputs = keras.Input(shape=tuple(input_shape), name="patch")
     x = inputs
@@ -118,12 +120,7 @@ def resnet3d(
     (two 3×3×3 convolutions with an identity or projection shortcut), each after the first
     halving the resolution and doubling the filters; global average pooling; the task head.
     """
-    _check(input_shape, task, base_filters, dropout)
-    if num_stages < 1 or min(input_shape[:3]) < 2 ** num_stages:
-        raise ConfigError(
-            f"num_stages must be >= 1 and 2**num_stages <= the smallest patch side "
-            f"{min(input_shape[:3])}. Received: num_stages={num_stages}"
-        )
+    _check(input_shape, task, base_filters, num_stages, dropout)
     keras = _keras()
     inputs = keras.Input(shape=tuple(input_shape), name="patch")
     x = _conv_bn_relu(inputs, base_filters, name="stem")

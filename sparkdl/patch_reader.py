@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 LABEL_FIELDS = ("label", "malignancy")
 SPLITS = ("train", "val", "test")
 
+
 def decode_ndarray_cells(
     cells: pa.Array | pa.ChunkedArray, shape: Sequence[int], dtype: np.dtype
 ) -> np.ndarray:

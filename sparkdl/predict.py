@@ -4,7 +4,7 @@ The patches are read with Spark's own Parquet reader (a Petastorm dataset is pla
 ``patch`` and ``center`` are ``NdarrayCodec`` cells, decoded a whole Arrow batch at a time
 by :func:`sparkdl.patch_reader.decode_ndarray_cells`). ``mapInPandas`` scores batches on
 the executors; the model is loaded once per executor Python worker (a module-level cache
-keyed by model path: Spark reuses Python workers across tasks) and TensorFlow is imported
+keyed by model folder: Spark reuses Python workers across tasks) and TensorFlow is imported
 only there, never in the driver.
 
 Output columns: ``patch_id``, ``series_uid``, ``patient_id`` (pseudonymous, as in the
@@ -29,23 +29,20 @@ OUTPUT_SCHEMA = ("patch_id string, series_uid string, patient_id string, split s
 BATCH_ROWS = 256
 _ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
-#: Per Python worker: model path → loaded model.
+#: Per Python worker: model folder → loaded model.
 _MODELS: dict[str, Any] = {}
 
 
-def _cached_model(model_path: str) -> Any:
-    if model_path not in _MODELS:
-        import os
+def _cached_model(model_dir: str) -> Any:
+    if model_dir not in _MODELS:
+        from .evaluate import load_model
 
-        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-        import tf_keras
-
-        _MODELS[model_path] = tf_keras.models.load_model(model_path, compile=False)
-    return _MODELS[model_path]
+        _MODELS[model_dir] = load_model(model_dir)
+    return _MODELS[model_dir]
 
 
 def score_batches(
-    frames: Iterator[Any], model_path: str, window: tuple[float, float], patch_shape: tuple[int, ...]
+    frames: Iterator[Any], model_dir: str, window: tuple[float, float], patch_shape: tuple[int, ...]
 ) -> Iterator[Any]:
     """``mapInPandas`` body: pandas frames of patch rows in, frames of ``OUTPUT_SCHEMA`` out."""
     import numpy as np
@@ -55,7 +52,7 @@ def score_batches(
     from .dataset import window_hu
     from .patch_reader import decode_ndarray_cells
 
-    model = _cached_model(model_path)
+    model = _cached_model(model_dir)
     for frame in frames:
         if frame.empty:
             continue
@@ -70,7 +67,7 @@ def score_batches(
             "patient_id": frame["patient_id"].values,
             "split": frame["split"].values,
             "source": frame["source"].values,
-            "center": list(centers.astype(np.float64)),
+            "center": list(centers),
             "label": frame["label"].astype("int32").values,
             "probability": probability,
         })
@@ -87,6 +84,7 @@ def predict(model_dir: str, data_dir: str, output: str, *, spark: Any = None) ->
     from .evaluate import load_training_config
     from .spark import get_spark
     from .storage import local_path
+    from .train import MODEL_FILE
 
     trained = load_training_config(model_dir)
     window = tuple(float(v) for v in trained["config"]["window"])
@@ -96,13 +94,13 @@ def predict(model_dir: str, data_dir: str, output: str, *, spark: Any = None) ->
         raise InputError(f"The model in {model_dir} takes patches of {trained['input_shape'][:3]}; "
                          f"{url} holds {list(shape)}. Use the data the model was trained on "
                          "(or ingest with the same patches.size).")
-    model_path = local_path(join(model_dir, trained.get("model_file", "model.keras")))
+    model_path = local_path(join(model_dir, MODEL_FILE))
     spark = spark or get_spark()
     columns = ["patch_id", "series_uid", "patient_id", "split", "source", "center", "label", "patch"]
     frame = spark.read.parquet(url).select(*columns)
 
     def score(frames: Iterator[Any]) -> Iterator[Any]:
-        return score_batches(frames, model_path, window, shape)  # type: ignore[arg-type]
+        return score_batches(frames, model_dir, window, shape)  # type: ignore[arg-type]
 
     previous = spark.conf.get(_ARROW_BATCH_CONF, None)
     spark.conf.set(_ARROW_BATCH_CONF, str(BATCH_ROWS))

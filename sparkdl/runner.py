@@ -67,6 +67,11 @@ def local_slots(master: str, cpu_count: int, task_cpus: int = 1) -> int:
     return threads // max(task_cpus, 1)
 
 
+def _check_num_workers(num_workers: int) -> None:
+    if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
+        raise TrainingError(f"num_workers must be an integer >= 1. Received: {num_workers!r}.")
+
+
 def _is_true(conf: Mapping[str, str], key: str) -> bool:
     return str(conf.get(key, "false")).strip().lower() == "true"
 
@@ -89,8 +94,7 @@ def check_training_conf(
     Raises:
         TrainingError: naming what was received, the conf key and what to set.
     """
-    if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
-        raise TrainingError(f"num_workers must be an integer >= 1. Received: {num_workers!r}.")
+    _check_num_workers(num_workers)
     encrypted = [key for key in _ENCRYPTION_CONFS if _is_true(conf, key)]
     if encrypted and not _is_true(conf, ALLOW_UNENCRYPTED_CONF):
         raise TrainingError(
@@ -276,8 +280,7 @@ class TrainingRunner:
     def __init__(
         self, num_workers: int, *, use_gpu: bool = False, spark: SparkSession | None = None
     ) -> None:
-        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
-            raise TrainingError(f"num_workers must be an integer >= 1. Received: {num_workers!r}.")
+        _check_num_workers(num_workers)
         self.num_workers = num_workers
         self.use_gpu = use_gpu
         self._spark = spark

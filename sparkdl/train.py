@@ -122,13 +122,17 @@ def class_weights(counts: dict[int, int]) -> dict[int, float]:
     return {c: total / (2.0 * counts[c]) for c in (0, 1)}
 
 
-def _label_counts(spark: Any, url: str, split: str, label_field: str) -> dict[int, int]:
+def _label_counts(spark: Any, url: str, label_field: str) -> dict[str, dict[int, int]]:
+    """Rows per label of the train and val splits (rows with an unknown malignancy left out)."""
     from pyspark.sql import functions as F
 
-    frame = spark.read.parquet(url).where(F.col("split") == split)
+    frame = spark.read.parquet(url).where(F.col("split").isin("train", "val"))
     if label_field == "malignancy":
         frame = frame.where(F.col("malignancy") >= 0)
-    return {int(r[0]): int(r[1]) for r in frame.groupBy(label_field).count().collect()}
+    counts: dict[str, dict[int, int]] = {"train": {}, "val": {}}
+    for split, label, count in frame.groupBy("split", label_field).count().collect():
+        counts[split][int(label)] = int(count)
+    return counts
 
 
 def plan_job(
@@ -147,15 +151,15 @@ def plan_job(
     url = to_url(join(data_dir, "patches"))
     shape, _ = dataset.patch_shape(url)
     per_worker = config.batch_size // num_workers
-    counts = _label_counts(spark, url, "train", config.label_field)
-    weights = class_weights(counts) if config.class_weight == "balanced" else None
+    counts = _label_counts(spark, url, config.label_field)
+    weights = class_weights(counts["train"]) if config.class_weight == "balanced" else None
     steps = dataset.steps_per_epoch(url, batch_size=per_worker, num_shards=num_workers,
                                     split="train", label_field=config.label_field)
-    val_rows = dataset.shard_row_counts(url, 1, split="val", label_field=config.label_field)[0]
+    val_rows = sum(counts["val"].values())
     return TrainJob(
         data_url=url, model_dir=str(model_dir), config=asdict(config), num_workers=num_workers,
         use_gpu=use_gpu, input_shape=(*shape, 1), steps_per_epoch=int(steps),  # type: ignore[arg-type]
-        validation_steps=math.ceil(val_rows / per_worker), class_weight=weights, train_counts=counts,
+        validation_steps=math.ceil(val_rows / per_worker), class_weight=weights, train_counts=counts["train"],
     )
 
 

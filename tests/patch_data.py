@@ -80,7 +80,7 @@ def write_patches(
     """Write ``sum(file_rows)`` patches of ``size``³ to ``url``; return the row count.
 
     One Parquet file per entry of ``file_rows``; ``block_bytes`` (Parquet ``parquet.block.size``)
-    cuts each file into row groups of a few rows. The Hadoop conf is restored afterwards.
+    cuts each file into row groups of a few rows.
     """
     from petastorm.etl.dataset_metadata import materialize_dataset
     from petastorm.unischema import dict_to_spark_row
@@ -95,29 +95,21 @@ def write_patches(
     schema = patch_schema(size)
     starts = np.concatenate([[0], np.cumsum(file_rows)[:-1]]).tolist()
     parts = list(zip(starts, file_rows))
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     with legacy_pyarrow_warnings_filtered(), materialize_dataset(spark, url, schema):
-        previous = hadoop.get("parquet.block.size")
-        hadoop.setInt("parquet.block.size", block_bytes)
-        try:
-            rdd = (
-                spark.sparkContext.parallelize(parts, len(parts))
-                .flatMap(lambda part: _rows(part[0], part[1], size))
-                .map(lambda row: dict_to_spark_row(schema, row))
-            )
-            (
-                spark.createDataFrame(rdd, schema.as_spark_schema())
-                .write.mode("overwrite")
-                .option("compression", "zstd")
-                .option("parquet.block.size", block_bytes)
-                # parquet-mr checks the row-group size every N rows (default N >= 100).
-                .option("parquet.page.size.row.check.min", 2)
-                .option("parquet.page.size.row.check.max", 4)
-                .parquet(url)
-            )
-        finally:
-            if previous is None:
-                hadoop.unset("parquet.block.size")
-            else:
-                hadoop.set("parquet.block.size", previous)
+        rdd = (
+            spark.sparkContext.parallelize(parts, len(parts))
+            .flatMap(lambda part: _rows(part[0], part[1], size))
+            .map(lambda row: dict_to_spark_row(schema, row))
+        )
+        (
+            spark.createDataFrame(rdd, schema.as_spark_schema())
+            .write.mode("overwrite")
+            .option("compression", "zstd")
+            # Write options reach the job's Hadoop conf: the session's stays untouched.
+            .option("parquet.block.size", block_bytes)
+            # parquet-mr checks the row-group size every N rows (default N >= 100).
+            .option("parquet.page.size.row.check.min", 2)
+            .option("parquet.page.size.row.check.max", 4)
+            .parquet(url)
+        )
     return int(sum(file_rows))

@@ -171,8 +171,7 @@ def test_multi_worker_mirrored_all_reduce(spark: Any) -> None:
 # --- local-cluster with fake GPUs (own JVM, in a subprocess) --------------------------------
 
 _LOCAL_CLUSTER = textwrap.dedent("""
-    import json, os, sys
-    import pyspark
+    import json, sys
     from pyspark.sql import SparkSession
     from sparkdl.runner import TrainingRunner
     sys.path.insert(0, {tests!r})
@@ -199,18 +198,11 @@ _LOCAL_CLUSTER = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_local_cluster_with_fake_gpus(tmp_path: Path) -> None:
-    import pyspark
+    # Imported here: the cluster script imports this module where ``tests`` is not a package.
+    from tests.spark_home import linked_spark_home
 
-    # local-cluster launches executors from SPARK_HOME/jars (pip's pyspark ships them) and keeps
-    # their work dirs in SPARK_HOME/work: a linked copy keeps those out of the virtualenv.
-    spark_home = tmp_path / "spark_home"
-    spark_home.mkdir()
-    for name in ("bin", "jars", "sbin", "conf", "python"):
-        source = Path(pyspark.__file__).parent / name
-        if source.exists():
-            (spark_home / name).symlink_to(source)
     env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
-    env.update(SPARK_HOME=str(spark_home), PYSPARK_PYTHON=sys.executable,
+    env.update(SPARK_HOME=str(linked_spark_home(tmp_path)), PYSPARK_PYTHON=sys.executable,
                SPARK_LOCAL_DIRS=str(tmp_path))
     code = _LOCAL_CLUSTER.format(tests=str(Path(__file__).parent), script=str(FAKE_GPUS))
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,

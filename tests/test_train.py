@@ -8,8 +8,8 @@ and checks that the retried barrier stage resumes from ``BackupAndRestore``.
 The cohort: positives (label 1) hold a bright sphere (a solid nodule, ~40 HU) near the
 centre; negatives hold a bright tube through the patch (a vessel) or only lung noise. Every
 patient's rows share a split (``patient % 10``: 0..6 train, 7 val, 8 and 9 test). It is
-written with Spark and ``materialize_dataset`` in several files of small row groups, so two
-shards get rows of every split.
+written with Spark and ``materialize_dataset`` in three Parquet files of one row group each,
+the patients dealt round-robin over the files, so each of two shards gets rows of every split.
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ def _rows(patients: list[int], size: int) -> Any:
 
 
 def write_cohort(spark: Any, url: str, *, num_patients: int = 30, size: int = 16,
-                 num_files: int = 3, block_bytes: int = 64 * 1024) -> int:
-    """Write ``num_patients × ROWS_PER_PATIENT`` patches to ``url``; return the row count."""
+                 num_files: int = 3) -> int:
+    """Write ``num_patients × ROWS_PER_PATIENT`` patches to ``url``, one row group per file
+    (parquet-mr first checks the row-group size after 100 rows); return the row count."""
     from petastorm.etl.dataset_metadata import materialize_dataset
     from petastorm.unischema import dict_to_spark_row
     from pyspark import cloudpickle
@@ -88,25 +89,12 @@ def write_cohort(spark: Any, url: str, *, num_patients: int = 30, size: int = 16
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     schema = patch_schema(size)
     groups = [list(range(num_patients))[i::num_files] for i in range(num_files)]
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
-    previous = hadoop.get("parquet.block.size")
     with materialize_dataset(spark, url, schema):
-        hadoop.setInt("parquet.block.size", block_bytes)
-        try:
-            rdd = (spark.sparkContext.parallelize(groups, num_files)
-                   .flatMap(lambda patients: _rows(patients, size))
-                   .map(lambda row: dict_to_spark_row(schema, row)))
-            (spark.createDataFrame(rdd, schema.as_spark_schema()).write.mode("overwrite")
-             .option("compression", "zstd")
-             .option("parquet.block.size", block_bytes)
-             .option("parquet.block.size.row.check.min", 1)
-             .option("parquet.block.size.row.check.max", 4)
-             .parquet(url))
-        finally:
-            if previous is None:
-                hadoop.unset("parquet.block.size")
-            else:
-                hadoop.set("parquet.block.size", previous)
+        rdd = (spark.sparkContext.parallelize(groups, num_files)
+               .flatMap(lambda patients: _rows(patients, size))
+               .map(lambda row: dict_to_spark_row(schema, row)))
+        (spark.createDataFrame(rdd, schema.as_spark_schema()).write.mode("overwrite")
+         .option("compression", "zstd").parquet(url))
     return num_patients * ROWS_PER_PATIENT
 
 
@@ -255,7 +243,8 @@ FAULT_SCRIPT = textwrap.dedent('''
     from sparkdl.train import TrainConfig, plan_job, train_worker
 
     data_dir, model_dir, config_json = sys.argv[1:4]
-    # local[2,4]: two slots, up to 4 attempts, so a failed barrier stage is re-run.
+    # local[2,4]: two slots. A failed barrier stage is re-run whole (also under plain
+    # local[2]): up to spark.stage.maxConsecutiveAttempts = 4 stage attempts.
     spark = get_spark("local[2,4]", {"spark.ui.enabled": "false"})
     config = TrainConfig(**json.loads(config_json))
     job = plan_job(data_dir, model_dir, config, num_workers=2, use_gpu=False, spark=spark)
