@@ -108,7 +108,7 @@ def write_instances(template: bytes, root: Path, first_series: int, num_series: 
 
 _CHILD = textwrap.dedent("""
     import json, sys, time
-    from sparkdl.ingest import ingest
+    from sparkdl.ingestion import ingest
     from sparkdl.spark import get_spark
 
     inputs, out, mode = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]

@@ -68,7 +68,7 @@ def write_data(out: str, num_patches: int, size: int) -> None:
 def run_one(data: str, num_workers: int, epochs: int, per_worker_batch: int) -> dict:
     """In this process: one training run on a fresh local session; the chief's summary."""
     from sparkdl.spark import get_spark
-    from sparkdl.train import TrainConfig, train
+    from sparkdl.training import TrainConfig, train
 
     spark = get_spark(f"local[{max(2, num_workers)}]",
                       {"spark.python.worker.reuse": "false", "spark.ui.enabled": "false"})

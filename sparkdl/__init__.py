@@ -4,23 +4,19 @@ The public surface is small on purpose::
 
     from sparkdl import ingest, make_dataset, TrainingRunner
 
-TensorFlow loads only inside the functions that train or predict, so ``import sparkdl``
-stays light on executors and in notebooks. The functions named like their modules
-(``ingest``, ``train``, ``evaluate``, ``predict``) are imported here, so that the name
-``sparkdl.train`` is always the function, whichever submodule was imported first.
+Names load on first use (PEP 562), so ``import sparkdl`` costs nothing on executors, in
+the CLI and in notebooks until a stage is actually used. Modules are named by what they
+hold (``ingestion``, ``training``, ...), so no module shadows the function it exports.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .errors import ConfigError, DeidKeyError, InputError, SparkdlError, TrainingError
 
-from .errors import ConfigError, DeidKeyError, InputError, SparkdlError, TrainingError  # noqa: E402
-from .evaluate import evaluate
-from .ingest import IngestConfig, ingest
-from .predict import predict
-from .train import train
+__version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
@@ -40,24 +36,31 @@ __all__ = [
 ]
 
 _LAZY = {
+    "IngestConfig": "sparkdl.ingestion",
+    "ingest": "sparkdl.ingestion",
     "make_dataset": "sparkdl.dataset",
     "steps_per_epoch": "sparkdl.dataset",
     "TrainingRunner": "sparkdl.runner",
+    "train": "sparkdl.training",
+    "evaluate": "sparkdl.evaluation",
+    "predict": "sparkdl.prediction",
     "synthesize_cohort": "sparkdl.synth",
 }
 
 if TYPE_CHECKING:
     from .dataset import make_dataset, steps_per_epoch
+    from .evaluation import evaluate
+    from .ingestion import IngestConfig, ingest
+    from .prediction import predict
     from .runner import TrainingRunner
     from .synth import synthesize_cohort
+    from .training import train
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sparkdl' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

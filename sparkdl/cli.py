@@ -44,7 +44,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from .deid import load_key
     from .errors import ConfigError
-    from .ingest import IngestConfig, ingest
+    from .ingestion import IngestConfig, ingest
 
     load_key(args.key_file)  # refuse to start (before Spark) without a key
     config = IngestConfig.load(args.config)
@@ -73,7 +73,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     config = TrainConfig.load(args.config, epochs=args.epochs, batch_size=args.batch_size)
     summary = train(args.data, args.model_dir, config=config, num_workers=args.num_workers,
@@ -86,7 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     evaluate(args.model_dir, args.data, args.report)
     print((Path(args.report) / "summary.txt").read_text())
@@ -94,7 +94,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict
+    from .prediction import predict
 
     result = predict(args.model_dir, args.data, args.output, spark=_session(args))
     print(json.dumps(result, indent=2, default=str))

@@ -19,7 +19,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from .ingest import IngestConfig, ingest
+from .ingestion import IngestConfig, ingest
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import pytest
 
 from sparkdl.config import from_mapping
 from sparkdl.errors import ConfigError
-from sparkdl.ingest import IngestConfig
+from sparkdl.ingestion import IngestConfig
 from sparkdl.spark import parse_conf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,6 @@ def test_spark_conf_pairs() -> None:
 
 
 def test_shipped_train_yaml_states_the_defaults() -> None:
-    from sparkdl.train import TrainConfig
+    from sparkdl.training import TrainConfig
 
     assert TrainConfig.load(ROOT / "conf/train.yaml") == TrainConfig()

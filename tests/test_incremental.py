@@ -10,7 +10,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from sparkdl.ingest import ingest
+from sparkdl.ingestion import ingest
 from sparkdl.synth import synthesize_cohort
 
 pytestmark = pytest.mark.slow

@@ -214,7 +214,7 @@ def test_volumes_and_patches_read_back_with_petastorm(cohort: dict, ingested: di
 
 def test_rerun_gives_same_pseudonyms_and_rows(spark, cohort: dict, ingested: dict, tmp_path: Path,
                                               deid_key: str) -> None:
-    from sparkdl.ingest import ingest
+    from sparkdl.ingestion import ingest
 
     tarred = cohort["summaries"][2]
     ingest([str(tarred.dicom_dir)], str(tmp_path / "again"), spark=spark)
@@ -227,7 +227,7 @@ def test_rerun_gives_same_pseudonyms_and_rows(spark, cohort: dict, ingested: dic
 
 
 def test_pydicom_test_files_are_all_accounted_for(spark, tmp_path: Path, deid_key: str) -> None:
-    from sparkdl.ingest import ingest
+    from sparkdl.ingestion import ingest
 
     folder = Path(get_testdata_file("CT_small.dcm")).parent
     files = [p for p in folder.rglob("*") if p.is_file() or p.is_symlink()]
@@ -251,7 +251,7 @@ def test_failed_run_leaves_nothing_that_looks_complete(spark, cohort: dict, tmp_
     import importlib
 
     # The module, not the function of the same name that sparkdl/__init__ exports.
-    ingest_module = importlib.import_module("sparkdl.ingest")
+    ingest_module = importlib.import_module("sparkdl.ingestion")
 
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash while cutting patches")

@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 from sparkdl.discover import InputFile, choose_num_partitions, pack_partitions
-from sparkdl.ingest import ingest
+from sparkdl.ingestion import ingest
 from sparkdl.synth import synthesize_cohort
 from tests.conftest import TEST_KEY
 from tests.spark_home import linked_spark_home
@@ -91,7 +91,7 @@ _EXECUTOR_KILL = textwrap.dedent("""
     import json, os, signal, sys, threading, time
     import psutil
     from pyspark.sql import SparkSession
-    from sparkdl.ingest import ingest
+    from sparkdl.ingestion import ingest
 
     inputs, out = json.loads(sys.argv[1]), sys.argv[2]
     spark = (SparkSession.builder.master("local-cluster[2,1,1024]")
@@ -189,7 +189,7 @@ def test_executor_killed_mid_ingest_keeps_every_input_once(tmp_path: Path,
 _KILL_IN_PUBLISH = textwrap.dedent("""
     import os, signal, sys
     from sparkdl import storage
-    from sparkdl.ingest import ingest
+    from sparkdl.ingestion import ingest
     from sparkdl.spark import get_spark
 
     renames = []

@@ -27,7 +27,7 @@ import pytest
 
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.storage import to_url
-from sparkdl.train import TrainConfig, class_weights
+from sparkdl.training import TrainConfig, class_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,7 @@ def cohort(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(spark: Any, cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from sparkdl.train import train
+    from sparkdl.training import train
 
     model_dir = tmp_path_factory.mktemp("model")
     result = train(str(cohort), str(model_dir), config=TrainConfig(**TEST_CONFIG),
@@ -153,7 +153,7 @@ def test_class_weights_balance_the_classes() -> None:
 
 
 def test_binary_metrics_confusion_matrix() -> None:
-    from sparkdl.evaluate import binary_metrics
+    from sparkdl.evaluation import binary_metrics
 
     metrics = binary_metrics(np.array([0, 0, 0, 1, 1]), np.array([0.1, 0.6, 0.2, 0.9, 0.4]), 0.5)
     assert metrics["confusion_matrix"] == {"tn": 2, "fp": 1, "fn": 1, "tp": 1}
@@ -202,7 +202,7 @@ def test_two_workers_train_one_model(trained: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Path) -> None:
-    from sparkdl.evaluate import evaluate
+    from sparkdl.evaluation import evaluate
 
     report = tmp_path / "report"
     metrics = evaluate(str(trained["model_dir"]), str(trained["data_dir"]), str(report))
@@ -219,7 +219,7 @@ def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Pa
 def test_predict_scores_every_patch(spark: Any, trained: dict[str, Any], tmp_path: Path) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from sparkdl.predict import predict
+    from sparkdl.prediction import predict
 
     output = str(tmp_path / "predictions")
     summary = predict(str(trained["model_dir"]), str(trained["data_dir"]), output, spark=spark)
@@ -240,7 +240,7 @@ FAULT_SCRIPT = textwrap.dedent('''
     import json, os, sys
     from sparkdl.runner import TrainingRunner
     from sparkdl.spark import get_spark
-    from sparkdl.train import TrainConfig, plan_job, train_worker
+    from sparkdl.training import TrainConfig, plan_job, train_worker
 
     data_dir, model_dir, config_json = sys.argv[1:4]
     # local[2,4]: two slots. A failed barrier stage is re-run whole (also under plain

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import InputError
 from .storage import join, local_path
-from .train import LABEL_FIELDS, MODEL_FILE
+from .training import LABEL_FIELDS, MODEL_FILE
 
 logger = logging.getLogger(__name__)
 

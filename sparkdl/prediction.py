@@ -35,7 +35,7 @@ _MODELS: dict[str, Any] = {}
 
 def _cached_model(model_dir: str) -> Any:
     if model_dir not in _MODELS:
-        from .evaluate import load_model
+        from .evaluation import load_model
 
         _MODELS[model_dir] = load_model(model_dir)
     return _MODELS[model_dir]
@@ -81,10 +81,10 @@ def predict(model_dir: str, data_dir: str, output: str, *, spark: Any = None) ->
     file system on a cluster).
     """
     from .dataset import patch_shape
-    from .evaluate import load_training_config
+    from .evaluation import load_training_config
     from .spark import get_spark
     from .storage import local_path
-    from .train import MODEL_FILE
+    from .training import MODEL_FILE
 
     trained = load_training_config(model_dir)
     window = tuple(float(v) for v in trained["config"]["window"])
