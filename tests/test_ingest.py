@@ -248,10 +248,7 @@ def test_ingest_refuses_to_start_without_a_key(tmp_path: Path) -> None:
 
 def test_failed_run_leaves_nothing_that_looks_complete(spark, cohort: dict, tmp_path: Path,
                                                        deid_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
-
-    # The module, not the function of the same name that sparkdl/__init__ exports.
-    ingest_module = importlib.import_module("sparkdl.ingestion")
+    import sparkdl.ingestion as ingest_module
 
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash while cutting patches")
