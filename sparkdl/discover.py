@@ -19,11 +19,14 @@ from .storage import HadoopFS, is_local, local_path
 
 @dataclass(frozen=True)
 class InputFile:
-    """One listed file: its URI or local path, its size, and whether it is a symlink."""
+    """One listed file: its URI or local path, size, whether it is a symlink, and when it
+    was last modified (ms since the epoch; append runs skip files whose path, size and
+    modification time they have seen before)."""
 
     path: str
     size: int
     is_symlink: bool = False
+    modified_ms: int = 0
 
 
 def list_inputs(spark: SparkSession, inputs: list[str]) -> list[InputFile]:
@@ -53,14 +56,16 @@ def _list_local(root: str) -> list[InputFile]:
         for name in dirnames:
             full = os.path.join(dirpath, name)
             if os.path.islink(full):
-                files.append(InputFile(full, 0, True))
+                files.append(_local_file(full))
     return files
 
 
 def _local_file(path: str) -> InputFile:
+    status = os.lstat(path)
+    modified_ms = status.st_mtime_ns // 1_000_000
     if os.path.islink(path):
-        return InputFile(path, 0, True)
-    return InputFile(path, os.path.getsize(path))
+        return InputFile(path, 0, True, modified_ms)
+    return InputFile(path, status.st_size, False, modified_ms)
 
 
 def _list_hadoop(spark: SparkSession, root: str) -> list[InputFile]:

@@ -1,8 +1,10 @@
 """What an earlier ingest left in ``OUT``: the state an append run builds on.
 
-An append run needs to know which content was already accounted for (lineage and rejected
-hashes), which SOP instances are cataloged (so a re-sent instance is a duplicate), and the
-volume and patch rows of the series it does not touch (written again as they are).
+An append run needs to know which input files it has seen unchanged (path, size and
+modification time: those are not read again), which content was already accounted for
+(lineage and rejected hashes: a renamed or re-sent file adds nothing), which SOP instances
+are cataloged (so a re-sent instance is a duplicate), and where the rows of the series it
+rebuilds are (:mod:`sparkdl.tables`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,18 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from .discover import InputFile
 from .errors import InputError
 from .records import Selection
 from .storage import HadoopFS, join, to_url
+
+#: Every input file a run listed: an append run does not read those it has seen unchanged.
+INPUTS = "_restricted/inputs"
+INPUTS_SCHEMA = StructType([StructField("source_path", StringType(), False),
+                            StructField("size", LongType(), False),
+                            StructField("modified_ms", LongType(), False)])
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class Previous:
     lineage: DataFrame
     volumes: DataFrame | None
     patches: DataFrame | None
+    inputs: DataFrame | None
 
     @classmethod
     def load(cls, spark: SparkSession, fs: HadoopFS, output: str) -> Previous | None:
@@ -49,9 +60,20 @@ class Previous:
         catalog, rejected, lineage = table("catalog"), table("_restricted/rejected"), table("_restricted/lineage")
         if catalog is None or rejected is None or lineage is None:
             raise InputError(f"{output}: catalog or _restricted tables are missing; rerun with --mode overwrite.")
-        # The small tables are used several times in the run: keep them at hand.
-        return cls(manifest, _cached(catalog), _cached(rejected), _cached(lineage),
-                   table("volumes"), table("patches"))
+        return cls(manifest, catalog, rejected, lineage, table("volumes"), table("patches"),
+                   table(INPUTS))
+
+    def unseen(self, files: list[InputFile]) -> list[InputFile]:
+        """The files not listed by an earlier run with the same size and modification time.
+
+        Like rsync's quick check: a file rewritten in place with the same size within the
+        same millisecond is not noticed (run with ``--mode overwrite`` after such edits).
+        """
+        if self.inputs is None:
+            return files
+        seen = {(r[0], r[1], r[2]) for r in
+                self.inputs.select("source_path", "size", "modified_ms").collect()}
+        return [f for f in files if (f.path, f.size, f.modified_ms) not in seen]
 
     def selection(self) -> Selection:
         """Skip every unit whose content (or, without content, whose place) is known."""
@@ -60,24 +82,3 @@ class Previous:
         keys = {(r["source_path"], r["member"]) for r in
                 self.rejected.filter(F.col("content_sha256").isNull()).select("source_path", "member").collect()}
         return Selection(known_hashes=frozenset(hashes), known_keys=frozenset(keys))
-
-    def without_series(self, name: str, series: set[str]) -> DataFrame | None:
-        """Rows of ``volumes`` or ``patches`` outside ``series``.
-
-        Read lazily: every write of the run goes to staging before the old tables are replaced.
-        """
-        frame = self.volumes if name == "volumes" else self.patches
-        if frame is None:
-            return None
-        if series:
-            frame = frame.filter(~F.col("series_uid").isin(sorted(series)))
-        return frame
-
-
-def _cached(frame: DataFrame) -> DataFrame:
-    """Persist a table the run reads several times (memory, spilling to disk)."""
-    from pyspark import StorageLevel
-
-    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-    frame.count()
-    return frame

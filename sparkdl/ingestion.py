@@ -6,10 +6,11 @@ unit, accepted or rejected with a reason) → stage the records as Parquet → p
 ``catalog``, ``_restricted/rejected``, ``_restricted/lineage``, ``volumes``, ``patches``,
 ``dicom`` → write ``manifest.json`` last.
 
-Atomic output: everything is written under ``OUT/_staging/<run>/`` first; the old
-``manifest.json`` is removed before anything is replaced and the new one is written only
-when every table is in place, so a killed run never leaves a dataset that looks complete.
-A later run removes stale staging folders by itself.
+Atomic output: everything is written under ``OUT/_staging/<run>/`` first, then published
+through a commit journal (:mod:`sparkdl.commit`): ``manifest.json`` is removed before
+anything is replaced and written again only when every table is in place, so a killed run
+never leaves a dataset that looks complete, and the next run finishes (or drops) what a
+killed one left. Append runs change tables file by file (:mod:`sparkdl.tables`).
 """
 
 from __future__ import annotations
@@ -26,23 +27,29 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from . import __version__
+from . import __version__, commit
 from .archives import Limits
 from .assembly import VolumeOptions
 from .catalog import CATALOG_COLUMNS, LINEAGE_COLUMNS, RECORD_SCHEMA, REJECTED_COLUMNS
+from .commit import Journal
 from .config import from_mapping, read_yaml
 from .deid import DeidOptions, load_key
 from .discover import InputFile, choose_num_partitions, list_inputs, pack_partitions
 from .errors import ConfigError, InputError
-from .incremental import Previous
+from .incremental import INPUTS, INPUTS_SCHEMA, Previous
 from .patches import PatchOptions
 from .records import FILE_SCHEMA, Selection, Task, arrow_records
 from .series import build_patches, build_volumes, write_dicom_files
-from .storage import HadoopFS, join
+from .storage import HadoopFS, join, to_url
+from .tables import files_with, rows_in, stage_replacement
 
 logger = logging.getLogger(__name__)
 
-PUBLISHED = ("catalog", "volumes", "patches", "dicom", "_restricted/rejected", "_restricted/lineage")
+#: Replaced as a whole by an overwrite run.
+PUBLISHED = ("catalog", "volumes", "patches", "dicom", "_restricted/rejected", "_restricted/lineage",
+             INPUTS)
+#: Changed file by file by an append run (``dicom`` gets its files directly, ``inputs`` is replaced).
+APPENDED = ("catalog", "volumes", "patches", "_restricted/rejected", "_restricted/lineage")
 
 
 @dataclass(frozen=True)
@@ -80,9 +87,11 @@ def ingest(
     """Run the ingest job and return the manifest (also written to ``OUT/manifest.json``).
 
     The key comes from ``key_file`` or ``SPARKDL_DEID_KEY``; without one nothing starts.
-    ``mode="append"`` catalogs only inputs whose content was not seen by earlier runs into
-    ``output`` and rebuilds the volumes and patches of the series they touch; when nothing
-    is new, nothing is written and the returned manifest says ``"changed": false``.
+    ``mode="append"`` reads only input files it has not seen unchanged, catalogs only units
+    whose content no earlier run accounted for, and rebuilds the volumes and patches of the
+    series they touch, replacing only the published files that held those series
+    (:mod:`sparkdl.tables`); when nothing is new, nothing is written and the returned manifest
+    says ``"changed": false``.
     """
     key = load_key(key_file)
     if mode not in ("overwrite", "append"):
@@ -96,79 +105,99 @@ def ingest(
     started = time.time()
     output = output.rstrip("/")
     fs = HadoopFS(spark, output)
-    fs.delete(join(output, "_staging"))  # leftovers of a killed run
+    _finish_interrupted_commit(spark, fs, output)
+    fs.delete(join(output, "_staging"))  # leftovers of a run killed before its commit point
     staging = join(output, "_staging", uuid.uuid4().hex[:12])
     previous = Previous.load(spark, fs, output) if mode == "append" else None
 
     files = list_inputs(spark, list(inputs))
+    unseen = previous.unseen(files) if previous is not None else files
     timings["list_s"] = time.time() - started
-    logger.info("ingest (%s): %d input files", mode, len(files))
+    logger.info("ingest (%s): %d input files, %d to read", mode, len(files), len(unseen))
+    last_run: dict[str, Any] = {"mode": mode, "files_read": len(unseen), "new_units": 0,
+                                "rebuilt_series": 0}
+    if previous is not None and not unseen:
+        logger.info("ingest: no new or changed input files since the last run; nothing changed")
+        return {**previous.manifest, "changed": False, "last_run": last_run}
 
     t0 = time.time()
     task = Task(key, config.deid, config.limits, export_dicom)
-    records = _stage_records(spark, files, task, previous.selection() if previous else Selection(),
+    records = _stage_records(spark, unseen, task, previous.selection() if previous else Selection(),
                              config, join(staging, "records"))
+    _inputs_table(spark, files, previous).write.parquet(join(staging, INPUTS))
     timings["parse_deid_s"] = time.time() - t0
+    journal = Journal()
     if previous is not None and records.isEmpty():
-        fs.delete(join(output, "_staging"))
-        logger.info("ingest: no new inputs since the last run; nothing changed")
-        return {**previous.manifest, "changed": False,
-                "last_run": {"mode": mode, "new_units": 0, "rebuilt_series": 0}}
+        logger.info("ingest: no new content since the last run; nothing changed")
+        journal.move(join(staging, INPUTS), join(output, INPUTS))  # not read again next time
+        journal.manifest.update({**previous.manifest, "changed": False, "last_run": last_run})
+        return _commit(spark, fs, output, staging, journal, started)
 
     t0 = time.time()
     resolved = _resolve_duplicates(records, previous.catalog if previous else None)
     accepted = resolved.filter(F.col("status") == "accepted")
     touched: set[str] = set()
-    volume_input, keep_volumes, keep_patches = accepted, None, None
+    volume_input = accepted
+    replaced: dict[str, list[str]] = {}
+    keep_volumes = keep_patches = None
     if previous is not None:
         touched = {r["series_uid"] for r in accepted.filter(F.col("pixels").isNotNull())
                    .select("series_uid").distinct().collect()}
         reread = _reread_series(spark, previous, touched, replace(task, export_dicom=False),
                                 config, join(staging, "reread"))
         volume_input = accepted.unionByName(reread)
-        keep_volumes = previous.without_series("volumes", touched)
-        keep_patches = previous.without_series("patches", touched)
-    volumes_df, outcomes = build_volumes(spark, volume_input, config.volumes, join(staging, "volumes"),
+        in_touched = F.col("series_uid").isin(sorted(touched))
+        for name, table in (("catalog", previous.catalog), ("volumes", previous.volumes),
+                            ("patches", previous.patches)):
+            replaced[name] = files_with(table, in_touched) if table is not None and touched else []
+        if previous.volumes is not None:
+            keep_volumes = rows_in(previous.volumes, replaced["volumes"]).filter(~in_touched)
+        if previous.patches is not None:
+            keep_patches = rows_in(previous.patches, replaced["patches"]).filter(~in_touched)
+    _, outcomes = build_volumes(spark, volume_input, config.volumes, join(staging, "volumes"),
                                          keep=keep_volumes)
     timings["volumes_s"] = time.time() - t0
 
     t0 = time.time()
-    patch_counts: dict[str, Any] = {}
-    if annotations or candidates or keep_patches is not None:
-        patch_counts = build_patches(spark, join(staging, "volumes"), annotations, candidates,
-                                     config.patches, key, join(staging, "patches"), keep=keep_patches,
-                                     only_series=touched if previous is not None else None)
+    patch_run: dict[str, Any] = {}
+    if annotations or candidates:
+        published = frozenset()
+        if previous is not None and previous.volumes is not None:
+            published = frozenset(r[0] for r in previous.volumes.select("series_uid").collect())
+        patch_run = build_patches(spark, join(staging, "volumes"), annotations, candidates,
+                                  config.patches, key, join(staging, "patches"), keep=keep_patches,
+                                  only_series=touched if previous is not None else None,
+                                  other_volumes=published - touched)
     timings["patches_s"] = time.time() - t0
 
     t0 = time.time()
     catalog = volume_input.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
-    rejected = resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS)
-    lineage = accepted.select(*LINEAGE_COLUMNS)
     if previous is not None:
-        catalog = previous.catalog.join(catalog.select("sop_uid"), "sop_uid", "left_anti") \
-            .unionByName(catalog)
-        rejected = previous.rejected.unionByName(rejected)
-        lineage = previous.lineage.unionByName(lineage)
-    catalog.write.mode("overwrite").parquet(join(staging, "catalog"))
-    rejected.write.mode("overwrite").parquet(join(staging, "_restricted/rejected"))
-    lineage.write.mode("overwrite").parquet(join(staging, "_restricted/lineage"))
+        # Rows of the replaced files that this run did not catalog again stay as they were.
+        catalog = rows_in(previous.catalog, replaced["catalog"]) \
+            .join(catalog.select("sop_uid"), "sop_uid", "left_anti").unionByName(catalog)
+    catalog.write.parquet(join(staging, "catalog"))
+    resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS) \
+        .write.parquet(join(staging, "_restricted/rejected"))
+    accepted.select(*LINEAGE_COLUMNS).write.parquet(join(staging, "_restricted/lineage"))
     if export_dicom:
         # Append runs add files to the published folder: each file is complete on its own.
         write_dicom_files(accepted, join(staging if previous is None else output, "dicom"))
     timings["write_s"] = time.time() - t0
 
-    manifest = _manifest(spark, staging, files, volumes_df, patch_counts, config, timings)
-    manifest["changed"] = True
-    manifest["last_run"] = {"mode": mode, "new_units": records.count(), "rebuilt_series": len(touched)}
-    _publish(fs, staging, output, keep_dicom=previous is not None)
-    manifest["timings"]["total_s"] = round(time.time() - started, 2)
-    fs.write_text(join(output, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
-    fs.delete(join(output, "_staging"))
+    if previous is None:
+        _plan_overwrite(fs, journal, staging, output)
+    else:
+        for name in APPENDED:
+            stage_replacement(fs, journal, join(staging, name), join(output, name), replaced.get(name, []))
+        journal.move(join(staging, INPUTS), join(output, INPUTS))
+    last_run.update(new_units=records.count(), rebuilt_series=len(touched), **patch_run)
+    journal.manifest.update(_run_facts(files, config, timings), changed=True, last_run=last_run)
+    manifest = _commit(spark, fs, output, staging, journal, started)
     logger.info("ingest: %d cataloged, %d rejected, %d volumes, %d patches",
                 manifest["counts"]["cataloged"], manifest["counts"]["rejected"],
-                manifest["counts"]["volumes"], manifest["counts"].get("patches", 0))
+                manifest["counts"]["volumes"], manifest["counts"]["patches"])
     return manifest
-
 
 
 def _stage_records(spark: SparkSession, files: list[InputFile], task: Task, selection: Selection,
@@ -231,37 +260,60 @@ def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) ->
     )
 
 
-def _manifest(spark: SparkSession, staging: str, files: list[InputFile], volumes: DataFrame | None,
-              patch_counts: dict[str, Any], config: IngestConfig,
-              timings: dict[str, float]) -> dict[str, Any]:
-    """Counts are read back from the staged tables, so they agree with what is published."""
-    catalog = spark.read.parquet(join(staging, "catalog"))
-    rejected = spark.read.parquet(join(staging, "_restricted/rejected"))
-    reasons = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()}
-    volume_status = {
-        f"{r['volume_status']}:{r['volume_reason'] or ''}".rstrip(":"): r["count"]
-        for r in catalog.groupBy("volume_status", "volume_reason").count().collect()
-        if r["volume_status"]
-    }
-    num_volumes = volumes.count() if volumes is not None else 0
-    cataloged = catalog.count()
-    num_rejected = rejected.count()
+def _inputs_table(spark: SparkSession, files: list[InputFile], previous: Previous | None) -> DataFrame:
+    """Every file listed now, plus those listed before and not now (other input folders)."""
+    now = spark.createDataFrame([(f.path, f.size, f.modified_ms) for f in files], INPUTS_SCHEMA)
+    if previous is None or previous.inputs is None:
+        return now.coalesce(1)
+    earlier = previous.inputs.select(*INPUTS_SCHEMA.fieldNames())
+    return earlier.join(now.select("source_path"), "source_path", "left_anti").unionByName(now).coalesce(1)
+
+
+def _plan_overwrite(fs: HadoopFS, journal: Journal, staging: str, output: str) -> None:
+    """Every published table is replaced by its staged version, or removed when none was staged."""
+    for name in PUBLISHED:
+        if fs.exists(join(staging, name)):
+            journal.move(join(staging, name), join(output, name))
+        else:
+            journal.delete(join(output, name))
+
+
+def _commit(spark: SparkSession, fs: HadoopFS, output: str, staging: str, journal: Journal,
+            started: float) -> dict[str, Any]:
+    """Write the journal (the commit point), then publish."""
+    commit.write(fs, staging, journal)
+    return _publish(spark, fs, output, journal, started)
+
+
+def _finish_interrupted_commit(spark: SparkSession, fs: HadoopFS, output: str) -> None:
+    """A run killed after its commit point left a journal: publish what it had staged."""
+    journal = commit.pending(fs, output)
+    if journal is not None:
+        logger.warning("ingest: an earlier run was stopped while publishing; finishing its commit first")
+        _publish(spark, fs, output, journal)
+
+
+def _publish(spark: SparkSession, fs: HadoopFS, output: str, journal: Journal,
+             started: float | None = None) -> dict[str, Any]:
+    """Apply the journal, then write the manifest, last: only now does the dataset look complete."""
+    commit.apply(fs, output, journal)
+    counted = _counts(spark, fs, output)
+    manifest = {**journal.manifest, **counted,
+                "counts": {**journal.manifest.get("counts", {}), **counted["counts"]}}
+    if started is not None:
+        manifest["timings"]["total_s"] = round(time.time() - started, 2)
+    fs.write_text(join(output, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+    fs.delete(join(output, "_staging"))
+    return manifest
+
+
+def _run_facts(files: list[InputFile], config: IngestConfig, timings: dict[str, float]) -> dict[str, Any]:
+    """The manifest fields known before publishing: what ran, with what, how long."""
     import numpy, pydicom, pyspark, petastorm, pyarrow  # noqa: E401 - versions for the record
 
     return {
         "sparkdl_version": __version__,
-        "counts": {
-            "files_seen": len(files),
-            "units": cataloged + num_rejected,
-            "cataloged": cataloged,
-            "rejected": num_rejected,
-            "series": catalog.select("series_uid").distinct().count(),
-            "volumes": num_volumes,
-            "patches": patch_counts.get("patches", 0),
-        },
-        "rejected_by_reason": dict(sorted(reasons.items())),
-        "instances_by_volume_outcome": dict(sorted(volume_status.items())),
-        "patches": patch_counts,
+        "counts": {"files_seen": len(files)},
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "versions": {"pyspark": pyspark.__version__, "pydicom": pydicom.__version__,
                      "petastorm": petastorm.__version__, "pyarrow": pyarrow.__version__,
@@ -270,13 +322,35 @@ def _manifest(spark: SparkSession, staging: str, files: list[InputFile], volumes
     }
 
 
-def _publish(fs: HadoopFS, staging: str, output: str, keep_dicom: bool = False) -> None:
-    """Move staged tables into place; the manifest goes last (by the caller)."""
-    fs.delete(join(output, "manifest.json"))
-    fs.mkdirs(join(output, "_restricted"))
-    for name in PUBLISHED:
-        if name == "dicom" and keep_dicom:
-            continue
-        fs.delete(join(output, name))
-        if fs.exists(join(staging, name)):
-            fs.rename(join(staging, name), join(output, name))
+def _counts(spark: SparkSession, fs: HadoopFS, output: str) -> dict[str, Any]:
+    """Counts read back from the published tables, so they agree with what is there."""
+    def table(name: str) -> DataFrame | None:
+        path = join(output, name)
+        return spark.read.parquet(to_url(path)) if fs.exists(path) else None
+
+    catalog, rejected = table("catalog"), table("_restricted/rejected")
+    volumes, patches = table("volumes"), table("patches")
+    reasons = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()} \
+        if rejected is not None else {}
+    volume_status = {
+        f"{r['volume_status']}:{r['volume_reason'] or ''}".rstrip(":"): r["count"]
+        for r in catalog.groupBy("volume_status", "volume_reason").count().collect()
+        if r["volume_status"]
+    } if catalog is not None else {}
+    by_split_label = {f"{r['split']}/{r['label']}": r["count"] for r in
+                      patches.groupBy("split", "label").count().collect()} if patches is not None else {}
+    cataloged = catalog.count() if catalog is not None else 0
+    num_rejected = sum(reasons.values())
+    return {
+        "counts": {
+            "units": cataloged + num_rejected,
+            "cataloged": cataloged,
+            "rejected": num_rejected,
+            "series": catalog.select("series_uid").distinct().count() if catalog is not None else 0,
+            "volumes": volumes.count() if volumes is not None else 0,
+            "patches": sum(by_split_label.values()),
+        },
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "instances_by_volume_outcome": dict(sorted(volume_status.items())),
+        "patches": {"by_split_label": dict(sorted(by_split_label.items()))},
+    }

@@ -93,14 +93,19 @@ class HadoopFS:
         self.delete(uri)
         self.rename(tmp, uri)
 
-    def list_files(self, uri: str) -> list[tuple[str, int, bool]]:
-        """``(uri, size, is_symlink)`` of every file under ``uri``, recursively."""
+    def list_files(self, uri: str) -> list[tuple[str, int, bool, int]]:
+        """``(uri, size, is_symlink, modified_ms)`` of every file under ``uri``, recursively."""
         files = []
         iterator = self._fs.listFiles(self._path(uri), True)
         while iterator.hasNext():
             status = iterator.next()
-            files.append((status.getPath().toString(), int(status.getLen()), bool(status.isSymlink())))
+            files.append((status.getPath().toString(), int(status.getLen()), bool(status.isSymlink()),
+                          int(status.getModificationTime())))
         return files
+
+    def children(self, uri: str) -> list[str]:
+        """The entries directly under the folder ``uri``."""
+        return sorted(status.getPath().toString() for status in self._fs.listStatus(self._path(uri)))
 
     def read_text(self, uri: str) -> str:
         stream = self._fs.open(self._path(uri))

@@ -60,6 +60,23 @@ def landing(tmp_path: Path) -> dict:
             "num_day2_new": sum(1 for p in day2.iterdir()) - 1}
 
 
+def _part_files(table: Path) -> dict[str, int]:
+    """Part file name → modification time (ns) of a published table."""
+    return {p.name: p.stat().st_mtime_ns for p in table.glob("part-*")}
+
+
+def _petastorm_rows(table: Path, field: str) -> list[str]:
+    """Every row's ``field`` as Petastorm's reader sees the table (it trusts _common_metadata)."""
+    from petastorm import make_reader
+
+    from sparkdl.compat import legacy_pyarrow_warnings_filtered
+
+    with legacy_pyarrow_warnings_filtered(), make_reader(
+            table.resolve().as_uri(), schema_fields=[field], num_epochs=1, workers_count=1,
+            shuffle_row_groups=False) as reader:
+        return sorted(getattr(row, field) for row in reader)
+
+
 def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: Path) -> None:
     from sparkdl.deid import remap_uid
 
@@ -70,14 +87,21 @@ def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: 
     volumes1 = pd.read_parquet(Path(out) / "volumes", columns=["series_uid", "num_slices"])
     slices_before = int(volumes1.loc[volumes1.series_uid == grown, "num_slices"].iloc[0])
     catalog1 = pd.read_parquet(Path(out) / "catalog")
+    volume_files1 = _part_files(Path(out) / "volumes")
+    grown_files = {name for name in volume_files1 if grown in set(
+        pd.read_parquet(Path(out) / "volumes" / name, columns=["series_uid"]).series_uid)}
+    assert len(grown_files) == 1
+    lineage_files1 = _part_files(Path(out) / "_restricted/lineage")
 
     again = ingest([str(landing["day1"])], out, spark=spark, annotations=annotations, mode="append")
     assert again["changed"] is False and again["last_run"]["new_units"] == 0
+    assert again["last_run"]["files_read"] == 0  # seen unchanged: not even opened
     assert again["counts"] == first["counts"]
 
     both = [str(landing["day1"]), str(landing["day2"])]
     update = ingest(both, out, spark=spark, annotations=annotations, mode="append")
     assert update["changed"] is True
+    assert update["last_run"]["files_read"] == len(list(landing["day2"].iterdir()))
     # The renamed copy of a day-1 file is not ingested again (same content).
     assert update["last_run"]["new_units"] == landing["num_day2_new"]
     catalog = pd.read_parquet(Path(out) / "catalog")
@@ -93,5 +117,68 @@ def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: 
     kept = catalog1[catalog1.series_uid != grown].sort_values("sop_uid").reset_index(drop=True)
     now = catalog[catalog.sop_uid.isin(kept.sop_uid)].sort_values("sop_uid").reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, now[kept.columns])
-    patches = pd.read_parquet(Path(out) / "patches", columns=["series_uid", "label"])
+    patches = pd.read_parquet(Path(out) / "patches", columns=["patch_id", "series_uid", "label"])
     assert (patches.series_uid == grown).any() and patches.series_uid.nunique() >= 2
+    assert update["counts"]["patches"] == len(patches)
+
+    # Copy-on-write by file: only the volume file that held the grown series was replaced,
+    # lineage only gained files, and Petastorm's metadata describes the table as it now is.
+    volume_files = _part_files(Path(out) / "volumes")
+    assert set(volume_files1) - set(volume_files) == grown_files
+    assert all(volume_files[name] == mtime for name, mtime in volume_files1.items()
+               if name not in grown_files)
+    lineage_files = _part_files(Path(out) / "_restricted/lineage")
+    assert set(lineage_files1) < set(lineage_files)
+    assert all(lineage_files[name] == mtime for name, mtime in lineage_files1.items())
+    assert _petastorm_rows(Path(out) / "volumes", "series_uid") == sorted(volumes.series_uid)
+    assert _petastorm_rows(Path(out) / "patches", "patch_id") == sorted(patches.patch_id)
+
+
+_KILL_AFTER_COMMIT_POINT = """
+import os, signal, sys
+from sparkdl import commit
+from sparkdl.ingestion import ingest
+from sparkdl.spark import get_spark
+
+original = commit.apply
+
+def apply_half_then_die(fs, output, journal):
+    steps = journal.steps
+    original(fs, output, type(journal)(steps[: len(steps) // 2], journal.manifest))
+    os.killpg(os.getpgid(0), signal.SIGKILL)
+
+commit.apply = apply_half_then_die
+spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"})
+ingest(sys.argv[1:-1], sys.argv[-1], spark=spark, annotations=os.environ["ANNOTATIONS"], mode="append")
+"""
+
+
+def test_append_killed_while_publishing_is_finished_by_the_next_run(
+        spark, deid_key: str, landing: dict, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    annotations = str(landing["cohort"].annotations_csv)
+    first = ingest([str(landing["day1"])], str(out), spark=spark, annotations=annotations)
+    both = [str(landing["day1"]), str(landing["day2"])]
+    env = {**os.environ, "ANNOTATIONS": annotations, "PYTHONPATH": str(Path(__file__).parents[1])}
+    killed = subprocess.run([sys.executable, "-c", _KILL_AFTER_COMMIT_POINT, *both, str(out)],
+                            env=env, capture_output=True, text=True, timeout=600,
+                            start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (out / "manifest.json").exists()  # half published: does not look complete
+    assert list(out.glob("_staging/*/_commit.json"))
+
+    # The next append run finishes that commit, then finds nothing new: no manual step.
+    again = ingest(both, str(out), spark=spark, annotations=annotations, mode="append")
+    assert again["changed"] is False and again["last_run"]["files_read"] == 0
+    assert not (out / "_staging").exists()
+    assert again["counts"]["units"] == first["counts"]["units"] + landing["num_day2_new"]
+    catalog = pd.read_parquet(out / "catalog", columns=["sop_uid"])
+    rejected = pd.read_parquet(out / "_restricted/rejected", columns=["reason"])
+    assert catalog.sop_uid.is_unique and len(catalog) + len(rejected) == again["counts"]["units"]
+    volumes = pd.read_parquet(out / "volumes", columns=["series_uid"])
+    assert _petastorm_rows(out / "volumes", "series_uid") == sorted(volumes.series_uid)

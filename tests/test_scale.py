@@ -198,7 +198,7 @@ _KILL_IN_PUBLISH = textwrap.dedent("""
     def rename_then_die(self, src, dst):
         original(self, src, dst)
         renames.append(dst)
-        if len(renames) == 2:  # catalog and volumes are in place, the rest is not
+        if len(renames) == 3:  # the journal (commit point), catalog and volumes are in place
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
     storage.HadoopFS.rename = rename_then_die
@@ -249,7 +249,7 @@ def test_driver_killed_leaves_nothing_complete_and_next_run_recovers(
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (out / "catalog").exists() and (out / "volumes").exists()  # half published ...
     assert not (out / "manifest.json").exists()  # ... and it does not look complete
-    assert (out / "_staging").exists()
+    assert list(out.glob("_staging/*/_commit.json"))  # the next run finishes this commit first
 
     again = ingest([str(source)], str(out), spark=spark)
     assert _check_invariant(out, files)["counts"] == first["counts"] == again["counts"]
