@@ -168,11 +168,12 @@ def run_ingest(inputs: list[Path], out: Path, mode: str = "overwrite") -> dict[s
     return result
 
 
-def bench_sizes(sizes: list[int], work: Path, template: bytes) -> list[dict[str, Any]]:
+def bench_sizes(sizes: list[int], work: Path, template: bytes,
+                kinds: tuple[str, ...] = ("loose", "tar")) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
         num_series = max(1, size // SLICES_PER_SERIES)
-        for archived in (False, True):
+        for archived in [kind == "tar" for kind in kinds]:
             kind = "tar" if archived else "loose"
             inputs = work / f"in_{size}_{kind}"
             t0 = time.time()
@@ -263,6 +264,7 @@ def bench_assembly(num_slices: int, size: int = 512) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 50000])
+    parser.add_argument("--kinds", nargs="*", default=["loose", "tar"], choices=["loose", "tar"])
     parser.add_argument("--assembly-slices", type=int, nargs="*", default=[250, 1000])
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -278,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         print("| instances | input | units | total s | files/s | MB/s | list / parse / volumes / "
               "write s | peak RSS tree MB | JVM MB | largest worker MB | append +1% |")
         print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
-        bench_sizes(args.sizes, work, template)
+        bench_sizes(args.sizes, work, template, tuple(args.kinds))
         print(f"\nload average after: {os.getloadavg()}", flush=True)
 
     if args.assembly_slices:

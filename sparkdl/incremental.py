@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -20,7 +21,10 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from .discover import InputFile
 from .errors import InputError
 from .records import Selection
-from .storage import HadoopFS, join, to_url
+from .catalog import CATALOG_SCHEMA, LINEAGE_SCHEMA, REJECTED_SCHEMA
+from .schemas import VolumeSchema
+from .storage import HadoopFS, join
+from .tables import read
 
 #: Every input file a run listed: an append run does not read those it has seen unchanged.
 INPUTS = "_restricted/inputs"
@@ -52,33 +56,46 @@ class Previous:
                 )
             return None
         manifest = json.loads(fs.read_text(join(output, "manifest.json")))
-
-        def table(name: str) -> DataFrame | None:
-            path = join(output, name)
-            return spark.read.parquet(to_url(path)) if fs.exists(path) else None
-
-        catalog, rejected, lineage = table("catalog"), table("_restricted/rejected"), table("_restricted/lineage")
+        catalog = read(spark, fs, join(output, "catalog"), CATALOG_SCHEMA)
+        rejected = read(spark, fs, join(output, "_restricted/rejected"), REJECTED_SCHEMA)
+        lineage = read(spark, fs, join(output, "_restricted/lineage"), LINEAGE_SCHEMA)
         if catalog is None or rejected is None or lineage is None:
             raise InputError(f"{output}: catalog or _restricted tables are missing; rerun with --mode overwrite.")
-        return cls(manifest, catalog, rejected, lineage, table("volumes"), table("patches"),
-                   table(INPUTS))
+        return cls(manifest, catalog, rejected, lineage,
+                   read(spark, fs, join(output, "volumes"), VolumeSchema.as_spark_schema()),
+                   read(spark, fs, join(output, "patches")),
+                   read(spark, fs, join(output, INPUTS), INPUTS_SCHEMA))
+
+    @cached_property
+    def seen_inputs(self) -> dict[str, tuple[int, int]]:
+        """``source_path → (size, modified_ms)`` of every input file earlier runs listed."""
+        if self.inputs is None:
+            return {}
+        return {r[0]: (r[1], r[2]) for r in self.inputs.select(*INPUTS_SCHEMA.fieldNames()).collect()}
 
     def unseen(self, files: list[InputFile]) -> list[InputFile]:
         """The files not listed by an earlier run with the same size and modification time.
 
-        Like rsync's quick check: a file rewritten in place with the same size within the
-        same millisecond is not noticed (run with ``--mode overwrite`` after such edits).
+        Like rsync's quick check: a file rewritten in place keeping its size and modification
+        time is not noticed (run with ``--mode overwrite`` after such edits).
         """
-        if self.inputs is None:
-            return files
-        seen = {(r[0], r[1], r[2]) for r in
-                self.inputs.select("source_path", "size", "modified_ms").collect()}
-        return [f for f in files if (f.path, f.size, f.modified_ms) not in seen]
+        seen = self.seen_inputs
+        return [f for f in files if seen.get(f.path) != (f.size, f.modified_ms)]
 
     def selection(self) -> Selection:
         """Skip every unit whose content (or, without content, whose place) is known."""
         hashes = {r[0] for r in self.lineage.select("content_sha256").distinct().collect() if r[0]}
-        hashes |= {r[0] for r in self.rejected.select("content_sha256").distinct().collect() if r[0]}
-        keys = {(r["source_path"], r["member"]) for r in
-                self.rejected.filter(F.col("content_sha256").isNull()).select("source_path", "member").collect()}
+        keys = set()
+        for path, member, digest in self.rejected.select("source_path", "member", "content_sha256").collect():
+            if digest:
+                hashes.add(digest)
+            else:
+                keys.add((path, member))
         return Selection(known_hashes=frozenset(hashes), known_keys=frozenset(keys))
+
+    def earlier_units(self, series: set[str]) -> list[tuple[str, str | None, str]]:
+        """``(source_path, member, series_uid)`` of the units of ``series`` earlier runs cataloged."""
+        if not series:
+            return []
+        return [tuple(r) for r in self.lineage.filter(F.col("series_uid").isin(sorted(series)))
+                .select("source_path", "member", "series_uid").collect()]

@@ -30,7 +30,14 @@ from pyspark.sql import functions as F
 from . import __version__, commit
 from .archives import Limits
 from .assembly import VolumeOptions
-from .catalog import CATALOG_COLUMNS, LINEAGE_COLUMNS, RECORD_SCHEMA, REJECTED_COLUMNS
+from .catalog import (
+    CATALOG_COLUMNS,
+    CATALOG_SCHEMA,
+    LINEAGE_COLUMNS,
+    RECORD_SCHEMA,
+    REJECTED_COLUMNS,
+    REJECTED_SCHEMA,
+)
 from .commit import Journal
 from .config import from_mapping, read_yaml
 from .deid import DeidOptions, load_key
@@ -40,8 +47,9 @@ from .incremental import INPUTS, INPUTS_SCHEMA, Previous
 from .patches import PatchOptions
 from .records import FILE_SCHEMA, Selection, Task, arrow_records
 from .series import build_patches, build_volumes, write_dicom_files
-from .storage import HadoopFS, join, to_url
-from .tables import files_with, rows_in, stage_replacement
+from .storage import HadoopFS, join
+from .schemas import VolumeSchema
+from .tables import files_with, read, rows_in, stage_replacement
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +123,7 @@ def ingest(
     timings["list_s"] = time.time() - started
     logger.info("ingest (%s): %d input files, %d to read", mode, len(files), len(unseen))
     last_run: dict[str, Any] = {"mode": mode, "files_read": len(unseen), "new_units": 0,
-                                "rebuilt_series": 0}
+                                "new_series": 0, "rebuilt_series": 0}
     if previous is not None and not unseen:
         logger.info("ingest: no new or changed input files since the last run; nothing changed")
         return {**previous.manifest, "changed": False, "last_run": last_run}
@@ -136,26 +144,11 @@ def ingest(
     t0 = time.time()
     resolved = _resolve_duplicates(records, previous.catalog if previous else None)
     accepted = resolved.filter(F.col("status") == "accepted")
-    touched: set[str] = set()
-    volume_input = accepted
-    replaced: dict[str, list[str]] = {}
-    keep_volumes = keep_patches = None
-    if previous is not None:
-        touched = {r["series_uid"] for r in accepted.filter(F.col("pixels").isNotNull())
-                   .select("series_uid").distinct().collect()}
-        reread = _reread_series(spark, previous, touched, replace(task, export_dicom=False),
-                                config, join(staging, "reread"))
-        volume_input = accepted.unionByName(reread)
-        in_touched = F.col("series_uid").isin(sorted(touched))
-        for name, table in (("catalog", previous.catalog), ("volumes", previous.volumes),
-                            ("patches", previous.patches)):
-            replaced[name] = files_with(table, in_touched) if table is not None and touched else []
-        if previous.volumes is not None:
-            keep_volumes = rows_in(previous.volumes, replaced["volumes"]).filter(~in_touched)
-        if previous.patches is not None:
-            keep_patches = rows_in(previous.patches, replaced["patches"]).filter(~in_touched)
-    _, outcomes = build_volumes(spark, volume_input, config.volumes, join(staging, "volumes"),
-                                         keep=keep_volumes)
+    plan = _Rebuild(volume_input=accepted) if previous is None else \
+        _plan_rebuild(spark, previous, accepted, replace(task, export_dicom=False), config,
+                      join(staging, "reread"))
+    outcomes = build_volumes(spark, plan.volume_input, config.volumes, join(staging, "volumes"),
+                             keep=plan.keep_volumes)
     timings["volumes_s"] = time.time() - t0
 
     t0 = time.time()
@@ -165,16 +158,17 @@ def ingest(
         if previous is not None and previous.volumes is not None:
             published = frozenset(r[0] for r in previous.volumes.select("series_uid").collect())
         patch_run = build_patches(spark, join(staging, "volumes"), annotations, candidates,
-                                  config.patches, key, join(staging, "patches"), keep=keep_patches,
-                                  only_series=touched if previous is not None else None,
-                                  other_volumes=published - touched)
+                                  config.patches, key, join(staging, "patches"),
+                                  keep=plan.keep_patches,
+                                  only_series=plan.touched if previous is not None else None,
+                                  other_volumes=published - plan.touched)
     timings["patches_s"] = time.time() - t0
 
     t0 = time.time()
-    catalog = volume_input.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
+    catalog = plan.volume_input.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
     if previous is not None:
         # Rows of the replaced files that this run did not catalog again stay as they were.
-        catalog = rows_in(previous.catalog, replaced["catalog"]) \
+        catalog = rows_in(previous.catalog, plan.replaced.get("catalog", [])) \
             .join(catalog.select("sop_uid"), "sop_uid", "left_anti").unionByName(catalog)
     catalog.write.parquet(join(staging, "catalog"))
     resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS) \
@@ -189,15 +183,53 @@ def ingest(
         _plan_overwrite(fs, journal, staging, output)
     else:
         for name in APPENDED:
-            stage_replacement(fs, journal, join(staging, name), join(output, name), replaced.get(name, []))
+            stage_replacement(fs, journal, join(staging, name), join(output, name),
+                              plan.replaced.get(name, []))
         journal.move(join(staging, INPUTS), join(output, INPUTS))
-    last_run.update(new_units=records.count(), rebuilt_series=len(touched), **patch_run)
+    last_run.update(new_units=records.count(), new_series=len(plan.touched - plan.rebuilt),
+                    rebuilt_series=len(plan.rebuilt), **patch_run)
     journal.manifest.update(_run_facts(files, config, timings), changed=True, last_run=last_run)
     manifest = _commit(spark, fs, output, staging, journal, started)
     logger.info("ingest: %d cataloged, %d rejected, %d volumes, %d patches",
                 manifest["counts"]["cataloged"], manifest["counts"]["rejected"],
                 manifest["counts"]["volumes"], manifest["counts"]["patches"])
     return manifest
+
+
+@dataclass
+class _Rebuild:
+    """What an append run builds: the instances of the series it touches, and what it replaces."""
+
+    volume_input: DataFrame
+    touched: set[str] = field(default_factory=set)  # series with new instances
+    rebuilt: set[str] = field(default_factory=set)  # ... of which earlier runs saw instances
+    replaced: dict[str, list[str]] = field(default_factory=dict)  # table → its files rewritten
+    keep_volumes: DataFrame | None = None  # rows of those files that stay
+    keep_patches: DataFrame | None = None
+
+
+def _plan_rebuild(spark: SparkSession, previous: Previous, accepted: DataFrame, task: Task,
+                  config: IngestConfig, reread_path: str) -> _Rebuild:
+    """Series the new instances touch; the earlier instances of those series, read again; the
+    published files that hold them (copy-on-write: only those are written again)."""
+    touched = {r["series_uid"] for r in accepted.filter(F.col("pixels").isNotNull())
+               .select("series_uid").distinct().collect()}
+    earlier = previous.earlier_units(touched)
+    plan = _Rebuild(accepted, touched, {series for _, _, series in earlier})
+    reread = _reread_units(spark, earlier, task, config, reread_path)
+    if reread is not None:
+        plan.volume_input = accepted.unionByName(reread)
+    if not plan.rebuilt:
+        return plan
+    in_rebuilt = F.col("series_uid").isin(sorted(plan.rebuilt))
+    for name, table in (("catalog", previous.catalog), ("volumes", previous.volumes),
+                        ("patches", previous.patches)):
+        plan.replaced[name] = files_with(table, in_rebuilt) if table is not None else []
+    if plan.replaced["volumes"]:
+        plan.keep_volumes = rows_in(previous.volumes, plan.replaced["volumes"]).filter(~in_rebuilt)
+    if plan.replaced["patches"]:
+        plan.keep_patches = rows_in(previous.patches, plan.replaced["patches"]).filter(~in_rebuilt)
+    return plan
 
 
 def _stage_records(spark: SparkSession, files: list[InputFile], task: Task, selection: Selection,
@@ -215,24 +247,26 @@ def _stage_records(spark: SparkSession, files: list[InputFile], task: Task, sele
         lambda batches: arrow_records(batches, task, shared.value), RECORD_SCHEMA)
     staged.write.mode("overwrite").parquet(path)
     shared.unpersist()
-    return spark.read.parquet(path)
+    return spark.read.schema(RECORD_SCHEMA).parquet(path)
 
 
-def _reread_series(spark: SparkSession, previous: Previous, series: set[str], task: Task,
-                   config: IngestConfig, path: str) -> DataFrame:
-    """Parse again the earlier instances of ``series`` (from lineage) to rebuild their volumes."""
+def _reread_units(spark: SparkSession, units: list[tuple[str, str | None, str]], task: Task,
+                  config: IngestConfig, path: str) -> DataFrame | None:
+    """Parse again earlier units ``(source_path, member, series_uid)`` to rebuild their series.
+
+    None when there are none (new studies, the common case).
+    """
     wanted: dict[str, set[str | None]] = {}
-    if series:
-        rows = previous.lineage.filter(F.col("series_uid").isin(sorted(series))) \
-            .select("source_path", "member").collect()
-        for row in rows:
-            wanted.setdefault(row["source_path"], set()).add(row["member"])
+    for source, member, _ in units:
+        wanted.setdefault(source, set()).add(member)
     files = []
     for source in sorted(wanted):
         try:
             files += list_inputs(spark, [source])
         except InputError:
             logger.warning("ingest: an earlier input is gone; its series is rebuilt without it")
+    if not files:
+        return None
     selection = Selection(wanted={k: frozenset(v) for k, v in wanted.items()})
     staged = _stage_records(spark, files, task, selection, config, path)
     return staged.filter(F.col("status") == "accepted")
@@ -262,11 +296,10 @@ def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) ->
 
 def _inputs_table(spark: SparkSession, files: list[InputFile], previous: Previous | None) -> DataFrame:
     """Every file listed now, plus those listed before and not now (other input folders)."""
-    now = spark.createDataFrame([(f.path, f.size, f.modified_ms) for f in files], INPUTS_SCHEMA)
-    if previous is None or previous.inputs is None:
-        return now.coalesce(1)
-    earlier = previous.inputs.select(*INPUTS_SCHEMA.fieldNames())
-    return earlier.join(now.select("source_path"), "source_path", "left_anti").unionByName(now).coalesce(1)
+    seen = dict(previous.seen_inputs) if previous is not None else {}
+    seen.update((f.path, (f.size, f.modified_ms)) for f in files)
+    rows = [(path, size, modified) for path, (size, modified) in sorted(seen.items())]
+    return spark.createDataFrame(rows, INPUTS_SCHEMA).coalesce(1)
 
 
 def _plan_overwrite(fs: HadoopFS, journal: Journal, staging: str, output: str) -> None:
@@ -324,33 +357,30 @@ def _run_facts(files: list[InputFile], config: IngestConfig, timings: dict[str, 
 
 def _counts(spark: SparkSession, fs: HadoopFS, output: str) -> dict[str, Any]:
     """Counts read back from the published tables, so they agree with what is there."""
-    def table(name: str) -> DataFrame | None:
-        path = join(output, name)
-        return spark.read.parquet(to_url(path)) if fs.exists(path) else None
+    catalog = read(spark, fs, join(output, "catalog"), CATALOG_SCHEMA)
+    rejected = read(spark, fs, join(output, "_restricted/rejected"), REJECTED_SCHEMA)
+    volumes = read(spark, fs, join(output, "volumes"), VolumeSchema.as_spark_schema())
+    patches = read(spark, fs, join(output, "patches"))
 
-    catalog, rejected = table("catalog"), table("_restricted/rejected")
-    volumes, patches = table("volumes"), table("patches")
-    reasons = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()} \
-        if rejected is not None else {}
-    volume_status = {
-        f"{r['volume_status']}:{r['volume_reason'] or ''}".rstrip(":"): r["count"]
-        for r in catalog.groupBy("volume_status", "volume_reason").count().collect()
-        if r["volume_status"]
-    } if catalog is not None else {}
-    by_split_label = {f"{r['split']}/{r['label']}": r["count"] for r in
-                      patches.groupBy("split", "label").count().collect()} if patches is not None else {}
-    cataloged = catalog.count() if catalog is not None else 0
-    num_rejected = sum(reasons.values())
+    def grouped(table: DataFrame | None, *columns: str) -> list[Any]:
+        return table.groupBy(*columns).count().collect() if table is not None else []
+
+    outcomes = grouped(catalog, "volume_status", "volume_reason")  # null status: not a CT image
+    reasons = {r["reason"]: r["count"] for r in grouped(rejected, "reason")}
+    by_split_label = {f"{r['split']}/{r['label']}": r["count"] for r in grouped(patches, "split", "label")}
+    cataloged = sum(r["count"] for r in outcomes)
     return {
         "counts": {
-            "units": cataloged + num_rejected,
+            "units": cataloged + sum(reasons.values()),
             "cataloged": cataloged,
-            "rejected": num_rejected,
+            "rejected": sum(reasons.values()),
             "series": catalog.select("series_uid").distinct().count() if catalog is not None else 0,
             "volumes": volumes.count() if volumes is not None else 0,
             "patches": sum(by_split_label.values()),
         },
         "rejected_by_reason": dict(sorted(reasons.items())),
-        "instances_by_volume_outcome": dict(sorted(volume_status.items())),
+        "instances_by_volume_outcome": dict(sorted(
+            (f"{r['volume_status']}:{r['volume_reason'] or ''}".rstrip(":"), r["count"])
+            for r in outcomes if r["volume_status"])),
         "patches": {"by_split_label": dict(sorted(by_split_label.items()))},
     }

@@ -43,12 +43,12 @@ PATCH_ROW_GROUP_MB = 2
 
 
 def build_volumes(spark: SparkSession, accepted: DataFrame, options: VolumeOptions,
-                  url: str, keep: DataFrame | None = None) -> tuple[DataFrame | None, DataFrame]:
+                  url: str, keep: DataFrame | None = None) -> DataFrame:
     """Assemble every CT series into HU volumes written to ``url`` (Petastorm).
 
-    ``keep`` holds volume rows of an earlier run (as stored) to write along with the new ones.
-    Returns the volumes DataFrame that was written (None when there was no volume) and one
-    outcome row per CT instance (``volume_id``, ``volume_status``, ``volume_reason``).
+    ``keep`` holds volume rows of an earlier run (as stored) to write along with the new ones;
+    nothing is written when there is no volume at all. Returns one outcome row per CT
+    instance (``volume_id``, ``volume_status``, ``volume_reason``).
     """
     slices = accepted.filter(accepted.pixels.isNotNull()).select(*_SLICE_COLUMNS)
     results = (
@@ -57,18 +57,18 @@ def build_volumes(spark: SparkSession, accepted: DataFrame, options: VolumeOptio
         .flatMap(lambda kv: _assemble(kv[1], options))
         .persist(StorageLevel.DISK_ONLY)
     )
-    # One small row per instance: collected, so the DataFrame does not depend on `results`.
-    outcome_rows = results.filter(lambda r: r[0] == "outcome").map(lambda r: r[1]).collect()
-    outcomes = spark.createDataFrame(outcome_rows, OUTCOME_SCHEMA)
-    volume_rows = results.filter(lambda r: r[0] == "volume").map(lambda r: r[1])
-    frame = _to_frame(spark, volume_rows, VolumeSchema)
-    if keep is not None:
-        frame = keep.select(*frame.columns).unionByName(frame)
-    written = None
-    if not frame.isEmpty():
-        written = _write_petastorm(spark, frame, VolumeSchema, url, VOLUME_ROW_GROUP_MB)
+    # One small row per instance (collected, so the DataFrame does not depend on `results`),
+    # and a None per volume, counted in the same pass.
+    collected = results.map(lambda r: r[1] if r[0] == "outcome" else None).collect()
+    outcomes = spark.createDataFrame([r for r in collected if r is not None], OUTCOME_SCHEMA)
+    frame = _to_frame(spark, results.filter(lambda r: r[0] == "volume").map(lambda r: r[1]), VolumeSchema)
+    has_volumes = any(r is None for r in collected)
+    if keep is not None and not keep.isEmpty():
+        frame, has_volumes = keep.select(*frame.columns).unionByName(frame), True
+    if has_volumes:
+        _write_petastorm(spark, frame, VolumeSchema, url, VOLUME_ROW_GROUP_MB)
     results.unpersist()
-    return written, outcomes
+    return outcomes
 
 
 def _assemble(rows: Iterable[dict[str, Any]], options: VolumeOptions) -> Iterator[tuple[str, Any]]:
@@ -94,7 +94,7 @@ def _to_frame(spark: SparkSession, rows: Any, schema: Any) -> DataFrame:
 
 
 def _write_petastorm(spark: SparkSession, frame: DataFrame, schema: Any, url: str,
-                     row_group_mb: int, num_files: int | None = None) -> DataFrame:
+                     row_group_mb: int, num_files: int | None = None) -> None:
     from petastorm.etl.dataset_metadata import materialize_dataset
 
     url = to_url(url)
@@ -103,7 +103,6 @@ def _write_petastorm(spark: SparkSession, frame: DataFrame, schema: Any, url: st
     with legacy_pyarrow_warnings_filtered():
         with materialize_dataset(spark, url, schema, row_group_mb):
             frame.write.mode("overwrite").option("compression", PARQUET_COMPRESSION).parquet(url)
-    return spark.read.parquet(url)
 
 
 def _points_by_series(path: str, kind: str, key: bytes) -> dict[str, list[dict[str, Any]]]:

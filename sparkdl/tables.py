@@ -16,17 +16,27 @@ import io
 import json
 
 import pyarrow.parquet as pq
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from .commit import Journal, part_files
-from .storage import HadoopFS, join, open_input, write_bytes
+from .storage import HadoopFS, join, open_input, to_url, write_bytes
 
 #: Petastorm's ``_common_metadata`` key for row groups per file (petastorm.etl.dataset_metadata).
 ROW_GROUPS_PER_FILE_KEY = b"dataset-toolkit.num_row_groups_per_file.v1"
 
 #: Spark's hidden column of file sources: the part file a row was read from.
 FILE_NAME = "_metadata.file_name"
+
+
+def read(spark: SparkSession, fs: HadoopFS, path: str, schema: StructType | None = None
+         ) -> DataFrame | None:
+    """A published table, or None when there is none; with ``schema``, Spark reads no footer first."""
+    if not fs.exists(path):
+        return None
+    reader = spark.read if schema is None else spark.read.schema(schema)
+    return reader.parquet(to_url(path))
 
 
 def files_with(table: DataFrame, replaced: Column) -> list[str]:
