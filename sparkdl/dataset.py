@@ -2,8 +2,9 @@
 
 Petastorm's own TF path (``make_petastorm_dataset``) runs a Python generator per row; here
 one Python call hands over a whole batch (:mod:`sparkdl.patch_reader` decodes row groups
-vectorised inside Petastorm's reader threads), and windowing and augmentation are tf ops
-on the batch. ``scripts/bench_reader.py`` compares both with the raw pyarrow limit.
+vectorised inside Petastorm's reader threads, then windows rows in NumPy straight into the
+batch, which TF receives without a copy); augmentation is tf ops on the batch.
+``scripts/bench_reader.py`` compares both with the raw pyarrow limit.
 
 Equal work per shard: Petastorm gives row group ``i`` to shard ``i % num_shards``, so shards
 hold different numbers of rows. :func:`shard_row_counts` computes them from the Parquet
@@ -25,7 +26,8 @@ from .errors import ConfigError, InputError
 from .patch_reader import (
     LABEL_FIELDS,
     SPLITS,
-    ShuffleBuffer,
+    BatchAssembler,
+    HuWindow,
     open_reader,
     row_mask,
     selection_columns,
@@ -71,7 +73,8 @@ def make_dataset(
             ``i % num_shards`` (Petastorm's sharding). See :func:`steps_per_epoch`.
         num_epochs: passes over the shard; ``None`` repeats forever (for training with a
             fixed ``steps_per_epoch``).
-        shuffle: shuffle the row-group order and rows (through the shuffle buffer).
+        shuffle: shuffle the row-group order (Petastorm, every epoch) and the rows within
+            blocks of at least ``shuffle_buffer_rows`` rows (whole row groups).
         seed: same seed, same order and augmentation; ``None`` draws one. The order is
             reproducible with ``workers_count=1`` (the default): with more reader threads
             Petastorm hands row groups back as they finish (faster on remote storage, but
@@ -97,12 +100,19 @@ def make_dataset(
         reader   ≈ (workers_count × max(5, results_queue_size // workers_count)
                     + 2 × workers_count) × G × P      (queued + being read and decoded;
                                                        5 per worker is Petastorm's floor)
-        shuffle  = max(shuffle_buffer_rows, batch_size) × P    (batch_size × P unshuffled)
-        tf.data  ≈ (prefetch_batches + 3) × batch_size × (P + 2 × P)  (int16 in, float32 out)
+        shuffle  ≤ (max(shuffle_buffer_rows, batch_size) + G + batch_size) × P
+                                                      (whole row groups, held as read)
+        tf.data  ≈ (prefetch_batches + 4) × batch_size × 2 × P   (float32 batch buffers,
+                                                      reused; augmentation adds its own)
 
     For example 32³ patches, row groups of 256 rows, the defaults and ``batch_size=32``:
-    (10 + 2) × 16 MiB + 64 MiB + 5 × 6 MiB ≈ 290 MiB. Smaller row groups or fewer
+    (10 + 2) × 16 MiB + 82 MiB + 6 × 4 MiB ≈ 300 MiB. Smaller row groups or fewer
     queued row groups lower the first term, which dominates.
+
+    Speed: windowing is done in NumPy one row at a time (in cache), straight from the
+    decoded row group into a reused batch buffer that TF receives through DLPack, so a row
+    is decompressed by pyarrow, windowed once and never copied otherwise.
+    ``scripts/bench_reader.py`` measures it against Petastorm's TF path and raw pyarrow.
     """
     import tensorflow as tf
 
@@ -120,34 +130,45 @@ def make_dataset(
                           seed=seed, workers_count=workers_count,
                           results_queue_size=results_queue_size)
     rng_seed = [seed, shard_index]
+    window_args = (float(window[0]), float(window[1]), shape, dtype)
+    HuWindow(*window_args)  # checks the dtype now rather than in a tf.data thread
 
     def batches() -> Any:
+        # Runs in a tf.data thread; Petastorm's reader thread reads the next row groups
+        # meanwhile (pyarrow releases the GIL). x reaches TF through DLPack, without a copy:
+        # from_generator would copy each NumPy batch into a newly allocated tensor (on this
+        # VM ~40 µs per 32³ row, mostly page faults). The buffer is 64-byte aligned (TF
+        # requires it) and reused by BatchBuffers only once TF has let go of it.
         rng = np.random.default_rng(rng_seed) if shuffle else None
-        buffer = ShuffleBuffer(batch_size, shuffle_buffer_rows, rng, shape, dtype)
+        # One HuWindow and one set of buffers per iterator: never shared between threads.
+        assembler = BatchAssembler(batch_size, shuffle_buffer_rows, rng,
+                                   HuWindow(*window_args), shape,
+                                   max_buffers=prefetch_batches + 4)
         reader = open_reader(url, **reader_options)
         try:
             for patches, labels in reader:
-                yield from buffer.add(patches, labels)
-            yield from buffer.drain()
+                for x, y in assembler.add(patches, labels):
+                    yield tf.experimental.dlpack.from_dlpack(x.__dlpack__()), y
+            for x, y in assembler.drain():
+                yield tf.experimental.dlpack.from_dlpack(x.__dlpack__()), y
         finally:
             reader.stop()
             reader.join()
 
-    augment_seed = int(np.random.SeedSequence(rng_seed).generate_state(1)[0])
-    center, width = float(window[0]), float(window[1])
-
-    def prepare(index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[Any, Any]:
-        x = window_hu(batch[0], center, width)
-        if augment:
-            x = augment_batch(x, tf.stack([tf.constant(augment_seed, tf.int64), index]))
-        return x, tf.cast(batch[1], tf.float32)
-
     dataset = tf.data.Dataset.from_generator(
         batches,
-        output_signature=(tf.TensorSpec((None, *shape), tf.as_dtype(dtype)),
-                          tf.TensorSpec((None,), tf.int32)),
+        output_signature=(tf.TensorSpec((None, *shape, 1), tf.float32),
+                          tf.TensorSpec((None,), tf.float32)),
     )
-    dataset = dataset.enumerate().map(prepare, num_parallel_calls=2, deterministic=True)
+    if augment:
+        augment_seed = int(np.random.SeedSequence(rng_seed).generate_state(1)[0])
+
+        def augment_indexed(index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> Any:
+            seed_pair = tf.stack([tf.constant(augment_seed, tf.int64), index])
+            return augment_batch(batch[0], seed_pair), batch[1]
+
+        dataset = dataset.enumerate().map(augment_indexed, num_parallel_calls=2,
+                                          deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.prefetch(prefetch_batches).with_options(options)
