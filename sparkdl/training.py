@@ -1,14 +1,17 @@
 """Distributed training: one Spark barrier task per worker, ``MultiWorkerMirroredStrategy``.
 
 ``train(data_dir, model_dir, ...)`` runs on the driver: it reads what every worker must
-agree on from the data (patch shape, train label counts → class weights, the steps per
-epoch that every shard can serve) into a plain, picklable :class:`TrainJob`, then runs
-:func:`train_worker` in ``num_workers`` barrier tasks through
+agree on from the data (patch shape, train label counts → class weights, how the train
+split deals out over shards → steps per epoch) into a plain, picklable :class:`TrainJob`,
+then runs :func:`train_worker` in ``num_workers`` barrier tasks through
 :class:`sparkdl.runner.TrainingRunner` (which sets ``TF_CONFIG`` and the GPUs).
 
 Each worker reads its own shard of the train split (``shard_index=rank``, tf.data
-auto-sharding OFF, the same ``steps_per_epoch`` everywhere so no worker waits in a
-collective for a batch that never comes) and the whole val split. ``BackupAndRestore``
+auto-sharding OFF, repeated forever, the same ``steps_per_epoch`` everywhere so no worker
+waits in a collective for a batch that never comes) and the whole val split. Petastorm
+shards by row group, so a dataset of few, unequal row groups can give one shard most rows
+(e.g. ``[257, 5]``); then (:func:`plan_shards`) every worker reads the whole train split
+in its own shuffled order instead, which samples the same data per step. ``BackupAndRestore``
 writes ``M/backup`` at every epoch end: when a worker dies, Spark retries the barrier stage
 and the new attempt resumes after the last finished epoch.
 
@@ -40,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 LABEL_FIELDS = {"nodule": "label", "malignancy": "malignancy"}
+#: Shards whose smallest holds less than this fraction of an even share are too uneven to
+#: train on: its worker would repeat a few rows for half of every global batch.
+MIN_SHARD_BALANCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class TrainJob:
     num_workers: int
     use_gpu: bool
     input_shape: tuple[int, int, int, int]
+    #: ``num_workers`` (worker ``rank`` reads shard ``rank``) or 1 (each reads the whole split).
+    num_shards: int
     steps_per_epoch: int
     validation_steps: int
     class_weight: dict[int, float] | None
@@ -120,6 +128,24 @@ def class_weights(counts: dict[int, int]) -> dict[int, float]:
             "Expected both classes: check the annotations/candidates given to ingest."
         )
     return {c: total / (2.0 * counts[c]) for c in (0, 1)}
+
+
+def plan_shards(shard_rows: Sequence[int], batch_size: int) -> tuple[int, int]:
+    """``(num_shards, steps_per_epoch)`` for a train split whose shards hold ``shard_rows``.
+
+    ``batch_size`` is the global batch, split evenly over the ``len(shard_rows)`` shards
+    (one per worker). Balanced shards: every worker reads its own, and an epoch is the
+    steps the smallest shard gives. When the smallest holds less than ``MIN_SHARD_BALANCE``
+    of an even share, one shard: each worker reads the whole split (its own shuffle seed)
+    and an epoch is the split's rows over the global batch. At least one step either way.
+    """
+    if batch_size < 1 or not shard_rows:
+        raise ConfigError(f"plan_shards needs batch_size >= 1 and one row count per shard. "
+                          f"Received: batch_size={batch_size}, shard_rows={list(shard_rows)}")
+    num_shards, total = len(shard_rows), sum(shard_rows)
+    if num_shards > 1 and min(shard_rows) >= MIN_SHARD_BALANCE * total / num_shards:
+        return num_shards, max(1, min(shard_rows) // (batch_size // num_shards))
+    return 1, max(1, total // batch_size)
 
 
 def _label_counts(spark: Any, url: str, label_field: str) -> dict[str, dict[int, int]]:
@@ -153,12 +179,22 @@ def plan_job(
     per_worker = config.batch_size // num_workers
     counts = _label_counts(spark, url, config.label_field)
     weights = class_weights(counts["train"]) if config.class_weight == "balanced" else None
-    steps = dataset.steps_per_epoch(url, batch_size=per_worker, num_shards=num_workers,
-                                    split="train", label_field=config.label_field)
+    try:
+        shard_rows = dataset.shard_row_counts(url, num_workers, split="train",
+                                              label_field=config.label_field)
+    except InputError:  # fewer row groups than workers: read as one shard
+        shard_rows = [sum(counts["train"].values())]
+    num_shards, steps = plan_shards(shard_rows, config.batch_size)
+    if num_shards < num_workers:
+        logger.warning(
+            "train rows per shard %s are too uneven for %d workers (Petastorm shards by row "
+            "group): every worker reads the whole train split in its own order. Write the "
+            "patches in more, equal row groups to shard them.", shard_rows, num_workers)
     val_rows = sum(counts["val"].values())
     return TrainJob(
         data_url=url, model_dir=str(model_dir), config=asdict(config), num_workers=num_workers,
-        use_gpu=use_gpu, input_shape=(*shape, 1), steps_per_epoch=int(steps),  # type: ignore[arg-type]
+        use_gpu=use_gpu, input_shape=(*shape, 1), num_shards=num_shards,  # type: ignore[arg-type]
+        steps_per_epoch=int(steps),
         validation_steps=math.ceil(val_rows / per_worker), class_weight=weights, train_counts=counts["train"],
     )
 
@@ -194,9 +230,10 @@ def train_worker(job: TrainJob, extra_callbacks: Sequence[Callable[[], Any]] = (
     no_autoshard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
 
     def dataset(split: str, shard_index: int, num_shards: int, train: bool) -> Any:
+        # The seed differs per worker: with one shard for all, each reads its own order.
         ds = make_dataset(job.data_url, batch_size=per_worker, shard_index=shard_index,
                           num_shards=num_shards, num_epochs=None, shuffle=train,
-                          seed=config.seed + shard_index, split=split,
+                          seed=config.seed + rank, split=split,
                           label_field=config.label_field,
                           augment=config.augment if train else False, window=config.window)
         return ds.map(lambda x, y: (x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))).with_options(no_autoshard)
@@ -226,7 +263,7 @@ def train_worker(job: TrainJob, extra_callbacks: Sequence[Callable[[], Any]] = (
     validation = dataset("val", 0, 1, train=False) if job.validation_steps else None
     started = time.perf_counter()
     history = model.fit(
-        dataset("train", rank, job.num_workers, train=True), epochs=config.epochs,
+        dataset("train", rank % job.num_shards, job.num_shards, train=True), epochs=config.epochs,
         steps_per_epoch=job.steps_per_epoch, validation_data=validation,
         validation_steps=job.validation_steps or None,
         class_weight=job.class_weight, callbacks=callbacks, verbose=0,
@@ -263,7 +300,8 @@ def train_worker(job: TrainJob, extra_callbacks: Sequence[Callable[[], Any]] = (
         _write_json(join(job.model_dir, "config.json"), {
             "config": job.config, "data_url": job.data_url, "num_workers": job.num_workers,
             "use_gpu": job.use_gpu, "mixed_precision": summary["mixed_precision"],
-            "input_shape": list(job.input_shape), "steps_per_epoch": job.steps_per_epoch,
+            "input_shape": list(job.input_shape), "num_shards": job.num_shards,
+            "steps_per_epoch": job.steps_per_epoch,
             "validation_steps": job.validation_steps, "train_counts": job.train_counts,
             "class_weight": job.class_weight, "model_file": MODEL_FILE,
         })

@@ -27,7 +27,7 @@ import pytest
 
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.storage import to_url
-from sparkdl.training import TrainConfig, class_weights
+from sparkdl.training import TrainConfig, class_weights, plan_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,6 +152,30 @@ def test_class_weights_balance_the_classes() -> None:
         class_weights({0: 10})
 
 
+def test_plan_shards_balanced_or_whole_split() -> None:
+    assert plan_shards([103, 117], 32) == (2, 6)  # own shards: the smallest gives 6 × 16
+    assert plan_shards([60, 120], 32) == (2, 3)  # 60 >= half of an even 90
+    # One shard holding most rows (row groups [100, 2, 100, 4, ...] dealt round-robin):
+    # every worker reads the whole split; an epoch is its rows over the global batch.
+    assert plan_shards([257, 5], 32) == (1, 8)
+    assert plan_shards([0, 40], 32) == (1, 1)
+    assert plan_shards([70], 32) == (1, 2)
+    with pytest.raises(ConfigError, match="plan_shards"):
+        plan_shards([], 32)
+
+
+def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Path) -> None:
+    from sparkdl.training import plan_job
+
+    config = TrainConfig(**TEST_CONFIG)
+    train_rows = 21 * ROWS_PER_PATIENT  # patients with patient % 10 in 0..6
+    job = plan_job(str(cohort), str(tmp_path), config, num_workers=2, use_gpu=False, spark=spark)
+    assert (job.num_shards, job.steps_per_epoch) == (2, 56 // 8)  # shards of 112 and 56 rows
+    # Three row groups cannot feed four shards: every worker reads the whole split.
+    job = plan_job(str(cohort), str(tmp_path), config, num_workers=4, use_gpu=False, spark=spark)
+    assert (job.num_shards, job.steps_per_epoch) == (1, train_rows // 16)
+
+
 def test_binary_metrics_confusion_matrix() -> None:
     from sparkdl.evaluation import binary_metrics
 
@@ -174,6 +198,24 @@ def test_model_zoo_factories() -> None:
         build_model("cnn3d", (8, 8, 8, 1), num_stages=4)
     with pytest.raises(ConfigError, match="Unknown model"):
         build_model("vgg", (8, 8, 8, 1))
+
+
+def test_centre_pool_sees_where_the_features_are() -> None:
+    """Global average plus central average: a voxel at the centre and one in a corner pool
+    to the same global feature but different central ones."""
+    import tf_keras
+
+    from sparkdl.models import centre_pool
+
+    inputs = tf_keras.Input((4, 4, 4, 1))
+    pool = tf_keras.Model(inputs, centre_pool(inputs))
+    centre, corner = np.zeros((2, 4, 4, 4, 1), np.float32)
+    centre[1, 2, 1] = 1.0  # inside the central 2³ of the 4³ map
+    corner[0, 3, 0] = 1.0
+    out = pool(np.stack([centre, corner])).numpy()
+    np.testing.assert_allclose(out, [[1 / 64, 1 / 8], [1 / 64, 0.0]], atol=1e-6)
+    small = tf_keras.Input((2, 2, 2, 3))  # too small to crop: both halves are the global mean
+    assert tf_keras.Model(small, centre_pool(small)).output_shape == (None, 6)
 
 
 # -- distributed training, evaluation, prediction ------------------------------------------
