@@ -83,7 +83,5 @@ CATALOG_COLUMNS = [f.name for f in CATALOG_FIELDS]
 REJECTED_COLUMNS = ["source_path", "member", "reason", "detail", "content_sha256"]
 LINEAGE_COLUMNS = ["source_path", "member", "content_sha256", "sop_uid", "series_uid", "patient_id"]
 
-#: Schemas of the published tables: reading with them spares Spark a schema-inference job.
+#: The published catalog's schema: reading with it spares Spark a schema-inference job.
 CATALOG_SCHEMA = StructType(CATALOG_FIELDS + VOLUME_OUTCOME_FIELDS)
-REJECTED_SCHEMA = StructType([RECORD_SCHEMA[name] for name in REJECTED_COLUMNS])
-LINEAGE_SCHEMA = StructType([RECORD_SCHEMA[name] for name in LINEAGE_COLUMNS])

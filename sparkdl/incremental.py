@@ -15,16 +15,15 @@ from functools import cached_property
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from .catalog import CATALOG_SCHEMA
 from .discover import InputFile
 from .errors import InputError
 from .records import Selection
-from .catalog import CATALOG_SCHEMA, LINEAGE_SCHEMA, REJECTED_SCHEMA
 from .schemas import VolumeSchema
 from .storage import HadoopFS, join
-from .tables import read
+from .tables import columns, read
 
 #: Every input file a run listed: an append run does not read those it has seen unchanged.
 INPUTS = "_restricted/inputs"
@@ -35,15 +34,13 @@ INPUTS_SCHEMA = StructType([StructField("source_path", StringType(), False),
 
 @dataclass(frozen=True)
 class Previous:
-    """The published tables of the last complete run (lazy DataFrames) and its manifest."""
+    """The last complete run: its manifest, where it is, and the tables Spark joins with."""
 
     manifest: dict[str, Any]
+    output: str
     catalog: DataFrame
-    rejected: DataFrame
-    lineage: DataFrame
     volumes: DataFrame | None
     patches: DataFrame | None
-    inputs: DataFrame | None
 
     @classmethod
     def load(cls, spark: SparkSession, fs: HadoopFS, output: str) -> Previous | None:
@@ -57,21 +54,21 @@ class Previous:
             return None
         manifest = json.loads(fs.read_text(join(output, "manifest.json")))
         catalog = read(spark, fs, join(output, "catalog"), CATALOG_SCHEMA)
-        rejected = read(spark, fs, join(output, "_restricted/rejected"), REJECTED_SCHEMA)
-        lineage = read(spark, fs, join(output, "_restricted/lineage"), LINEAGE_SCHEMA)
-        if catalog is None or rejected is None or lineage is None:
+        if catalog is None or not fs.exists(join(output, "_restricted/lineage")):
             raise InputError(f"{output}: catalog or _restricted tables are missing; rerun with --mode overwrite.")
-        return cls(manifest, catalog, rejected, lineage,
+        return cls(manifest, output, catalog,
                    read(spark, fs, join(output, "volumes"), VolumeSchema.as_spark_schema()),
-                   read(spark, fs, join(output, "patches")),
-                   read(spark, fs, join(output, INPUTS), INPUTS_SCHEMA))
+                   read(spark, fs, join(output, "patches")))
+
+    def _columns(self, table: str, names: list[str]) -> list[tuple[Any, ...]]:
+        found = columns(join(self.output, table), names)
+        return [] if found is None else list(zip(*(found[name].to_pylist() for name in names)))
 
     @cached_property
     def seen_inputs(self) -> dict[str, tuple[int, int]]:
         """``source_path → (size, modified_ms)`` of every input file earlier runs listed."""
-        if self.inputs is None:
-            return {}
-        return {r[0]: (r[1], r[2]) for r in self.inputs.select(*INPUTS_SCHEMA.fieldNames()).collect()}
+        return {path: (size, modified) for path, size, modified in
+                self._columns(INPUTS, INPUTS_SCHEMA.fieldNames())}
 
     def unseen(self, files: list[InputFile]) -> list[InputFile]:
         """The files not listed by an earlier run with the same size and modification time.
@@ -84,9 +81,10 @@ class Previous:
 
     def selection(self) -> Selection:
         """Skip every unit whose content (or, without content, whose place) is known."""
-        hashes = {r[0] for r in self.lineage.select("content_sha256").distinct().collect() if r[0]}
+        hashes = {digest for (digest,) in self._columns("_restricted/lineage", ["content_sha256"]) if digest}
         keys = set()
-        for path, member, digest in self.rejected.select("source_path", "member", "content_sha256").collect():
+        for path, member, digest in self._columns("_restricted/rejected",
+                                                  ["source_path", "member", "content_sha256"]):
             if digest:
                 hashes.add(digest)
             else:
@@ -97,5 +95,9 @@ class Previous:
         """``(source_path, member, series_uid)`` of the units of ``series`` earlier runs cataloged."""
         if not series:
             return []
-        return [tuple(r) for r in self.lineage.filter(F.col("series_uid").isin(sorted(series)))
-                .select("source_path", "member", "series_uid").collect()]
+        return [unit for unit in self._columns("_restricted/lineage", ["source_path", "member", "series_uid"])
+                if unit[2] in series]
+
+    def volume_series(self) -> frozenset[str]:
+        """Series with a published volume."""
+        return frozenset(s for (s,) in self._columns("volumes", ["series_uid"]))

@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -32,11 +35,9 @@ from .archives import Limits
 from .assembly import VolumeOptions
 from .catalog import (
     CATALOG_COLUMNS,
-    CATALOG_SCHEMA,
     LINEAGE_COLUMNS,
     RECORD_SCHEMA,
     REJECTED_COLUMNS,
-    REJECTED_SCHEMA,
 )
 from .commit import Journal
 from .config import from_mapping, read_yaml
@@ -48,8 +49,7 @@ from .patches import PatchOptions
 from .records import FILE_SCHEMA, Selection, Task, arrow_records
 from .series import build_patches, build_volumes, write_dicom_files
 from .storage import HadoopFS, join
-from .schemas import VolumeSchema
-from .tables import files_with, read, rows_in, stage_replacement
+from .tables import columns, count_rows, files_with, rows_in, stage_replacement
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def ingest(
     started = time.time()
     output = output.rstrip("/")
     fs = HadoopFS(spark, output)
-    _finish_interrupted_commit(spark, fs, output)
+    _finish_interrupted_commit(fs, output)
     fs.delete(join(output, "_staging"))  # leftovers of a run killed before its commit point
     staging = join(output, "_staging", uuid.uuid4().hex[:12])
     previous = Previous.load(spark, fs, output) if mode == "append" else None
@@ -139,7 +139,7 @@ def ingest(
         logger.info("ingest: no new content since the last run; nothing changed")
         journal.move(join(staging, INPUTS), join(output, INPUTS))  # not read again next time
         journal.manifest.update({**previous.manifest, "changed": False, "last_run": last_run})
-        return _commit(spark, fs, output, staging, journal, started)
+        return _commit(fs, output, staging, journal, started)
 
     t0 = time.time()
     resolved = _resolve_duplicates(records, previous.catalog if previous else None)
@@ -154,9 +154,7 @@ def ingest(
     t0 = time.time()
     patch_run: dict[str, Any] = {}
     if annotations or candidates:
-        published = frozenset()
-        if previous is not None and previous.volumes is not None:
-            published = frozenset(r[0] for r in previous.volumes.select("series_uid").collect())
+        published = previous.volume_series() if previous is not None else frozenset()
         patch_run = build_patches(spark, join(staging, "volumes"), annotations, candidates,
                                   config.patches, key, join(staging, "patches"),
                                   keep=plan.keep_patches,
@@ -189,7 +187,7 @@ def ingest(
     last_run.update(new_units=records.count(), new_series=len(plan.touched - plan.rebuilt),
                     rebuilt_series=len(plan.rebuilt), **patch_run)
     journal.manifest.update(_run_facts(files, config, timings), changed=True, last_run=last_run)
-    manifest = _commit(spark, fs, output, staging, journal, started)
+    manifest = _commit(fs, output, staging, journal, started)
     logger.info("ingest: %d cataloged, %d rejected, %d volumes, %d patches",
                 manifest["counts"]["cataloged"], manifest["counts"]["rejected"],
                 manifest["counts"]["volumes"], manifest["counts"]["patches"])
@@ -222,9 +220,8 @@ def _plan_rebuild(spark: SparkSession, previous: Previous, accepted: DataFrame, 
     if not plan.rebuilt:
         return plan
     in_rebuilt = F.col("series_uid").isin(sorted(plan.rebuilt))
-    for name, table in (("catalog", previous.catalog), ("volumes", previous.volumes),
-                        ("patches", previous.patches)):
-        plan.replaced[name] = files_with(table, in_rebuilt) if table is not None else []
+    for name in ("catalog", "volumes", "patches"):
+        plan.replaced[name] = files_with(join(previous.output, name), plan.rebuilt)
     if plan.replaced["volumes"]:
         plan.keep_volumes = rows_in(previous.volumes, plan.replaced["volumes"]).filter(~in_rebuilt)
     if plan.replaced["patches"]:
@@ -311,26 +308,26 @@ def _plan_overwrite(fs: HadoopFS, journal: Journal, staging: str, output: str) -
             journal.delete(join(output, name))
 
 
-def _commit(spark: SparkSession, fs: HadoopFS, output: str, staging: str, journal: Journal,
+def _commit(fs: HadoopFS, output: str, staging: str, journal: Journal,
             started: float) -> dict[str, Any]:
     """Write the journal (the commit point), then publish."""
     commit.write(fs, staging, journal)
-    return _publish(spark, fs, output, journal, started)
+    return _publish(fs, output, journal, started)
 
 
-def _finish_interrupted_commit(spark: SparkSession, fs: HadoopFS, output: str) -> None:
+def _finish_interrupted_commit(fs: HadoopFS, output: str) -> None:
     """A run killed after its commit point left a journal: publish what it had staged."""
     journal = commit.pending(fs, output)
     if journal is not None:
         logger.warning("ingest: an earlier run was stopped while publishing; finishing its commit first")
-        _publish(spark, fs, output, journal)
+        _publish(fs, output, journal)
 
 
-def _publish(spark: SparkSession, fs: HadoopFS, output: str, journal: Journal,
+def _publish(fs: HadoopFS, output: str, journal: Journal,
              started: float | None = None) -> dict[str, Any]:
     """Apply the journal, then write the manifest, last: only now does the dataset look complete."""
     commit.apply(fs, output, journal)
-    counted = _counts(spark, fs, output)
+    counted = _counts(output)
     manifest = {**journal.manifest, **counted,
                 "counts": {**journal.manifest.get("counts", {}), **counted["counts"]}}
     if started is not None:
@@ -342,45 +339,53 @@ def _publish(spark: SparkSession, fs: HadoopFS, output: str, journal: Journal,
 
 def _run_facts(files: list[InputFile], config: IngestConfig, timings: dict[str, float]) -> dict[str, Any]:
     """The manifest fields known before publishing: what ran, with what, how long."""
-    import numpy, pydicom, pyspark, petastorm, pyarrow  # noqa: E401 - versions for the record
+    import numpy
+    import petastorm
+    import pydicom
+    import pyspark
 
     return {
         "sparkdl_version": __version__,
         "counts": {"files_seen": len(files)},
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "versions": {"pyspark": pyspark.__version__, "pydicom": pydicom.__version__,
-                     "petastorm": petastorm.__version__, "pyarrow": pyarrow.__version__,
+                     "petastorm": petastorm.__version__, "pyarrow": pa.__version__,
                      "numpy": numpy.__version__},
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
 
 
-def _counts(spark: SparkSession, fs: HadoopFS, output: str) -> dict[str, Any]:
+def _counts(output: str) -> dict[str, Any]:
     """Counts read back from the published tables, so they agree with what is there."""
-    catalog = read(spark, fs, join(output, "catalog"), CATALOG_SCHEMA)
-    rejected = read(spark, fs, join(output, "_restricted/rejected"), REJECTED_SCHEMA)
-    volumes = read(spark, fs, join(output, "volumes"), VolumeSchema.as_spark_schema())
-    patches = read(spark, fs, join(output, "patches"))
+    catalog = columns(join(output, "catalog"), ["series_uid", "volume_status", "volume_reason"])
+    rejected = columns(join(output, "_restricted/rejected"), ["reason"])
+    patches = columns(join(output, "patches"), ["split", "label"])
 
-    def grouped(table: DataFrame | None, *columns: str) -> list[Any]:
-        return table.groupBy(*columns).count().collect() if table is not None else []
+    def grouped(table: pa.Table | None) -> dict[tuple[Any, ...], int]:
+        if table is None or table.num_rows == 0:
+            return {}
+        sizes = table.to_pandas().groupby(table.column_names, dropna=False).size()
+        return {k if isinstance(k, tuple) else (k,): int(v) for k, v in sizes.items()}
 
-    outcomes = grouped(catalog, "volume_status", "volume_reason")  # null status: not a CT image
-    reasons = {r["reason"]: r["count"] for r in grouped(rejected, "reason")}
-    by_split_label = {f"{r['split']}/{r['label']}": r["count"] for r in grouped(patches, "split", "label")}
-    cataloged = sum(r["count"] for r in outcomes)
+    def text(value: Any) -> str:
+        return "" if pd.isna(value) else str(value)  # pandas groups missing values as NaN
+
+    outcomes = grouped(catalog.drop(["series_uid"]) if catalog is not None else None)
+    reasons = {text(k[0]): n for k, n in grouped(rejected).items()}
+    by_split_label = {f"{split}/{label}": n for (split, label), n in grouped(patches).items()}
+    cataloged = catalog.num_rows if catalog is not None else 0
     return {
         "counts": {
             "units": cataloged + sum(reasons.values()),
             "cataloged": cataloged,
             "rejected": sum(reasons.values()),
-            "series": catalog.select("series_uid").distinct().count() if catalog is not None else 0,
-            "volumes": volumes.count() if volumes is not None else 0,
+            "series": len(pc.unique(catalog["series_uid"])) if catalog is not None else 0,
+            "volumes": count_rows(join(output, "volumes")),
             "patches": sum(by_split_label.values()),
         },
         "rejected_by_reason": dict(sorted(reasons.items())),
         "instances_by_volume_outcome": dict(sorted(
-            (f"{r['volume_status']}:{r['volume_reason'] or ''}".rstrip(":"), r["count"])
-            for r in outcomes if r["volume_status"])),
+            (f"{text(status)}:{text(reason)}".rstrip(":"), n)
+            for (status, reason), n in outcomes.items() if text(status))),
         "patches": {"by_split_label": dict(sorted(by_split_label.items()))},
     }

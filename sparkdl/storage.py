@@ -31,6 +31,15 @@ def _arrow_fs(uri: str):  # type: ignore[no-untyped-def]
     return pafs.FileSystem.from_uri(uri)
 
 
+def arrow_filesystem(uri: str):  # type: ignore[no-untyped-def]
+    """``(pyarrow filesystem, path)`` for ``uri``; local paths may be relative."""
+    if is_local(uri):
+        import pyarrow.fs as pafs
+
+        return pafs.LocalFileSystem(), os.path.abspath(local_path(uri))
+    return _arrow_fs(uri)
+
+
 def open_input(uri: str) -> BinaryIO:
     """A seekable binary stream over ``uri`` (zip needs seeking)."""
     if is_local(uri):

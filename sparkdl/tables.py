@@ -5,6 +5,9 @@ stages new part files (its new rows, plus the surviving rows of each published f
 held a row it replaces), and the commit deletes the replaced files and moves the staged ones
 in (:mod:`sparkdl.commit`). Files without a replaced row are neither read nor written.
 
+The small columns an append run needs on the driver (hashes, series, file names, counts)
+are read with pyarrow directly: no Spark job, whose start-up would cost more than the read.
+
 Petastorm tables (``volumes``, ``patches``) also carry ``_common_metadata``: the Unischema
 and the number of row groups of every file, which Petastorm's reader trusts. The staged
 copy is rewritten to describe the table as it will be after the commit.
@@ -15,13 +18,17 @@ from __future__ import annotations
 import io
 import json
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from .commit import Journal, part_files
-from .storage import HadoopFS, join, open_input, to_url, write_bytes
+from .storage import HadoopFS, arrow_filesystem, join, open_input, to_url, write_bytes
 
 #: Petastorm's ``_common_metadata`` key for row groups per file (petastorm.etl.dataset_metadata).
 ROW_GROUPS_PER_FILE_KEY = b"dataset-toolkit.num_row_groups_per_file.v1"
@@ -39,9 +46,35 @@ def read(spark: SparkSession, fs: HadoopFS, path: str, schema: StructType | None
     return reader.parquet(to_url(path))
 
 
-def files_with(table: DataFrame, replaced: Column) -> list[str]:
-    """Names of the part files of a published ``table`` (as read) holding a ``replaced`` row."""
-    return sorted(r[0] for r in table.filter(replaced).select(FILE_NAME).distinct().collect())
+def columns(path: str, names: list[str]) -> pa.Table | None:
+    """Columns of the published table at ``path``, read on the driver; None without a table."""
+    dataset = _dataset(path)
+    return None if dataset is None else dataset.to_table(columns=names)
+
+
+def count_rows(path: str) -> int:
+    """Rows of the published table at ``path`` (from the Parquet footers)."""
+    dataset = _dataset(path)
+    return 0 if dataset is None else dataset.count_rows()
+
+
+def files_with(path: str, series: set[str]) -> list[str]:
+    """Names of the part files of the published table at ``path`` holding a row of ``series``."""
+    dataset = _dataset(path)
+    if dataset is None or not series:
+        return []
+    wanted = pa.array(sorted(series))
+    return sorted(fragment.path.rsplit("/", 1)[-1] for fragment in dataset.get_fragments()
+                  if pc.any(pc.is_in(fragment.to_table(columns=["series_uid"])["series_uid"],
+                                     value_set=wanted)).as_py())
+
+
+def _dataset(path: str) -> ds.Dataset | None:
+    """The part files under ``path`` (names starting with ``_`` or ``.`` are not data)."""
+    fs, root = arrow_filesystem(path)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return None
+    return ds.dataset(root, filesystem=fs, format="parquet")
 
 
 def rows_in(table: DataFrame, files: list[str]) -> DataFrame:
