@@ -77,10 +77,3 @@ def pending(fs: HadoopFS, output: str) -> Journal | None:
             return Journal([tuple(step) for step in data["steps"]], data["manifest"])
     return None
 
-
-def part_files(fs: HadoopFS, folder: str) -> list[str]:
-    """The Parquet part files Spark wrote into ``folder`` (no ``_SUCCESS``, no checksums)."""
-    if not fs.exists(folder):
-        return []
-    return sorted(path for path, *_ in fs.list_files(folder)
-                  if path.rsplit("/", 1)[-1].startswith("part-"))

@@ -60,8 +60,9 @@ class Previous:
                    read(spark, fs, join(output, "volumes"), VolumeSchema.as_spark_schema()),
                    read(spark, fs, join(output, "patches")))
 
-    def _columns(self, table: str, names: list[str]) -> list[tuple[Any, ...]]:
-        found = columns(join(self.output, table), names)
+    def _columns(self, table: str, names: list[str], series: set[str] | None = None
+                 ) -> list[tuple[Any, ...]]:
+        found = columns(join(self.output, table), names, series)
         return [] if found is None else list(zip(*(found[name].to_pylist() for name in names)))
 
     @cached_property
@@ -95,8 +96,7 @@ class Previous:
         """``(source_path, member, series_uid)`` of the units of ``series`` earlier runs cataloged."""
         if not series:
             return []
-        return [unit for unit in self._columns("_restricted/lineage", ["source_path", "member", "series_uid"])
-                if unit[2] in series]
+        return self._columns("_restricted/lineage", ["source_path", "member", "series_uid"], series)
 
     def volume_series(self) -> frozenset[str]:
         """Series with a published volume."""

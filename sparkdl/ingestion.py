@@ -133,9 +133,10 @@ def ingest(
     records = _stage_records(spark, unseen, task, previous.selection() if previous else Selection(),
                              config, join(staging, "records"))
     _inputs_table(spark, files, previous).write.parquet(join(staging, INPUTS))
+    last_run["new_units"] = count_rows(join(staging, "records"))  # footers: no Spark job
     timings["parse_deid_s"] = time.time() - t0
     journal = Journal()
-    if previous is not None and records.isEmpty():
+    if previous is not None and not last_run["new_units"]:
         logger.info("ingest: no new content since the last run; nothing changed")
         journal.move(join(staging, INPUTS), join(output, INPUTS))  # not read again next time
         journal.manifest.update({**previous.manifest, "changed": False, "last_run": last_run})
@@ -184,7 +185,7 @@ def ingest(
             stage_replacement(fs, journal, join(staging, name), join(output, name),
                               plan.replaced.get(name, []))
         journal.move(join(staging, INPUTS), join(output, INPUTS))
-    last_run.update(new_units=records.count(), new_series=len(plan.touched - plan.rebuilt),
+    last_run.update(new_series=len(plan.touched - plan.rebuilt),
                     rebuilt_series=len(plan.rebuilt), **patch_run)
     journal.manifest.update(_run_facts(files, config, timings), changed=True, last_run=last_run)
     manifest = _commit(fs, output, staging, journal, started)

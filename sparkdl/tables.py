@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from .commit import Journal, part_files
+from .commit import Journal
 from .storage import HadoopFS, arrow_filesystem, join, open_input, to_url, write_bytes
 
 #: Petastorm's ``_common_metadata`` key for row groups per file (petastorm.etl.dataset_metadata).
@@ -46,10 +46,16 @@ def read(spark: SparkSession, fs: HadoopFS, path: str, schema: StructType | None
     return reader.parquet(to_url(path))
 
 
-def columns(path: str, names: list[str]) -> pa.Table | None:
-    """Columns of the published table at ``path``, read on the driver; None without a table."""
+def columns(path: str, names: list[str], series: set[str] | None = None) -> pa.Table | None:
+    """Columns of the published table at ``path``, read on the driver; None without a table.
+
+    With ``series``, only the rows of those series (filtered by pyarrow while reading).
+    """
     dataset = _dataset(path)
-    return None if dataset is None else dataset.to_table(columns=names)
+    if dataset is None:
+        return None
+    where = None if series is None else pc.field("series_uid").isin(sorted(series))
+    return dataset.to_table(columns=names, filter=where)
 
 
 def count_rows(path: str) -> int:
@@ -63,10 +69,17 @@ def files_with(path: str, series: set[str]) -> list[str]:
     dataset = _dataset(path)
     if dataset is None or not series:
         return []
-    wanted = pa.array(sorted(series))
+    where = pc.field("series_uid").isin(sorted(series))
     return sorted(fragment.path.rsplit("/", 1)[-1] for fragment in dataset.get_fragments()
-                  if pc.any(pc.is_in(fragment.to_table(columns=["series_uid"])["series_uid"],
-                                     value_set=wanted)).as_py())
+                  if fragment.count_rows(filter=where))
+
+
+def _part_files(fs: HadoopFS, folder: str) -> list[str]:
+    """The Parquet part files Spark wrote into ``folder`` (no ``_SUCCESS``, no checksums)."""
+    if not fs.exists(folder):
+        return []
+    return sorted(path for path, *_ in fs.list_files(folder)
+                  if path.rsplit("/", 1)[-1].startswith("part-"))
 
 
 def _dataset(path: str) -> ds.Dataset | None:
@@ -87,7 +100,7 @@ def stage_replacement(fs: HadoopFS, journal: Journal, staged: str, published: st
     """Journal steps that delete ``replaced_files`` of ``published`` and move in ``staged``'s parts."""
     for name in replaced_files:
         journal.delete(join(published, name))
-    for path in part_files(fs, staged):
+    for path in _part_files(fs, staged):
         journal.move(path, join(published, path.rsplit("/", 1)[-1]))
     if fs.exists(join(staged, "_common_metadata")):
         _merge_row_group_counts(fs, staged, published, replaced_files)
