@@ -9,9 +9,10 @@ batch, which TF receives without a copy); augmentation is tf ops on the batch.
 Equal work per shard: Petastorm gives row group ``i`` to shard ``i % num_shards``, so shards
 hold different numbers of rows. :func:`shard_row_counts` computes them from the Parquet
 footers (and the small ``split``/label columns when rows are filtered);
-:func:`steps_per_epoch` is the smallest shard's batch count. Training reads each shard with
-``num_epochs=None`` and runs that many steps per epoch on every worker, so no worker waits
-in a collective for one that has run out of data.
+:func:`steps_per_epoch` is the smallest shard's batch count. Training
+(:func:`sparkdl.training.plan_shards`) reads each shard with ``num_epochs=None`` and runs the
+same number of steps per epoch on every worker, so no worker waits in a collective for one
+that has run out of data (and reads the whole split per worker when shards are too uneven).
 """
 
 from __future__ import annotations

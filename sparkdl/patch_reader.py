@@ -144,8 +144,8 @@ def _open(filesystem: Any, path: str) -> Any:
     every column chunk into a new ``bytes`` object: for 32³ patches ~8 page faults a row,
     about a tenth of the reading time. HDFS files are pyarrow files already.
     """
-    with legacy_pyarrow_warnings_filtered():
-        from pyarrow.filesystem import LocalFileSystem
+    from pyarrow.filesystem import LocalFileSystem  # only instances warn, not the import
+
     if isinstance(filesystem, LocalFileSystem):
         return pa.OSFile(path, "rb")
     return filesystem.open(path, "rb")
@@ -294,13 +294,12 @@ class HuWindow:
 class BatchBuffers:
     """Reused, 64-byte aligned float32 batch buffers.
 
-    ``from_generator`` copies every NumPy array it is handed (TF 2.21); from a 64-byte
-    aligned array that is one fast memcpy, from NumPy's default (16 bytes past a page) it
-    is about 15× slower. Writing a fresh batch array costs page faults (measured here: ~60
-    µs of CPU per 32³ float32 row on this VM, more than windowing it), so buffers are reused
-    once nothing refers to them any more: a buffer's owner array is referenced by every view
-    of it, so a reference count of "only this pool" means no batch, tensor or view still
-    uses it (safe even if a TF version wraps arrays without copying).
+    :func:`sparkdl.dataset.make_dataset` hands each batch to TF through DLPack without a
+    copy, which needs data aligned for TF (64 bytes). A fresh batch array per batch would
+    cost page faults (measured here: ~60 µs of CPU per 32³ float32 row on this VM, more
+    than windowing it), so a buffer is reused once nothing refers to it any more: every
+    view of a buffer (the batch, a DLPack capsule and so the TF tensor holding it) keeps a
+    reference to its owner array, so an owner referenced by this pool alone is free.
     """
 
     ALIGNMENT = 64
