@@ -81,12 +81,16 @@ def task_head(features: Any, *, task: str = "nodule", dropout: float = 0.3) -> A
     return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name=task)(features)
 
 
-def _conv_bn_relu(x: Any, filters: int, name: str, strides: int = 1) -> Any:
+def _conv_bn(x: Any, filters: int, name: str, *, kernel: int = 3, strides: int = 1) -> Any:
     keras = _keras()
-    x = keras.layers.Conv3D(filters, 3, strides=strides, padding="same", use_bias=False,
+    x = keras.layers.Conv3D(filters, kernel, strides=strides, padding="same", use_bias=False,
                             name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+
+
+def _conv_bn_relu(x: Any, filters: int, name: str, strides: int = 1) -> Any:
+    x = _conv_bn(x, filters, name, strides=strides)
+    return _keras().layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def cnn3d(
@@ -118,12 +122,9 @@ def _residual_block(x: Any, filters: int, strides: int, name: str) -> Any:
     keras = _keras()
     shortcut = x
     y = _conv_bn_relu(x, filters, name=f"{name}_a", strides=strides)
-    y = keras.layers.Conv3D(filters, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(y)
-    y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_b_bn")(y)
+    y = _conv_bn(y, filters, name=f"{name}_b")
     if strides != 1 or int(shortcut.shape[-1]) != filters:
-        shortcut = keras.layers.Conv3D(filters, 1, strides=strides, use_bias=False,
-                                       name=f"{name}_proj_conv")(shortcut)
-        shortcut = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_proj_bn")(shortcut)
+        shortcut = _conv_bn(shortcut, filters, name=f"{name}_proj", kernel=1, strides=strides)
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 

@@ -22,6 +22,7 @@ workers save too, into temporary folders they remove.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -139,9 +140,10 @@ def plan_shards(shard_rows: Sequence[int], batch_size: int) -> tuple[int, int]:
     of an even share, one shard: each worker reads the whole split (its own shuffle seed)
     and an epoch is the split's rows over the global batch. At least one step either way.
     """
-    if batch_size < 1 or not shard_rows:
-        raise ConfigError(f"plan_shards needs batch_size >= 1 and one row count per shard. "
-                          f"Received: batch_size={batch_size}, shard_rows={list(shard_rows)}")
+    if not shard_rows or batch_size < len(shard_rows):
+        raise ConfigError(f"plan_shards needs one row count per shard and batch_size >= the "
+                          f"number of shards. Received: batch_size={batch_size}, "
+                          f"shard_rows={list(shard_rows)}")
     num_shards, total = len(shard_rows), sum(shard_rows)
     if num_shards > 1 and min(shard_rows) >= MIN_SHARD_BALANCE * total / num_shards:
         return num_shards, max(1, min(shard_rows) // (batch_size // num_shards))
@@ -179,17 +181,18 @@ def plan_job(
     per_worker = config.batch_size // num_workers
     counts = _label_counts(spark, url, config.label_field)
     weights = class_weights(counts["train"]) if config.class_weight == "balanced" else None
-    try:
-        shard_rows = dataset.shard_row_counts(url, num_workers, split="train",
-                                              label_field=config.label_field)
-    except InputError:  # fewer row groups than workers: read as one shard
-        shard_rows = [sum(counts["train"].values())]
+    shard_rows = [sum(counts["train"].values())]  # one shard: the whole train split
+    if num_workers > 1:
+        with contextlib.suppress(InputError):  # fewer row groups than workers: one shard
+            shard_rows = dataset.shard_row_counts(url, num_workers, split="train",
+                                                  label_field=config.label_field)
     num_shards, steps = plan_shards(shard_rows, config.batch_size)
     if num_shards < num_workers:
         logger.warning(
-            "train rows per shard %s are too uneven for %d workers (Petastorm shards by row "
-            "group): every worker reads the whole train split in its own order. Write the "
-            "patches in more, equal row groups to shard them.", shard_rows, num_workers)
+            "the train split's row groups (train rows per shard %s) cannot give %d workers a "
+            "fair shard each (Petastorm shards by row group): every worker reads the whole "
+            "train split in its own order. Write the patches in more, equal row groups to "
+            "shard them.", shard_rows, num_workers)
     val_rows = sum(counts["val"].values())
     return TrainJob(
         data_url=url, model_dir=str(model_dir), config=asdict(config), num_workers=num_workers,

@@ -162,6 +162,8 @@ def test_plan_shards_balanced_or_whole_split() -> None:
     assert plan_shards([70], 32) == (1, 2)
     with pytest.raises(ConfigError, match="plan_shards"):
         plan_shards([], 32)
+    with pytest.raises(ConfigError, match="plan_shards"):
+        plan_shards([10, 10, 10], 2)  # fewer patches per step than shards
 
 
 def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Path) -> None:
@@ -215,7 +217,9 @@ def test_centre_pool_sees_where_the_features_are() -> None:
     out = pool(np.stack([centre, corner])).numpy()
     np.testing.assert_allclose(out, [[1 / 64, 1 / 8], [1 / 64, 0.0]], atol=1e-6)
     small = tf_keras.Input((2, 2, 2, 3))  # too small to crop: both halves are the global mean
-    assert tf_keras.Model(small, centre_pool(small)).output_shape == (None, 6)
+    out = tf_keras.Model(small, centre_pool(small))(np.random.rand(2, 2, 2, 2, 3)).numpy()
+    assert out.shape == (2, 6)
+    np.testing.assert_allclose(out[:, 3:], out[:, :3], atol=1e-6)
 
 
 # -- distributed training, evaluation, prediction ------------------------------------------
