@@ -173,8 +173,8 @@ def bench_sizes(sizes: list[int], work: Path, template: bytes,
     rows = []
     for size in sizes:
         num_series = max(1, size // SLICES_PER_SERIES)
-        for archived in [kind == "tar" for kind in kinds]:
-            kind = "tar" if archived else "loose"
+        for kind in kinds:
+            archived = kind == "tar"
             inputs = work / f"in_{size}_{kind}"
             t0 = time.time()
             num_bytes = write_instances(template, inputs / "day1", 0, num_series, archived)

@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sparkdl import config, geometry
-from sparkdl.errors import ConfigError, InputError
+from sparkdl.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class VolumeOptions:
 
     def __post_init__(self) -> None:
         # Ranges only: config.from_mapping checks the types. Written so NaN fails too.
-        checks = [
+        config.check_ranges(self, [
             ("min_slices", self.min_slices >= 1, "an integer >= 1"),
             ("spacing_tolerance", 0 <= self.spacing_tolerance < 1, "a number in [0, 1)"),
             ("spacing_tolerance_mm", 0 <= self.spacing_tolerance_mm < 1, "a number in [0, 1)"),
@@ -85,13 +85,7 @@ class VolumeOptions:
             ("max_gap_slices", 1 <= self.max_gap_slices < math.inf, "a finite number >= 1"),
             ("on_uneven", self.on_uneven in _MODES, "one of " + ", ".join(_MODES)),
             ("on_tilt", self.on_tilt in _MODES, "one of " + ", ".join(_MODES)),
-        ]
-        for key, ok, expected in checks:
-            if not ok:
-                raise ConfigError(
-                    f"VolumeOptions.{key} must be {expected}. Received: {key}="
-                    f"{getattr(self, key)!r}. Fix it in the config file or leave it out for "
-                    "the default.")
+        ])
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None, *, where: str = "volumes"

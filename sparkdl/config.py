@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +48,20 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str)
         raise
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from err
+
+
+def check_ranges(owner: object, checks: Iterable[tuple[str, bool, str]]) -> None:
+    """Raise for the first ``(field, ok, expected)`` of ``owner`` whose ``ok`` is false.
+
+    The ``__post_init__`` range checks of the config dataclasses; the message names the class,
+    the field, what it must be and the value received.
+    """
+    for key, ok, expected in checks:
+        if not ok:
+            raise ConfigError(
+                f"{type(owner).__name__}.{key} must be {expected}. Received: {key}="
+                f"{getattr(owner, key)!r}. Fix it in the config file or leave it out for the "
+                "default.")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

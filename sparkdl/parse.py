@@ -12,12 +12,13 @@ import io
 import json
 import logging
 import re
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
@@ -226,6 +227,13 @@ _READERS: dict[str, Callable[[Any], Any]] = {
     "array<string>": lambda value: [str(v) for v in _values(value)],
 }
 
+#: ``(keyword, reader, in file meta)`` of every catalog column named by a DICOM keyword.
+#: Built once: a column type without a reader fails at import, not as a parse_error per row.
+_KEYWORD_COLUMNS = [
+    (column.name, _READERS[column.dataType.simpleString()], tag >> 16 == 0x0002)
+    for column in CATALOG_FIELDS if (tag := tag_for_keyword(column.name)) is not None
+]
+
 
 def catalog_fields(ds: Dataset, date_offset_days: int | None) -> dict[str, Any]:
     """Typed catalog columns from a de-identified dataset.
@@ -241,12 +249,10 @@ def catalog_fields(ds: Dataset, date_offset_days: int | None) -> dict[str, Any]:
         "patient_id": str(ds.get("PatientID", "")),
         "frame_of_reference_uid": _str(ds.get("FrameOfReferenceUID")),
         "sop_class_name": UID(str(ds.SOPClassUID)).name,
-        "TransferSyntaxUID": _str(meta.get("TransferSyntaxUID")),
         "date_offset_applied": date_offset_days is not None and date_offset_days != 0,
     }
-    for column in CATALOG_FIELDS:
-        if column.name not in fields and column.name != "header_json":
-            fields[column.name] = _READERS[column.dataType.simpleString()](ds.get(column.name))
+    for keyword, read, in_meta in _KEYWORD_COLUMNS:
+        fields[keyword] = read((meta if in_meta else ds).get(keyword))
     return fields
 
 

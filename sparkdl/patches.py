@@ -63,7 +63,7 @@ class PatchOptions:
 
     def __post_init__(self) -> None:
         # Ranges only: config.from_mapping checks the types. Written so NaN fails too.
-        checks = [
+        config.check_ranges(self, [
             ("size", self.size >= 1, "an integer >= 1"),
             ("spacing_mm", 0 < self.spacing_mm < math.inf, "a number > 0"),
             ("negative_ratio", self.negative_ratio >= 0, "an integer >= 0"),
@@ -71,11 +71,7 @@ class PatchOptions:
              "a number >= 0"),
             ("pad_hu", geometry.INT16_MIN <= self.pad_hu <= geometry.INT16_MAX,
              "an integer in the int16 range"),
-        ]
-        for key, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"PatchOptions.{key} must be {expected}. "
-                                  f"Received: {key}={getattr(self, key)!r}.")
+        ])
         _check_fractions(self.fractions)
 
     @property

@@ -285,8 +285,8 @@ def test_many_small_files_are_packed_into_balanced_partitions() -> None:
 
 # --- 4. multi-GB archives streamed member by member with bounded memory ----------------------
 
-#: Not DICOM: one random MiB repeated. (Zero-filled junk is as valid a test but costs ~0.35 s
-#: of CPU per MB in parse's raw-dataset fallback; see the report of this test module.)
+#: Not DICOM: one random MiB repeated (its first bytes are no group 0002/0008 tag, so parse
+#: rejects each member without trying the raw-dataset fallback).
 _JUNK = np.random.default_rng(7).bytes(MB)
 
 
