@@ -147,10 +147,7 @@ def make_dataset(
                                    max_buffers=prefetch_batches + 4)
         reader = open_reader(url, **reader_options)
         try:
-            for patches, labels in reader:
-                for x, y in assembler.add(patches, labels):
-                    yield tf.experimental.dlpack.from_dlpack(x.__dlpack__()), y
-            for x, y in assembler.drain():
+            for x, y in assembler.assemble(reader):
                 yield tf.experimental.dlpack.from_dlpack(x.__dlpack__()), y
         finally:
             reader.stop()
@@ -173,15 +170,6 @@ def make_dataset(
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.prefetch(prefetch_batches).with_options(options)
-
-
-def window_hu(hu: tf.Tensor, center: float, width: float) -> tf.Tensor:
-    """HU ``[B, D, H, W]`` → float32 ``[B, D, H, W, 1]``: the window onto ``[0, 1]``, clipped."""
-    import tensorflow as tf
-
-    low = center - width / 2.0
-    x = (tf.cast(hu, tf.float32) - low) * (1.0 / width)
-    return tf.clip_by_value(x, 0.0, 1.0)[..., tf.newaxis]
 
 
 def augment_batch(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

@@ -22,7 +22,7 @@ import logging
 import math
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -251,9 +251,10 @@ class HuWindow:
     ``(clip(hu, floor(low), ceil(high)) - floor(low) + (floor(low) - low)) × (1 / width)``:
     the clip and the subtraction are exact integer operations on the stored dtype, then one
     cast and one multiply in float32 (plus an add, and a float clip only when the window's
-    ends are not integers). Same values as :func:`sparkdl.dataset.window_hu` up to float32
-    rounding. One row (128 KiB of float32 for 32³) at a time keeps the temporaries in cache;
-    on the whole batch each pass would go to memory.
+    ends are not integers). Training (:func:`sparkdl.dataset.make_dataset`) and prediction
+    (:mod:`sparkdl.prediction`) both window through this class, so they see the same values.
+    One row (128 KiB of float32 for 32³) at a time keeps the temporaries in cache; on the
+    whole batch each pass would go to memory.
     """
 
     def __init__(self, center: float, width: float, row_shape: Sequence[int],
@@ -363,6 +364,13 @@ class BatchAssembler:
             self._rows += len(labels)
         if self._rows >= self.block_rows:
             yield from self._emit(final=False)
+
+    def assemble(self, chunks: Iterable[tuple[np.ndarray, np.ndarray]]
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every batch of ``chunks`` (``(patches, labels)`` pairs), the rest drained at the end."""
+        for patches, labels in chunks:
+            yield from self.add(patches, labels)
+        yield from self.drain()
 
     def drain(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield what is left, the last batch possibly smaller."""

@@ -49,17 +49,19 @@ def score_batches(
     import pandas as pd
     import pyarrow as pa
 
-    from .dataset import window_hu
-    from .patch_reader import decode_ndarray_cells
+    from .patch_reader import HuWindow, decode_ndarray_cells
 
     model = _cached_model(model_dir)
+    window_row = HuWindow(float(window[0]), float(window[1]), patch_shape, np.dtype(np.int16))
     for frame in frames:
         if frame.empty:
             continue
         hu = decode_ndarray_cells(pa.array(frame["patch"], type=pa.binary()), patch_shape, np.dtype(np.int16))
         centers = decode_ndarray_cells(pa.array(frame["center"], type=pa.binary()), (3,),
                                        np.dtype(np.float64))
-        x = window_hu(hu, float(window[0]), float(window[1]))
+        x = np.empty((len(hu), *patch_shape, 1), dtype=np.float32)
+        for row, out in zip(hu, x[..., 0]):
+            window_row(row, out)  # the training reader's windowing, value for value
         probability = model(x, training=False).numpy().reshape(-1).astype(np.float32)
         yield pd.DataFrame({
             "patch_id": frame["patch_id"].values,

@@ -265,6 +265,7 @@ def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Pa
 def test_predict_scores_every_patch(spark: Any, trained: dict[str, Any], tmp_path: Path) -> None:
     from sklearn.metrics import roc_auc_score
 
+    from sparkdl.evaluation import evaluate
     from sparkdl.prediction import predict
 
     output = str(tmp_path / "predictions")
@@ -277,7 +278,11 @@ def test_predict_scores_every_patch(spark: Any, trained: dict[str, Any], tmp_pat
     assert list(row["center"]) == [42.0, -42.0, 21.0] and row["patient_id"] == "pat005"
     assert frame["probability"].between(0, 1).all()
     test = frame[frame["split"] == "test"]
-    assert roc_auc_score(test["label"], test["probability"]) > 0.85
+    auc = roc_auc_score(test["label"], test["probability"])
+    assert auc > 0.85
+    # Spark batch inference and evaluate's reader window the patches the same way.
+    evaluated = evaluate(str(trained["model_dir"]), str(trained["data_dir"]), str(tmp_path / "r"))
+    assert auc == pytest.approx(evaluated["auc"], abs=1e-9)
 
 
 # -- fault tolerance ----------------------------------------------------------------------
