@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
+from .config import check_ranges
+
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -38,13 +40,9 @@ class Limits:
     max_file_bytes: int = 4 * 1024**3
 
     def __post_init__(self) -> None:
-        for name in ("max_pixels", "max_member_bytes", "max_archive_total_bytes", "max_file_bytes"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"limits.{name} must be > 0. Received: {getattr(self, name)}")
-        if self.max_compression_ratio <= 1:
-            raise ValueError(
-                f"limits.max_compression_ratio must be > 1. Received: {self.max_compression_ratio}"
-            )
+        sizes = ("max_pixels", "max_member_bytes", "max_archive_total_bytes", "max_file_bytes")
+        check_ranges(self, [(name, getattr(self, name) > 0, "an integer > 0") for name in sizes]
+                     + [("max_compression_ratio", self.max_compression_ratio > 1, "a number > 1")])
 
 
 @dataclass(frozen=True)

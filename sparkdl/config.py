@@ -44,9 +44,7 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str)
     values = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in mapping.items()}
     try:
         return cls(**values)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
+    except (ConfigError, TypeError, ValueError) as err:  # a range check of __post_init__
         raise ConfigError(f"{where}: {err}") from err
 
 
