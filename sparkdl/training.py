@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import from_mapping, read_yaml
+from .config import check_ranges, from_mapping, read_yaml
 from .errors import ConfigError, InputError, TrainingError
 from .storage import join, to_url
 
@@ -59,6 +59,10 @@ class TrainConfig:
     num_stages: int = 3
     dropout: float = 0.3
     epochs: int = 20
+    #: Least optimizer steps per epoch. A small train split gives few steps per pass
+    #: (epochs × rows ÷ batch), too few to learn from; its epochs then repeat the split
+    #: (it is read with no end) up to this many steps. 0 or 1: an epoch is one pass.
+    min_steps_per_epoch: int = 8
     #: Global batch, split evenly over the workers.
     batch_size: int = 32
     #: Initial rate of a cosine decay to zero over all epochs.
@@ -74,20 +78,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from .models import MODELS
 
-        checks = [
+        check_ranges(self, [
             ("model", self.model in MODELS, f"one of {sorted(MODELS)}"),
             ("base_filters", self.base_filters >= 1, "an integer >= 1"),
             ("num_stages", 1 <= self.num_stages <= 5, "an integer in [1, 5]"),
             ("dropout", 0.0 <= self.dropout < 1.0, "a number in [0, 1)"),
             ("epochs", self.epochs >= 1, "an integer >= 1"),
+            ("min_steps_per_epoch", self.min_steps_per_epoch >= 0, "an integer >= 0"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("learning_rate", self.learning_rate > 0, "a number > 0"),
             ("window", self.window[1] > 0, "[level, width] with width > 0"),
             ("threshold", 0.0 < self.threshold < 1.0, "a number in (0, 1)"),
-        ]
-        for key, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"TrainConfig.{key} must be {expected}. Received: {key}={getattr(self, key)!r}.")
+        ])
 
     @property
     def label_field(self) -> str:
@@ -187,6 +189,10 @@ def plan_job(
             shard_rows = dataset.shard_row_counts(url, num_workers, split="train",
                                                   label_field=config.label_field)
     num_shards, steps = plan_shards(shard_rows, config.batch_size)
+    if steps < config.min_steps_per_epoch:
+        logger.info("train: %d steps per pass over the train split; an epoch repeats it up to "
+                    "min_steps_per_epoch=%d steps", steps, config.min_steps_per_epoch)
+        steps = config.min_steps_per_epoch
     if num_shards < num_workers:
         logger.warning(
             "the train split's row groups (train rows per shard %s) cannot give %d workers a "

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,8 @@ def test_config_loads_yaml_with_overrides(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, key", [("modle: cnn3d\n", "modle"), ("model: vgg\n", "model"),
                                        ("epochs: 0\n", "epochs"), ("task: fracture\n", "task"),
-                                       ("learning_rate: fast\n", "learning_rate")])
+                                       ("learning_rate: fast\n", "learning_rate"),
+                                       ("min_steps_per_epoch: -1\n", "min_steps_per_epoch")])
 def test_config_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -172,6 +174,9 @@ def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Pa
     config = TrainConfig(**TEST_CONFIG)
     train_rows = 21 * ROWS_PER_PATIENT  # patients with patient % 10 in 0..6
     job = plan_job(str(cohort), str(tmp_path), config, num_workers=2, use_gpu=False, spark=spark)
+    assert (job.num_shards, job.steps_per_epoch) == (2, 8)  # 56 // 8 = 7 steps, raised to 8
+    one_pass = replace(config, min_steps_per_epoch=0)
+    job = plan_job(str(cohort), str(tmp_path), one_pass, num_workers=2, use_gpu=False, spark=spark)
     assert (job.num_shards, job.steps_per_epoch) == (2, 56 // 8)  # shards of 112 and 56 rows
     # Three row groups cannot feed four shards: every worker reads the whole split.
     job = plan_job(str(cohort), str(tmp_path), config, num_workers=4, use_gpu=False, spark=spark)
