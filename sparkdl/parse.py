@@ -19,15 +19,21 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .archives import Limits
 from .catalog import CATALOG_FIELDS
 from .deid import DeidOptions, burned_in_reason, deidentify
 
 logger = logging.getLogger(__name__)
+
+# pydicom checks values against their VR while reading and warns (to `warnings` and its
+# logger) quoting the value: "Invalid value for VR UI: '1.2.840.99.SMITH.19570314'" puts an
+# identifying UID into executor logs. Values are taken as they are (de-identification
+# replaces the identifying ones), so those checks are off in every process that parses DICOM.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 #: Stable reject codes and what they mean (README "Rejected inputs").
 REASONS = {
@@ -58,6 +64,9 @@ REASONS = {
 
 _REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+#: First bytes of a raw dataset: a group 0002 tag (little endian, as file meta always is) or
+#: a group 0008 tag in little or big endian.
+_RAW_DATASET_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x08")
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,7 @@ def _read(data: bytes) -> Dataset | Rejected:
         # Old systems write raw datasets without preamble/DICM; accept only if it really is
         # one. Such a stream starts with a group 0002 or 0008 tag: anything else is not
         # tried (a forced parse of megabytes of junk costs seconds).
-        if data[:2] not in (b"\x02\x00", b"\x08\x00"):
+        if data[:2] not in _RAW_DATASET_STARTS:
             return Rejected("not_dicom", "no DICM prefix and not a raw DICOM dataset")
         try:
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -126,7 +135,23 @@ def _read(data: bytes) -> Dataset | Rejected:
             str(ds.SOPInstanceUID)
         except Exception:  # noqa: BLE001
             return Rejected("not_dicom", "no DICM prefix and not a raw DICOM dataset")
+        _record_transfer_syntax(ds)
     return ds
+
+
+def _record_transfer_syntax(ds: Dataset) -> None:
+    """Give a raw dataset (no file meta) the transfer syntax it was read in.
+
+    Pixel decoding and re-encoding look for (0002,0010); pydicom found the encoding from the
+    first tags (PS3.5 §10: a raw stream is in one of the three uncompressed syntaxes).
+    """
+    if "TransferSyntaxUID" in getattr(ds, "file_meta", ()):
+        return
+    implicit, little = ds.original_encoding
+    syntax = (ImplicitVRLittleEndian if implicit
+              else ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
 
 
 def _check(ds: Dataset, deid: DeidOptions, limits: Limits) -> Rejected | None:

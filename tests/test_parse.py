@@ -1,0 +1,90 @@
+"""One unit through ``process_instance``: raw datasets written without preamble or file meta.
+
+PS3.10 files start with a 128-byte preamble, ``DICM`` and a file meta group; older systems
+and some exports write the bare data set instead, in one of the three uncompressed transfer
+syntaxes. Such a unit must be read, decoded and exported like any other.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+
+from sparkdl.archives import Limits
+from sparkdl.deid import DeidOptions
+from sparkdl.parse import Accepted, Rejected, process_instance
+from tests.conftest import TEST_KEY
+
+ENCODINGS = {  # name: (little endian, implicit VR, the transfer syntax it is)
+    "implicit-little": (True, True, pydicom.uid.ImplicitVRLittleEndian),
+    "explicit-little": (True, False, pydicom.uid.ExplicitVRLittleEndian),
+    "explicit-big": (False, False, pydicom.uid.ExplicitVRBigEndian),
+}
+
+
+def _raw_dataset(little: bool, implicit: bool) -> bytes:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    pixels = ds.pixel_array
+    del ds.file_meta
+    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<" if little else ">")).tobytes()
+    stream = DicomBytesIO()
+    stream.is_little_endian, stream.is_implicit_VR = little, implicit
+    write_dataset(stream, ds)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_raw_dataset_is_read_decoded_and_exported(encoding: str) -> None:
+    little, implicit, syntax = ENCODINGS[encoding]
+    original = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    data = _raw_dataset(little, implicit)
+    assert data[:4] != b"\0\0\0\0" and b"DICM" not in data[:132]
+
+    outcome = process_instance(data, TEST_KEY.encode(), DeidOptions(), Limits(), True)
+
+    assert isinstance(outcome, Accepted), outcome
+    pixels = np.frombuffer(outcome.pixels, dtype=outcome.pixel_dtype)
+    np.testing.assert_array_equal(pixels.reshape(original.pixel_array.shape), original.pixel_array)
+    exported = pydicom.dcmread(io.BytesIO(outcome.dicom_bytes))
+    assert exported.file_meta.TransferSyntaxUID == syntax
+    np.testing.assert_array_equal(exported.pixel_array, original.pixel_array)
+    assert str(exported.PatientName) != str(original.PatientName)
+    assert exported.SOPInstanceUID != original.SOPInstanceUID
+
+
+@pytest.mark.parametrize("start", [b"\x08\x00", b"\x00\x08", b"\x02\x00"])
+def test_junk_with_a_tag_like_start_is_not_dicom(start: bytes) -> None:
+    outcome = process_instance(start + bytes(range(256)) * 8, TEST_KEY.encode(), DeidOptions(),
+                               Limits(), False)
+    assert isinstance(outcome, Rejected) and outcome.reason == "not_dicom", outcome
+
+
+def test_non_conformant_values_are_not_quoted_in_warnings_or_logs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Real exports break VR rules (letters in a UID, dates as dd.mm.yyyy); pydicom's reading
+    # checks would warn quoting the value: an identifying UID in the executor's log.
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    with pydicom.config.disable_value_validation():
+        ds.StudyInstanceUID = "1.2.840.99.SMITH.19570314"
+        ds.PatientBirthDate, ds.PatientAge = "14.03.1957", "67 years"
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcome = process_instance(buffer.getvalue(), TEST_KEY.encode(), DeidOptions(),
+                                   Limits(), True)
+    assert isinstance(outcome, Accepted), outcome
+    said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    assert not [text for text in said if "SMITH" in text or "1957" in text], said
+    exported = pydicom.dcmread(io.BytesIO(outcome.dicom_bytes))
+    assert "SMITH" not in exported.StudyInstanceUID
+    assert "1957" not in str(exported.get("PatientBirthDate", ""))
