@@ -29,12 +29,6 @@ from .deid import DeidOptions, burned_in_reason, deidentify
 
 logger = logging.getLogger(__name__)
 
-# pydicom checks values against their VR while reading and warns (to `warnings` and its
-# logger) quoting the value: "Invalid value for VR UI: '1.2.840.99.SMITH.19570314'" puts an
-# identifying UID into executor logs. Values are taken as they are (de-identification
-# replaces the identifying ones), so those checks are off in every process that parses DICOM.
-pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-
 #: Stable reject codes and what they mean (README "Rejected inputs").
 REASONS = {
     "empty_file": "zero bytes",
@@ -87,9 +81,21 @@ class Accepted:
 
 def process_instance(data: bytes, key: bytes, deid: DeidOptions, limits: Limits,
                      export_dicom: bool) -> Accepted | Rejected:
-    """Parse, check, de-identify and describe one DICOM unit."""
+    """Parse, check, de-identify and describe one DICOM unit.
+
+    pydicom's checks of values against their VR are off meanwhile: they warn (to `warnings`
+    and its logger) quoting the value, and "Invalid value for VR UI:
+    '1.2.840.99.SMITH.19570314'" would put an identifying UID into the executor's log.
+    Values are taken as they are; de-identification replaces the identifying ones.
+    """
     if not data:
         return Rejected("empty_file", "0 bytes")
+    with pydicom.config.disable_value_validation():
+        return _process(data, key, deid, limits, export_dicom)
+
+
+def _process(data: bytes, key: bytes, deid: DeidOptions, limits: Limits,
+             export_dicom: bool) -> Accepted | Rejected:
     try:
         ds = _read(data)
         if isinstance(ds, Rejected):

@@ -78,11 +78,15 @@ def test_non_conformant_values_are_not_quoted_in_warnings_or_logs(
         buffer = io.BytesIO()
         ds.save_as(buffer)
     caplog.set_level(logging.DEBUG)
+    modes = (pydicom.config.settings.reading_validation_mode,
+             pydicom.config.settings.writing_validation_mode)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         outcome = process_instance(buffer.getvalue(), TEST_KEY.encode(), DeidOptions(),
                                    Limits(), True)
     assert isinstance(outcome, Accepted), outcome
+    assert (pydicom.config.settings.reading_validation_mode,  # the caller's settings are back
+            pydicom.config.settings.writing_validation_mode) == modes
     said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
     assert not [text for text in said if "SMITH" in text or "1957" in text], said
     exported = pydicom.dcmread(io.BytesIO(outcome.dicom_bytes))
