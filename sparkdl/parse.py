@@ -8,6 +8,7 @@ they are never logged.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -21,6 +22,7 @@ import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .archives import Limits
@@ -39,8 +41,8 @@ REASONS = {
     "missing_pixel_data": "an Image Storage SOP class without (7FE0,0010) Pixel Data",
     "declared_size_too_large": "Rows x Columns x NumberOfFrames x SamplesPerPixel over limits.max_pixels",
     "truncated_pixel_data": "fewer Pixel Data bytes than the header declares",
-    "unsupported_transfer_syntax": "no permissively licensed decoder for the transfer syntax",
-    "pixel_decode_error": "the pixel data could not be decoded",
+    "unsupported_transfer_syntax": "no installed decoder reads the transfer syntax (e.g. video)",
+    "pixel_decode_error": "the pixel data could not be decoded (e.g. a corrupt compressed stream)",
     "burned_in_annotation": "BurnedInAnnotation is YES",
     "secondary_capture": "secondary capture: may carry burned-in text",
     "screen_save": "screen save: may carry burned-in text",
@@ -206,17 +208,24 @@ def _is_volume_candidate(ds: Dataset) -> bool:
 
 def _decode_pixels(ds: Dataset) -> np.ndarray | Rejected:
     syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+    if not _has_decoder(syntax):
+        return Rejected("unsupported_transfer_syntax", f"{syntax.name} ({syntax}): no decoder installed")
     try:
         pixels = ds.pixel_array
-    except (NotImplementedError, RuntimeError) as err:
-        if syntax.is_compressed:
-            return Rejected("unsupported_transfer_syntax", f"{syntax.name} ({syntax}): {str(err)[:120]}")
-        return Rejected("pixel_decode_error", f"{syntax.name}: {_describe_error(err)}")
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:  # noqa: BLE001 - a corrupt stream of a syntax we can decode
         return Rejected("pixel_decode_error", f"{syntax.name}: {_describe_error(err)}")
     if pixels.ndim != 2:
         return Rejected("pixel_decode_error", f"expected one 2-D frame, got shape {pixels.shape}")
     return np.ascontiguousarray(pixels)
+
+
+@functools.cache
+def _has_decoder(syntax: UID) -> bool:
+    """Whether an installed pydicom decoder plugin reads ``syntax`` (uncompressed: native)."""
+    try:
+        return bool(get_decoder(syntax).is_available)
+    except NotImplementedError:  # no decoder exists for it (video, private, unknown UIDs)
+        return False
 
 
 def _values(value: Any) -> list[Any]:

@@ -54,11 +54,14 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
     ds.Rows, ds.Columns, ds.NumberOfFrames = 65535, 65535, 1000
     ds.SOPInstanceUID = "1.2.3.4.5.6.7.2"
     buffer = io.BytesIO(); ds.save_as(buffer); put("huge.dcm", buffer.getvalue(), "declared_size_too_large")
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGLSLossless
-    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8" + b"\0" * 64])
-    ds.SOPInstanceUID = "1.2.3.4.5.6.7.3"
-    buffer = io.BytesIO(); ds.save_as(buffer); put("jpegls.dcm", buffer.getvalue(), "unsupported_transfer_syntax")
+    for number, (syntax, reason) in enumerate([
+            (pydicom.uid.JPEGLSLossless, "pixel_decode_error"),  # decodable, but a corrupt stream
+            (pydicom.uid.MPEG4HP41, "unsupported_transfer_syntax")], start=3):  # no decoder
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8" + b"\0" * 64])
+        ds.SOPInstanceUID = f"1.2.3.4.5.6.7.{number}"
+        buffer = io.BytesIO(); ds.save_as(buffer); put(f"{syntax.keyword}.dcm", buffer.getvalue(), reason)
     put("DICOMDIR", Path(get_testdata_file("DICOMDIR")).read_bytes(), "dicomdir")
     put("broken.zip", b"PK\x03\x04" + b"\x00" * 100, "corrupt_archive")
     buffer = io.BytesIO()

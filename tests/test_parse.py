@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -92,3 +93,42 @@ def test_non_conformant_values_are_not_quoted_in_warnings_or_logs(
     exported = pydicom.dcmread(io.BytesIO(outcome.dicom_bytes))
     assert "SMITH" not in exported.StudyInstanceUID
     assert "1957" not in str(exported.get("PatientBirthDate", ""))
+
+
+#: Compressed syntaxes a PACS export of CT commonly uses, and the pydicom keyword of each.
+COMPRESSED = ["JPEGLosslessSV1", "JPEGLossless", "JPEGLSLossless", "JPEG2000Lossless", "RLELossless"]
+
+
+def _compress(source: str, keyword: str, target: Path) -> bytes:
+    """``source`` re-encoded in the transfer syntax ``keyword``, by GDCM (another toolkit than
+    the one that decodes it here, as with files from other vendors)."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(source)
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.GetTSType(
+        str(getattr(pydicom.uid, keyword)))))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(target))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+    return target.read_bytes()
+
+
+@pytest.mark.parametrize("keyword", COMPRESSED)
+def test_compressed_ct_is_decoded(keyword: str, tmp_path: Path) -> None:
+    source = get_testdata_file("CT_small.dcm")
+    data = _compress(source, keyword, tmp_path / "compressed.dcm")
+    assert pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID == getattr(pydicom.uid, keyword)
+
+    outcome = process_instance(data, TEST_KEY.encode(), DeidOptions(), Limits(), False)
+
+    assert isinstance(outcome, Accepted), outcome
+    original = pydicom.dcmread(source).pixel_array
+    pixels = np.frombuffer(outcome.pixels, dtype=outcome.pixel_dtype).reshape(original.shape)
+    np.testing.assert_array_equal(pixels, original)
