@@ -72,6 +72,30 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> 
     }
 
 
+def auc_interval(y_true: np.ndarray, scores: np.ndarray, *, rounds: int = 1000,
+                 seed: int = 0) -> tuple[float, float] | None:
+    """95 % stratified-bootstrap interval of the AUC (None without both classes).
+
+    Positives and negatives are resampled separately, so every round keeps both classes and
+    the class balance of the split. A test split of a few patients gives a wide interval:
+    the point AUC alone would look more certain than it is.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y_true = np.asarray(y_true).astype(int).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positives, negatives = scores[y_true == 1], scores[y_true == 0]
+    if not len(positives) or not len(negatives):
+        return None
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+    aucs = [roc_auc_score(labels, np.r_[rng.choice(positives, len(positives)),
+                                        rng.choice(negatives, len(negatives))])
+            for _ in range(rounds)]
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def _predict_split(model: Any, url: str, split: str, label_field: str,
                    window: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     from .dataset import make_dataset
@@ -113,7 +137,9 @@ def summary_text(metrics: dict[str, Any]) -> str:
     lines = [
         f"task: {metrics['task']} ({metrics['model']}), split: {metrics['split']}",
         f"patches: {metrics['n']} ({metrics['positives']} positive)",
-        f"AUC: {fmt(metrics['auc'])}",
+        f"AUC: {fmt(metrics['auc'])}" + (
+            f" (95 % bootstrap interval {metrics['auc_ci95'][0]:.3f}-{metrics['auc_ci95'][1]:.3f})"
+            if metrics.get("auc_ci95") else ""),
         f"at threshold {metrics['threshold']:.2f}: sensitivity {fmt(metrics['sensitivity'])}, "
         f"specificity {fmt(metrics['specificity'])}, precision {fmt(metrics['precision'])}",
         f"confusion matrix: TP {cm['tp']}  FN {cm['fn']}  FP {cm['fp']}  TN {cm['tn']}",
@@ -127,7 +153,8 @@ def summary_text(metrics: dict[str, Any]) -> str:
 def evaluate(model_dir: str, data_dir: str, report_dir: str, *, split: str = "test") -> dict[str, Any]:
     """Score ``data_dir/patches`` (``split``) with the model in ``model_dir``; write the report.
 
-    Returns the metrics written to ``report_dir/metrics.json``: ``auc``, ``n``, ``positives``,
+    Returns the metrics written to ``report_dir/metrics.json``: ``auc``, ``auc_ci95`` (its 95 %
+    stratified-bootstrap interval, None with one class), ``n``, ``positives``,
     ``threshold``, ``sensitivity``, ``specificity``, ``precision``, ``confusion_matrix``,
     plus ``malignancy_auc``/``malignancy_n`` for a malignancy model (rows with malignancy -1
     are not scored). ``report_dir`` must be a local folder.
@@ -144,7 +171,8 @@ def evaluate(model_dir: str, data_dir: str, report_dir: str, *, split: str = "te
         raise InputError(f"The {split} split of {url} holds no rows with a known {label_field}. "
                          "Expected some: check the split fractions of the ingest config.")
     metrics = {"task": config["task"], "model": config["model"], "split": split,
-               "data_url": url, **binary_metrics(y_true, scores, config["threshold"])}
+               "data_url": url, **binary_metrics(y_true, scores, config["threshold"]),
+               "auc_ci95": auc_interval(y_true, scores)}
     if label_field == "malignancy":
         metrics["malignancy_auc"], metrics["malignancy_n"] = metrics["auc"], metrics["n"]
     out = Path(local_path(report_dir))

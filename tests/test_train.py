@@ -192,6 +192,26 @@ def test_binary_metrics_confusion_matrix() -> None:
     assert metrics["auc"] == pytest.approx(5 / 6)
 
 
+def test_auc_interval_is_wide_on_few_patients_and_narrows_with_more() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from sparkdl.evaluation import auc_interval
+
+    rng = np.random.default_rng(0)
+
+    def split(n_pos: int, n_neg: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.r_[np.ones(n_pos), np.zeros(n_neg)]
+        return y, rng.normal(y * 1.5, 1.0)  # a separation of AUC ~0.86
+
+    small, large = split(5, 20), split(200, 800)
+    (low_s, high_s), (low_l, high_l) = auc_interval(*small), auc_interval(*large)
+    assert low_s <= roc_auc_score(*small) <= high_s and low_l <= roc_auc_score(*large) <= high_l
+    assert high_s - low_s > 2 * (high_l - low_l)
+    assert low_l < 0.86 < high_l
+    assert auc_interval(np.array([1, 1, 0, 0]), np.array([0.9, 0.8, 0.2, 0.1])) == (1.0, 1.0)
+    assert auc_interval(np.zeros(4), np.arange(4.0)) is None  # one class: no AUC
+
+
 def test_model_zoo_factories() -> None:
     from sparkdl.models import build_model
 
@@ -259,6 +279,8 @@ def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Pa
     metrics = evaluate(str(trained["model_dir"]), str(trained["data_dir"]), str(report))
     assert metrics["n"] == 6 * ROWS_PER_PATIENT  # patients 8, 9, 18, 19, 28, 29
     assert metrics["auc"] > 0.85, metrics
+    low, high = metrics["auc_ci95"]
+    assert low <= metrics["auc"] <= high <= 1.0
     cm = metrics["confusion_matrix"]
     assert cm["tp"] + cm["fn"] == metrics["positives"] and sum(cm.values()) == metrics["n"]
     assert json.loads((report / "metrics.json").read_text())["auc"] == metrics["auc"]
