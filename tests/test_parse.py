@@ -1,8 +1,10 @@
-"""One unit through ``process_instance``: raw datasets written without preamble or file meta.
+"""One unit through ``process_instance``: DICOM as other software writes it.
 
-PS3.10 files start with a 128-byte preamble, ``DICM`` and a file meta group; older systems
-and some exports write the bare data set instead, in one of the three uncompressed transfer
-syntaxes. Such a unit must be read, decoded and exported like any other.
+- Raw data sets: PS3.10 files start with a 128-byte preamble, ``DICM`` and a file meta group;
+  older systems and some exports write the bare data set instead, in one of the three
+  uncompressed transfer syntaxes. Such a unit must be read, decoded and exported like any other.
+- Values that break their VR's rules must not be quoted into warnings or logs (PHI).
+- Compressed CT in the syntaxes PACS exports use, written by another toolkit (GDCM).
 """
 
 from __future__ import annotations
