@@ -26,6 +26,10 @@ from .training import LABEL_FIELDS, MODEL_FILE
 
 logger = logging.getLogger(__name__)
 
+#: Fewer rows of either class than this in the evaluated split: the summary says the AUC is
+#: not to be trusted (a split of 1-2 patients happens with 30 patients and 15 % test).
+FEW_ROWS = 10
+
 
 def load_training_config(model_dir: str) -> dict[str, Any]:
     """``M/config.json`` as written by the chief; InputError when the folder holds no model."""
@@ -78,7 +82,9 @@ def auc_interval(y_true: np.ndarray, scores: np.ndarray, *, rounds: int = 1000,
 
     Positives and negatives are resampled separately, so every round keeps both classes and
     the class balance of the split. A test split of a few patients gives a wide interval:
-    the point AUC alone would look more certain than it is.
+    the point AUC alone would look more certain than it is. At perfect separation every
+    resample separates too and the interval collapses to (1, 1), as DeLong's would; the
+    summary then warns when either class has few rows (:data:`FEW_ROWS`).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -144,6 +150,10 @@ def summary_text(metrics: dict[str, Any]) -> str:
         f"specificity {fmt(metrics['specificity'])}, precision {fmt(metrics['precision'])}",
         f"confusion matrix: TP {cm['tp']}  FN {cm['fn']}  FP {cm['fp']}  TN {cm['tn']}",
     ]
+    negatives = metrics["n"] - metrics["positives"]
+    if min(metrics["positives"], negatives) < FEW_ROWS:
+        lines.append(f"caution: {metrics['positives']} positive and {negatives} negative patches "
+                     "are too few for a stable AUC; evaluate on more patients")
     if "malignancy_auc" in metrics:
         lines.append(f"malignancy AUC: {fmt(metrics['malignancy_auc'])} "
                      f"({metrics['malignancy_n']} patches with a known malignancy)")

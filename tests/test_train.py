@@ -212,6 +212,20 @@ def test_auc_interval_is_wide_on_few_patients_and_narrows_with_more() -> None:
     assert auc_interval(np.zeros(4), np.arange(4.0)) is None  # one class: no AUC
 
 
+def test_summary_warns_on_a_small_split() -> None:
+    from sparkdl.evaluation import auc_interval, binary_metrics, summary_text
+
+    def summary(y: np.ndarray, s: np.ndarray) -> str:
+        return summary_text({"task": "nodule", "model": "cnn3d", "split": "test",
+                             **binary_metrics(y, s, 0.5), "auc_ci95": auc_interval(y, s)})
+
+    tiny = summary(np.array([1, 0, 0, 0, 0]), np.array([0.9, 0.1, 0.2, 0.3, 0.4]))
+    assert "AUC: 1.000 (95 % bootstrap interval 1.000-1.000)" in tiny
+    assert "caution: 1 positive and 4 negative patches" in tiny
+    y = np.r_[np.ones(20), np.zeros(60)]
+    assert "caution" not in summary(y, np.random.default_rng(0).normal(y, 1.0))
+
+
 def test_model_zoo_factories() -> None:
     from sparkdl.models import build_model
 
