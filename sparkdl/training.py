@@ -133,14 +133,16 @@ def class_weights(counts: dict[int, int]) -> dict[int, float]:
     return {c: total / (2.0 * counts[c]) for c in (0, 1)}
 
 
-def plan_shards(shard_rows: Sequence[int], batch_size: int) -> tuple[int, int]:
+def plan_shards(shard_rows: Sequence[int], batch_size: int,
+                min_steps: int = 1) -> tuple[int, int]:
     """``(num_shards, steps_per_epoch)`` for a train split whose shards hold ``shard_rows``.
 
     ``batch_size`` is the global batch, split evenly over the ``len(shard_rows)`` shards
     (one per worker). Balanced shards: every worker reads its own, and an epoch is the
     steps the smallest shard gives. When the smallest holds less than ``MIN_SHARD_BALANCE``
     of an even share, one shard: each worker reads the whole split (its own shuffle seed)
-    and an epoch is the split's rows over the global batch. At least one step either way.
+    and an epoch is the split's rows over the global batch. At least ``min_steps`` (and one)
+    either way: shards are read with no end, so a short one repeats within the epoch.
     """
     if not shard_rows or batch_size < len(shard_rows):
         raise ConfigError(f"plan_shards needs one row count per shard and batch_size >= the "
@@ -148,8 +150,13 @@ def plan_shards(shard_rows: Sequence[int], batch_size: int) -> tuple[int, int]:
                           f"shard_rows={list(shard_rows)}")
     num_shards, total = len(shard_rows), sum(shard_rows)
     if num_shards > 1 and min(shard_rows) >= MIN_SHARD_BALANCE * total / num_shards:
-        return num_shards, max(1, min(shard_rows) // (batch_size // num_shards))
-    return 1, max(1, total // batch_size)
+        steps = min(shard_rows) // (batch_size // num_shards)
+    else:
+        num_shards, steps = 1, total // batch_size
+    if steps < min_steps:
+        logger.info("train: %d steps per pass over the train split; an epoch repeats it up to "
+                    "%d steps", steps, min_steps)
+    return num_shards, max(1, min_steps, steps)
 
 
 def _label_counts(spark: Any, url: str, label_field: str) -> dict[str, dict[int, int]]:
@@ -188,11 +195,7 @@ def plan_job(
         with contextlib.suppress(InputError):  # fewer row groups than workers: one shard
             shard_rows = dataset.shard_row_counts(url, num_workers, split="train",
                                                   label_field=config.label_field)
-    num_shards, steps = plan_shards(shard_rows, config.batch_size)
-    if steps < config.min_steps_per_epoch:
-        logger.info("train: %d steps per pass over the train split; an epoch repeats it up to "
-                    "min_steps_per_epoch=%d steps", steps, config.min_steps_per_epoch)
-        steps = config.min_steps_per_epoch
+    num_shards, steps = plan_shards(shard_rows, config.batch_size, config.min_steps_per_epoch)
     if num_shards < num_workers:
         logger.warning(
             "the train split's row groups (train rows per shard %s) cannot give %d workers a "

@@ -162,6 +162,8 @@ def test_plan_shards_balanced_or_whole_split() -> None:
     assert plan_shards([257, 5], 32) == (1, 8)
     assert plan_shards([0, 40], 32) == (1, 1)
     assert plan_shards([70], 32) == (1, 2)
+    assert plan_shards([103, 117], 32, min_steps=8) == (2, 8)  # a short pass repeats
+    assert plan_shards([257, 5], 32, min_steps=8) == (1, 8)  # already 8 steps
     with pytest.raises(ConfigError, match="plan_shards"):
         plan_shards([], 32)
     with pytest.raises(ConfigError, match="plan_shards"):
