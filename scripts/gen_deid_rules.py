@@ -2,7 +2,8 @@
 """Generate ``sparkdl/deid/rules.json`` from DICOM PS3.15 Table E.1-1.
 
 The input is the table as compiled into JSON by innolitics/dicom-standard
-(``standard/confidentiality_profile_attributes.json``), kept in ``../shared/reference/``.
+(``standard/confidentiality_profile_attributes.json``), kept in ``reference/`` (its README
+names the source).
 The output is the project's own copy: one rule per row, sorted by tag, with the keyword
 from pydicom's data dictionary, the Basic Profile action and the action under each option,
 keyed by the option names of :class:`sparkdl.deid.options.DeidOptions` (the YAML keys
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "ps3.15-table-e.1-1.json"
+DEFAULT_REFERENCE = ROOT / "reference" / "ps3.15-table-e.1-1.json"
 DEFAULT_OUTPUT = ROOT / "sparkdl" / "deid" / "rules.json"
 
 SOURCE = {
