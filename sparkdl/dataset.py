@@ -2,9 +2,9 @@
 
 Petastorm's own TF path (``make_petastorm_dataset``) runs a Python generator per row; here
 one Python call hands over a whole batch (:mod:`sparkdl.patch_reader` decodes row groups
-vectorised inside Petastorm's reader threads, then windows rows in NumPy straight into the
-batch, which TF receives without a copy); augmentation is tf ops on the batch.
-``scripts/bench_reader.py`` compares both with the raw pyarrow limit.
+vectorised in :class:`~sparkdl.reader.RowGroupReader`'s threads, then windows rows in NumPy
+straight into the batch, which TF receives without a copy); augmentation is tf ops on the
+batch. ``scripts/bench_reader.py`` compares it with the raw pyarrow limit.
 
 Equal work per shard: Petastorm gives row group ``i`` to shard ``i % num_shards``, so shards
 hold different numbers of rows. :func:`shard_row_counts` computes them from the Parquet
@@ -22,17 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compat import legacy_pyarrow_warnings_filtered
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .dataset_metadata import RowGroup, read_schema, row_groups, shard
 from .errors import ConfigError, InputError
 from .patch_reader import (
     LABEL_FIELDS,
     SPLITS,
     BatchAssembler,
     HuWindow,
-    open_reader,
+    patch_chunk_reader,
     row_mask,
     selection_columns,
 )
+from .reader import RowGroupReader
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -68,18 +72,16 @@ def make_dataset(
     """Batches ``(x, y)`` of one shard of a ``patches/`` dataset.
 
     Args:
-        url: the dataset (``file://``, ``hdfs://``, ``s3://`` ... as Petastorm accepts).
+        url: the dataset (a local path, ``file://``, ``hdfs://``, ``s3://`` ...).
         batch_size: rows per batch; the last batch of a finite read may be smaller.
         shard_index, num_shards: this reader's shard; row group ``i`` belongs to shard
-            ``i % num_shards`` (Petastorm's sharding). See :func:`steps_per_epoch`.
+            ``i % num_shards`` (Petastorm's rule). See :func:`steps_per_epoch`.
         num_epochs: passes over the shard; ``None`` repeats forever (for training with a
             fixed ``steps_per_epoch``).
-        shuffle: shuffle the row-group order (Petastorm, every epoch) and the rows within
-            blocks of at least ``shuffle_buffer_rows`` rows (whole row groups).
-        seed: same seed, same order and augmentation; ``None`` draws one. The order is
-            reproducible with ``workers_count=1`` (the default): with more reader threads
-            Petastorm hands row groups back as they finish (faster on remote storage, but
-            the order then depends on timing).
+        shuffle: shuffle the row-group order (every epoch) and the rows within blocks of
+            at least ``shuffle_buffer_rows`` rows (whole row groups).
+        seed: same seed, same order and augmentation, with any ``workers_count`` (row
+            groups are handed back in the order they were handed out); ``None`` draws one.
         split: ``"train"``, ``"val"``, ``"test"`` or ``None`` for every row.
         label_field: ``"label"`` (nodule or not) or ``"malignancy"`` (rows with -1, unknown,
             are skipped).
@@ -98,22 +100,20 @@ def make_dataset(
     Memory, with ``P`` the bytes of one int16 patch (64 KiB for 32³) and ``G`` the rows of
     a row group (the dataset's; ``parquet-tools`` or the Parquet footer tells)::
 
-        reader   ≈ (workers_count × max(5, results_queue_size // workers_count)
-                    + 2 × workers_count) × G × P      (queued + being read and decoded;
-                                                       5 per worker is Petastorm's floor)
+        reader   ≈ (results_queue_size + 1) × G × P   (read ahead + being handed over)
         shuffle  ≤ (max(shuffle_buffer_rows, batch_size) + G + batch_size) × P
                                                       (whole row groups, held as read)
         tf.data  ≈ (prefetch_batches + 4) × batch_size × 2 × P   (float32 batch buffers,
                                                       reused; augmentation adds its own)
 
     For example 32³ patches, row groups of 256 rows, the defaults and ``batch_size=32``:
-    (10 + 2) × 16 MiB + 82 MiB + 6 × 4 MiB ≈ 300 MiB. Smaller row groups or fewer
+    11 × 16 MiB + 82 MiB + 6 × 4 MiB ≈ 280 MiB. Smaller row groups or fewer
     queued row groups lower the first term, which dominates.
 
     Speed: windowing is done in NumPy one row at a time (in cache), straight from the
     decoded row group into a reused batch buffer that TF receives through DLPack, so a row
     is decompressed by pyarrow, windowed once and never copied otherwise.
-    ``scripts/bench_reader.py`` measures it against Petastorm's TF path and raw pyarrow.
+    ``scripts/bench_reader.py`` measures it against raw pyarrow.
     """
     import tensorflow as tf
 
@@ -126,16 +126,14 @@ def make_dataset(
         raise ConfigError(f"augment=True rotates the axial plane and needs square patches. "
                           f"Received: patch shape {shape}. Use augment=False.")
     seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
-    reader_options = dict(split=split, label_field=label_field, shard_index=shard_index,
-                          num_shards=num_shards, num_epochs=num_epochs, shuffle=shuffle,
-                          seed=seed, workers_count=workers_count,
-                          results_queue_size=results_queue_size)
+    fs, groups = shard_groups(url, shard_index, num_shards)
+    read_chunk = patch_chunk_reader(split, label_field, shape, dtype)
     rng_seed = [seed, shard_index]
     window_args = (float(window[0]), float(window[1]), shape, dtype)
     HuWindow(*window_args)  # checks the dtype now rather than in a tf.data thread
 
     def batches() -> Any:
-        # Runs in a tf.data thread; Petastorm's reader thread reads the next row groups
+        # Runs in a tf.data thread; the reader's threads read the next row groups
         # meanwhile (pyarrow releases the GIL). x reaches TF through DLPack, without a copy:
         # from_generator would copy each NumPy batch into a newly allocated tensor (on this
         # VM ~40 µs per 32³ row, mostly page faults). The buffer is 64-byte aligned (TF
@@ -145,13 +143,11 @@ def make_dataset(
         assembler = BatchAssembler(batch_size, shuffle_buffer_rows, rng,
                                    HuWindow(*window_args), shape,
                                    max_buffers=prefetch_batches + 4)
-        reader = open_reader(url, **reader_options)
-        try:
+        with RowGroupReader(fs, groups, read_chunk, num_epochs=num_epochs, shuffle=shuffle,
+                            seed=seed + shard_index, workers_count=workers_count,
+                            results_queue_size=results_queue_size) as reader:
             for x, y in assembler.assemble(reader):
                 yield tf.experimental.dlpack.from_dlpack(x.__dlpack__()), y
-        finally:
-            reader.stop()
-            reader.join()
 
     dataset = tf.data.Dataset.from_generator(
         batches,
@@ -209,24 +205,30 @@ def augment_batch(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 def patch_shape(url: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of the ``patch`` field, from the Unischema stored in the dataset."""
-    from petastorm.etl.dataset_metadata import PetastormMetadataError
-    from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
-
-    try:
-        with legacy_pyarrow_warnings_filtered():
-            schema = get_schema_from_dataset_url(url)
-    except (PetastormMetadataError, OSError) as error:
-        raise InputError(
-            f"No Petastorm dataset at {url}: {error}. Expected the patches/ directory of "
-            "`sparkdl ingest` output (written with materialize_dataset)."
-        ) from error
+    schema = read_schema(url)
     field = schema.fields.get("patch")
     if field is None or None in field.shape or len(field.shape) != 3:
         raise InputError(
             f"{url} has no fixed-shape 3-D `patch` field. Received fields: "
             f"{sorted(schema.fields)}. Expected sparkdl.schemas.patch_schema(size)."
         )
-    return tuple(int(n) for n in field.shape), np.dtype(field.numpy_dtype)
+    return tuple(int(n) for n in field.shape if n is not None), np.dtype(field.numpy_dtype)
+
+
+def shard_groups(url: str, shard_index: int, num_shards: int) -> tuple[pafs.FileSystem, list[RowGroup]]:
+    """The row groups of one shard (row group ``i`` → shard ``i % num_shards``), not empty."""
+    fs, groups = row_groups(url)
+    _check_enough_groups(url, len(groups), num_shards)
+    return fs, shard(groups, shard_index, num_shards)
+
+
+def _check_enough_groups(url: str, num_groups: int, num_shards: int) -> None:
+    if num_groups < num_shards:
+        raise InputError(
+            f"{url} has {num_groups} row groups, fewer than num_shards={num_shards}: some "
+            "shards would be empty. Use fewer shards, or write the dataset with smaller row "
+            "groups."
+        )
 
 
 def shard_row_counts(url: str, num_shards: int, *, split: str | None = None,
@@ -234,37 +236,24 @@ def shard_row_counts(url: str, num_shards: int, *, split: str | None = None,
     """Rows each of ``num_shards`` shards yields per epoch with this ``split``/label selection.
 
     Uses Petastorm's row-group list and assignment (row group ``i`` → shard
-    ``i % num_shards``); reads Parquet footers only, plus the ``split``/label columns when
-    rows are filtered.
+    ``i % num_shards``, :mod:`sparkdl.dataset_metadata`); reads Parquet footers only, plus
+    the ``split``/label columns when rows are filtered.
     """
-    from petastorm.etl.dataset_metadata import load_row_groups
-    from petastorm.fs_utils import get_filesystem_and_path_or_paths
-    from petastorm.reader import normalize_dataset_url_or_urls
-    import pyarrow.parquet as pq
-
     _check_selection(split, label_field)
     if not isinstance(num_shards, int) or num_shards < 1:
         raise ConfigError(f"num_shards must be an integer >= 1. Received: {num_shards!r}.")
-    with legacy_pyarrow_warnings_filtered():
-        filesystem, path = get_filesystem_and_path_or_paths(normalize_dataset_url_or_urls(url))
-        dataset = pq.ParquetDataset(path, filesystem=filesystem, validate_schema=False)
-        pieces = load_row_groups(dataset)
-    if len(pieces) < num_shards:
-        raise InputError(
-            f"{url} has {len(pieces)} row groups, fewer than num_shards={num_shards}: some "
-            "shards would be empty. Use fewer shards, or write the dataset with smaller row "
-            "groups (materialize_dataset row_group_size_mb)."
-        )
+    filesystem, pieces = row_groups(url)
+    _check_enough_groups(url, len(pieces), num_shards)
     filtered = split is not None or label_field == "malignancy"
     columns = selection_columns(split, label_field)
     by_file: dict[str, list[tuple[int, int]]] = {}
     for index, piece in enumerate(pieces):
-        by_file.setdefault(piece.path, []).append((index, piece.row_group))
+        by_file.setdefault(piece.path, []).append((index, piece.index))
     counts = [0] * num_shards
-    for file_path, row_groups in by_file.items():  # each file opened and its footer read once
-        with filesystem.open(file_path, "rb") as stream:
+    for file_path, in_file in by_file.items():  # each file opened and its footer read once
+        with filesystem.open_input_file(file_path) as stream:
             parquet_file = pq.ParquetFile(stream)
-            for index, row_group in row_groups:
+            for index, row_group in in_file:
                 if filtered:
                     table = parquet_file.read_row_group(row_group, columns=columns)
                     rows = int(row_mask(table, split, label_field).sum())

@@ -341,7 +341,6 @@ def _publish(fs: HadoopFS, output: str, journal: Journal,
 def _run_facts(files: list[InputFile], config: IngestConfig, timings: dict[str, float]) -> dict[str, Any]:
     """The manifest fields known before publishing: what ran, with what, how long."""
     import numpy
-    import petastorm
     import pydicom
     import pyspark
 
@@ -350,7 +349,7 @@ def _run_facts(files: list[InputFile], config: IngestConfig, timings: dict[str, 
         "counts": {"files_seen": len(files)},
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "versions": {"pyspark": pyspark.__version__, "pydicom": pydicom.__version__,
-                     "petastorm": petastorm.__version__, "pyarrow": pa.__version__,
+                     "pyarrow": pa.__version__,
                      "numpy": numpy.__version__},
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }

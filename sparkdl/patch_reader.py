@@ -1,13 +1,11 @@
-"""Whole-batch reading of the ``patches/`` dataset: Petastorm's reader, vectorised decoding.
+"""Whole-batch reading of the ``patches/`` dataset: vectorised decoding, windowed batches.
 
-Petastorm's :class:`~petastorm.reader.Reader` does what it is good at: the row-group list of
-the dataset (``load_row_groups``), sharding (``cur_shard``/``shard_count``: row group ``i``
-goes to shard ``i % num_shards``), epochs, seeded row-group order and a bounded thread pool.
-Its workers here are :class:`_PatchWorker`: each reads only the needed columns of one row
-group with pyarrow and decodes the whole ``patch`` column at once. A fixed-shape
-``NdarrayCodec`` cell is ``np.save`` bytes with the same header in every cell, so the
-column's value buffer is a ``[rows, header + payload]`` byte matrix: check the headers are
-equal, then view the payload as the array dtype. No Python runs per row in decoding.
+:class:`sparkdl.reader.RowGroupReader` hands out the row groups of a shard; each is read
+here by :func:`patch_chunk_reader`: only the needed columns, with pyarrow, and the whole
+``patch`` column decoded at once. A fixed-shape ``NdarrayCodec`` cell is ``np.save`` bytes
+with the same header in every cell, so the column's value buffer is a
+``[rows, header + payload]`` byte matrix: check the headers are equal, then view the payload
+as the array dtype. No Python runs per row in decoding.
 
 The row groups then become batches in :class:`BatchAssembler`: shuffled by index within
 blocks of row groups, each row windowed (:class:`HuWindow`) straight from the decoded row
@@ -22,20 +20,24 @@ import logging
 import math
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .compat import legacy_pyarrow_warnings_filtered
+from .dataset_metadata import RowGroup
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
 LABEL_FIELDS = ("label", "malignancy")
 SPLITS = ("train", "val", "test")
+
+#: One decoded row group: patches ``[n, D, H, W]`` (stored dtype) and labels int32 ``[n]``.
+PatchChunk = tuple[npt.NDArray[np.integer], npt.NDArray[np.int32]]
 
 
 def decode_ndarray_cells(
@@ -131,117 +133,34 @@ def selection_columns(split: str | None, label_field: str) -> list[str]:
     return [label_field] + (["split"] if split is not None else [])
 
 
-def read_row_group(filesystem: Any, piece: Any, columns: Sequence[str]) -> pa.Table:
-    """Read ``columns`` of one Petastorm piece (a Parquet file and row-group number)."""
-    with _open(filesystem, piece.path) as stream:
-        return pq.ParquetFile(stream).read_row_group(piece.row_group, columns=list(columns))
+def read_row_group(fs: pafs.FileSystem, group: RowGroup, columns: Sequence[str]) -> pa.Table:
+    """Read ``columns`` of one row group (a native pyarrow file: no Python copy of the bytes)."""
+    with fs.open_input_file(group.path) as handle:
+        return pq.ParquetFile(handle).read_row_group(group.index, columns=list(columns))
 
 
-def _open(filesystem: Any, path: str) -> Any:
-    """A pyarrow file for local paths, else the filesystem's own.
+def patch_chunk_reader(split: str | None, label_field: str, shape: Sequence[int], dtype: np.dtype
+                       ) -> Callable[[pafs.FileSystem, RowGroup], PatchChunk | None]:
+    """Reads one row group into ``(patches int16 [n, D, H, W], labels int32 [n])``.
 
-    Petastorm's local filesystem opens Python file objects, through which pyarrow reads
-    every column chunk into a new ``bytes`` object: for 32³ patches ~8 page faults a row,
-    about a tenth of the reading time. HDFS files are pyarrow files already.
+    Only the ``patch`` column and the small selection columns are read; the whole ``patch``
+    column is decoded at once (:func:`decode_ndarray_cells`). None when no row is selected.
     """
-    from pyarrow.filesystem import LocalFileSystem  # only instances warn, not the import
-
-    if isinstance(filesystem, LocalFileSystem):
-        return pa.OSFile(path, "rb")
-    return filesystem.open(path, "rb")
-
-
-def _make_worker_class(split: str | None, label_field: str) -> type:
-    """A Petastorm worker class for this selection (Petastorm instantiates it per thread)."""
-    from petastorm.workers_pool import EmptyResultError
-    from petastorm.workers_pool.worker_base import WorkerBase
-
     columns = ["patch", *selection_columns(split, label_field)]
+    shape, dtype = tuple(shape), np.dtype(dtype)
 
-    class _ResultsReader:
-        batched_output = True
+    def read(fs: pafs.FileSystem, group: RowGroup) -> PatchChunk | None:
+        table = read_row_group(fs, group, columns)
+        keep = row_mask(table, split, label_field)
+        if not keep.any():
+            return None
+        patches = decode_ndarray_cells(table.column("patch"), shape, dtype)
+        labels = table.column(label_field).to_numpy().astype(np.int32)
+        if not keep.all():  # copies only when rows are filtered out
+            patches, labels = patches[keep], labels[keep]
+        return patches, labels
 
-        def read_next(self, workers_pool: Any, schema: Any, ngram: Any) -> Any:
-            while True:
-                try:
-                    return workers_pool.get_results()
-                except EmptyResultError:
-                    # ThreadPool.get_results checks "all workers done" before "ventilator
-                    # completed": when the ventilator hands out every row group in between
-                    # (a shard of <= 4 x workers_count row groups), it ends with the data
-                    # still queued. Checked again now that the ventilator has completed.
-                    if workers_pool.all_workers_done():
-                        raise StopIteration from None
-
-    class _PatchWorker(WorkerBase):  # type: ignore[misc]
-        """Reads one row group, publishes ``(patches int16 [n, D, H, W], labels int32 [n])``."""
-
-        def __init__(self, worker_id: int, publish_func: Any, args: Sequence[Any]) -> None:
-            super().__init__(worker_id, publish_func, args)
-            self._filesystem, self._pieces = args[0], args[4]
-            field = args[2].fields["patch"]
-            self._shape, self._dtype = tuple(field.shape), np.dtype(field.numpy_dtype)
-
-        @staticmethod
-        def new_results_queue_reader() -> _ResultsReader:
-            return _ResultsReader()
-
-        def process(self, piece_index: int, worker_predicate: Any,
-                    shuffle_row_drop_partition: tuple[int, int]) -> None:
-            table = read_row_group(self._filesystem, self._pieces[piece_index], columns)
-            keep = row_mask(table, split, label_field)
-            if not keep.any():
-                return
-            patches = decode_ndarray_cells(table.column("patch"), self._shape, self._dtype)
-            labels = table.column(label_field).to_numpy().astype(np.int32)
-            if not keep.all():  # copies only when rows are filtered out
-                patches, labels = patches[keep], labels[keep]
-            self.publish_func((patches, labels))
-
-    return _PatchWorker
-
-
-def open_reader(
-    url: str,
-    *,
-    split: str | None,
-    label_field: str,
-    shard_index: int,
-    num_shards: int,
-    num_epochs: int | None,
-    shuffle: bool,
-    seed: int,
-    workers_count: int,
-    results_queue_size: int,
-) -> Any:
-    """A Petastorm ``Reader`` yielding ``(patches, labels)`` per row group of this shard."""
-    from petastorm.errors import NoDataAvailableError
-    from petastorm.fs_utils import get_filesystem_and_path_or_paths
-    from petastorm.reader import Reader, normalize_dataset_url_or_urls
-    from petastorm.workers_pool.thread_pool import ThreadPool
-
-    with legacy_pyarrow_warnings_filtered():
-        filesystem, path = get_filesystem_and_path_or_paths(normalize_dataset_url_or_urls(url))
-        try:
-            return Reader(
-                filesystem, path,
-                # The workers read their own column list; the full schema is only metadata.
-                schema_fields=None,
-                worker_class=_make_worker_class(split, label_field),
-                reader_pool=ThreadPool(workers_count, results_queue_size),
-                # Petastorm treats seed 0 as "unseeded"; None keeps the stored order.
-                seed=(1 + seed % (2**31 - 1)) if shuffle else None,
-                shuffle_row_groups=shuffle,
-                num_epochs=num_epochs,
-                cur_shard=shard_index if num_shards > 1 else None,
-                shard_count=num_shards if num_shards > 1 else None,
-                is_batched_reader=True,
-            )
-        except NoDataAvailableError as error:
-            raise InputError(
-                f"Cannot cut {url} into num_shards={num_shards}: {error} "
-                "Use fewer shards, or write the dataset with smaller row groups."
-            ) from error
+    return read
 
 
 class HuWindow:

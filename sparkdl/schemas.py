@@ -1,8 +1,9 @@
 """The Petastorm schemas of the two array datasets, declared once.
 
-Each :class:`~petastorm.unischema.Unischema` here is used for the Spark write
-(``dict_to_spark_row`` / ``as_spark_schema``), stored by Petastorm in the dataset metadata,
-and read back by ``make_reader`` and :func:`sparkdl.make_dataset`.
+Each :class:`~sparkdl.unischema.Schema` here is used for the Spark write
+(``encode_row`` / ``as_spark_schema``), stored as a Petastorm Unischema in the dataset
+metadata (:mod:`sparkdl.dataset_metadata`), and read back by :func:`sparkdl.make_dataset`
+(and by Petastorm's ``make_reader``, for users who still run it).
 
 Conventions (shared by ``volumes/`` and ``patches/``):
 
@@ -21,48 +22,47 @@ Storage: ``NdarrayCodec`` in Parquet with zstd, chosen by ``scripts/bench_storag
 from __future__ import annotations
 
 import numpy as np
-from petastorm.codecs import NdarrayCodec, ScalarCodec
-from petastorm.unischema import Unischema, UnischemaField
-from pyspark.sql.types import FloatType, IntegerType, StringType
+
+from .unischema import Field, NdarrayCodec, ScalarCodec, Schema
 
 #: Parquet compression for every dataset sparkdl writes.
 PARQUET_COMPRESSION = "zstd"
 
-VolumeSchema = Unischema(
+VolumeSchema = Schema(
     "VolumeSchema",
     [
-        UnischemaField("series_uid", np.str_, (), ScalarCodec(StringType()), False),
-        UnischemaField("patient_id", np.str_, (), ScalarCodec(StringType()), False),
-        UnischemaField("study_uid", np.str_, (), ScalarCodec(StringType()), False),
-        UnischemaField("volume_id", np.str_, (), ScalarCodec(StringType()), False),
-        UnischemaField("volume", np.int16, (None, None, None), NdarrayCodec(), False),
-        UnischemaField("spacing", np.float64, (3,), NdarrayCodec(), False),
-        UnischemaField("origin", np.float64, (3,), NdarrayCodec(), False),
-        UnischemaField("direction", np.float64, (9,), NdarrayCodec(), False),
-        UnischemaField("num_slices", np.int32, (), ScalarCodec(IntegerType()), False),
+        Field("series_uid", np.str_, (), ScalarCodec("StringType"), False),
+        Field("patient_id", np.str_, (), ScalarCodec("StringType"), False),
+        Field("study_uid", np.str_, (), ScalarCodec("StringType"), False),
+        Field("volume_id", np.str_, (), ScalarCodec("StringType"), False),
+        Field("volume", np.int16, (None, None, None), NdarrayCodec(), False),
+        Field("spacing", np.float64, (3,), NdarrayCodec(), False),
+        Field("origin", np.float64, (3,), NdarrayCodec(), False),
+        Field("direction", np.float64, (9,), NdarrayCodec(), False),
+        Field("num_slices", np.int32, (), ScalarCodec("IntegerType"), False),
         # JSON list of {"code": ..., "detail": ...}; empty list when the series was clean.
-        UnischemaField("warnings", np.str_, (), ScalarCodec(StringType()), False),
+        Field("warnings", np.str_, (), ScalarCodec("StringType"), False),
     ],
 )
 
 
-def patch_schema(size: int) -> Unischema:
+def patch_schema(size: int) -> Schema:
     """The ``patches/`` schema for cubic patches of ``size`` voxels per side."""
-    return Unischema(
+    return Schema(
         "PatchSchema",
         [
-            UnischemaField("patch_id", np.str_, (), ScalarCodec(StringType()), False),
-            UnischemaField("series_uid", np.str_, (), ScalarCodec(StringType()), False),
-            UnischemaField("patient_id", np.str_, (), ScalarCodec(StringType()), False),
-            UnischemaField("patch", np.int16, (size, size, size), NdarrayCodec(), False),
-            UnischemaField("label", np.int32, (), ScalarCodec(IntegerType()), False),
+            Field("patch_id", np.str_, (), ScalarCodec("StringType"), False),
+            Field("series_uid", np.str_, (), ScalarCodec("StringType"), False),
+            Field("patient_id", np.str_, (), ScalarCodec("StringType"), False),
+            Field("patch", np.int16, (size, size, size), NdarrayCodec(), False),
+            Field("label", np.int32, (), ScalarCodec("IntegerType"), False),
             # 1 malignant, 0 benign, -1 unknown.
-            UnischemaField("malignancy", np.int32, (), ScalarCodec(IntegerType()), False),
-            UnischemaField("diameter_mm", np.float32, (), ScalarCodec(FloatType()), False),
+            Field("malignancy", np.int32, (), ScalarCodec("IntegerType"), False),
+            Field("diameter_mm", np.float32, (), ScalarCodec("FloatType"), False),
             # World LPS (x, y, z) mm of the patch centre.
-            UnischemaField("center", np.float64, (3,), NdarrayCodec(), False),
+            Field("center", np.float64, (3,), NdarrayCodec(), False),
             # "annotation", "candidate" or "sampled".
-            UnischemaField("source", np.str_, (), ScalarCodec(StringType()), False),
-            UnischemaField("split", np.str_, (), ScalarCodec(StringType()), False),
+            Field("source", np.str_, (), ScalarCodec("StringType"), False),
+            Field("split", np.str_, (), ScalarCodec("StringType"), False),
         ],
     )

@@ -12,17 +12,18 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
-from pyspark import StorageLevel
+from pyspark import RDD, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StringType, StructField, StructType
 
 from .assembly import VolumeOptions, assemble_series
 from .catalog import VOLUME_OUTCOME_FIELDS
-from .compat import legacy_pyarrow_warnings_filtered
+from .dataset_metadata import write_metadata
 from .deid import remap_uid
 from .patches import (PatchOptions, make_patch_rows, points_from_frame, read_points_csv,
                       sample_negatives, series_rng)
 from .schemas import PARQUET_COMPRESSION, VolumeSchema, patch_schema
+from .unischema import Schema
 from .storage import join, to_url, write_bytes
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def build_volumes(spark: SparkSession, accepted: DataFrame, options: VolumeOptio
     if keep is not None and not keep.isEmpty():
         frame, has_volumes = keep.select(*frame.columns).unionByName(frame), True
     if has_volumes:
-        _write_petastorm(spark, frame, VolumeSchema, url, VOLUME_ROW_GROUP_MB)
+        write_dataset(frame, VolumeSchema, url, VOLUME_ROW_GROUP_MB)
     results.unpersist()
     return outcomes
 
@@ -85,29 +86,25 @@ def _assemble(rows: Iterable[dict[str, Any]], options: VolumeOptions) -> Iterato
         yield "outcome", (sop_uid, outcome.volume_id, outcome.status, outcome.reason)
 
 
-def _to_frame(spark: SparkSession, rows: Any, schema: Any) -> DataFrame:
+def _to_frame(spark: SparkSession, rows: RDD[dict[str, Any]], schema: Schema) -> DataFrame:
     """An RDD of schema dicts as a DataFrame encoded the way Petastorm stores it."""
-    from petastorm.unischema import dict_to_spark_row
-
-    return spark.createDataFrame(rows.map(lambda d: dict_to_spark_row(schema, d)),
-                                 schema.as_spark_schema())
+    return spark.createDataFrame(rows.map(schema.encode_row), schema.as_spark_schema())
 
 
-def _write_petastorm(spark: SparkSession, frame: DataFrame, schema: Any, url: str,
-                     row_group_mb: int, num_files: int | None = None) -> None:
-    from petastorm.etl.dataset_metadata import materialize_dataset
-
+def write_dataset(frame: DataFrame, schema: Schema, url: str, row_group_mb: int,
+                  num_files: int | None = None) -> None:
+    """Write ``frame`` as a Petastorm dataset at ``url``: the Parquet parts, then ``_common_metadata``."""
     url = to_url(url)
     if num_files is not None:
         frame = frame.repartition(num_files)
-    with legacy_pyarrow_warnings_filtered():
-        with materialize_dataset(spark, url, schema, row_group_mb):
-            # parquet-mr first measures a row group after 100 rows: with rows of tens of KB
-            # (patches) or MB (volumes) that is far past the target, so patch files came out
-            # as [100, rest] and volume groups held 100 series. Measuring from the first row
-            # on gives row groups of about the target size.
-            frame.write.mode("overwrite").option("compression", PARQUET_COMPRESSION) \
-                .option("parquet.page.size.row.check.min", 1).parquet(url)
+    # parquet-mr first measures a row group after 100 rows: with rows of tens of KB
+    # (patches) or MB (volumes) that is far past the target, so patch files came out
+    # as [100, rest] and volume groups held 100 series. Measuring from the first row
+    # on gives row groups of about the target size. Both options apply to this write only.
+    frame.write.mode("overwrite").option("compression", PARQUET_COMPRESSION) \
+        .option("parquet.block.size", row_group_mb * 1024 * 1024) \
+        .option("parquet.page.size.row.check.min", 1).parquet(url)
+    write_metadata(url, schema)
 
 
 def _points_by_series(path: str, kind: str, key: bytes) -> dict[str, list[dict[str, Any]]]:
@@ -170,7 +167,7 @@ def build_patches(spark: SparkSession, volumes_url: str, annotations: str | None
     if total:
         # Several files (so several row groups) even for small sets: shards are row groups.
         num_files = max(min(8, total // 256), min(4, total))
-        _write_petastorm(spark, frame, schema, url, PATCH_ROW_GROUP_MB, num_files=num_files)
+        write_dataset(frame, schema, url, PATCH_ROW_GROUP_MB, num_files=num_files)
     results.unpersist()
     shared.unpersist()
     return {
@@ -182,12 +179,7 @@ def build_patches(spark: SparkSession, volumes_url: str, annotations: str | None
 
 def _patches_of(volume_row: dict[str, Any], points: list[dict[str, Any]], options: PatchOptions,
                 key: bytes, sample_negatives: bool) -> Iterator[tuple[str, Any]]:
-    codec_fields = VolumeSchema.fields
-    decoded = {
-        name: (codec_fields[name].codec.decode(codec_fields[name], value)
-               if codec_fields[name].codec is not None and isinstance(value, (bytes, bytearray)) else value)
-        for name, value in volume_row.items()
-    }
+    decoded = VolumeSchema.decode_row(volume_row)
     if sample_negatives:
         points = list(points) + _sampled_negatives(decoded, points, options)
     rows, skipped = make_patch_rows(decoded, points, options, key)

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 
 from pyspark.sql import SparkSession
 
-from .compat import WORKER_PYTHONWARNINGS
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -30,8 +29,6 @@ _DEFAULT_CONF = {
     # Spark's 1g default is too small to write CT volumes (tens of MB per Parquet row) from
     # two tasks at once; in local mode the driver JVM is the executor.
     "spark.driver.memory": "4g",
-    # Petastorm's known pyarrow-legacy FutureWarnings, silenced in the Python workers too.
-    "spark.executorEnv.PYTHONWARNINGS": WORKER_PYTHONWARNINGS,
 }
 
 

@@ -82,34 +82,32 @@ def write_patches(
     One Parquet file per entry of ``file_rows``; ``block_bytes`` (Parquet ``parquet.block.size``)
     cuts each file into row groups of a few rows.
     """
-    from petastorm.etl.dataset_metadata import materialize_dataset
-    from petastorm.unischema import dict_to_spark_row
     from pyspark import cloudpickle
 
     # The Python workers cannot import this test module: ship its functions by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-    from sparkdl.compat import legacy_pyarrow_warnings_filtered
+    from sparkdl.dataset_metadata import write_metadata
     from sparkdl.schemas import patch_schema
 
     schema = patch_schema(size)
     starts = np.concatenate([[0], np.cumsum(file_rows)[:-1]]).tolist()
     parts = list(zip(starts, file_rows))
-    with legacy_pyarrow_warnings_filtered(), materialize_dataset(spark, url, schema):
-        rdd = (
-            spark.sparkContext.parallelize(parts, len(parts))
-            .flatMap(lambda part: _rows(part[0], part[1], size))
-            .map(lambda row: dict_to_spark_row(schema, row))
-        )
-        (
-            spark.createDataFrame(rdd, schema.as_spark_schema())
-            .write.mode("overwrite")
-            .option("compression", "zstd")
-            # Write options reach the job's Hadoop conf: the session's stays untouched.
-            .option("parquet.block.size", block_bytes)
-            # parquet-mr checks the row-group size every N rows (default N >= 100).
-            .option("parquet.page.size.row.check.min", 2)
-            .option("parquet.page.size.row.check.max", 4)
-            .parquet(url)
-        )
+    rdd = (
+        spark.sparkContext.parallelize(parts, len(parts))
+        .flatMap(lambda part: _rows(part[0], part[1], size))
+        .map(schema.encode_row)
+    )
+    (
+        spark.createDataFrame(rdd, schema.as_spark_schema())
+        .write.mode("overwrite")
+        .option("compression", "zstd")
+        # Write options reach the job's Hadoop conf: the session's stays untouched.
+        .option("parquet.block.size", block_bytes)
+        # parquet-mr checks the row-group size every N rows (default N >= 100).
+        .option("parquet.page.size.row.check.min", 2)
+        .option("parquet.page.size.row.check.max", 4)
+        .parquet(url)
+    )
+    write_metadata(url, schema)
     return int(sum(file_rows))

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from petastorm.unischema import dict_to_spark_row
 from pydicom.pixels import apply_modality_lut
 
 from sparkdl import geometry
@@ -160,7 +159,7 @@ def test_ct5n_slices_follow_the_normal_not_instance_number() -> None:
     np.testing.assert_allclose(volume.spacing, [2.5, 0.488281, 0.488281])
     assert volume.warnings == []
     row = volume.to_row()
-    dict_to_spark_row(VolumeSchema, row)  # the row satisfies the schema's codecs
+    VolumeSchema.encode_row(row)  # the row satisfies the schema's codecs
     assert row["num_slices"] == 5 and json.loads(row["warnings"]) == []
 
 

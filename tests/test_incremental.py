@@ -66,15 +66,10 @@ def _part_files(table: Path) -> dict[str, int]:
 
 
 def _petastorm_rows(table: Path, field: str) -> list[str]:
-    """Every row's ``field`` as Petastorm's reader sees the table (it trusts _common_metadata)."""
-    from petastorm import make_reader
+    """Every row's ``field`` as a Petastorm reader sees the table (it trusts _common_metadata)."""
+    from sparkdl.reader import read_rows
 
-    from sparkdl.compat import legacy_pyarrow_warnings_filtered
-
-    with legacy_pyarrow_warnings_filtered(), make_reader(
-            table.resolve().as_uri(), schema_fields=[field], num_epochs=1, workers_count=1,
-            shuffle_row_groups=False) as reader:
-        return sorted(getattr(row, field) for row in reader)
+    return sorted(row[field] for row in read_rows(table.resolve().as_uri(), [field]))
 
 
 def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from petastorm.unischema import dict_to_spark_row
 
 from sparkdl import geometry
 from sparkdl.assembly import AssembledVolume
@@ -156,7 +155,7 @@ def test_patch_rows_fit_the_schema_and_skip_outside_points() -> None:
     assert skipped == 1 and len(rows) == 3
     schema = patch_schema(16)
     for row in rows:
-        dict_to_spark_row(schema, row)
+        schema.encode_row(row)
     assert len({r["patch_id"] for r in rows}) == 3
     assert [r["patch_id"] for r in make_patch_rows(volume, points, options, KEY)[0]] == \
         [r["patch_id"] for r in rows]

@@ -67,7 +67,7 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (purelib,) = (env / "lib").glob("python3*/site-packages")
     (purelib / "stack.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     python = env / "bin" / "python"
-    imports = "import numpy, pydicom, pyspark, petastorm; import sparkdl"
+    imports = "import numpy, pydicom, pyspark, pyarrow; import sparkdl"
     probe = subprocess.run([str(python), "-c", imports],
                            capture_output=True, text=True, timeout=120, cwd=env)
     assert "No module named 'sparkdl'" in probe.stderr, probe.stderr  # the stack yes, sparkdl no

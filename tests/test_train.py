@@ -8,7 +8,7 @@ and checks that the retried barrier stage resumes from ``BackupAndRestore``.
 The cohort: positives (label 1) hold a bright sphere (a solid nodule, ~40 HU) near the
 centre; negatives hold a bright tube through the patch (a vessel) or only lung noise. Every
 patient's rows share a split (``patient % 10``: 0..6 train, 7 val, 8 and 9 test). It is
-written with Spark and ``materialize_dataset`` in three Parquet files of one row group each,
+written with Spark and ``write_metadata`` in three Parquet files of one row group each,
 the patients dealt round-robin over the files, so each of two shards gets rows of every split.
 """
 
@@ -81,21 +81,20 @@ def write_cohort(spark: Any, url: str, *, num_patients: int = 30, size: int = 16
                  num_files: int = 3) -> int:
     """Write ``num_patients × ROWS_PER_PATIENT`` patches to ``url``, one row group per file
     (parquet-mr first checks the row-group size after 100 rows); return the row count."""
-    from petastorm.etl.dataset_metadata import materialize_dataset
-    from petastorm.unischema import dict_to_spark_row
     from pyspark import cloudpickle
 
+    from sparkdl.dataset_metadata import write_metadata
     from sparkdl.schemas import patch_schema
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     schema = patch_schema(size)
     groups = [list(range(num_patients))[i::num_files] for i in range(num_files)]
-    with materialize_dataset(spark, url, schema):
-        rdd = (spark.sparkContext.parallelize(groups, num_files)
-               .flatMap(lambda patients: _rows(patients, size))
-               .map(lambda row: dict_to_spark_row(schema, row)))
-        (spark.createDataFrame(rdd, schema.as_spark_schema()).write.mode("overwrite")
-         .option("compression", "zstd").parquet(url))
+    rdd = (spark.sparkContext.parallelize(groups, num_files)
+           .flatMap(lambda patients: _rows(patients, size))
+           .map(schema.encode_row))
+    (spark.createDataFrame(rdd, schema.as_spark_schema()).write.mode("overwrite")
+     .option("compression", "zstd").parquet(url))
+    write_metadata(url, schema)
     return num_patients * ROWS_PER_PATIENT
 
 
