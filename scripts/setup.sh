@@ -13,15 +13,24 @@ if ! command -v java >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null
 fi
 
+# The newest supported Python that runs here (a pyenv shim of another version does not run).
+SUPPORTED='import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 13), sys.version'
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
-  for candidate in python3.11 python3.12 python3.10 python3; do
-    if command -v "$candidate" >/dev/null 2>&1; then PY="$candidate"; break; fi
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if "$candidate" -c "$SUPPORTED" >/dev/null 2>&1; then PY="$candidate"; break; fi
   done
 fi
-"$PY" -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12), sys.version' || {
-  echo "[setup] sparkdl needs Python 3.10-3.12 (the pinned TensorFlow/pyarrow); found $("$PY" --version)"; exit 1; }
+if [ -z "$PY" ] || ! "$PY" -c "$SUPPORTED" >/dev/null 2>&1; then
+  echo "[setup] sparkdl needs Python 3.11-3.13 (pyspark 4.3, TensorFlow 2.21); none found." \
+       "Install one (e.g. apt-get install python3.11-venv) or set PYTHON=/path/to/python3.x"
+  exit 1
+fi
 
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c "$SUPPORTED" >/dev/null 2>&1; then
+  echo "[setup] .venv runs an unsupported Python: recreating it"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $("$PY" --version)"
   "$PY" -m venv .venv
