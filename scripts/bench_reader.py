@@ -1,4 +1,4 @@
-"""Reader throughput: sparkdl.make_dataset vs Petastorm's TF path vs the raw pyarrow limit.
+"""Reader throughput: sparkdl.make_dataset vs Petastorm's reader vs the raw pyarrow limit.
 
 One run: write a patches dataset (``patch_schema(32)``, >= 5,000 rows) with Spark
 ``local[2]``, stop Spark, then measure each way in a fresh subprocess (so its peak RSS is
@@ -6,8 +6,11 @@ its own and TF never shares a process with Spark):
 
 * ``raw``: pyarrow reads this shard's row groups, the NdarrayCodec buffers are sliced into
   int16 arrays; no Petastorm, no TF: the limit.
-* ``petastorm``: ``make_reader(cur_shard, shard_count)`` + ``make_petastorm_dataset`` +
-  ``batch``: Petastorm's own TF path (one Python row at a time).
+* ``petastorm``: ``make_reader(cur_shard, shard_count)``, rows stacked into float32 batches in
+  NumPy: Petastorm's own reader (one Python row at a time). Petastorm 0.13.1 cannot be imported
+  on sparkdl's stack (pyarrow >= 16), so this way runs in the interop venv
+  (``scripts/setup_interop.sh``: pyarrow 14, NumPy 1.26, no TensorFlow); before sparkdl owned
+  the format it was measured with ``make_petastorm_dataset``, whose TF hand-over cost more.
 * ``make_dataset``: :func:`sparkdl.make_dataset` (shuffle, lung window; no augmentation,
   as for ``split != "train"``), and once with augmentation.
 
@@ -65,11 +68,9 @@ def _row(index: int) -> dict[str, Any]:
 
 
 def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
-    from petastorm.etl.dataset_metadata import materialize_dataset
-    from petastorm.unischema import dict_to_spark_row
-
     from pyspark import cloudpickle
 
+    from sparkdl import series
     from sparkdl.schemas import patch_schema
     from sparkdl.spark import get_spark
 
@@ -77,11 +78,9 @@ def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spark = get_spark("local[2]", {"spark.driver.memory": "2g"})
     schema = patch_schema(SIZE)
-    with materialize_dataset(spark, url, schema, row_group_size_mb=row_group_mb):
-        rows = (spark.sparkContext.parallelize(range(num_patches), 8)
-                .map(lambda i: dict_to_spark_row(schema, _row(i))))
-        (spark.createDataFrame(rows, schema.as_spark_schema())
-         .coalesce(4).write.mode("overwrite").option("compression", "zstd").parquet(url))
+    rows = spark.sparkContext.parallelize(range(num_patches), 8).map(lambda i: schema.encode_row(_row(i)))
+    frame = spark.createDataFrame(rows, schema.as_spark_schema()).coalesce(4)
+    series.write_dataset(frame, schema, url, row_group_mb)
     spark.stop()
 
 
@@ -108,6 +107,16 @@ def _raw_batches(url: str, shard: int, num_shards: int) -> Iterator[int]:
             yield table.num_rows
 
 
+def _numpy_batches(reader: Any) -> Iterator[int]:
+    """Petastorm rows stacked into float32 batches, as a user of make_reader would."""
+    while True:
+        rows = [next(reader) for _ in range(BATCH_SIZE)]
+        x = np.stack([row.patch for row in rows]).astype(np.float32)[..., None]
+        y = np.array([row.label for row in rows], dtype=np.float32)
+        assert x.shape[0] == y.shape[0]
+        yield len(rows)
+
+
 def _tf_batches(dataset: Any) -> Iterator[int]:
     for x, _ in dataset:
         yield int(x.shape[0])
@@ -118,13 +127,11 @@ def measure(way: str, url: str, num_shards: int, warmup: int, rows: int) -> dict
     if way == "raw":
         batches = _raw_batches(url, 0, num_shards)
     elif way == "petastorm":
-        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
         from petastorm import make_reader
-        from petastorm.tf_utils import make_petastorm_dataset
 
         reader = make_reader(url, schema_fields=["patch", "label"], cur_shard=0,
                              shard_count=num_shards, num_epochs=None, seed=1)
-        batches = _tf_batches(make_petastorm_dataset(reader).batch(BATCH_SIZE))
+        batches = _numpy_batches(reader)
     else:
         from sparkdl.dataset import make_dataset
 
@@ -143,6 +150,16 @@ def measure(way: str, url: str, num_shards: int, warmup: int, rows: int) -> dict
     peak_mb = _status_mb("VmHWM")  # this process image's peak: ru_maxrss would survive exec
     return {"rows_per_s": seen / seconds, "rows_per_cpu_s": seen / cpu, "peak_rss_mb": peak_mb,
             "import_rss_mb": baseline_mb}
+
+
+def _interop_python() -> str:
+    """The Petastorm venv's interpreter (built by scripts/setup_interop.sh if missing)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "setup_interop.sh")
+    found = subprocess.run(["bash", script], check=True, capture_output=True,
+                           text=True).stdout.strip().splitlines()[-1]
+    if found.startswith("unavailable:"):
+        sys.exit(f"bench_reader: the Petastorm way needs the interop venv: {found}")
+    return found
 
 
 def _status_mb(key: str) -> float:
@@ -196,13 +213,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{num_rows} patches of {SIZE}³ int16 ({time.perf_counter() - start:.0f} s):"
               f" {len(files)} files, {groups} row groups, {size_mb:.0f} MiB zstd")
         results: dict[tuple[str, int], dict[str, float]] = {}
+        petastorm_python = _interop_python()
         ways = [("raw", 1), ("raw", 2), ("petastorm", 1), ("petastorm", 2),
                 ("make_dataset", 1), ("make_dataset", 2), ("make_dataset+augment", 1),
                 ("make_dataset+augment", 2)]
         for _ in range(args.rounds):  # interleaved, so that load from others hits every way
             for way, shards in ways:
+                python = petastorm_python if way == "petastorm" else sys.executable
                 out = subprocess.run(
-                    [sys.executable, __file__, "--way", way, "--url", url, "--shards",
+                    [python, __file__, "--way", way, "--url", url, "--shards",
                      str(shards), "--rows", str(args.rows), "--warmup", str(args.warmup)],
                     check=True, capture_output=True, text=True)
                 result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -6,7 +6,8 @@ One run:
    ``patches/``, and save it as ``.npy``. Each patch is a 32³ block cut at a lung point (a
    third of them on a nodule), with its own Gaussian noise (σ 20 HU, as on a chest CT), so
    no two cells share bytes that Parquet's page compression could exploit.
-2. Write the same rows with Spark ``local[2]`` + ``materialize_dataset`` under each
+2. Write the same rows with Spark ``local[2]`` (``NdarrayCodec`` ones as sparkdl's Petastorm
+   datasets, with ``_common_metadata``) under each
    configuration: ``NdarrayCodec`` (``np.save`` bytes) with zstd / snappy / none, and
    ``CompressedNdarrayCodec`` (``np.savez_compressed``: zlib per cell) with none / zstd, at
    row-group sizes of 2, 8 and 32 MB for the main candidates. Each codec's rows are encoded
@@ -14,10 +15,13 @@ One run:
 3. Stop Spark, then for each dataset: bytes on disk (Parquet files), and rows/s reading every
    row group with pyarrow and decoding every ``patch`` cell with the codec (one cell at a time,
    as Petastorm does), plus, for ``NdarrayCodec``, the whole-column decode of
-   :func:`sparkdl.patch_reader.decode_ndarray_cells`; and rows/s through Petastorm's
-   ``make_reader`` (thread pool, 4 workers) for the main candidates. pyarrow reads are rows
+   :func:`sparkdl.patch_reader.decode_ndarray_cells`; and rows/s through sparkdl's own
+   reader (:class:`sparkdl.reader.RowGroupReader`, 2 threads, the path of ``make_dataset``)
+   for the ``NdarrayCodec`` candidates. Petastorm's ``make_reader`` and its
+   ``CompressedNdarrayCodec`` are not on sparkdl's stack any more (the compressed cells are
+   ``np.savez_compressed`` bytes, written here as Petastorm's codec writes them). pyarrow reads are rows
    per CPU second of this process, best of 3 passes (the machine may be shared, and then the
-   wall clock measures the neighbours); make_reader runs once, wall and CPU.
+   wall clock measures the neighbours); the reader runs once, wall and CPU.
 
 Prints a markdown table and the pick. One run; no repetition, so small differences are noise.
 
@@ -27,11 +31,11 @@ Prints a markdown table and the pick. One run; no repetition, so small differenc
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +50,7 @@ class Config:
     codec: str  # "ndarray" | "compressed"
     compression: str  # Parquet compression
     row_group_mb: int
-    petastorm: bool = False  # also measure make_reader
+    reader: bool = False  # also measure sparkdl's reader
 
     @property
     def name(self) -> str:
@@ -54,12 +58,12 @@ class Config:
 
 
 CONFIGS = [
-    Config("ndarray", "zstd", 2, petastorm=True),
-    Config("ndarray", "zstd", 8),
+    Config("ndarray", "zstd", 2, reader=True),
+    Config("ndarray", "zstd", 8, reader=True),
     Config("ndarray", "zstd", 32),
     Config("ndarray", "snappy", 8),
     Config("ndarray", "uncompressed", 8),
-    Config("compressed", "uncompressed", 2, petastorm=True),
+    Config("compressed", "uncompressed", 2),
     Config("compressed", "uncompressed", 8),
     Config("compressed", "zstd", 8),
 ]
@@ -95,44 +99,46 @@ def make_patch(volume: np.ndarray, lung: np.ndarray, nodules: np.ndarray, index:
     return np.clip(np.rint(block), -32768, 32767).astype(np.int16)
 
 
-def schema_for(codec: str) -> Any:
-    """``sparkdl.schemas.patch_schema(32)`` with the ``patch`` codec swapped."""
-    from petastorm.codecs import CompressedNdarrayCodec, NdarrayCodec
-    from petastorm.unischema import Unischema, UnischemaField
+def encode_patch(codec: str, patch: np.ndarray) -> bytes:
+    """A ``patch`` cell: ``np.save`` bytes (NdarrayCodec) or ``np.savez_compressed`` bytes
+    (Petastorm's CompressedNdarrayCodec: the array under the name ``arr``)."""
+    buffer = io.BytesIO()
+    if codec == "compressed":
+        np.savez_compressed(buffer, arr=patch)
+    else:
+        np.save(buffer, patch)
+    return buffer.getvalue()
 
-    from sparkdl.schemas import patch_schema
 
-    fields = []
-    for f in patch_schema(SIZE).fields.values():
-        if f.name == "patch":
-            new = CompressedNdarrayCodec() if codec == "compressed" else NdarrayCodec()
-            f = UnischemaField(f.name, f.numpy_dtype, f.shape, new, f.nullable)
-        fields.append(f)
-    return Unischema("PatchSchema", fields)
+def decode_patch(codec: str, cell: bytes) -> np.ndarray:
+    loaded = np.load(io.BytesIO(cell))
+    return loaded["arr"] if codec == "compressed" else loaded
 
 
 def write_all(base: str, volume_path: str, lung: np.ndarray, nodules: np.ndarray,
               num_patches: int) -> dict[str, float]:
     """Write every configuration; returns write seconds per configuration."""
-    from petastorm.etl.dataset_metadata import materialize_dataset
-    from petastorm.unischema import dict_to_spark_row
     from pyspark import StorageLevel
 
+    from sparkdl.dataset_metadata import write_metadata
+    from sparkdl.schemas import patch_schema
     from sparkdl.spark import get_spark
 
     spark = get_spark("local[2]", {"spark.driver.memory": "2g", "spark.ui.enabled": "false"})
+    schema = patch_schema(SIZE)
     seconds: dict[str, float] = {}
     for codec in ("ndarray", "compressed"):
-        schema = schema_for(codec)
 
-        def rows(indices: Any, schema: Any = schema) -> Any:
+        def rows(indices: Any, codec: str = codec) -> Any:
             volume = np.load(volume_path, mmap_mode="r")
             for i in indices:
-                yield dict_to_spark_row(schema, {
+                row = schema.encode_row({
                     "patch_id": f"p{i}", "series_uid": f"2.25.{i // 100}", "patient_id": f"pat{i // 100}",
-                    "patch": make_patch(volume, lung, nodules, i), "label": np.int32(i % 3 == 0),
+                    "patch": np.zeros((SIZE,) * 3, np.int16), "label": np.int32(i % 3 == 0),
                     "malignancy": np.int32(-1), "diameter_mm": np.float32(-1.0),
                     "center": np.zeros(3), "source": "candidate", "split": "train"})
+                patch = encode_patch(codec, make_patch(volume, lung, nodules, i))
+                yield row[:3] + (patch,) + row[4:]
 
         t0 = time.perf_counter()
         frame = spark.createDataFrame(
@@ -143,11 +149,11 @@ def write_all(base: str, volume_path: str, lung: np.ndarray, nodules: np.ndarray
         for config in (c for c in CONFIGS if c.codec == codec):
             url = "file://" + os.path.join(base, config.name)
             t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=FutureWarning)
-                with materialize_dataset(spark, url, schema, config.row_group_mb):
-                    frame.coalesce(2).write.mode("overwrite") \
-                        .option("compression", config.compression).parquet(url)
+            frame.coalesce(2).write.mode("overwrite").option("compression", config.compression) \
+                .option("parquet.block.size", config.row_group_mb * 2**20) \
+                .option("parquet.page.size.row.check.min", 1).parquet(url)
+            if codec == "ndarray":
+                write_metadata(url, schema)
             seconds[config.name] = time.perf_counter() - t0
             print(f"wrote {config.name}: {seconds[config.name]:.1f} s", flush=True)
         frame.unpersist()
@@ -170,8 +176,6 @@ def measure_pyarrow(folder: str, codec: str, passes: int = 3) -> dict[str, Any]:
 
     from sparkdl.patch_reader import decode_ndarray_cells
 
-    field = schema_for(codec).fields["patch"]
-
     def one_pass(batched: bool) -> tuple[int, int, int]:
         num_rows = num_groups = checksum = 0
         for path in parquet_files(folder):
@@ -184,7 +188,7 @@ def measure_pyarrow(folder: str, codec: str, passes: int = 3) -> dict[str, Any]:
                     checksum += int(patches[:, SIZE // 2, SIZE // 2, SIZE // 2].astype(np.int64).sum())
                 else:
                     for cell in table.column("patch").to_pylist():
-                        checksum += int(field.codec.decode(field, cell)[SIZE // 2, SIZE // 2, SIZE // 2])
+                        checksum += int(decode_patch(codec, cell)[SIZE // 2, SIZE // 2, SIZE // 2])
                 num_rows += table.num_rows
         return num_rows, num_groups, checksum
 
@@ -204,21 +208,21 @@ def measure_pyarrow(folder: str, codec: str, passes: int = 3) -> dict[str, Any]:
     return {"rows": num_rows, "row_groups": num_groups, "per_cell": per_cell, "batched": batched}
 
 
-def measure_petastorm(url: str) -> tuple[float, float]:
-    """Rows/s through ``make_reader``: wall clock and per CPU second of this process."""
-    from petastorm import make_reader
+def measure_reader(url: str) -> tuple[float, float]:
+    """Rows/s through sparkdl's reader (2 threads): wall clock and per CPU second of this process."""
+    from sparkdl.dataset import shard_groups
+    from sparkdl.patch_reader import patch_chunk_reader
+    from sparkdl.reader import RowGroupReader
 
-    from sparkdl.compat import legacy_pyarrow_warnings_filtered
-
-    with legacy_pyarrow_warnings_filtered(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")
-        t0, c0 = time.perf_counter(), time.process_time()
-        num_rows = 0
-        with make_reader(url, schema_fields=["patch", "label"], num_epochs=1,
-                         reader_pool_type="thread", workers_count=4, shuffle_row_groups=False) as reader:
-            for row in reader:
-                num_rows += int(row.patch.shape[0] == SIZE)
-        return num_rows / (time.perf_counter() - t0), num_rows / (time.process_time() - c0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    fs, groups = shard_groups(url, 0, 1)
+    read = patch_chunk_reader(None, "label", (SIZE,) * 3, np.dtype(np.int16))
+    num_rows = 0
+    with RowGroupReader(fs, groups, read, num_epochs=1, shuffle=False, seed=0,
+                        workers_count=2, results_queue_size=4) as reader:
+        for patches, _ in reader:
+            num_rows += int((patches[:, SIZE // 2, SIZE // 2, SIZE // 2] > -32768).sum())
+    return num_rows / (time.perf_counter() - t0), num_rows / (time.process_time() - c0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -240,22 +244,22 @@ def main(argv: list[str] | None = None) -> None:
             folder = os.path.join(base, config.name)
             size = sum(os.path.getsize(p) for p in parquet_files(folder))
             read = measure_pyarrow(folder, config.codec)
-            petastorm = measure_petastorm("file://" + folder) if config.petastorm else None
-            results.append((config, size, read, petastorm))
+            reader = measure_reader("file://" + folder) if config.reader else None
+            results.append((config, size, read, reader))
             print(f"measured {config.name}", flush=True)
         print(f"\n{args.patches} patches of {SIZE}³ int16 ({raw / 2**20:.0f} MiB raw), one run, "
               f"{os.cpu_count()} cores\n")
         print("| codec | Parquet | row group | MiB on disk | % of raw | row groups | write s "
               "| pyarrow + codec.decode rows/CPU-s | pyarrow + batch decode rows/CPU-s "
-              "| make_reader rows/CPU-s | make_reader rows/s (wall) |")
+              "| sparkdl reader rows/CPU-s | sparkdl reader rows/s (wall) |")
         print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for config, size, read, petastorm in results:
+        for config, size, read, reader in results:
             codec = "NdarrayCodec" if config.codec == "ndarray" else "CompressedNdarrayCodec"
             fmt = lambda v: "n/a" if v is None else f"{v:,.0f}"  # noqa: E731
             print(f"| {codec} | {config.compression} | {config.row_group_mb} MB | {size / 2**20:.1f} "
                   f"| {100 * size / raw:.0f}% | {read['row_groups']} | {write_s[config.name]:.1f} "
                   f"| {fmt(read['per_cell'])} | {fmt(read['batched'])} "
-                  f"| {fmt(petastorm and petastorm[1])} | {fmt(petastorm and petastorm[0])} |")
+                  f"| {fmt(reader and reader[1])} | {fmt(reader and reader[0])} |")
         print_pick(results)
         print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     finally:
@@ -269,7 +273,7 @@ def print_pick(results: list[tuple[Config, int, dict[str, Any], Any]]) -> None:
     """The rule, fixed before measuring: drop configurations whose best read path costs more
     than twice the CPU of the fastest (reading must not become the bottleneck: the TF input
     path runs at 1.5-3k rows/s, DESIGN.md); among the rest, the fewest bytes (I/O and storage
-    are the cost on HDFS/S3); within 2% of those bytes, the most row groups (Petastorm shards
+    are the cost on HDFS/S3); within 2% of those bytes, the most row groups (the reader shards
     and shuffles by row group)."""
     def best_read(read: dict[str, Any]) -> float:
         return max(v for v in (read["per_cell"], read["batched"]) if v is not None)

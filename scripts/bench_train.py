@@ -44,11 +44,10 @@ def _rows(part: tuple[int, int], size: int):  # type: ignore[no-untyped-def]
 
 
 def write_data(out: str, num_patches: int, size: int) -> None:
-    from petastorm.etl.dataset_metadata import materialize_dataset
-    from petastorm.unischema import dict_to_spark_row
     from pyspark import cloudpickle
 
     from sparkdl.schemas import patch_schema
+    from sparkdl.series import write_dataset
     from sparkdl.spark import get_spark
     from sparkdl.storage import to_url
 
@@ -57,11 +56,9 @@ def write_data(out: str, num_patches: int, size: int) -> None:
     schema = patch_schema(size)
     parts = [(i, min(64, num_patches - i)) for i in range(0, num_patches, 64)]
     url = to_url(os.path.join(out, "patches"))
-    with materialize_dataset(spark, url, schema, 1):
-        rdd = (spark.sparkContext.parallelize(parts, len(parts))
-               .flatMap(lambda p: _rows(p, size)).map(lambda r: dict_to_spark_row(schema, r)))
-        spark.createDataFrame(rdd, schema.as_spark_schema()).write.mode("overwrite") \
-            .option("compression", "zstd").parquet(url)
+    rdd = (spark.sparkContext.parallelize(parts, len(parts))
+           .flatMap(lambda p: _rows(p, size)).map(schema.encode_row))
+    write_dataset(spark.createDataFrame(rdd, schema.as_spark_schema()), schema, url, 1)
     spark.stop()
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ingest",
     "make_dataset",
     "predict",
+    "read_rows",
     "steps_per_epoch",
     "synthesize_cohort",
     "train",
@@ -44,6 +45,7 @@ _LAZY = {
     "train": "sparkdl.training",
     "evaluate": "sparkdl.evaluation",
     "predict": "sparkdl.prediction",
+    "read_rows": "sparkdl.reader",
     "synthesize_cohort": "sparkdl.synth",
 }
 
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from .evaluation import evaluate
     from .ingestion import IngestConfig, ingest
     from .prediction import predict
+    from .reader import read_rows
     from .runner import TrainingRunner
     from .synth import synthesize_cohort
     from .training import train

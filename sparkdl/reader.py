@@ -11,7 +11,7 @@ the same seed gives the same order with any number of threads.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
@@ -90,20 +90,30 @@ class RowGroupReader(Generic[T]):
             epoch += 1
 
 
-def read_rows(url: str, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+def read_rows(url: str, columns: Sequence[str] | None = None, *,
+              where: Mapping[str, Collection[Any]] | None = None) -> Iterator[dict[str, Any]]:
     """Every row of the Petastorm dataset at ``url`` as a dict of decoded values, in stored order.
 
     For looking at a dataset (tests, notebooks, small tables); training reads through
-    :func:`sparkdl.make_dataset`. ``columns`` limits what is read.
+    :func:`sparkdl.make_dataset`. ``columns`` limits what is decoded; ``where`` keeps the rows
+    whose field holds one of the given values (``{"series_uid": {uid}}``), tested on the
+    stored column before any array is decoded.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     schema = read_schema(url)
     fs, groups = row_groups(url)
     names = list(columns) if columns is not None else list(schema.fields)
-    unknown = [name for name in names if name not in schema.fields]
+    tested = dict(where or {})
+    unknown = [name for name in [*names, *tested] if name not in schema.fields]
     if unknown:
         raise InputError(f"{url} has no fields {unknown}. Its fields: {sorted(schema.fields)}.")
+    read = list(dict.fromkeys([*names, *tested]))
     for group in groups:
         with fs.open_input_file(group.path) as handle:
-            table = pq.ParquetFile(handle).read_row_group(group.index, columns=names)
-        for row in table.to_pylist():
+            table = pq.ParquetFile(handle).read_row_group(group.index, columns=read)
+        for name, values in tested.items():
+            table = table.filter(pc.is_in(table.column(name), value_set=pa.array(list(values))))
+        for row in table.select(names).to_pylist():
             yield schema.decode_row(row)

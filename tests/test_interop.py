@@ -70,7 +70,10 @@ def _shard_ids(url: str, key: str, num_shards: int) -> list[list[str]]:
 def _volume_rows() -> list[dict[str, Any]]:
     rng = np.random.default_rng(3)
     rows = []
-    for i, shape in enumerate([(5, 16, 12), (9, 8, 8), (3, 20, 20), (7, 4, 6)]):
+    # ~3.6 MB of noise in 1 MB row groups: at least 3 row groups however Spark spreads the
+    # rows over the files, so that 3 shards are never empty.
+    shapes = [(40, 64, 80), (9, 8, 8), (3, 20, 20), (7, 4, 6)] + [(50, 64, 64 + i) for i in range(5)]
+    for i, shape in enumerate(shapes):
         rows.append({
             "series_uid": f"2.25.{100 + i}", "patient_id": f"pat{i}", "study_uid": f"2.25.{i}",
             "volume_id": f"v{i}", "volume": rng.integers(-1024, 2000, shape).astype(np.int16),

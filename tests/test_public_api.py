@@ -9,7 +9,8 @@ import sparkdl
 
 EXPECTED = {
     "ConfigError", "DeidKeyError", "IngestConfig", "InputError", "SparkdlError", "TrainingError",
-    "TrainingRunner", "evaluate", "ingest", "make_dataset", "predict", "steps_per_epoch",
+    "TrainingRunner", "evaluate", "ingest", "make_dataset", "predict", "read_rows",
+    "steps_per_epoch",
     "synthesize_cohort", "train",
 }
 
