@@ -56,6 +56,6 @@ def test_synth_ingest_train_evaluate_on_spark_4_0(oldest_python: Path, tmp_path:
     assert (model / "model.keras").is_file()
     assert len(json.loads((model / "history.json").read_text())["metrics"]["loss"]) == 2
     _sparkdl(oldest_python, "evaluate", "--model-dir", str(model), "--data", str(data),
-             "--report", str(report), "--master", "local[2]")
+             "--report", str(report))
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["n"] > metrics["positives"] > 0 and 0.0 <= metrics["auc"] <= 1.0
