@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from .layout import MANIFEST, STAGING
 from .storage import HadoopFS, join
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def write(fs: HadoopFS, staging: str, journal: Journal) -> None:
 
 def apply(fs: HadoopFS, output: str, journal: Journal) -> None:
     """Remove the manifest, then apply every step (each may already have been applied)."""
-    fs.delete(join(output, "manifest.json"))
+    fs.delete(join(output, MANIFEST))
     for step in journal.steps:
         if step[0] == "delete":
             fs.delete(step[1])
@@ -68,7 +69,7 @@ def apply(fs: HadoopFS, output: str, journal: Journal) -> None:
 
 def pending(fs: HadoopFS, output: str) -> Journal | None:
     """The journal of a run killed after its commit point, if there is one."""
-    staging_root = join(output, "_staging")
+    staging_root = join(output, STAGING)
     if not fs.exists(staging_root):
         return None
     for run in fs.children(staging_root):

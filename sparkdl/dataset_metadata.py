@@ -103,10 +103,13 @@ def shard(groups: list[RowGroup], shard_index: int, num_shards: int) -> list[Row
     return groups[shard_index::num_shards]
 
 
-def part_files(fs: pafs.FileSystem, root: str) -> list[str]:
-    """The data files of the dataset folder ``root``, sorted by path."""
+def part_files(fs: pafs.FileSystem, root: str, *, missing_ok: bool = False) -> list[str]:
+    """The data files of the table folder ``root``, sorted by path (``missing_ok``: none
+    when there is no such folder)."""
     info = fs.get_file_info(root)
     if info.type != pafs.FileType.Directory:
+        if missing_ok and info.type == pafs.FileType.NotFound:
+            return []
         raise InputError(f"No dataset folder at {root} (found: {info.type.name.lower()}).")
     entries = fs.get_file_info(pafs.FileSelector(root))
     folders = [e.base_name for e in entries if e.type == pafs.FileType.Directory

@@ -21,12 +21,12 @@ from .catalog import CATALOG_SCHEMA
 from .discover import InputFile
 from .errors import InputError
 from .records import Selection
+from .layout import CATALOG, INPUTS, LINEAGE, MANIFEST, PATCHES, REJECTED, VOLUMES
 from .schemas import VolumeSchema
 from .storage import HadoopFS, join
 from .tables import columns, read
 
 #: Every input file a run listed: an append run does not read those it has seen unchanged.
-INPUTS = "_restricted/inputs"
 INPUTS_SCHEMA = StructType([StructField("source_path", StringType(), False),
                             StructField("size", LongType(), False),
                             StructField("modified_ms", LongType(), False)])
@@ -45,20 +45,20 @@ class Previous:
     @classmethod
     def load(cls, spark: SparkSession, fs: HadoopFS, output: str) -> Previous | None:
         """None when ``output`` holds no complete dataset yet (the run then starts it)."""
-        if not fs.exists(join(output, "manifest.json")):
-            if fs.exists(join(output, "catalog")):
+        if not fs.exists(join(output, MANIFEST)):
+            if fs.exists(join(output, CATALOG)):
                 raise InputError(
                     f"{output} holds tables but no manifest.json: an earlier run did not finish. "
                     "Run once with --mode overwrite to rebuild it."
                 )
             return None
-        manifest = json.loads(fs.read_text(join(output, "manifest.json")))
-        catalog = read(spark, fs, join(output, "catalog"), CATALOG_SCHEMA)
-        if catalog is None or not fs.exists(join(output, "_restricted/lineage")):
+        manifest = json.loads(fs.read_text(join(output, MANIFEST)))
+        catalog = read(spark, fs, join(output, CATALOG), CATALOG_SCHEMA)
+        if catalog is None or not fs.exists(join(output, LINEAGE)):
             raise InputError(f"{output}: catalog or _restricted tables are missing; rerun with --mode overwrite.")
         return cls(manifest, output, catalog,
-                   read(spark, fs, join(output, "volumes"), VolumeSchema.as_spark_schema()),
-                   read(spark, fs, join(output, "patches")))
+                   read(spark, fs, join(output, VOLUMES), VolumeSchema.as_spark_schema()),
+                   read(spark, fs, join(output, PATCHES)))
 
     def _columns(self, table: str, names: list[str], series: set[str] | None = None
                  ) -> list[tuple[Any, ...]]:
@@ -82,9 +82,9 @@ class Previous:
 
     def selection(self) -> Selection:
         """Skip every unit whose content (or, without content, whose place) is known."""
-        hashes = {digest for (digest,) in self._columns("_restricted/lineage", ["content_sha256"]) if digest}
+        hashes = {digest for (digest,) in self._columns(LINEAGE, ["content_sha256"]) if digest}
         keys = set()
-        for path, member, digest in self._columns("_restricted/rejected",
+        for path, member, digest in self._columns(REJECTED,
                                                   ["source_path", "member", "content_sha256"]):
             if digest:
                 hashes.add(digest)
@@ -96,8 +96,8 @@ class Previous:
         """``(source_path, member, series_uid)`` of the units of ``series`` earlier runs cataloged."""
         if not series:
             return []
-        return self._columns("_restricted/lineage", ["source_path", "member", "series_uid"], series)
+        return self._columns(LINEAGE, ["source_path", "member", "series_uid"], series)
 
     def volume_series(self) -> frozenset[str]:
         """Series with a published volume."""
-        return frozenset(s for (s,) in self._columns("volumes", ["series_uid"]))
+        return frozenset(s for (s,) in self._columns(VOLUMES, ["series_uid"]))

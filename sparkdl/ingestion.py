@@ -44,20 +44,21 @@ from .config import from_mapping, read_yaml
 from .deid import DeidOptions, load_key
 from .discover import InputFile, choose_num_partitions, list_inputs, pack_partitions
 from .errors import ConfigError, InputError
-from .incremental import INPUTS, INPUTS_SCHEMA, Previous
+from .incremental import INPUTS_SCHEMA, Previous
+from .layout import (CATALOG, DICOM, INPUTS, LINEAGE, MANIFEST, PATCHES, REJECTED, STAGING, TABLES,
+                     VOLUMES, Dataset)
 from .patches import PatchOptions
 from .records import FILE_SCHEMA, Selection, Task, arrow_records
-from .series import build_patches, build_volumes, write_dicom_files
+from .export import write_dicom_files
+from .patch_stage import AppendScope, build_patches, load_points
+from .volume_stage import build_volumes
 from .storage import HadoopFS, join
 from .tables import columns, count_rows, files_with, rows_in, stage_replacement
 
 logger = logging.getLogger(__name__)
 
-#: Replaced as a whole by an overwrite run.
-PUBLISHED = ("catalog", "volumes", "patches", "dicom", "_restricted/rejected", "_restricted/lineage",
-             INPUTS)
 #: Changed file by file by an append run (``dicom`` gets its files directly, ``inputs`` is replaced).
-APPENDED = ("catalog", "volumes", "patches", "_restricted/rejected", "_restricted/lineage")
+APPENDED = (CATALOG, VOLUMES, PATCHES, REJECTED, LINEAGE)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class IngestConfig:
 
 def ingest(
     inputs: Sequence[str],
-    output: str,
+    output: Dataset | str,
     *,
     spark: SparkSession | None = None,
     annotations: str | None = None,
@@ -111,11 +112,11 @@ def ingest(
         spark = get_spark()
     timings: dict[str, float] = {}
     started = time.time()
-    output = output.rstrip("/")
+    output = Dataset.of(output).root
     fs = HadoopFS(spark, output)
     _finish_interrupted_commit(fs, output)
-    fs.delete(join(output, "_staging"))  # leftovers of a run killed before its commit point
-    staging = join(output, "_staging", uuid.uuid4().hex[:12])
+    fs.delete(join(output, STAGING))  # leftovers of a run killed before its commit point
+    staging = join(output, STAGING, uuid.uuid4().hex[:12])
     previous = Previous.load(spark, fs, output) if mode == "append" else None
 
     files = list_inputs(spark, list(inputs))
@@ -148,34 +149,33 @@ def ingest(
     plan = _Rebuild(volume_input=accepted) if previous is None else \
         _plan_rebuild(spark, previous, accepted, replace(task, export_dicom=False), config,
                       join(staging, "reread"))
-    outcomes = build_volumes(spark, plan.volume_input, config.volumes, join(staging, "volumes"),
+    outcomes = build_volumes(spark, plan.volume_input, config.volumes, join(staging, VOLUMES),
                              keep=plan.keep_volumes)
     timings["volumes_s"] = time.time() - t0
 
     t0 = time.time()
     patch_run: dict[str, Any] = {}
     if annotations or candidates:
-        published = previous.volume_series() if previous is not None else frozenset()
-        patch_run = build_patches(spark, join(staging, "volumes"), annotations, candidates,
-                                  config.patches, key, join(staging, "patches"),
-                                  keep=plan.keep_patches,
-                                  only_series=plan.touched if previous is not None else None,
-                                  other_volumes=published - plan.touched)
+        scope = None if previous is None else AppendScope(
+            keep=plan.keep_patches, only_series=frozenset(plan.touched),
+            other_volumes=previous.volume_series() - plan.touched)
+        patch_run = build_patches(spark, join(staging, VOLUMES), load_points(annotations, candidates, key),
+                                  config.patches, key, join(staging, PATCHES), scope)
     timings["patches_s"] = time.time() - t0
 
     t0 = time.time()
     catalog = plan.volume_input.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
     if previous is not None:
         # Rows of the replaced files that this run did not catalog again stay as they were.
-        catalog = rows_in(previous.catalog, plan.replaced.get("catalog", [])) \
+        catalog = rows_in(previous.catalog, plan.replaced.get(CATALOG, [])) \
             .join(catalog.select("sop_uid"), "sop_uid", "left_anti").unionByName(catalog)
-    catalog.write.parquet(join(staging, "catalog"))
+    catalog.write.parquet(join(staging, CATALOG))
     resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS) \
-        .write.parquet(join(staging, "_restricted/rejected"))
-    accepted.select(*LINEAGE_COLUMNS).write.parquet(join(staging, "_restricted/lineage"))
+        .write.parquet(join(staging, REJECTED))
+    accepted.select(*LINEAGE_COLUMNS).write.parquet(join(staging, LINEAGE))
     if export_dicom:
         # Append runs add files to the published folder: each file is complete on its own.
-        write_dicom_files(accepted, join(staging if previous is None else output, "dicom"))
+        write_dicom_files(accepted, join(staging if previous is None else output, DICOM))
     timings["write_s"] = time.time() - t0
 
     if previous is None:
@@ -221,12 +221,12 @@ def _plan_rebuild(spark: SparkSession, previous: Previous, accepted: DataFrame, 
     if not plan.rebuilt:
         return plan
     in_rebuilt = F.col("series_uid").isin(sorted(plan.rebuilt))
-    for name in ("catalog", "volumes", "patches"):
+    for name in (CATALOG, VOLUMES, PATCHES):
         plan.replaced[name] = files_with(join(previous.output, name), plan.rebuilt)
-    if plan.replaced["volumes"]:
-        plan.keep_volumes = rows_in(previous.volumes, plan.replaced["volumes"]).filter(~in_rebuilt)
-    if plan.replaced["patches"]:
-        plan.keep_patches = rows_in(previous.patches, plan.replaced["patches"]).filter(~in_rebuilt)
+    if plan.replaced[VOLUMES]:
+        plan.keep_volumes = rows_in(previous.volumes, plan.replaced[VOLUMES]).filter(~in_rebuilt)
+    if plan.replaced[PATCHES]:
+        plan.keep_patches = rows_in(previous.patches, plan.replaced[PATCHES]).filter(~in_rebuilt)
     return plan
 
 
@@ -302,7 +302,7 @@ def _inputs_table(spark: SparkSession, files: list[InputFile], previous: Previou
 
 def _plan_overwrite(fs: HadoopFS, journal: Journal, staging: str, output: str) -> None:
     """Every published table is replaced by its staged version, or removed when none was staged."""
-    for name in PUBLISHED:
+    for name in TABLES:
         if fs.exists(join(staging, name)):
             journal.move(join(staging, name), join(output, name))
         else:
@@ -333,8 +333,8 @@ def _publish(fs: HadoopFS, output: str, journal: Journal,
                 "counts": {**journal.manifest.get("counts", {}), **counted["counts"]}}
     if started is not None:
         manifest["timings"]["total_s"] = round(time.time() - started, 2)
-    fs.write_text(join(output, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
-    fs.delete(join(output, "_staging"))
+    fs.write_text(join(output, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
+    fs.delete(join(output, STAGING))
     return manifest
 
 
@@ -357,9 +357,9 @@ def _run_facts(files: list[InputFile], config: IngestConfig, timings: dict[str, 
 
 def _counts(output: str) -> dict[str, Any]:
     """Counts read back from the published tables, so they agree with what is there."""
-    catalog = columns(join(output, "catalog"), ["series_uid", "volume_status", "volume_reason"])
-    rejected = columns(join(output, "_restricted/rejected"), ["reason"])
-    patches = columns(join(output, "patches"), ["split", "label"])
+    catalog = columns(join(output, CATALOG), ["series_uid", "volume_status", "volume_reason"])
+    rejected = columns(join(output, REJECTED), ["reason"])
+    patches = columns(join(output, PATCHES), ["split", "label"])
 
     def grouped(table: pa.Table | None) -> dict[tuple[Any, ...], int]:
         if table is None or table.num_rows == 0:
@@ -380,7 +380,7 @@ def _counts(output: str) -> dict[str, Any]:
             "cataloged": cataloged,
             "rejected": sum(reasons.values()),
             "series": len(pc.unique(catalog["series_uid"])) if catalog is not None else 0,
-            "volumes": count_rows(join(output, "volumes")),
+            "volumes": count_rows(join(output, VOLUMES)),
             "patches": sum(by_split_label.values()),
         },
         "rejected_by_reason": dict(sorted(reasons.items())),

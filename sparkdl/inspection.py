@@ -20,10 +20,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .dataset_metadata import part_files
 from .errors import InputError
+from .layout import CATALOG, PATCHES, VOLUMES, Dataset
 from .patch_reader import decode_ndarray_cells
 from .sheet import Location, PatchPick, Sample, VolumeRow, draw_sheet
-from .storage import is_local, local_path, write_bytes
+from .storage import arrow_filesystem, write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ _PATCH_COLUMNS = ["patch_id", "series_uid", "label", "malignancy", "source", "sp
 _SLICE_BINS = (0, 32, 64, 128, 256, 512, 1024)
 
 
-def inspect_dataset(out_dir: str, *, report_png: str | None = None, max_items: int = 6) -> dict[str, Any]:
+def inspect_dataset(data: Dataset | str, *, report_png: str | None = None,
+                    max_items: int = 6) -> dict[str, Any]:
     """Summarise an ``sparkdl ingest`` output and draw its contact sheet.
 
     Returns a JSON-able dict with ``manifest`` (counts, rejections), ``catalog``,
@@ -46,15 +49,16 @@ def inspect_dataset(out_dir: str, *, report_png: str | None = None, max_items: i
     """
     if max_items < 0:
         raise InputError(f"max_items must be >= 0. Received: max_items={max_items}")
-    out_dir = out_dir.rstrip("/")
-    fs, root = _filesystem(out_dir)
-    manifest = _read_manifest(fs, root, out_dir)
+    dataset = Dataset.of(data)
+    out_dir = dataset.root
+    manifest = dataset.manifest()
+    fs, root = arrow_filesystem(out_dir)
 
-    catalog, in_plane = _catalog_summary(fs, f"{root}/catalog")
-    volumes, volume_rows = _volumes_summary(fs, f"{root}/volumes", in_plane)
+    catalog, in_plane = _catalog_summary(fs, f"{root}/{CATALOG}")
+    volumes, volume_rows = _volumes_summary(fs, f"{root}/{VOLUMES}", in_plane)
     positives, negatives = Sample((max_items + 1) // 2), Sample(max_items // 2)
     annotated = Sample(4 * max_items)
-    patches = _patches_summary(fs, f"{root}/patches", positives, negatives, annotated)
+    patches = _patches_summary(fs, f"{root}/{PATCHES}", positives, negatives, annotated)
 
     summary: dict[str, Any] = {
         "dataset": out_dir,
@@ -81,41 +85,9 @@ def inspect_dataset(out_dir: str, *, report_png: str | None = None, max_items: i
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    if is_local(uri):
-        return pafs.LocalFileSystem(), local_path(uri)
-    if uri.startswith("s3a://"):
-        uri = "s3://" + uri[len("s3a://"):]
-    return pafs.FileSystem.from_uri(uri)  # type: ignore[no-any-return]
-
-
-def _read_manifest(fs: pafs.FileSystem, root: str, out_dir: str) -> dict[str, Any]:
-    info = fs.get_file_info(f"{root}/manifest.json")
-    if info.type != pafs.FileType.File:
-        raise InputError(
-            f"{out_dir} is not a sparkdl ingest output: no manifest.json there. Expected the "
-            "folder given to `sparkdl ingest --output OUT` (manifest.json, catalog/, volumes/, "
-            "patches/); an ingest that was interrupted leaves no manifest.json: run it again."
-        )
-    with fs.open_input_stream(f"{root}/manifest.json") as stream:
-        try:
-            manifest = json.loads(stream.read().decode("utf-8"))
-        except ValueError as err:
-            raise InputError(f"{out_dir}/manifest.json is not valid JSON ({err}); expected the "
-                             "manifest written by sparkdl ingest. Run the ingest again.") from None
-    if not isinstance(manifest, dict) or "counts" not in manifest:
-        raise InputError(f"{out_dir}/manifest.json has no 'counts'; expected the manifest "
-                         "written by sparkdl ingest. Run the ingest again.")
-    return manifest
-
-
 def _parquet_files(fs: pafs.FileSystem, folder: str) -> list[str]:
-    """Data files of a Spark-written table; ``_SUCCESS``/``_common_metadata``/dot files skipped."""
-    if fs.get_file_info(folder).type != pafs.FileType.Directory:
-        return []
-    infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True))
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File
-                  and not i.base_name.startswith(("_", ".")) and i.base_name.endswith(".parquet"))
+    """Data files of a table (none when the table is absent)."""
+    return part_files(fs, folder, missing_ok=True)
 
 
 def _row_groups(fs: pafs.FileSystem, files: list[str],
