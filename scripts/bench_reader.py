@@ -70,7 +70,7 @@ def _row(index: int) -> dict[str, Any]:
 def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
     from pyspark import cloudpickle
 
-    from sparkdl import series
+    from sparkdl.writer import write_dataset as write_petastorm
     from sparkdl.schemas import patch_schema
     from sparkdl.spark import get_spark
 
@@ -80,7 +80,7 @@ def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
     schema = patch_schema(SIZE)
     rows = spark.sparkContext.parallelize(range(num_patches), 8).map(lambda i: schema.encode_row(_row(i)))
     frame = spark.createDataFrame(rows, schema.as_spark_schema()).coalesce(4)
-    series.write_dataset(frame, schema, url, row_group_mb)
+    write_petastorm(frame, schema, url, row_group_mb)
     spark.stop()
 
 
@@ -133,10 +133,11 @@ def measure(way: str, url: str, num_shards: int, warmup: int, rows: int) -> dict
                              shard_count=num_shards, num_epochs=None, seed=1)
         batches = _numpy_batches(reader)
     else:
-        from sparkdl.dataset import make_dataset
+        from sparkdl import ReadOptions, make_dataset
 
-        dataset = make_dataset(url, batch_size=BATCH_SIZE, shard_index=0, num_shards=num_shards,
-                               num_epochs=None, seed=1, augment=way == "make_dataset+augment")
+        options = ReadOptions(seed=1, augment=way == "make_dataset+augment")
+        dataset = make_dataset(url.rsplit("/patches", 1)[0], batch_size=BATCH_SIZE, shard_index=0,
+                               num_shards=num_shards, num_epochs=None, options=options)
         batches = _tf_batches(dataset)
     baseline_mb = _status_mb("VmRSS")
     seen = 0

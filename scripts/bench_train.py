@@ -47,7 +47,7 @@ def write_data(out: str, num_patches: int, size: int) -> None:
     from pyspark import cloudpickle
 
     from sparkdl.schemas import patch_schema
-    from sparkdl.series import write_dataset
+    from sparkdl.writer import write_dataset
     from sparkdl.spark import get_spark
     from sparkdl.storage import to_url
 

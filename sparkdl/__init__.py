@@ -2,7 +2,14 @@
 
 The public surface is small on purpose::
 
-    from sparkdl import ingest, make_dataset, TrainingRunner
+    import sparkdl
+    data = sparkdl.Dataset("/data/out")          # or the plain path/URL, everywhere
+    sparkdl.ingest(inputs, data)
+    sparkdl.make_dataset(data, batch_size=32, split="train")
+    sparkdl.train(data, "/models/m1", model_fn=my_model)
+    sparkdl.evaluate(data, "/models/m1", "/reports/m1")
+
+Stages take ``data`` first, then ``model_dir``, then the output, keyword-only after that.
 
 Names load on first use (PEP 562), so ``import sparkdl`` costs nothing on executors, in
 the CLI and in notebooks until a stage is actually used. Modules are named by what they
@@ -20,18 +27,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "Dataset",
     "DeidKeyError",
+    "Geometry",
     "IngestConfig",
     "InputError",
+    "ReadOptions",
+    "ShardPlan",
     "SparkdlError",
+    "TrainConfig",
     "TrainingError",
     "TrainingRunner",
     "evaluate",
     "ingest",
+    "inspect_dataset",
     "make_dataset",
+    "plan_shards",
     "predict",
     "read_rows",
-    "steps_per_epoch",
     "synthesize_cohort",
     "train",
 ]
@@ -39,10 +52,16 @@ __all__ = [
 _LAZY = {
     "IngestConfig": "sparkdl.ingestion",
     "ingest": "sparkdl.ingestion",
+    "Dataset": "sparkdl.layout",
+    "Geometry": "sparkdl.geometry",
     "make_dataset": "sparkdl.dataset",
-    "steps_per_epoch": "sparkdl.dataset",
+    "ReadOptions": "sparkdl.dataset",
+    "plan_shards": "sparkdl.sharding",
+    "ShardPlan": "sparkdl.sharding",
     "TrainingRunner": "sparkdl.runner",
+    "TrainConfig": "sparkdl.training",
     "train": "sparkdl.training",
+    "inspect_dataset": "sparkdl.inspection",
     "evaluate": "sparkdl.evaluation",
     "predict": "sparkdl.prediction",
     "read_rows": "sparkdl.reader",
@@ -50,14 +69,18 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from .dataset import make_dataset, steps_per_epoch
+    from .dataset import ReadOptions, make_dataset
     from .evaluation import evaluate
+    from .geometry import Geometry
     from .ingestion import IngestConfig, ingest
+    from .inspection import inspect_dataset
+    from .layout import Dataset
     from .prediction import predict
     from .reader import read_rows
     from .runner import TrainingRunner
+    from .sharding import ShardPlan, plan_shards
     from .synth import synthesize_cohort
-    from .training import train
+    from .training import TrainConfig, train
 
 
 def __getattr__(name: str) -> Any:

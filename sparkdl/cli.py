@@ -88,7 +88,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .evaluation import evaluate
 
-    evaluate(args.model_dir, args.data, args.report)
+    evaluate(args.data, args.model_dir, args.report)
     print((Path(args.report) / "summary.txt").read_text())
     return 0
 
@@ -96,7 +96,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .prediction import predict
 
-    result = predict(args.model_dir, args.data, args.output, spark=_session(args))
+    result = predict(args.data, args.model_dir, args.output, spark=_session(args))
     print(json.dumps(result, indent=2, default=str))
     return 0
 

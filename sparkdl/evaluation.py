@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .layout import PATCHES, Dataset
 from .storage import join, local_path
 from .training import LABEL_FIELDS, MODEL_FILE
 
@@ -102,12 +103,12 @@ def auc_interval(y_true: np.ndarray, scores: np.ndarray, *, rounds: int = 1000,
     return float(low), float(high)
 
 
-def _predict_split(model: Any, url: str, split: str, label_field: str,
+def _predict_split(model: Any, data: Dataset, split: str, label_field: str,
                    window: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    from .dataset import make_dataset
+    from .dataset import ReadOptions, make_dataset
 
-    ds = make_dataset(url, batch_size=64, num_epochs=1, shuffle=False, split=split,
-                      label_field=label_field, augment=False, window=window)
+    options = ReadOptions(shuffle=False, label_field=label_field, augment=False, window=window)
+    ds = make_dataset(data, batch_size=64, split=split, num_epochs=1, options=options)
     labels, scores = [], []
     for x, y in ds:
         scores.append(model(x, training=False).numpy().reshape(-1))
@@ -160,8 +161,9 @@ def summary_text(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(model_dir: str, data_dir: str, report_dir: str, *, split: str = "test") -> dict[str, Any]:
-    """Score ``data_dir/patches`` (``split``) with the model in ``model_dir``; write the report.
+def evaluate(data: Dataset | str, model_dir: str, report_dir: str, *,
+             split: str = "test") -> dict[str, Any]:
+    """Score ``data``'s patches (``split``) with the model in ``model_dir``; write the report.
 
     Returns the metrics written to ``report_dir/metrics.json``: ``auc``, ``auc_ci95`` (its 95 %
     stratified-bootstrap interval, None with one class), ``n``, ``positives``,
@@ -169,14 +171,13 @@ def evaluate(model_dir: str, data_dir: str, report_dir: str, *, split: str = "te
     plus ``malignancy_auc``/``malignancy_n`` for a malignancy model (rows with malignancy -1
     are not scored). ``report_dir`` must be a local folder.
     """
-    from .storage import to_url
-
     trained = load_training_config(model_dir)
     config = trained["config"]
-    url = to_url(join(data_dir, "patches"))
+    dataset = Dataset.of(data)
+    url = dataset.url(PATCHES)
     label_field = LABEL_FIELDS[config["task"]]
     model = load_model(model_dir)
-    y_true, scores = _predict_split(model, url, split, label_field, tuple(config["window"]))
+    y_true, scores = _predict_split(model, dataset, split, label_field, tuple(config["window"]))
     if len(y_true) == 0:
         raise InputError(f"The {split} split of {url} holds no rows with a known {label_field}. "
                          "Expected some: check the split fractions of the ingest config.")

@@ -16,9 +16,12 @@ round: the spacing between rows (y) first, then between columns (x).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage
 
 logger = logging.getLogger(__name__)
@@ -214,3 +217,49 @@ def resample_stack(
         volume[m], clipped = hu_to_int16(plane)
         num_clipped += clipped
     return volume, num_clipped, num_filled
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a volume's voxels lie in the patient: the world ↔ voxel map of one grid.
+
+    ``spacing`` is ``(z, y, x)`` mm; ``origin`` the LPS ``(x, y, z)`` mm of voxel
+    ``(0, 0, 0)``'s centre; ``direction`` the 3×3 matrix (row-major, 9 values accepted) whose
+    columns are the LPS unit vectors of the x, y and z index axes, so that
+    ``world_xyz = origin + direction @ (spacing_xyz * index_xyz)``. Used by assembly (DICOM),
+    patches, the contact sheet, and any volume format that states the same three things.
+    """
+
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        spacing = tuple(float(v) for v in np.asarray(self.spacing, dtype=np.float64).ravel())
+        origin = tuple(float(v) for v in np.asarray(self.origin, dtype=np.float64).ravel())
+        direction = tuple(float(v) for v in np.asarray(self.direction, dtype=np.float64).ravel())
+        if len(spacing) != 3 or len(origin) != 3 or len(direction) != 9:
+            raise ValueError(f"Geometry needs 3 spacings, 3 origin coordinates and a 3×3 "
+                             f"direction. Received: {len(spacing)}, {len(origin)}, "
+                             f"{len(direction)} values.")
+        if not all(np.isfinite(spacing)) or min(spacing) <= 0:
+            raise ValueError(f"Geometry spacing must be finite and > 0 mm. Received: {spacing}.")
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "direction", direction)
+
+    @classmethod
+    def of(cls, volume: Any) -> Geometry:
+        """The geometry of a volume row (mapping, Row or object with spacing/origin/direction)."""
+        def get(name: str) -> Any:
+            return volume[name] if isinstance(volume, Mapping) else getattr(volume, name)
+
+        return cls(get("spacing"), get("origin"), get("direction"))
+
+    def to_voxel(self, xyz: ArrayLike) -> npt.NDArray[np.float64]:
+        """Fractional voxel index ``(z, y, x)`` of world point(s) ``(x, y, z)`` (shape ``(..., 3)``)."""
+        return world_to_voxel(xyz, self.origin, self.spacing, self.direction)
+
+    def to_world(self, index_zyx: ArrayLike) -> npt.NDArray[np.float64]:
+        """World LPS ``(x, y, z)`` mm of voxel index(es) ``(z, y, x)`` (shape ``(..., 3)``)."""
+        return voxel_to_world(index_zyx, self.origin, self.spacing, self.direction)

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import ndimage
 
 from sparkdl import config, geometry, storage
+from sparkdl.geometry import Geometry
 from sparkdl.errors import ConfigError, DeidKeyError, InputError
 
 logger = logging.getLogger(__name__)
@@ -88,9 +89,7 @@ class PatchOptions:
 
 def extract_patch(
     volume: np.ndarray,
-    spacing_zyx: Sequence[float] | np.ndarray,
-    origin: Sequence[float] | np.ndarray,
-    direction: Sequence[float] | np.ndarray,
+    grid: Geometry,
     center_xyz: Sequence[float] | np.ndarray,
     size: int,
     spacing_mm: float,
@@ -102,8 +101,8 @@ def extract_patch(
     trilinear (``map_coordinates`` order 1); samples outside the volume are ``pad_hu``.
     Only the block of the volume under the patch is converted to float.
     """
-    spacing = np.asarray(spacing_zyx, dtype=np.float64)
-    center = geometry.world_to_voxel(center_xyz, origin, spacing, direction)
+    spacing = np.asarray(grid.spacing, dtype=np.float64)
+    center = grid.to_voxel(center_xyz)
     steps = (np.arange(size) - (size - 1) / 2.0) * spacing_mm
     axes = [center[a] + steps / spacing[a] for a in range(3)]
     low = [max(int(math.floor(ax[0])), 0) for ax in axes]
@@ -142,9 +141,7 @@ def lung_mask(volume: np.ndarray, spacing_zyx: Sequence[float] | np.ndarray,
 
 def sample_negatives(
     volume: np.ndarray,
-    spacing_zyx: Sequence[float] | np.ndarray,
-    origin: Sequence[float] | np.ndarray,
-    direction: Sequence[float] | np.ndarray,
+    grid: Geometry,
     avoid: Sequence[tuple[Sequence[float], float]],
     count: int,
     rng: np.random.Generator,
@@ -159,7 +156,7 @@ def sample_negatives(
     """
     if count <= 0:
         return []
-    mask = lung_mask(volume, spacing_zyx)
+    mask = lung_mask(volume, grid.spacing)
     if not mask.any():
         logger.warning("no lung voxels found; sampled 0 of %d negatives", count)
         return []
@@ -173,7 +170,7 @@ def sample_negatives(
     for _ in range(64):
         index = rng.integers(low, high, size=(max(4 * count, 256), 3))
         index = index[mask[index[:, 0], index[:, 1], index[:, 2]]]
-        world = geometry.voxel_to_world(index, origin, spacing_zyx, direction)
+        world = grid.to_world(index)
         if len(centers):
             distance = np.linalg.norm(world[:, None, :] - centers[None, :, :], axis=2)
             index = index[np.all(distance > limits[None, :], axis=1)]
@@ -186,8 +183,7 @@ def sample_negatives(
     if len(chosen) < count:
         logger.warning("sampled %d of %d negatives: not enough lung far from nodules",
                        len(chosen), count)
-    points = geometry.voxel_to_world(np.array(list(chosen), dtype=np.float64).reshape(-1, 3),
-                                     origin, spacing_zyx, direction)
+    points = grid.to_world(np.array(list(chosen), dtype=np.float64).reshape(-1, 3))
     return [(float(p[0]), float(p[1]), float(p[2])) for p in points]
 
 
@@ -224,9 +220,7 @@ def make_patch_rows(
     optional, -1 when unknown). Points whose centre lies outside the volume are skipped.
     """
     array = np.asarray(_get(volume, "volume"))
-    spacing = np.asarray(_get(volume, "spacing"), dtype=np.float64)
-    origin = np.asarray(_get(volume, "origin"), dtype=np.float64)
-    direction = np.asarray(_get(volume, "direction"), dtype=np.float64).reshape(9)
+    grid = Geometry(_get(volume, "spacing"), _get(volume, "origin"), _get(volume, "direction"))
     series_uid, patient_id = str(_get(volume, "series_uid")), str(_get(volume, "patient_id"))
     split = assign_split(key, patient_id, options.fractions)
     rows: list[dict[str, Any]] = []
@@ -240,8 +234,7 @@ def make_patch_rows(
             raise InputError(f"Invalid point for series {series_uid}: label must be 0 or 1, "
                              f"source one of {SOURCES}, malignancy -1, 0 or 1. Received: "
                              f"label={label!r}, source={source!r}, malignancy={malignancy!r}")
-        if not geometry.is_inside(geometry.world_to_voxel(center, origin, spacing, direction),
-                                  array.shape):
+        if not geometry.is_inside(grid.to_voxel(center), array.shape):
             skipped += 1
             continue
         text = f"{series_uid}|{source}|{label}|" + "|".join(f"{v:.3f}" for v in center)
@@ -253,8 +246,8 @@ def make_patch_rows(
             "patch_id": patch_id,
             "series_uid": series_uid,
             "patient_id": patient_id,
-            "patch": extract_patch(array, spacing, origin, direction, center, options.size,
-                                   options.spacing_mm, options.pad_hu),
+            "patch": extract_patch(array, grid, center, options.size, options.spacing_mm,
+                                   options.pad_hu),
             "label": label,
             "malignancy": malignancy,
             "diameter_mm": float(_optional(point.get("diameter_mm"), float)),

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import InputError
-from .storage import join, to_url
+from .layout import PATCHES, Dataset
+from .storage import join
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +76,9 @@ def score_batches(
         })
 
 
-def predict(model_dir: str, data_dir: str, output: str, *, spark: Any = None) -> dict[str, Any]:
-    """Score every patch of ``data_dir/patches`` with the model in ``model_dir``; write
-    Parquet to ``output`` (overwritten). Returns ``{"output", "rows", "model_path"}``.
+def predict(data: Dataset | str, model_dir: str, output: str, *, spark: Any = None) -> dict[str, Any]:
+    """Score every patch of ``data`` with the model in ``model_dir``; write Parquet to
+    ``output`` (overwritten). Returns ``{"output", "rows", "model_path"}``.
 
     ``model_dir`` must be readable from the executors (a local path in local mode, a shared
     file system on a cluster).
@@ -90,7 +91,7 @@ def predict(model_dir: str, data_dir: str, output: str, *, spark: Any = None) ->
 
     trained = load_training_config(model_dir)
     window = tuple(float(v) for v in trained["config"]["window"])
-    url = to_url(join(data_dir, "patches"))
+    url = Dataset.of(data).url(PATCHES)
     shape, _ = patch_shape(url)
     if [*shape, 1] != list(trained["input_shape"]):
         raise InputError(f"The model in {model_dir} takes patches of {trained['input_shape'][:3]}; "

@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import geometry
+from .geometry import Geometry
 from .dataset import LUNG_WINDOW
 from .schemas import VolumeSchema
 
@@ -143,7 +144,7 @@ def _choose_panels(fs: pafs.FileSystem, patch_picks: list[PatchPick], annotated:
         if len(drawn) >= max_items:
             break
         for volume in by_series.get(pick.series_uid, []):
-            index = geometry.world_to_voxel(pick.center, volume.origin, volume.spacing, volume.direction)
+            index = Geometry.of(volume).to_voxel(pick.center)
             if volume.volume_id not in drawn and index[0] > -0.5 and index[0] < volume.num_slices - 0.5:
                 panels.append(_volume_panel(fs, volume, pick))
                 drawn.add(volume.volume_id)
@@ -174,7 +175,7 @@ def _volume_panel(fs: pafs.FileSystem, volume: VolumeRow, pick: PatchPick | None
     if pick is None:
         k = array.shape[0] // 2
     else:
-        z, y, x = geometry.world_to_voxel(pick.center, volume.origin, volume.spacing, volume.direction)
+        z, y, x = Geometry.of(volume).to_voxel(pick.center)
         k = int(np.clip(round(float(z)), 0, array.shape[0] - 1))
         marker = (float(x), float(y))
         if geometry.is_inside((k, y, x), array.shape):

@@ -1,16 +1,17 @@
 """Distributed training: one Spark barrier task per worker, ``MultiWorkerMirroredStrategy``.
 
-``train(data_dir, model_dir, ...)`` runs on the driver: it reads what every worker must
-agree on from the data (patch shape, train label counts → class weights, how the train
-split deals out over shards → steps per epoch) into a plain, picklable :class:`TrainJob`,
-then runs :func:`train_worker` in ``num_workers`` barrier tasks through
-:class:`sparkdl.runner.TrainingRunner` (which sets ``TF_CONFIG`` and the GPUs).
+``train(data, model_dir, model_fn=...)`` runs on the driver: it reads what every worker
+must agree on from the data (patch shape, train label counts → class weights, how the train
+split deals out over shards → steps per epoch, :func:`sparkdl.plan_shards`) into a plain,
+picklable :class:`TrainJob`, then runs :func:`train_worker` in ``num_workers`` barrier tasks
+through :class:`sparkdl.runner.TrainingRunner` (which sets ``TF_CONFIG`` and the GPUs). The
+model is the user's ``model_fn`` or the zoo's (:mod:`sparkdl.models`); sparkdl compiles it.
 
 Each worker reads its own shard of the train split (``shard_index=rank``, tf.data
 auto-sharding OFF, repeated forever, the same ``steps_per_epoch`` everywhere so no worker
 waits in a collective for a batch that never comes) and the whole val split. Petastorm
 shards by row group, so a dataset of few, unequal row groups can give one shard most rows
-(e.g. ``[257, 5]``); then (:func:`plan_shards`) every worker reads the whole train split
+(e.g. ``[257, 5]``); then (:func:`sparkdl.plan_shards`) every worker reads the whole train split
 in its own shuffled order instead, which samples the same data per step. ``BackupAndRestore``
 writes ``M/backup`` at every epoch end: when a worker dies, Spark retries the barrier stage
 and the new attempt resumes after the last finished epoch.
@@ -22,7 +23,7 @@ workers save too, into temporary folders they remove.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -37,16 +38,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .config import check_ranges, from_mapping, read_yaml
-from .errors import ConfigError, InputError, TrainingError
-from .storage import join, to_url
+from .errors import InputError, TrainingError
+from .layout import PATCHES, Dataset
+from .storage import join
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 LABEL_FIELDS = {"nodule": "label", "malignancy": "malignancy"}
-#: Shards whose smallest holds less than this fraction of an even share are too uneven to
-#: train on: its worker would repeat a few rows for half of every global batch.
-MIN_SHARD_BALANCE = 0.5
+
+#: Builds the uncompiled ``tf_keras.Model`` for an input shape ``(D, H, W, 1)``.
+ModelFn = Callable[[tuple[int, int, int, int]], Any]
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,12 @@ class TrainConfig:
 class TrainJob:
     """Everything a worker needs, decided once on the driver: plain values, picklable."""
 
-    data_url: str
+    data: str
     model_dir: str
     config: dict[str, Any]
+    #: Builds the uncompiled model for ``input_shape`` (pickled to the workers by value
+    #: when it is the user's own, e.g. defined in a notebook).
+    model_fn: ModelFn
     num_workers: int
     use_gpu: bool
     input_shape: tuple[int, int, int, int]
@@ -133,32 +138,6 @@ def class_weights(counts: dict[int, int]) -> dict[int, float]:
     return {c: total / (2.0 * counts[c]) for c in (0, 1)}
 
 
-def plan_shards(shard_rows: Sequence[int], batch_size: int,
-                min_steps: int = 1) -> tuple[int, int]:
-    """``(num_shards, steps_per_epoch)`` for a train split whose shards hold ``shard_rows``.
-
-    ``batch_size`` is the global batch, split evenly over the ``len(shard_rows)`` shards
-    (one per worker). Balanced shards: every worker reads its own, and an epoch is the
-    steps the smallest shard gives. When the smallest holds less than ``MIN_SHARD_BALANCE``
-    of an even share, one shard: each worker reads the whole split (its own shuffle seed)
-    and an epoch is the split's rows over the global batch. At least ``min_steps`` (and one)
-    either way: shards are read with no end, so a short one repeats within the epoch.
-    """
-    if not shard_rows or batch_size < len(shard_rows):
-        raise ConfigError(f"plan_shards needs one row count per shard and batch_size >= the "
-                          f"number of shards. Received: batch_size={batch_size}, "
-                          f"shard_rows={list(shard_rows)}")
-    num_shards, total = len(shard_rows), sum(shard_rows)
-    if num_shards > 1 and min(shard_rows) >= MIN_SHARD_BALANCE * total / num_shards:
-        steps = min(shard_rows) // (batch_size // num_shards)
-    else:
-        num_shards, steps = 1, total // batch_size
-    if steps < min_steps:
-        logger.info("train: %d steps per pass over the train split; an epoch repeats it up to "
-                    "%d steps", steps, min_steps)
-    return num_shards, max(1, min_steps, steps)
-
-
 def _label_counts(spark: Any, url: str, label_field: str) -> dict[str, dict[int, int]]:
     """Rows per label of the train and val splits (rows with an unknown malignancy left out)."""
     from pyspark.sql import functions as F
@@ -172,43 +151,37 @@ def _label_counts(spark: Any, url: str, label_field: str) -> dict[str, dict[int,
     return counts
 
 
-def plan_job(
-    data_dir: str, model_dir: str, config: TrainConfig, *, num_workers: int, use_gpu: bool, spark: Any
-) -> TrainJob:
+def plan_job(data: Dataset | str, model_dir: str, config: TrainConfig, *, model_fn: ModelFn,
+             num_workers: int, use_gpu: bool, spark: Any) -> TrainJob:
     """Read the data's shape, label counts and shard sizes; decide steps and class weights."""
-    from . import dataset
+    from .dataset import patch_shape
+    from .sharding import plan_shards
 
-    if num_workers < 1:
-        raise ConfigError(f"num_workers must be >= 1. Received: num_workers={num_workers}")
-    if config.batch_size % num_workers:
-        raise ConfigError(
-            f"batch_size {config.batch_size} is not divisible by num_workers={num_workers}: every "
-            "worker takes an equal part of the global batch. Change batch_size or --num-workers."
-        )
-    url = to_url(join(data_dir, "patches"))
-    shape, _ = dataset.patch_shape(url)
-    per_worker = config.batch_size // num_workers
+    dataset = Dataset.of(data)
+    url = dataset.url(PATCHES)
+    shape, _ = patch_shape(url)
+    plan = plan_shards(dataset, batch_size=config.batch_size, num_workers=num_workers,
+                       split="train", label_field=config.label_field,
+                       min_steps=config.min_steps_per_epoch)
     counts = _label_counts(spark, url, config.label_field)
     weights = class_weights(counts["train"]) if config.class_weight == "balanced" else None
-    shard_rows = [sum(counts["train"].values())]  # one shard: the whole train split
-    if num_workers > 1:
-        with contextlib.suppress(InputError):  # fewer row groups than workers: one shard
-            shard_rows = dataset.shard_row_counts(url, num_workers, split="train",
-                                                  label_field=config.label_field)
-    num_shards, steps = plan_shards(shard_rows, config.batch_size, config.min_steps_per_epoch)
-    if num_shards < num_workers:
-        logger.warning(
-            "the train split's row groups (train rows per shard %s) cannot give %d workers a "
-            "fair shard each (Petastorm shards by row group): every worker reads the whole "
-            "train split in its own order. Write the patches in more, equal row groups to "
-            "shard them.", shard_rows, num_workers)
-    val_rows = sum(counts["val"].values())
+    per_worker = config.batch_size // num_workers
     return TrainJob(
-        data_url=url, model_dir=str(model_dir), config=asdict(config), num_workers=num_workers,
-        use_gpu=use_gpu, input_shape=(*shape, 1), num_shards=num_shards,  # type: ignore[arg-type]
-        steps_per_epoch=int(steps),
-        validation_steps=math.ceil(val_rows / per_worker), class_weight=weights, train_counts=counts["train"],
+        data=dataset.root, model_dir=str(model_dir), config=asdict(config), model_fn=model_fn,
+        num_workers=num_workers, use_gpu=use_gpu, input_shape=(shape[0], shape[1], shape[2], 1),
+        num_shards=plan.num_shards, steps_per_epoch=plan.steps_per_epoch,
+        validation_steps=math.ceil(sum(counts["val"].values()) / per_worker),
+        class_weight=weights, train_counts=counts["train"],
     )
+
+
+def zoo_model_fn(config: TrainConfig) -> ModelFn:
+    """The zoo's model ``config.model`` (``cnn3d``, ``resnet3d``) with the config's sizes."""
+    from .models import build_model
+
+    return functools.partial(build_model, config.model, task=config.task,
+                             base_filters=config.base_filters, num_stages=config.num_stages,
+                             dropout=config.dropout)
 
 
 def train_worker(job: TrainJob, extra_callbacks: Sequence[Callable[[], Any]] = ()) -> dict[str, Any]:
@@ -218,79 +191,110 @@ def train_worker(job: TrainJob, extra_callbacks: Sequence[Callable[[], Any]] = (
     imported (tests use one to kill a worker mid-training).
     """
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    import numpy as np
     import tensorflow as tf
     import tf_keras as keras
 
-    from .dataset import make_dataset
-    from .models import build_model
-
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    rank = int(cluster.get("task", {}).get("index", 0))
-    num_workers = len(cluster.get("cluster", {}).get("worker", [])) or 1
-    if num_workers != job.num_workers:
-        raise TrainingError(f"TF_CONFIG names {num_workers} workers; the job was planned for "
-                            f"{job.num_workers}. Run train_worker through sparkdl.runner.TrainingRunner.")
+    rank = _rank(job)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     config = TrainConfig(**{**job.config, "window": tuple(job.config["window"])})
-    gpus = tf.config.list_physical_devices("GPU")
-    if job.use_gpu and gpus:
+    mixed = bool(job.use_gpu and tf.config.list_physical_devices("GPU"))
+    if mixed:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.seed)
-    per_worker = config.batch_size // job.num_workers
-    no_autoshard = tf.data.Options()
-    no_autoshard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-
-    def dataset(split: str, shard_index: int, num_shards: int, train: bool) -> Any:
-        # The seed differs per worker: with one shard for all, each reads its own order.
-        ds = make_dataset(job.data_url, batch_size=per_worker, shard_index=shard_index,
-                          num_shards=num_shards, num_epochs=None, shuffle=train,
-                          seed=config.seed + rank, split=split,
-                          label_field=config.label_field,
-                          augment=config.augment if train else False, window=config.window)
-        return ds.map(lambda x, y: (x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))).with_options(no_autoshard)
-
     with strategy.scope():
-        model = build_model(config.model, job.input_shape, task=config.task,
-                            base_filters=config.base_filters, num_stages=config.num_stages,
-                            dropout=config.dropout)
-        # Cosine decay to zero over the whole run: the last epochs take small steps, so the
-        # weights and the batch-norm statistics settle (measured on a 30-patient synthetic
-        # cohort: validation AUC 0.97 stable vs 0.6-0.97 swinging at a constant rate).
-        # BackupAndRestore restores the step counter, so a resumed run keeps the schedule.
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=max(1, config.epochs * job.steps_per_epoch))
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss=keras.losses.BinaryCrossentropy(),
-            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
-                     keras.metrics.Recall(name="recall")],
-        )
-    is_chief = rank == 0
+        model = _compiled_model(job, config, keras)
     timer = _EpochTimer(keras)
     callbacks = [keras.callbacks.BackupAndRestore(join(job.model_dir, "backup")), timer]
-    if is_chief:
+    if rank == 0:
         callbacks.append(_EpochScalars(tf, keras, join(job.model_dir, "tensorboard")))
     callbacks += [factory() for factory in extra_callbacks]
-    validation = dataset("val", 0, 1, train=False) if job.validation_steps else None
+    validation = _split_dataset(job, config, rank, "val") if job.validation_steps else None
     started = time.perf_counter()
     history = model.fit(
-        dataset("train", rank % job.num_shards, job.num_shards, train=True), epochs=config.epochs,
+        _split_dataset(job, config, rank, "train"), epochs=config.epochs,
         steps_per_epoch=job.steps_per_epoch, validation_data=validation,
         validation_steps=job.validation_steps or None,
         class_weight=job.class_weight, callbacks=callbacks, verbose=0,
     )
-    seconds = time.perf_counter() - started
-    # Collective: every worker saves; only the chief's copy is kept.
-    target = job.model_dir if is_chief else tempfile.mkdtemp(prefix=f"sparkdl-worker{rank}-")
+    summary = _summary(job, config, rank, model, history, timer.seconds,
+                       time.perf_counter() - started, mixed)
+    if rank == 0:
+        _write_chief_files(job, summary, history, timer.seconds)
+    return summary
+
+
+def _rank(job: TrainJob) -> int:
+    """This worker's rank, from ``TF_CONFIG`` (set by :class:`sparkdl.runner.TrainingRunner`)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    num_workers = len(cluster.get("cluster", {}).get("worker", [])) or 1
+    if num_workers != job.num_workers:
+        raise TrainingError(f"TF_CONFIG names {num_workers} workers; the job was planned for "
+                            f"{job.num_workers}. Run train_worker through sparkdl.runner.TrainingRunner.")
+    return int(cluster.get("task", {}).get("index", 0))
+
+
+def _compiled_model(job: TrainJob, config: TrainConfig, keras: Any) -> Any:
+    """``job.model_fn``'s model, checked, compiled with the schedule, loss and metrics."""
+    model = job.model_fn(job.input_shape)
+    if not isinstance(model, keras.Model):
+        raise TrainingError(
+            f"model_fn must return an uncompiled tf_keras.Model. Received: "
+            f"{type(model).__module__}.{type(model).__name__}. Build it with `import tf_keras` "
+            "(sparkdl trains with tf_keras: Keras 3 cannot run MultiWorkerMirroredStrategy "
+            "in fit).")
+    if tuple(model.output_shape) != (None, 1):
+        raise TrainingError(f"model_fn's model must output one probability per patch, shape "
+                            f"(None, 1). Received: output shape {model.output_shape}.")
+    # Cosine decay to zero over the whole run: the last epochs take small steps, so the
+    # weights and the batch-norm statistics settle (measured on a 30-patient synthetic
+    # cohort: validation AUC 0.97 stable vs 0.6-0.97 swinging at a constant rate).
+    # BackupAndRestore restores the step counter, so a resumed run keeps the schedule.
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=max(1, config.epochs * job.steps_per_epoch))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
+                 keras.metrics.Recall(name="recall")],
+    )
+    return model
+
+
+def _split_dataset(job: TrainJob, config: TrainConfig, rank: int, split: str) -> Any:
+    """This worker's endless view of ``split``: its own shard of train, all of val."""
+    import tensorflow as tf
+
+    from .dataset import ReadOptions, make_dataset
+
+    train = split == "train"
+    # The seed differs per worker: with one shard for all, each reads its own order.
+    options = ReadOptions(shuffle=train, seed=config.seed + rank, label_field=config.label_field,
+                          augment=config.augment and train, window=config.window)
+    dataset = make_dataset(job.data, batch_size=config.batch_size // job.num_workers,
+                           split=split, shard_index=rank % job.num_shards if train else 0,
+                           num_shards=job.num_shards if train else 1, num_epochs=None,
+                           options=options)
+    no_autoshard = tf.data.Options()
+    no_autoshard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.map(lambda x, y: (x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))) \
+        .with_options(no_autoshard)
+
+
+def _summary(job: TrainJob, config: TrainConfig, rank: int, model: Any, history: Any,
+             epoch_seconds: list[float], seconds: float, mixed: bool) -> dict[str, Any]:
+    """Save the model (collective: every worker saves, only the chief's copy is kept) and
+    describe this worker's run."""
+    import numpy as np
+
+    target = job.model_dir if rank == 0 else tempfile.mkdtemp(prefix=f"sparkdl-worker{rank}-")
     model.save(join(target, MODEL_FILE))
     weights = model.get_weights()
-    if not is_chief:
+    if rank != 0:
         shutil.rmtree(target, ignore_errors=True)
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest()
     epochs_run = [int(e) for e in history.epoch]
-    steady = timer.seconds[1:] or timer.seconds
-    summary = {
+    steady = epoch_seconds[1:] or epoch_seconds
+    return {
         "rank": rank,
         "epochs_run": epochs_run,
         "initial_epoch": epochs_run[0] if epochs_run else config.epochs,
@@ -300,24 +304,26 @@ def train_worker(job: TrainJob, extra_callbacks: Sequence[Callable[[], Any]] = (
         "train_seconds": seconds,
         "samples_per_second": (job.steps_per_epoch * config.batch_size / float(np.median(steady))
                                if steady else None),
-        "mixed_precision": bool(job.use_gpu and gpus),
+        "mixed_precision": mixed,
     }
-    if is_chief:
-        _write_json(join(job.model_dir, "history.json"), {
-            "epoch": epochs_run,
-            "initial_epoch": summary["initial_epoch"],
-            "metrics": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-            "epoch_seconds": timer.seconds,
-        })
-        _write_json(join(job.model_dir, "config.json"), {
-            "config": job.config, "data_url": job.data_url, "num_workers": job.num_workers,
-            "use_gpu": job.use_gpu, "mixed_precision": summary["mixed_precision"],
-            "input_shape": list(job.input_shape), "num_shards": job.num_shards,
-            "steps_per_epoch": job.steps_per_epoch,
-            "validation_steps": job.validation_steps, "train_counts": job.train_counts,
-            "class_weight": job.class_weight, "model_file": MODEL_FILE,
-        })
-    return summary
+
+
+def _write_chief_files(job: TrainJob, summary: dict[str, Any], history: Any,
+                       epoch_seconds: list[float]) -> None:
+    _write_json(join(job.model_dir, "history.json"), {
+        "epoch": summary["epochs_run"],
+        "initial_epoch": summary["initial_epoch"],
+        "metrics": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "epoch_seconds": epoch_seconds,
+    })
+    _write_json(join(job.model_dir, "config.json"), {
+        "config": job.config, "data": job.data, "num_workers": job.num_workers,
+        "use_gpu": job.use_gpu, "mixed_precision": summary["mixed_precision"],
+        "input_shape": list(job.input_shape), "num_shards": job.num_shards,
+        "steps_per_epoch": job.steps_per_epoch,
+        "validation_steps": job.validation_steps, "train_counts": job.train_counts,
+        "class_weight": job.class_weight, "model_file": MODEL_FILE,
+    })
 
 
 class _EpochTimer:
@@ -383,15 +389,21 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
 
 def train(
-    data_dir: str,
+    data: Dataset | str,
     model_dir: str,
     *,
     config: TrainConfig | None = None,
+    model_fn: ModelFn | None = None,
     num_workers: int = 1,
     use_gpu: bool = False,
     spark: Any = None,
 ) -> dict[str, Any]:
-    """Train a model on ``data_dir/patches`` with ``num_workers`` Spark barrier tasks.
+    """Train a model on ``data``'s patches with ``num_workers`` Spark barrier tasks.
+
+    ``model_fn(input_shape)`` returns the uncompiled ``tf_keras.Model`` to train (input
+    ``(D, H, W, 1)`` patches windowed to [0, 1], output one sigmoid probability per patch);
+    default the zoo's ``config.model``. sparkdl compiles it and keeps the sharding, the equal
+    steps per worker, ``BackupAndRestore`` and the collective save.
 
     Returns the chief's summary plus ``workers`` (every worker's summary, rank order) and
     ``model_path``. A previous ``M/backup`` left by an interrupted run is resumed from.
@@ -401,7 +413,8 @@ def train(
 
     config = config or TrainConfig()
     spark = spark or get_spark()
-    job = plan_job(data_dir, model_dir, config, num_workers=num_workers, use_gpu=use_gpu, spark=spark)
+    job = plan_job(data, model_dir, config, model_fn=model_fn or zoo_model_fn(config),
+                   num_workers=num_workers, use_gpu=use_gpu, spark=spark)
     if job.class_weight:
         logger.info("train: class weights %s from train counts %s", job.class_weight, job.train_counts)
     logger.info("train: %d worker(s), %d steps/epoch of %d patches, %d epochs", num_workers,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +34,25 @@ def deid_key(monkeypatch: pytest.MonkeyPatch) -> str:
 def _quiet_tf() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv that sees this environment's site-packages but not sparkdl.
+
+    A plain path line in a .pth adds the directory without running the .pth files inside it,
+    so the editable install of sparkdl (a .pth import hook) is not active there.
+    """
+    import site
+
+    env = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
+                   timeout=120)
+    (purelib,) = (env / "lib").glob("python3*/site-packages")
+    (purelib / "stack.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    python = env / "bin" / "python"
+    imports = "import numpy, pydicom, pyspark, pyarrow; import sparkdl"
+    probe = subprocess.run([str(python), "-c", imports],
+                           capture_output=True, text=True, timeout=120, cwd=env)
+    assert "No module named 'sparkdl'" in probe.stderr, probe.stderr  # the stack yes, sparkdl no
+    return python

@@ -1,4 +1,4 @@
-"""make_dataset, shard_row_counts, steps_per_epoch and the vectorised NdarrayCodec decoding.
+"""make_dataset, ReadOptions, shard_row_counts, plan_shards and the vectorised NdarrayCodec decoding.
 
 The dataset (tests/patch_data.py) has 60 rows of 8³ patches in 7 row groups of uneven size
 across 3 Parquet files; each row's id is readable from the windowed voxel (0, 0, 0).
@@ -24,27 +24,44 @@ from tests.patch_data import (
     write_patches,
 )
 
-from sparkdl.dataset import make_dataset, shard_row_counts, steps_per_epoch
+from sparkdl import Dataset, ReadOptions, make_dataset, plan_shards
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.patch_reader import decode_ndarray_cells
+from sparkdl.sharding import shard_row_counts
 
 NUM_ROWS = 60
 SIZE = 8
 
 
+_OPTIONS = {"shuffle", "seed", "label_field", "window", "augment"}
+
+
 @pytest.fixture(scope="module")
-def patches_url(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"file://{tmp_path_factory.mktemp('dataset')}/patches"
-    assert write_patches(spark, url, size=SIZE) == NUM_ROWS
-    return url
+def data(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """A dataset root holding only ``patches/`` (all make_dataset needs)."""
+    root = Dataset(str(tmp_path_factory.mktemp("dataset")))
+    assert write_patches(spark, root.url("patches"), size=SIZE) == NUM_ROWS
+    return root
 
 
-def _read(url: str, **kwargs: Any) -> tuple[list[int], list[float], list[np.ndarray]]:
+@pytest.fixture(scope="module")
+def patches_url(data: Dataset) -> str:
+    return data.url("patches")
+
+
+def _make(data: Dataset | str, **kwargs: Any) -> Any:
+    """make_dataset with ReadOptions fields given as keywords too."""
+    options = ReadOptions(**{k: v for k, v in kwargs.items() if k in _OPTIONS})
+    return make_dataset(data, options=options,
+                        **{"batch_size": 8, **{k: v for k, v in kwargs.items() if k not in _OPTIONS}})
+
+
+def _read(data: Dataset, **kwargs: Any) -> tuple[list[int], list[float], list[np.ndarray]]:
     """Row ids, labels and x batches of one make_dataset pass."""
     ids: list[int] = []
     labels: list[float] = []
     xs: list[np.ndarray] = []
-    for x, y in make_dataset(url, **{"batch_size": 8, **kwargs}):
+    for x, y in _make(data, **kwargs):
         xs.append(x.numpy())
         ids += row_id_from_window(xs[-1]).tolist()
         labels += y.numpy().tolist()
@@ -52,14 +69,15 @@ def _read(url: str, **kwargs: Any) -> tuple[list[int], list[float], list[np.ndar
 
 
 @pytest.mark.parametrize("num_shards", [1, 2, 3])
-def test_every_row_once_per_epoch_across_uneven_shards(patches_url: str, num_shards: int) -> None:
+def test_every_row_once_per_epoch_across_uneven_shards(data: Dataset, patches_url: str,
+                                                       num_shards: int) -> None:
     counts = shard_row_counts(patches_url, num_shards)
     assert sum(counts) == NUM_ROWS
     if num_shards > 1:
         assert len(set(counts)) > 1, f"test data should give uneven shards, got {counts}"
     seen: list[int] = []
     for shard in range(num_shards):
-        ids, labels, _ = _read(patches_url, shard_index=shard, num_shards=num_shards, seed=5)
+        ids, labels, _ = _read(data, shard_index=shard, num_shards=num_shards, seed=5)
         assert len(ids) == len(set(ids)) == counts[shard]
         assert labels == [label_of(i) for i in ids]
         seen += ids
@@ -81,32 +99,32 @@ def test_shard_row_counts_follow_petastorms_row_group_rule(patches_url: str) -> 
 
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
-def test_split_selects_its_rows_only(patches_url: str, split: str) -> None:
-    ids, _, _ = _read(patches_url, split=split, seed=1, augment=False)
+def test_split_selects_its_rows_only(data: Dataset, patches_url: str, split: str) -> None:
+    ids, _, _ = _read(data, split=split, seed=1, augment=False)
     assert sorted(ids) == [i for i in range(NUM_ROWS) if split_of(i) == split]
     assert shard_row_counts(patches_url, 1, split=split) == [len(ids)]
 
 
-def test_malignancy_label_skips_unknown(patches_url: str) -> None:
-    ids, labels, _ = _read(patches_url, label_field="malignancy", num_shards=2, shard_index=1)
+def test_malignancy_label_skips_unknown(data: Dataset, patches_url: str) -> None:
+    ids, labels, _ = _read(data, label_field="malignancy", num_shards=2, shard_index=1)
     counts = shard_row_counts(patches_url, 2, label_field="malignancy")
     assert len(ids) == counts[1]
     assert all(malignancy_of(i) >= 0 for i in ids)
     assert labels == [float(malignancy_of(i)) for i in ids]
 
 
-def test_same_seed_same_order_different_seed_different_order(patches_url: str) -> None:
-    first, _, _ = _read(patches_url, seed=11)
-    again, _, _ = _read(patches_url, seed=11)
-    other, _, _ = _read(patches_url, seed=12)
+def test_same_seed_same_order_different_seed_different_order(data: Dataset) -> None:
+    first, _, _ = _read(data, seed=11)
+    again, _, _ = _read(data, seed=11)
+    other, _, _ = _read(data, seed=12)
     assert first == again
     assert first != other and sorted(first) == sorted(other)
-    unshuffled, _, _ = _read(patches_url, shuffle=False)
+    unshuffled, _, _ = _read(data, shuffle=False)
     assert unshuffled == list(range(NUM_ROWS))  # stored order: files, then row groups
 
 
-def test_shapes_dtypes_and_window(patches_url: str) -> None:
-    dataset = make_dataset(patches_url, batch_size=16, shuffle=False)
+def test_shapes_dtypes_and_window(data: Dataset) -> None:
+    dataset = make_dataset(data.root, batch_size=16, options=ReadOptions(shuffle=False))
     x_spec, y_spec = dataset.element_spec
     assert x_spec.shape.as_list() == [None, SIZE, SIZE, SIZE, 1] and x_spec.dtype.name == "float32"
     assert y_spec.shape.as_list() == [None] and y_spec.dtype.name == "float32"
@@ -116,21 +134,21 @@ def test_shapes_dtypes_and_window(patches_url: str) -> None:
     assert x.min() == 0.0 and x.max() == 1.0  # voxels (0,0,1), (0,0,2) are clipped
     expected = np.clip((patch_of(5, SIZE).astype(np.float32) + 1350.0) / 1500.0, 0.0, 1.0)
     np.testing.assert_allclose(x[5, ..., 0], expected, atol=1e-6)
-    _, _, narrow = _read(patches_url, batch_size=16, shuffle=False, window=(40.0, 400.0))
+    _, _, narrow = _read(data, batch_size=16, shuffle=False, window=(40.0, 400.0))
     expected = np.clip((patch_of(0, SIZE).astype(np.float32) + 160.0) / 400.0, 0.0, 1.0)
     np.testing.assert_allclose(narrow[0][0, ..., 0], expected, atol=1e-6)
 
 
-def test_augmentation_only_for_training_and_seeded(patches_url: str) -> None:
+def test_augmentation_only_for_training_and_seeded(data: Dataset) -> None:
     for split in ("val", "test", None):  # default: no augmentation outside train
-        _, _, xs = _read(patches_url, split=split, seed=3)
+        _, _, xs = _read(data, split=split, seed=3)
         x = np.concatenate(xs)
         for row_id, row in zip(row_id_from_window(x), x):
             expected = np.clip((patch_of(row_id, SIZE) + 1350.0) / 1500.0, 0.0, 1.0)
             np.testing.assert_allclose(row[..., 0], expected, atol=1e-6)
-    plain = make_dataset(patches_url, batch_size=60, split="train", seed=3, augment=False)
-    default = make_dataset(patches_url, batch_size=60, split="train", seed=3)
-    again = make_dataset(patches_url, batch_size=60, split="train", seed=3)
+    plain = _make(data, batch_size=60, split="train", seed=3, augment=False)
+    default = _make(data, batch_size=60, split="train", seed=3)
+    again = _make(data, batch_size=60, split="train", seed=3)
     x_plain = next(iter(plain))[0].numpy()
     x_aug, x_again = (next(iter(d))[0].numpy() for d in (default, again))
     assert x_aug.shape == x_plain.shape and 0.0 <= x_aug.min() and x_aug.max() <= 1.0
@@ -138,39 +156,47 @@ def test_augmentation_only_for_training_and_seeded(patches_url: str) -> None:
     assert not np.allclose(x_aug, x_plain)
 
 
-def test_steps_per_epoch_and_infinite_epochs_give_equal_steps(patches_url: str) -> None:
-    counts = shard_row_counts(patches_url, 2)
-    steps = steps_per_epoch(patches_url, batch_size=8, num_shards=2)
-    assert steps == min(counts) // 8 >= 1
+def test_plan_shards_and_infinite_epochs_give_equal_steps(data: Dataset, patches_url: str) -> None:
+    counts = shard_row_counts(patches_url, 2, split="train")
+    plan = plan_shards(data, batch_size=8, num_workers=2, split="train")
+    assert plan.shard_rows == tuple(counts)
+    assert plan.num_shards == 2 and plan.steps_per_epoch == min(counts) // 4 >= 1
     for shard in range(2):
-        dataset = make_dataset(patches_url, batch_size=8, shard_index=shard, num_shards=2,
-                               num_epochs=None, seed=0)
-        sizes = [int(x.shape[0]) for x, _ in dataset.take(3 * steps)]
-        assert sizes == [8] * (3 * steps)  # the small shard repeats instead of running out
-    assert steps_per_epoch(patches_url, batch_size=1000, num_shards=2) == 1
+        dataset = _make(data, batch_size=4, split="train", shard_index=shard, num_shards=2,
+                        num_epochs=None, seed=0)
+        sizes = [int(x.shape[0]) for x, _ in dataset.take(3 * plan.steps_per_epoch)]
+        assert sizes == [4] * (3 * plan.steps_per_epoch)  # the small shard repeats
+    assert plan_shards(data, batch_size=1000, num_workers=2, split=None).steps_per_epoch == 1
+    assert plan_shards(data, batch_size=8, num_workers=2, min_steps=50).steps_per_epoch == 50
+    with pytest.raises(ConfigError, match="multiple of num_workers"):
+        plan_shards(data, batch_size=9, num_workers=2)
 
 
-def test_empty_shard_and_too_many_shards_are_errors(patches_url: str) -> None:
+def test_empty_shard_and_too_many_shards_are_errors(data: Dataset, patches_url: str) -> None:
     with pytest.raises(InputError, match="fewer shards"):
         shard_row_counts(patches_url, 8)  # 7 row groups
     counts = shard_row_counts(patches_url, 7, split="val")
     assert 0 in counts, f"test data should leave a row group without val rows: {counts}"
-    with pytest.raises(InputError, match="Use fewer shards"):
-        steps_per_epoch(patches_url, batch_size=2, num_shards=7, split="val")
+    plan = plan_shards(data, batch_size=7, num_workers=7, split="val")
+    assert plan.num_shards == 1  # an empty shard: every worker reads the whole split
+    plan = plan_shards(data, batch_size=8, num_workers=8, split="val")
+    assert plan.num_shards == 1 and len(plan.shard_rows) == 1  # fewer row groups than workers
 
 
 @pytest.mark.parametrize("kwargs", [
     {"batch_size": 0}, {"shard_index": 2, "num_shards": 2}, {"split": "training"},
     {"label_field": "diameter_mm"}, {"window": (-600.0, 0.0)}, {"num_epochs": 0},
 ])
-def test_invalid_arguments_say_what_was_received(patches_url: str, kwargs: dict) -> None:
+def test_invalid_arguments_say_what_was_received(data: Dataset, kwargs: dict) -> None:
     with pytest.raises(ConfigError, match="Received"):
-        make_dataset(patches_url, **{"batch_size": 4, **kwargs})
+        _make(data, **{"batch_size": 4, **kwargs})
 
 
 def test_not_a_petastorm_dataset(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="No Petastorm dataset"):
         make_dataset(f"file://{tmp_path}", batch_size=4)
+    with pytest.raises(ConfigError, match="sparkdl.ReadOptions"):
+        make_dataset(str(tmp_path), batch_size=4, options={"shuffle": False})  # type: ignore[arg-type]  # the error under test
 
 
 def _cells(arrays: list[np.ndarray]) -> pa.Array:

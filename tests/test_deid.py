@@ -31,7 +31,7 @@ from sparkdl.deid import (
     pseudonym,
     remap_uid,
 )
-from sparkdl.deid.deidentify import _shift_date, _shift_datetime
+from sparkdl.deid.actions import _shift_date, _shift_datetime
 from sparkdl.deid.rules import load_rules, resolve_actions
 from sparkdl.errors import ConfigError, DeidKeyError
 

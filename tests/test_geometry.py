@@ -117,3 +117,23 @@ def test_unsigned_storage_is_converted_in_float() -> None:
     hu = geometry.to_hounsfield(stored, 2.0, -1024.0)
     assert hu.tolist() == [[-1024.0, 65535 * 2.0 - 1024.0]]
     assert geometry.to_hounsfield(stored, None, None).tolist() == [[0.0, 65535.0]]
+
+
+def test_geometry_value_object_maps_world_and_voxel_both_ways() -> None:
+    from sparkdl.geometry import Geometry
+
+    direction = geometry.direction_from_iop([0.0, 1.0, 0.0, 0.0, 0.0, -1.0]).reshape(9)
+    grid = Geometry([2.5, 0.7, 0.8], [-30.0, 12.0, -250.0], direction)
+    index = np.array([[0, 0, 0], [3, 4.5, 7], [10, 2, 1]], dtype=np.float64)
+    world = grid.to_world(index)
+    np.testing.assert_allclose(world[0], [-30.0, 12.0, -250.0])
+    # x (column) runs along +y LPS at 0.8 mm, y (row) along -z at 0.7 mm, z along the normal.
+    np.testing.assert_allclose(world[1] - world[0], 7 * 0.8 * np.array([0, 1, 0]) + 4.5 * 0.7 *
+                               np.array([0, 0, -1]) + 3 * 2.5 * np.cross([0, 1, 0], [0, 0, -1]))
+    np.testing.assert_allclose(grid.to_voxel(world), index, atol=1e-9)
+    assert Geometry.of({"spacing": grid.spacing, "origin": grid.origin,
+                        "direction": grid.direction}) == grid
+    with pytest.raises(ValueError, match="spacing must be finite and > 0"):
+        Geometry([0.0, 1.0, 1.0], [0, 0, 0], np.eye(3))
+    with pytest.raises(ValueError, match="3×3 direction"):
+        Geometry([1.0, 1.0, 1.0], [0, 0, 0], np.eye(2))

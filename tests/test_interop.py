@@ -24,7 +24,7 @@ from sparkdl.dataset import patch_shape, shard_groups, shard_row_counts
 from sparkdl.patch_reader import patch_chunk_reader, read_row_group
 from sparkdl.reader import RowGroupReader, read_rows
 from sparkdl.schemas import VolumeSchema
-from sparkdl.series import write_dataset
+from sparkdl.writer import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDE = ROOT / "tests" / "interop" / "petastorm_side.py"

@@ -100,6 +100,20 @@ def test_notebooks_are_committed_without_outputs() -> None:
         assert all(not cell.outputs and cell.execution_count is None for cell in code), path
 
 
+def test_notebooks_use_the_public_api_only() -> None:
+    """What a notebook shows a user is what the package promises to keep (sparkdl.__all__)."""
+    import re
+
+    import sparkdl
+
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        source = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells
+                           if cell.cell_type == "code")
+        assert not re.findall(r"(?:from|import)\s+sparkdl\.\w+", source), path
+        for names in re.findall(r"from sparkdl import ([\w, ]+)", source):
+            assert {n.strip() for n in names.split(",")} <= set(sparkdl.__all__), path
+
+
 @pytest.mark.slow
 def test_explore_notebook_runs_on_its_demo_dataset(explored: tuple[Any, Path]) -> None:
     nb, workdir = explored
@@ -132,5 +146,8 @@ def test_train_evaluate_notebook_trains_evaluates_and_predicts(
     assert metrics["n"] > 0
     assert "AUC:" in text and "confusion matrix:" in text  # evaluate's summary
     assert "probability" in text  # the predictions table
+    # A model defined in the notebook, trained through the same runner.
+    assert "tiny_cnn: 1 epochs" in text
+    assert (train_dir / "custom-model" / "model.keras").is_file()
     # Curves, ROC, confusion matrix, scored patches.
     assert len(pngs(nb)) == 4

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sparkdl import geometry
+from sparkdl.geometry import Geometry
 from sparkdl.assembly import AssembledVolume
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.patches import (
@@ -30,6 +31,7 @@ DIRECTION = geometry.direction_from_iop(
     [0.9396926, 0.3420201, 0.0, -0.0593912, 0.1631759, -0.9848078]).reshape(9)
 SPACING = np.array([1.25, 0.7, 0.8])
 ORIGIN = np.array([-30.0, 12.0, -250.0])
+GRID = Geometry(SPACING, ORIGIN, DIRECTION)
 
 
 def field_volume(shape: tuple[int, int, int], fn: Any, direction: np.ndarray = DIRECTION,
@@ -44,7 +46,7 @@ def test_patch_centre_is_the_world_point() -> None:
     center = geometry.voxel_to_world([17.3, 31.6, 25.2], ORIGIN, SPACING, DIRECTION)
     volume = field_volume(shape, lambda w: np.where(
         np.linalg.norm(w - center, axis=-1) <= 4.0, 300, -900))
-    patch = extract_patch(volume, SPACING, ORIGIN, DIRECTION, center, 32, 1.0)
+    patch = extract_patch(volume, GRID, center, 32, 1.0)
     assert patch.shape == (32, 32, 32) and patch.dtype == np.int16
     assert np.all(patch[15:17, 15:17, 15:17] == 300)
     assert patch[0, 0, 0] == -900
@@ -59,7 +61,7 @@ def test_patch_samples_a_linear_field_exactly(size: int, spacing_mm: float) -> N
     gradient = np.array([7.0, -11.0, 13.0])
     center = geometry.voxel_to_world([19.5, 28.2, 27.7], ORIGIN, SPACING, DIRECTION)
     volume = field_volume((40, 60, 56), lambda w: (w - center) @ gradient)
-    patch = extract_patch(volume, SPACING, ORIGIN, DIRECTION, center, size, spacing_mm)
+    patch = extract_patch(volume, GRID, center, size, spacing_mm)
     index = np.argwhere(np.ones(patch.shape, dtype=bool))
     offset_xyz = (index[:, ::-1] - (size - 1) / 2) * spacing_mm
     world = center + offset_xyz @ DIRECTION.reshape(3, 3).T
@@ -72,9 +74,9 @@ def test_patch_samples_a_linear_field_exactly(size: int, spacing_mm: float) -> N
 def test_patch_outside_the_volume_is_padded() -> None:
     volume = np.zeros((10, 10, 10), dtype=np.int16)
     far = geometry.voxel_to_world([-100, 5, 5], ORIGIN, SPACING, DIRECTION)
-    assert np.all(extract_patch(volume, SPACING, ORIGIN, DIRECTION, far, 8, 1.0) == -1000)
+    assert np.all(extract_patch(volume, GRID, far, 8, 1.0) == -1000)
     edge = geometry.voxel_to_world([0, 5, 5], ORIGIN, SPACING, DIRECTION)
-    patch = extract_patch(volume, SPACING, ORIGIN, DIRECTION, edge, 8, 1.0, pad_hu=-1024)
+    patch = extract_patch(volume, GRID, edge, 8, 1.0, pad_hu=-1024)
     assert set(np.unique(patch)) == {-1024, 0}
 
 
@@ -103,7 +105,8 @@ def test_negatives_are_in_the_lungs_and_away_from_nodules() -> None:
     volume, (spacing, origin, direction, nodules) = chest()
     mask = lung_mask(volume, spacing)
     assert mask.any() and not mask[:, 0, :].any() and not np.any(volume[mask] > -400)
-    points = sample_negatives(volume, spacing, origin, direction, nodules, 40,
+    grid = Geometry(spacing, origin, direction)
+    points = sample_negatives(volume, grid, nodules, 40,
                               np.random.default_rng(0), margin_mm=10.0)
     assert len(points) == 40 and len(set(points)) == 40
     for point in points:
@@ -111,10 +114,10 @@ def test_negatives_are_in_the_lungs_and_away_from_nodules() -> None:
         assert volume[tuple(index)] == -850  # lung, not the air around the body
         for center, radius in nodules:
             assert np.linalg.norm(np.subtract(point, center)) > radius + 10.0
-    again = sample_negatives(volume, spacing, origin, direction, nodules, 40,
+    again = sample_negatives(volume, grid, nodules, 40,
                              np.random.default_rng(0), margin_mm=10.0)
     assert again == points
-    assert sample_negatives(np.full((4, 20, 20), 40, np.int16), spacing, origin, direction,
+    assert sample_negatives(np.full((4, 20, 20), 40, np.int16), grid,
                             [], 5, np.random.default_rng(0)) == []
 
 

@@ -8,9 +8,9 @@ import sys
 import sparkdl
 
 EXPECTED = {
-    "ConfigError", "DeidKeyError", "IngestConfig", "InputError", "SparkdlError", "TrainingError",
-    "TrainingRunner", "evaluate", "ingest", "make_dataset", "predict", "read_rows",
-    "steps_per_epoch",
+    "ConfigError", "Dataset", "DeidKeyError", "Geometry", "IngestConfig", "InputError", "ReadOptions",
+    "ShardPlan", "SparkdlError", "TrainConfig", "TrainingError", "TrainingRunner", "evaluate",
+    "ingest", "inspect_dataset", "make_dataset", "plan_shards", "predict", "read_rows",
     "synthesize_cohort", "train",
 }
 
@@ -37,3 +37,27 @@ def test_cli_help_lists_the_commands() -> None:
     assert out.returncode == 0
     for command in ("synth", "ingest", "train", "evaluate", "predict", "inspect"):
         assert command in out.stdout
+
+
+def test_stages_take_data_first_then_model_dir_then_output() -> None:
+    import inspect
+
+    expected = {
+        "make_dataset": ["data"], "plan_shards": ["data"], "train": ["data", "model_dir"],
+        "evaluate": ["data", "model_dir", "report_dir"], "predict": ["data", "model_dir", "output"],
+        "inspect_dataset": ["data"], "read_rows": ["url"],
+    }
+    for name, leading in expected.items():
+        parameters = list(inspect.signature(getattr(sparkdl, name)).parameters.values())
+        assert [p.name for p in parameters[:len(leading)]] == leading, name
+        assert all(p.kind is p.KEYWORD_ONLY for p in parameters[len(leading) + 1:]), name
+
+
+def test_no_public_function_takes_more_than_seven_parameters() -> None:
+    """Options objects (ReadOptions, TrainConfig, IngestConfig) hold the knobs instead."""
+    import inspect
+
+    functions = [n for n in sparkdl.__all__ if inspect.isfunction(getattr(sparkdl, n))]
+    assert "make_dataset" in functions and "train" in functions
+    for name in functions:
+        assert len(inspect.signature(getattr(sparkdl, name)).parameters) <= 7, name

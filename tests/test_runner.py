@@ -220,3 +220,19 @@ def test_local_cluster_with_fake_gpus(tmp_path: Path) -> None:
         assert view["TF_CONFIG"]["cluster"] == views[0]["TF_CONFIG"]["cluster"]
     workers = views[0]["TF_CONFIG"]["cluster"]["worker"]
     assert len(workers) == 2 and len({w.rsplit(":", 1)[1] for w in workers}) == 2
+
+
+@pytest.mark.slow
+def test_executors_without_sparkdl_are_refused_at_once(bare_python: Path) -> None:
+    """No barrier stage (and no four stage attempts): one probe task says what to ship."""
+    script = Path(__file__).parent / "scripts" / "runner_without_sparkdl.py"
+    # No PYTHONPATH: the driver finds sparkdl through its install, the executors must not.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYSPARK_PYTHON"] = str(bare_python)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(li for li in done.stdout.splitlines() if li.startswith(("REFUSED", "RAN")))
+    assert line.startswith("REFUSED"), line
+    assert "cannot import sparkdl" in line and "--py-files" in line
+    assert float(line.split()[1]) < 60

@@ -52,28 +52,6 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv that sees this environment's site-packages but not sparkdl.
-
-    A plain path line in a .pth adds the directory without running the .pth files inside it,
-    so the editable install of sparkdl (a .pth import hook) is not active there.
-    """
-    import site
-
-    env = tmp_path_factory.mktemp("bare") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
-                   timeout=120)
-    (purelib,) = (env / "lib").glob("python3*/site-packages")
-    (purelib / "stack.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    python = env / "bin" / "python"
-    imports = "import numpy, pydicom, pyspark, pyarrow; import sparkdl"
-    probe = subprocess.run([str(python), "-c", imports],
-                           capture_output=True, text=True, timeout=120, cwd=env)
-    assert "No module named 'sparkdl'" in probe.stderr, probe.stderr  # the stack yes, sparkdl no
-    return python
-
-
 def test_zip_carries_the_package_and_its_rule_table(dist: Path, bare_python: Path) -> None:
     """The zip alone makes sparkdl importable, and rules.json loads from inside it."""
     code = (

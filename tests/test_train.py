@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ import pytest
 
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.storage import to_url
-from sparkdl.training import TrainConfig, class_weights, plan_shards
+from sparkdl.sharding import plan_from_rows
+from sparkdl.training import TrainConfig, class_weights, zoo_model_fn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,19 +154,23 @@ def test_class_weights_balance_the_classes() -> None:
 
 
 def test_plan_shards_balanced_or_whole_split() -> None:
-    assert plan_shards([103, 117], 32) == (2, 6)  # own shards: the smallest gives 6 × 16
-    assert plan_shards([60, 120], 32) == (2, 3)  # 60 >= half of an even 90
+    def plan(rows: list[int], batch: int, min_steps: int = 1) -> tuple[int, int]:
+        found = plan_from_rows(rows, batch, min_steps)
+        return found.num_shards, found.steps_per_epoch
+
+    assert plan([103, 117], 32) == (2, 6)  # own shards: the smallest gives 6 × 16
+    assert plan([60, 120], 32) == (2, 3)  # 60 >= half of an even 90
     # One shard holding most rows (row groups [100, 2, 100, 4, ...] dealt round-robin):
     # every worker reads the whole split; an epoch is its rows over the global batch.
-    assert plan_shards([257, 5], 32) == (1, 8)
-    assert plan_shards([0, 40], 32) == (1, 1)
-    assert plan_shards([70], 32) == (1, 2)
-    assert plan_shards([103, 117], 32, min_steps=8) == (2, 8)  # a short pass repeats
-    assert plan_shards([257, 5], 32, min_steps=8) == (1, 8)  # already 8 steps
+    assert plan([257, 5], 32) == (1, 8)
+    assert plan([0, 40], 32) == (1, 1)
+    assert plan([70], 32) == (1, 2)
+    assert plan([103, 117], 32, min_steps=8) == (2, 8)  # a short pass repeats
+    assert plan([257, 5], 32, min_steps=8) == (1, 8)  # already 8 steps
     with pytest.raises(ConfigError, match="plan_shards"):
-        plan_shards([], 32)
+        plan([], 32)
     with pytest.raises(ConfigError, match="plan_shards"):
-        plan_shards([10, 10, 10], 2)  # fewer patches per step than shards
+        plan([10, 10, 10], 2)  # fewer patches per step than shards
 
 
 def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Path) -> None:
@@ -174,13 +178,17 @@ def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Pa
 
     config = TrainConfig(**TEST_CONFIG)
     train_rows = 21 * ROWS_PER_PATIENT  # patients with patient % 10 in 0..6
-    job = plan_job(str(cohort), str(tmp_path), config, num_workers=2, use_gpu=False, spark=spark)
+    model_fn = zoo_model_fn(config)
+    job = plan_job(str(cohort), str(tmp_path), config, model_fn=model_fn, num_workers=2,
+                   use_gpu=False, spark=spark)
     assert (job.num_shards, job.steps_per_epoch) == (2, 8)  # 56 // 8 = 7 steps, raised to 8
     one_pass = replace(config, min_steps_per_epoch=0)
-    job = plan_job(str(cohort), str(tmp_path), one_pass, num_workers=2, use_gpu=False, spark=spark)
+    job = plan_job(str(cohort), str(tmp_path), one_pass, model_fn=model_fn, num_workers=2,
+                   use_gpu=False, spark=spark)
     assert (job.num_shards, job.steps_per_epoch) == (2, 56 // 8)  # shards of 112 and 56 rows
     # Three row groups cannot feed four shards: every worker reads the whole split.
-    job = plan_job(str(cohort), str(tmp_path), config, num_workers=4, use_gpu=False, spark=spark)
+    job = plan_job(str(cohort), str(tmp_path), config, model_fn=model_fn, num_workers=4,
+                   use_gpu=False, spark=spark)
     assert (job.num_shards, job.steps_per_epoch) == (1, train_rows // 16)
 
 
@@ -291,7 +299,7 @@ def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Pa
     from sparkdl.evaluation import evaluate
 
     report = tmp_path / "report"
-    metrics = evaluate(str(trained["model_dir"]), str(trained["data_dir"]), str(report))
+    metrics = evaluate(str(trained["data_dir"]), str(trained["model_dir"]), str(report))
     assert metrics["n"] == 6 * ROWS_PER_PATIENT  # patients 8, 9, 18, 19, 28, 29
     assert metrics["auc"] > 0.85, metrics
     low, high = metrics["auc_ci95"]
@@ -311,7 +319,7 @@ def test_predict_scores_every_patch(spark: Any, trained: dict[str, Any], tmp_pat
     from sparkdl.prediction import predict
 
     output = str(tmp_path / "predictions")
-    summary = predict(str(trained["model_dir"]), str(trained["data_dir"]), output, spark=spark)
+    summary = predict(str(trained["data_dir"]), str(trained["model_dir"]), output, spark=spark)
     frame = spark.read.parquet(output).toPandas()
     assert summary["rows"] == len(frame) == 30 * ROWS_PER_PATIENT
     assert frame["patch_id"].is_unique
@@ -323,55 +331,19 @@ def test_predict_scores_every_patch(spark: Any, trained: dict[str, Any], tmp_pat
     auc = roc_auc_score(test["label"], test["probability"])
     assert auc > 0.85
     # Spark batch inference and evaluate's reader window the patches the same way.
-    evaluated = evaluate(str(trained["model_dir"]), str(trained["data_dir"]), str(tmp_path / "r"))
+    evaluated = evaluate(str(trained["data_dir"]), str(trained["model_dir"]), str(tmp_path / "r"))
     assert auc == pytest.approx(evaluated["auc"], abs=1e-9)
 
 
 # -- fault tolerance ----------------------------------------------------------------------
 
-FAULT_SCRIPT = textwrap.dedent('''
-    import json, os, sys
-    from sparkdl.runner import TrainingRunner
-    from sparkdl.spark import get_spark
-    from sparkdl.training import TrainConfig, plan_job, train_worker
-
-    data_dir, model_dir, config_json = sys.argv[1:4]
-    # local[2,4]: two slots. A failed barrier stage is re-run whole (also under plain
-    # local[2]): up to spark.stage.maxConsecutiveAttempts = 4 stage attempts.
-    spark = get_spark("local[2,4]", {"spark.ui.enabled": "false"})
-    config = TrainConfig(**json.loads(config_json))
-    job = plan_job(data_dir, model_dir, config, num_workers=2, use_gpu=False, spark=spark)
-
-    def kill_once():
-        import tf_keras
-
-        class KillOnce(tf_keras.callbacks.Callback):
-            """Log every epoch started; rank 1 dies at epoch 2 of the first attempt."""
-            def on_epoch_begin(self, epoch, logs=None):
-                rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-                with open(os.path.join(model_dir, f"epochs-rank{rank}.log"), "a") as log:
-                    log.write(f"{epoch}\\n")
-                marker = os.path.join(model_dir, "killed")
-                if rank == 1 and epoch == 2 and not os.path.exists(marker):
-                    open(marker, "w").close()
-                    os._exit(1)
-        return KillOnce()
-
-    def worker(job):
-        return train_worker(job, extra_callbacks=[kill_once])
-
-    results = TrainingRunner(2, spark=spark).run(worker, job)
-    print("RESULTS " + json.dumps(results))
-    spark.stop()
-''')
 
 
 @pytest.mark.slow
 def test_killed_worker_resumes_from_backup(cohort: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    script = tmp_path / "fault.py"
-    script.write_text(FAULT_SCRIPT)
+    script = ROOT / "tests" / "scripts" / "train_fault.py"
     config = {**TEST_CONFIG, "epochs": 5}
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, str(script), str(cohort), str(model_dir),

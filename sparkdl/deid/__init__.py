@@ -10,7 +10,7 @@ Typical use, once per instance on an executor::
     result = deidentify(ds, key, options) # ds modified in place
 """
 
-from sparkdl.deid.deidentify import BURNED_IN_REASONS, DeidResult, burned_in_reason, deidentify
+from sparkdl.deid.actions import BURNED_IN_REASONS, DeidResult, burned_in_reason, deidentify
 from sparkdl.deid.keys import date_offset_days, load_key, pseudonym, remap_uid
 from sparkdl.deid.options import DeidOptions
 

@@ -20,7 +20,7 @@ class DeidOptions:
     with Modified Dates option (dates shifted per patient, so intervals survive) and the
     Retain Patient Characteristics option (sex, age, size, weight matter for CT models).
     ``reject_burned_in`` makes the ingest reject instances that may carry burned-in text
-    (see :func:`sparkdl.deid.deidentify.burned_in_reason`).
+    (see :func:`sparkdl.deid.actions.burned_in_reason`).
     """
 
     retain_safe_private: bool = False

@@ -1,0 +1,156 @@
+"""The patches stage: patches cut around annotated and candidate points of every volume.
+
+Points come from LUNA16-style CSVs (world mm, keyed to the pseudonymous series UID through the
+same UID map as the images); the array work lives in :mod:`sparkdl.patches`. Writes
+``patches/`` (:mod:`sparkdl.writer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow.fs as pafs
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+
+from .deid import remap_uid
+from .geometry import Geometry
+from .patches import (PatchOptions, make_patch_rows, points_from_frame, read_points_csv,
+                      sample_negatives, series_rng)
+from .schemas import VolumeSchema, patch_schema
+from .storage import arrow_filesystem, to_url
+from .writer import to_frame, write_dataset
+
+logger = logging.getLogger(__name__)
+
+#: Row-group size of ``patches/``: a few dozen 32³ patches per group.
+PATCH_ROW_GROUP_MB = 2
+
+
+@dataclass(frozen=True)
+class AppendScope:
+    """What an append run keeps of the published patches and which volumes it cuts.
+
+    ``keep`` holds earlier patch rows (as stored) written along with the new ones;
+    ``only_series`` the volumes to cut; ``other_volumes`` series with a volume published
+    earlier, so that their points are not counted as without a volume.
+    """
+
+    keep: DataFrame | None = None
+    only_series: frozenset[str] | None = None
+    other_volumes: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Points:
+    """The points to cut patches around, per pseudonymous series UID.
+
+    ``from_candidates``: a candidates file gave the negatives; otherwise negatives are
+    sampled in each volume's lungs (``PatchOptions.negative_ratio`` per nodule).
+    """
+
+    by_series: dict[str, list[dict[str, Any]]]
+    from_candidates: bool
+
+    def total(self, series: set[str] | frozenset[str] | None = None, *, outside: bool = False) -> int:
+        """Points of ``series`` (all when None); with ``outside``, of the other series."""
+        return sum(len(p) for s, p in self.by_series.items()
+                   if series is None or ((s in series) != outside))
+
+
+def load_points(annotations: str | None, candidates: str | None, key: bytes) -> Points:
+    """Annotated and candidate points per pseudonymous series UID.
+
+    Positives come from annotations (with diameter and malignancy); candidates add their
+    negatives, and their positives only where no annotation lies within its radius.
+    """
+    points = _points_by_series(annotations, "annotations", key) if annotations else {}
+    for series, found in (_points_by_series(candidates, "candidates", key) if candidates else {}).items():
+        nodules = [(np.array(p["center_xyz"]), max(p["diameter_mm"] / 2, 3.0)) for p in points.get(series, [])]
+        points.setdefault(series, []).extend(
+            p for p in found
+            if p["label"] == 0
+            or not any(np.linalg.norm(np.array(p["center_xyz"]) - c) <= r for c, r in nodules))
+    return Points(points, from_candidates=candidates is not None)
+
+
+def _points_by_series(path: str, kind: Literal["annotations", "candidates"],
+                      key: bytes) -> dict[str, list[dict[str, Any]]]:
+    """The points of one LUNA16 CSV per pseudonymous series UID (same keyed map as the images)."""
+    frame = read_points_csv(path, kind)
+    return {remap_uid(key, str(uid)): points_from_frame(rows, kind)
+            for uid, rows in frame.groupby("seriesuid", sort=True)}
+
+
+def build_patches(spark: SparkSession, volumes_url: str, points: Points, options: PatchOptions,
+                  key: bytes, url: str, scope: AppendScope | None = None) -> dict[str, Any]:
+    """Cut patches around ``points`` in every volume at ``volumes_url`` into ``url``.
+
+    ``scope`` (append runs) limits the volumes cut and adds the earlier rows kept. Returns
+    what this run did: patches written and points that gave none.
+    """
+    scope = scope or AppendScope()
+    fs, path = arrow_filesystem(volumes_url)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:  # no volume was assembled
+        return {"patches_written": 0, "points_outside_volume": 0,
+                "points_without_volume": points.total(scope.other_volumes, outside=True)}
+    volumes = spark.read.parquet(to_url(volumes_url))
+    known = {r["series_uid"] for r in volumes.select("series_uid").distinct().collect()}
+    if scope.only_series is not None:
+        volumes = volumes.filter(volumes.series_uid.isin(sorted(scope.only_series)))
+    shared = spark.sparkContext.broadcast(points.by_series)
+    sample = not points.from_candidates
+    results = volumes.rdd.flatMap(
+        lambda row: _patches_of(row.asDict(), shared.value.get(row["series_uid"], []),
+                                options, key, sample)
+    ).persist(StorageLevel.DISK_ONLY)
+    rows = results.filter(lambda r: r[0] == "row").map(lambda r: r[1])
+    skipped = results.filter(lambda r: r[0] == "skipped").map(lambda r: r[1]).sum()
+    schema = patch_schema(options.size)
+    frame = to_frame(spark, rows, schema)
+    if scope.keep is not None:
+        frame = scope.keep.select(*frame.columns).unionByName(frame)
+    total = frame.count()
+    if total:
+        # Several files (so several row groups) even for small sets: shards are row groups.
+        num_files = max(min(8, total // 256), min(4, total))
+        write_dataset(frame, schema, url, PATCH_ROW_GROUP_MB, num_files=num_files)
+    results.unpersist()
+    shared.unpersist()
+    return {
+        "patches_written": total,
+        "points_outside_volume": int(skipped),
+        "points_without_volume": points.total(known | scope.other_volumes, outside=True),
+    }
+
+
+def _patches_of(volume_row: dict[str, Any], points: list[dict[str, Any]], options: PatchOptions,
+                key: bytes, sample_negatives: bool) -> Iterator[tuple[str, Any]]:
+    decoded = VolumeSchema.decode_row(volume_row)
+    if sample_negatives:
+        points = list(points) + _sampled_negatives(decoded, points, options)
+    rows, skipped = make_patch_rows(decoded, points, options, key)
+    for row in rows:
+        yield "row", row
+    yield "skipped", skipped
+
+
+def _sampled_negatives(volume: dict[str, Any], points: list[dict[str, Any]],
+                       options: PatchOptions) -> list[dict[str, Any]]:
+    """Without a candidates file: ``negative_ratio`` lung points per nodule, away from all."""
+    positives = [p for p in points if p["label"] == 1]
+    if not positives:
+        return []
+    avoid = [(p["center_xyz"], max(float(p.get("diameter_mm", -1)), 0.0) / 2) for p in positives]
+    centers = sample_negatives(volume["volume"], Geometry.of(volume), avoid,
+                               options.negative_ratio * len(positives),
+                               series_rng(str(volume["series_uid"])),
+                               margin_mm=options.min_negative_distance_mm)
+    return [{"center_xyz": c, "label": 0, "malignancy": -1, "diameter_mm": -1.0, "source": "sampled"}
+            for c in centers]
+
+
