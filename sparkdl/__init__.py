@@ -32,6 +32,7 @@ __all__ = [
     "Geometry",
     "IngestConfig",
     "InputError",
+    "Labels",
     "ReadOptions",
     "ShardPlan",
     "SparkdlError",
@@ -54,6 +55,7 @@ _LAZY = {
     "ingest": "sparkdl.ingestion",
     "Dataset": "sparkdl.layout",
     "Geometry": "sparkdl.geometry",
+    "Labels": "sparkdl.patch_stage",
     "make_dataset": "sparkdl.dataset",
     "ReadOptions": "sparkdl.dataset",
     "plan_shards": "sparkdl.sharding",
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
     from .ingestion import IngestConfig, ingest
     from .inspection import inspect_dataset
     from .layout import Dataset
+    from .patch_stage import Labels
     from .prediction import predict
     from .reader import read_rows
     from .runner import TrainingRunner

@@ -44,10 +44,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from .deid import load_key
     from .errors import ConfigError
+    from dataclasses import replace
+
     from .ingestion import IngestConfig, ingest
+    from .patch_stage import Labels
 
     load_key(args.key_file)  # refuse to start (before Spark) without a key
     config = IngestConfig.load(args.config)
+    if args.export_dicom:
+        config = replace(config, export_dicom=True)
+    labels = Labels(annotations=args.annotations, candidates=args.candidates)
     if args.watch:
         from .watch import watch
 
@@ -55,14 +61,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             raise ConfigError("--watch LANDING takes no INPUT and always appends. "
                               f"Received inputs {args.inputs} and --mode {args.mode}.")
         watch(args.watch, args.output, spark=_session(args), checkpoint=args.checkpoint,
-              annotations=args.annotations, candidates=args.candidates, config=config,
+              labels=labels, config=config,
               key_file=args.key_file, trigger_seconds=args.trigger_seconds, once=args.once)
         return 0
     if not args.inputs:
         raise ConfigError("ingest needs at least one INPUT (or --watch LANDING).")
-    manifest = ingest(args.inputs, args.output, spark=_session(args), annotations=args.annotations,
-                      candidates=args.candidates, config=config, export_dicom=args.export_dicom,
-                      key_file=args.key_file, mode=args.mode)
+    manifest = ingest(args.inputs, args.output, labels=labels, config=config, mode=args.mode,
+                      key_file=args.key_file, spark=_session(args))
     if not manifest.get("changed", True):
         print(f"{args.output}: no new inputs since the last run; nothing changed")
         return 0
@@ -129,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--annotations", help="LUNA16-style annotations.csv (world mm)")
     ing.add_argument("--candidates", help="LUNA16-style candidates.csv")
     ing.add_argument("--config", help="ingest YAML (see conf/ingest.yaml)")
-    ing.add_argument("--export-dicom", action="store_true", help="also write de-identified DICOM")
+    ing.add_argument("--export-dicom", action="store_true",
+                     help="also write de-identified DICOM (config: export_dicom)")
     ing.add_argument("--key-file", help="file holding the de-identification key "
                                         "(default: environment variable SPARKDL_DEID_KEY)")
     ing.add_argument("--mode", choices=["overwrite", "append"], default="overwrite",

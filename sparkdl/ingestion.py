@@ -50,7 +50,7 @@ from .layout import (CATALOG, DICOM, INPUTS, LINEAGE, MANIFEST, PATCHES, REJECTE
 from .patches import PatchOptions
 from .records import FILE_SCHEMA, Selection, Task, arrow_records
 from .export import write_dicom_files
-from .patch_stage import AppendScope, build_patches, load_points
+from .patch_stage import AppendScope, Labels, build_patches, load_points
 from .volume_stage import build_volumes
 from .storage import HadoopFS, join
 from .tables import columns, count_rows, files_with, rows_in, stage_replacement
@@ -71,6 +71,8 @@ class IngestConfig:
     patches: PatchOptions = field(default_factory=PatchOptions)
     #: Bytes of input per Spark task when the inputs are large.
     partition_target_mb: int = 128
+    #: Also write every accepted instance as a de-identified DICOM file under ``OUT/dicom/``.
+    export_dicom: bool = False
 
     def __post_init__(self) -> None:
         if self.partition_target_mb <= 0:
@@ -85,17 +87,17 @@ def ingest(
     inputs: Sequence[str],
     output: Dataset | str,
     *,
-    spark: SparkSession | None = None,
-    annotations: str | None = None,
-    candidates: str | None = None,
+    labels: Labels | None = None,
     config: IngestConfig | None = None,
-    export_dicom: bool = False,
-    key_file: str | None = None,
     mode: str = "overwrite",
+    key_file: str | None = None,
+    spark: SparkSession | None = None,
 ) -> dict[str, Any]:
     """Run the ingest job and return the manifest (also written to ``OUT/manifest.json``).
 
-    The key comes from ``key_file`` or ``SPARKDL_DEID_KEY``; without one nothing starts.
+    ``labels`` (annotations/candidates CSVs) give the points patches are cut around; without
+    them no ``patches/`` is written. The key comes from ``key_file`` or ``SPARKDL_DEID_KEY``;
+    without one nothing starts.
     ``mode="append"`` reads only input files it has not seen unchanged, catalogs only units
     whose content no earlier run accounted for, and rebuilds the volumes and patches of the
     series they touch, replacing only the published files that held those series
@@ -106,6 +108,8 @@ def ingest(
     if mode not in ("overwrite", "append"):
         raise ConfigError(f"mode must be 'overwrite' or 'append'. Received: {mode!r}")
     config = config or IngestConfig()
+    labels = labels or Labels()
+    export_dicom = config.export_dicom
     if spark is None:
         from .spark import get_spark
 
@@ -155,11 +159,11 @@ def ingest(
 
     t0 = time.time()
     patch_run: dict[str, Any] = {}
-    if annotations or candidates:
+    if labels:
         scope = None if previous is None else AppendScope(
             keep=plan.keep_patches, only_series=frozenset(plan.touched),
             other_volumes=previous.volume_series() - plan.touched)
-        patch_run = build_patches(spark, join(staging, VOLUMES), load_points(annotations, candidates, key),
+        patch_run = build_patches(spark, join(staging, VOLUMES), load_points(labels, key),
                                   config.patches, key, join(staging, PATCHES), scope)
     timings["patches_s"] = time.time() - t0
 

@@ -110,8 +110,10 @@ class Dataset:
                 text = stream.read().decode("utf-8")
         except FileNotFoundError:
             raise InputError(
-                f"{self.root} has no {MANIFEST}: not an ingest output, or its run did not "
-                "finish (the manifest is written last). Run `sparkdl ingest` into it.") from None
+                f"{self.root} is not a sparkdl ingest output: no {MANIFEST} there. Expected the "
+                f"folder given to `sparkdl ingest --output OUT` ({MANIFEST}, {CATALOG}/, "
+                f"{VOLUMES}/, {PATCHES}/); an ingest that was interrupted leaves no {MANIFEST} "
+                "(it is written last): run it again.") from None
         try:
             manifest = json.loads(text)
         except ValueError as err:

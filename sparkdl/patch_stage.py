@@ -46,6 +46,30 @@ class AppendScope:
 
 
 @dataclass(frozen=True)
+class Labels:
+    """Where the labelled points of an ingest come from: LUNA16-style CSVs (world LPS mm).
+
+    ``annotations``: ``seriesuid,coordX,coordY,coordZ,diameter_mm`` (+ optional
+    ``malignancy``), the nodules; ``candidates``: ``seriesuid,coordX,coordY,coordZ,class``,
+    candidate points labelled nodule (1) or not (0). Paths are local or any Hadoop path. The
+    series UIDs are the original ones: they are mapped through the same keyed UID map as the
+    images. Without candidates, negatives are sampled in the lungs.
+    """
+
+    annotations: str | None = None
+    candidates: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("annotations", "candidates"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, str(value))
+
+    def __bool__(self) -> bool:
+        return bool(self.annotations or self.candidates)
+
+
+@dataclass(frozen=True)
 class Points:
     """The points to cut patches around, per pseudonymous series UID.
 
@@ -62,12 +86,13 @@ class Points:
                    if series is None or ((s in series) != outside))
 
 
-def load_points(annotations: str | None, candidates: str | None, key: bytes) -> Points:
+def load_points(labels: Labels, key: bytes) -> Points:
     """Annotated and candidate points per pseudonymous series UID.
 
     Positives come from annotations (with diameter and malignancy); candidates add their
     negatives, and their positives only where no annotation lies within its radius.
     """
+    annotations, candidates = labels.annotations, labels.candidates
     points = _points_by_series(annotations, "annotations", key) if annotations else {}
     for series, found in (_points_by_series(candidates, "candidates", key) if candidates else {}).items():
         nodules = [(np.array(p["center_xyz"]), max(p["diameter_mm"] / 2, 3.0)) for p in points.get(series, [])]

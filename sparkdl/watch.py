@@ -20,6 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from .ingestion import IngestConfig, ingest
+from .patch_stage import Labels
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,7 @@ def watch(
     *,
     spark: SparkSession,
     checkpoint: str | None = None,
-    annotations: str | None = None,
-    candidates: str | None = None,
+    labels: Labels | None = None,
     config: IngestConfig | None = None,
     key_file: str | None = None,
     trigger_seconds: int = 60,
@@ -57,8 +57,8 @@ def watch(
         if not paths:
             return
         manifest: dict[str, Any] = ingest(
-            paths, output, spark=batch.sparkSession, annotations=annotations, candidates=candidates,
-            config=config, key_file=key_file, mode="append",
+            paths, output, spark=batch.sparkSession, labels=labels, config=config,
+            key_file=key_file, mode="append",
         )
         logger.info("watch: micro-batch %d: %d files, %s new units", batch_id, len(paths),
                     manifest.get("last_run", {}).get("new_units"))

@@ -10,6 +10,8 @@ import pandas as pd
 import pydicom
 import pytest
 
+from sparkdl import Labels
+from sparkdl import Labels
 from sparkdl.ingestion import ingest
 from sparkdl.synth import synthesize_cohort
 
@@ -77,7 +79,7 @@ def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: 
 
     out = str(tmp_path / "out")
     annotations = str(landing["cohort"].annotations_csv)
-    first = ingest([str(landing["day1"])], out, spark=spark, annotations=annotations)
+    first = ingest([str(landing["day1"])], out, spark=spark, labels=Labels(annotations=annotations))
     grown = remap_uid(deid_key.encode(), landing["grown"])
     volumes1 = pd.read_parquet(Path(out) / "volumes", columns=["series_uid", "num_slices"])
     slices_before = int(volumes1.loc[volumes1.series_uid == grown, "num_slices"].iloc[0])
@@ -88,13 +90,13 @@ def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: 
     assert len(grown_files) == 1
     lineage_files1 = _part_files(Path(out) / "_restricted/lineage")
 
-    again = ingest([str(landing["day1"])], out, spark=spark, annotations=annotations, mode="append")
+    again = ingest([str(landing["day1"])], out, spark=spark, labels=Labels(annotations=annotations), mode="append")
     assert again["changed"] is False and again["last_run"]["new_units"] == 0
     assert again["last_run"]["files_read"] == 0  # seen unchanged: not even opened
     assert again["counts"] == first["counts"]
 
     both = [str(landing["day1"]), str(landing["day2"])]
-    update = ingest(both, out, spark=spark, annotations=annotations, mode="append")
+    update = ingest(both, out, spark=spark, labels=Labels(annotations=annotations), mode="append")
     assert update["changed"] is True
     assert update["last_run"]["files_read"] == len(list(landing["day2"].iterdir()))
     # The renamed copy of a day-1 file is not ingested again (same content).
@@ -132,6 +134,7 @@ def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: 
 _KILL_AFTER_COMMIT_POINT = """
 import os, signal, sys
 from sparkdl import commit
+from sparkdl import Labels
 from sparkdl.ingestion import ingest
 from sparkdl.spark import get_spark
 
@@ -144,7 +147,7 @@ def apply_half_then_die(fs, output, journal):
 
 commit.apply = apply_half_then_die
 spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"})
-ingest(sys.argv[1:-1], sys.argv[-1], spark=spark, annotations=os.environ["ANNOTATIONS"], mode="append")
+ingest(sys.argv[1:-1], sys.argv[-1], spark=spark, labels=Labels(annotations=os.environ["ANNOTATIONS"]), mode="append")
 """
 
 
@@ -157,7 +160,7 @@ def test_append_killed_while_publishing_is_finished_by_the_next_run(
 
     out = tmp_path / "out"
     annotations = str(landing["cohort"].annotations_csv)
-    first = ingest([str(landing["day1"])], str(out), spark=spark, annotations=annotations)
+    first = ingest([str(landing["day1"])], str(out), spark=spark, labels=Labels(annotations=annotations))
     both = [str(landing["day1"]), str(landing["day2"])]
     env = {**os.environ, "ANNOTATIONS": annotations, "PYTHONPATH": str(Path(__file__).parents[1])}
     killed = subprocess.run([sys.executable, "-c", _KILL_AFTER_COMMIT_POINT, *both, str(out)],
@@ -168,7 +171,7 @@ def test_append_killed_while_publishing_is_finished_by_the_next_run(
     assert list(out.glob("_staging/*/_commit.json"))
 
     # The next append run finishes that commit, then finds nothing new: no manual step.
-    again = ingest(both, str(out), spark=spark, annotations=annotations, mode="append")
+    again = ingest(both, str(out), spark=spark, labels=Labels(annotations=annotations), mode="append")
     assert again["changed"] is False and again["last_run"]["files_read"] == 0
     assert not (out / "_staging").exists()
     assert again["counts"]["units"] == first["counts"]["units"] + landing["num_day2_new"]

@@ -22,6 +22,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from sparkdl import Labels
 from sparkdl.deid import remap_uid
 from sparkdl.synth import synthesize_cohort
 from tests.conftest import TEST_KEY
@@ -258,7 +259,7 @@ def test_failed_run_leaves_nothing_that_looks_complete(spark, cohort: dict, tmp_
     monkeypatch.setattr(ingest_module, "build_patches", fail)
     with pytest.raises(RuntimeError):
         ingest_module.ingest([str(tarred.dicom_dir)], str(out), spark=spark,
-                             annotations=str(tarred.annotations_csv))
+                             labels=Labels(annotations=str(tarred.annotations_csv)))
     assert not (out / "manifest.json").exists() and not (out / "catalog").exists()
     monkeypatch.undo()
     monkeypatch.setenv("SPARKDL_DEID_KEY", TEST_KEY)

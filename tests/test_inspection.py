@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from sparkdl import Labels
 from sparkdl.errors import InputError
 from sparkdl.inspection import format_summary, inspect_dataset
 from sparkdl.synth import synthesize_cohort
@@ -35,7 +36,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Iterator[Pa
     os.environ["SPARKDL_DEID_KEY"] = TEST_KEY
     try:
         ingest([str(cohort.dicom_dir)], str(base / "out"), spark=spark,
-               annotations=str(cohort.annotations_csv))
+               labels=Labels(annotations=str(cohort.annotations_csv)))
     finally:
         if previous is None:
             os.environ.pop("SPARKDL_DEID_KEY", None)

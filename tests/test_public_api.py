@@ -8,7 +8,7 @@ import sys
 import sparkdl
 
 EXPECTED = {
-    "ConfigError", "Dataset", "DeidKeyError", "Geometry", "IngestConfig", "InputError", "ReadOptions",
+    "ConfigError", "Dataset", "DeidKeyError", "Geometry", "IngestConfig", "InputError", "Labels", "ReadOptions",
     "ShardPlan", "SparkdlError", "TrainConfig", "TrainingError", "TrainingRunner", "evaluate",
     "ingest", "inspect_dataset", "make_dataset", "plan_shards", "predict", "read_rows",
     "synthesize_cohort", "train",
