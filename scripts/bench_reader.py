@@ -53,7 +53,7 @@ def _patch(index: int) -> np.ndarray:
     hu = rng.integers(-900, -800, (SIZE, SIZE, SIZE), dtype=np.int16)
     _, y, x = _GRID
     hu[(y - rng.uniform(-8, 8)) ** 2 + (x - rng.uniform(-8, 8)) ** 2 < rng.uniform(2, 9)] = 40
-    hu[_RADIUS2 < rng.uniform(2, 8) ** 2] = int(rng.normal(30, 15))
+    hu[rng.uniform(2, 8) ** 2 > _RADIUS2] = int(rng.normal(30, 15))
     return hu
 
 
@@ -70,9 +70,9 @@ def _row(index: int) -> dict[str, Any]:
 def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
     from pyspark import cloudpickle
 
-    from sparkdl.writer import write_dataset as write_petastorm
     from sparkdl.schemas import patch_schema
     from sparkdl.spark import get_spark
+    from sparkdl.writer import write_dataset as write_petastorm
 
     if __name__ != "__main__":  # imported: Python workers cannot import this script
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> None:
               flush=True)
         os._exit(0)  # reader threads are daemons still blocked on queues: do not join them
 
-    with tempfile.TemporaryDirectory(prefix="bench_reader_") as workdir:
-        workdir = args.data or workdir
+    with tempfile.TemporaryDirectory(prefix="bench_reader_") as scratch:
+        workdir = args.data or scratch
         url = f"file://{workdir}/patches"
         start = time.perf_counter()
         if not os.path.exists(f"{workdir}/patches/_common_metadata"):

@@ -138,7 +138,7 @@ def write_all(base: str, volume_path: str, lung: np.ndarray, nodules: np.ndarray
                     "malignancy": np.int32(-1), "diameter_mm": np.float32(-1.0),
                     "center": np.zeros(3), "source": "candidate", "split": "train"})
                 patch = encode_patch(codec, make_patch(volume, lung, nodules, i))
-                yield row[:3] + (patch,) + row[4:]
+                yield (*row[:3], patch, *row[4:])
 
         t0 = time.perf_counter()
         frame = spark.createDataFrame(

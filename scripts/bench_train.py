@@ -47,9 +47,9 @@ def write_data(out: str, num_patches: int, size: int) -> None:
     from pyspark import cloudpickle
 
     from sparkdl.schemas import patch_schema
-    from sparkdl.writer import write_dataset
     from sparkdl.spark import get_spark
     from sparkdl.storage import to_url
+    from sparkdl.writer import write_dataset
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spark = get_spark("local[2]")

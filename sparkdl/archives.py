@@ -18,9 +18,9 @@ import posixpath
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from .config import check_ranges
 
@@ -169,7 +169,8 @@ def _tar_units(opener: Opener, mode: str, limits: Limits) -> Iterator[Unit]:
     total = 0
     with opener() as raw:
         try:
-            archive = tarfile.open(fileobj=raw, mode=mode.replace(":", "|"))  # streaming
+            # Streaming, over `raw` (closed by the with above); nothing else to release.
+            archive = tarfile.open(fileobj=raw, mode=mode.replace(":", "|"))  # noqa: SIM115
         except (tarfile.TarError, OSError, EOFError) as err:
             yield Unit(None, None, "corrupt_archive", f"tar: {err}")
             return

@@ -330,7 +330,7 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
                 f"{len(kept)} slices spaced {diffs.min():.3f}–{diffs.max():.3f} mm "
                 f"resampled to {volume.shape[0]} slices at {step:.3f} mm")))
     else:
-        volume = np.empty((len(kept),) + kept[0].pixels.shape, dtype=np.int16)
+        volume = np.empty((len(kept), *kept[0].pixels.shape), dtype=np.int16)
         num_clipped = 0
         for k, s in enumerate(kept):
             volume[k], clipped = geometry.hu_to_int16(s.hu())
@@ -459,11 +459,13 @@ def _split_by_acquisition(
     parts = [[s for s, n in zip(group, numbers) if n == value] for value in sorted(set(numbers))]
     if any(_order_and_dedupe(part, options)[3] for part in parts):
         return [(group, notes)]
-    return [(part, notes + [_warning(
-        "split_by_acquisition",
-        f"slices at the same positions differ; AcquisitionNumber "
-        f"{part[0].record.get('AcquisitionNumber')} of {len(parts)} acquisitions")])
-        for part in parts]
+    return [
+        (part, [*notes, _warning(
+            "split_by_acquisition",
+            f"slices at the same positions differ; AcquisitionNumber "
+            f"{part[0].record.get('AcquisitionNumber')} of {len(parts)} acquisitions")])
+        for part in parts
+    ]
 
 
 def _describe(s: _Slice) -> str:

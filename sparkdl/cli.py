@@ -42,10 +42,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from .deid import load_key
-    from .errors import ConfigError
     from dataclasses import replace
 
+    from .deid import load_key
+    from .errors import ConfigError
     from .ingestion import IngestConfig, ingest
     from .patch_stage import Labels
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import os
 from dataclasses import dataclass
+
 from pyspark.sql import SparkSession
 
 from .errors import InputError

@@ -66,7 +66,7 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> 
         return a / b if b else None
 
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "positives": int(y_true.sum()),
         "auc": float(roc_auc_score(y_true, scores)) if both else None,
         "threshold": float(threshold),

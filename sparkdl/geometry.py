@@ -198,7 +198,7 @@ def resample_stack(
         return cache[k]
 
     first = shifted(0)
-    volume = np.empty((num_out,) + first.shape, dtype=np.int16)
+    volume = np.empty((num_out, *first.shape), dtype=np.int16)
     num_clipped = num_filled = 0
     for m in range(num_out):
         s = m * step_mm

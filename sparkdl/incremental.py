@@ -20,8 +20,8 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from .catalog import CATALOG_SCHEMA
 from .discover import InputFile
 from .errors import InputError
-from .records import Selection
 from .layout import CATALOG, INPUTS, LINEAGE, MANIFEST, PATCHES, REJECTED, VOLUMES
+from .records import Selection
 from .schemas import VolumeSchema
 from .storage import HadoopFS, join
 from .tables import columns, read

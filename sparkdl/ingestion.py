@@ -44,16 +44,27 @@ from .config import from_mapping, read_yaml
 from .deid import DeidOptions, load_key
 from .discover import InputFile, choose_num_partitions, list_inputs, pack_partitions
 from .errors import ConfigError, InputError
+from .export import write_dicom_files
 from .incremental import INPUTS_SCHEMA, Previous
-from .layout import (CATALOG, DICOM, INPUTS, LINEAGE, MANIFEST, PATCHES, REJECTED, STAGING, TABLES,
-                     VOLUMES, Dataset)
+from .layout import (
+    CATALOG,
+    DICOM,
+    INPUTS,
+    LINEAGE,
+    MANIFEST,
+    PATCHES,
+    REJECTED,
+    STAGING,
+    TABLES,
+    VOLUMES,
+    Dataset,
+)
+from .patch_stage import AppendScope, Labels, build_patches, load_points
 from .patches import PatchOptions
 from .records import FILE_SCHEMA, Selection, Task, arrow_records
-from .export import write_dicom_files
-from .patch_stage import AppendScope, Labels, build_patches, load_points
-from .volume_stage import build_volumes
 from .storage import HadoopFS, join
 from .tables import columns, count_rows, files_with, rows_in, stage_replacement
+from .volume_stage import build_volumes
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ Spark is needed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections import Counter
@@ -145,7 +146,7 @@ def _catalog_summary(fs: pafs.FileSystem,
 
 
 def _slice_bin(num_slices: int) -> str:
-    for low, high in zip(_SLICE_BINS, _SLICE_BINS[1:]):
+    for low, high in itertools.pairwise(_SLICE_BINS):
         if num_slices < high:
             return f"{low}-{high - 1}"
     return f">={_SLICE_BINS[-1]}"
@@ -247,7 +248,7 @@ def _lines(title: str, counts: dict[str, Any], indent: str = "  ") -> list[str]:
     if not counts:
         return [f"{indent}{title}: none"]
     width = max(len(str(k)) for k in counts)
-    return [f"{indent}{title}:"] + [f"{indent}  {str(k):<{width}}  {v}" for k, v in counts.items()]
+    return [f"{indent}{title}:"] + [f"{indent}  {k!s:<{width}}  {v}" for k, v in counts.items()]
 
 
 def format_summary(summary: dict[str, Any]) -> str:

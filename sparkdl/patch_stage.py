@@ -19,8 +19,14 @@ from pyspark.sql import DataFrame, SparkSession
 
 from .deid import remap_uid
 from .geometry import Geometry
-from .patches import (PatchOptions, make_patch_rows, points_from_frame, read_points_csv,
-                      sample_negatives, series_rng)
+from .patches import (
+    PatchOptions,
+    make_patch_rows,
+    points_from_frame,
+    read_points_csv,
+    sample_negatives,
+    series_rng,
+)
 from .schemas import VolumeSchema, patch_schema
 from .storage import arrow_filesystem, to_url
 from .writer import to_frame, write_dataset

@@ -27,8 +27,8 @@ import pandas as pd
 from scipy import ndimage
 
 from sparkdl import config, geometry, storage
-from sparkdl.geometry import Geometry
 from sparkdl.errors import ConfigError, DeidKeyError, InputError
+from sparkdl.geometry import Geometry
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ def extract_patch(
     center = grid.to_voxel(center_xyz)
     steps = (np.arange(size) - (size - 1) / 2.0) * spacing_mm
     axes = [center[a] + steps / spacing[a] for a in range(3)]
-    low = [max(int(math.floor(ax[0])), 0) for ax in axes]
-    high = [min(int(math.ceil(ax[-1])) + 1, volume.shape[a]) for a, ax in enumerate(axes)]
+    low = [max(math.floor(ax[0]), 0) for ax in axes]
+    high = [min(math.ceil(ax[-1]) + 1, volume.shape[a]) for a, ax in enumerate(axes)]
     if any(lo >= hi for lo, hi in zip(low, high)):
         return np.full((size, size, size), pad_hu, dtype=np.int16)
     block = volume[low[0]:high[0], low[1]:high[1], low[2]:high[2]].astype(np.float32)
@@ -125,7 +125,7 @@ def lung_mask(volume: np.ndarray, spacing_zyx: Sequence[float] | np.ndarray,
     also counts; it is rare in a chest field of view.
     """
     spacing = np.asarray(spacing_zyx, dtype=np.float64)
-    iterations = max(1, int(math.ceil(erosion_mm / min(spacing[1], spacing[2]))))
+    iterations = max(1, math.ceil(erosion_mm / min(spacing[1], spacing[2])))
     mask = np.zeros(volume.shape, dtype=bool)
     for k in range(volume.shape[0]):
         air = volume[k] < LUNG_THRESHOLD_HU

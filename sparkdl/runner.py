@@ -362,7 +362,7 @@ def check_executors(sc: Any, num_tasks: int) -> None:
     task per worker asks first: which Python runs there, and whether it imports sparkdl.
     """
     namespace: dict[str, Any] = {"__name__": "sparkdl_executor_probe"}
-    exec(compile(_PROBE_SOURCE, "<sparkdl executor probe>", "exec"), namespace)  # noqa: S102 - our own constant source
+    exec(compile(_PROBE_SOURCE, "<sparkdl executor probe>", "exec"), namespace)  # our own constant source
     found = sc.parallelize(range(num_tasks), num_tasks).mapPartitions(namespace["probe"]).collect()
     driver = sys.version_info[:2]
     for version, executable, problem in found:
@@ -399,7 +399,7 @@ def _count_slots(spark: SparkSession, needed: int) -> int:
         try:
             profile = jsc.resourceProfileManager().defaultResourceProfile()
             return int(jsc.maxNumConcurrentTasks(profile))
-        except Exception:  # private JVM API moved: fall back to the public estimate
+        except Exception:  # noqa: BLE001 - private JVM API moved: use the public estimate
             return sc.defaultParallelism // int(sc.getConf().get("spark.task.cpus", "1") or "1")
 
     deadline = time.monotonic() + float(jsc.conf().getTimeAsSeconds(_WAIT_CONF, "30s"))

@@ -21,8 +21,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import geometry
-from .geometry import Geometry
 from .dataset import LUNG_WINDOW
+from .geometry import Geometry
 from .schemas import VolumeSchema
 
 _LEVEL, _WIDTH = LUNG_WINDOW

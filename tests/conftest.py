@@ -14,7 +14,7 @@ TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator["pyspark.sql.SparkSession"]:  # noqa: F821
+def spark() -> Iterator[pyspark.sql.SparkSession]:  # noqa: F821
     from sparkdl.spark import get_spark
 
     session = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4",

@@ -17,9 +17,9 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
-    UID_dictionary,
     CTImageStorage,
     ExplicitVRLittleEndian,
+    UID_dictionary,
 )
 
 from sparkdl.deid import (
@@ -371,7 +371,7 @@ def test_burned_in_reason_codes() -> None:
 
 def test_load_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPARKDL_DEID_KEY", raising=False)
-    with pytest.raises(DeidKeyError, match="secrets.token_hex"):
+    with pytest.raises(DeidKeyError, match=r"secrets\.token_hex"):
         load_key()
     short = "short-secret-value"
     monkeypatch.setenv("SPARKDL_DEID_KEY", short)
@@ -404,11 +404,11 @@ def test_options_validation() -> None:
     with pytest.raises(ConfigError,
                        match=r"deid\.retain_uids: expected true or false\. Received: 'yes'"):
         DeidOptions.from_mapping({"retain_uids": "yes"})
-    with pytest.raises(ConfigError, match="deid.*mapping"):
+    with pytest.raises(ConfigError, match=r"deid.*mapping"):
         DeidOptions.from_mapping(True)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="retain_long_full_dates.*retain_long_modified_dates"):
+    with pytest.raises(ConfigError, match=r"retain_long_full_dates.*retain_long_modified_dates"):
         DeidOptions.from_mapping({"retain_long_full_dates": True})
-    with pytest.raises(ConfigError, match="retain_safe_private.*not supported"):
+    with pytest.raises(ConfigError, match=r"retain_safe_private.*not supported"):
         DeidOptions(retain_safe_private=True)
     with pytest.raises(ConfigError, match=r"deid\.retain_uids must be a boolean"):
         DeidOptions(retain_uids="false")  # type: ignore[arg-type]

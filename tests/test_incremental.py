@@ -11,7 +11,6 @@ import pydicom
 import pytest
 
 from sparkdl import Labels
-from sparkdl import Labels
 from sparkdl.ingestion import ingest
 from sparkdl.synth import synthesize_cohort
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pydicom
 import pytest
@@ -28,6 +26,12 @@ from sparkdl.synth import synthesize_cohort
 from tests.conftest import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _encoded(ds: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
 
 
 def _bad_inputs(folder: Path) -> dict[str, str]:
@@ -46,15 +50,15 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
     put("cut_header.dcm", ct[:200], "missing_required_tag")  # cut inside the header
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     del ds.PixelData
-    buffer = io.BytesIO(); ds.save_as(buffer); put("no_pixels.dcm", buffer.getvalue(), "missing_pixel_data")
+    put("no_pixels.dcm", _encoded(ds), "missing_pixel_data")
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     del ds.SeriesInstanceUID
     ds.SOPInstanceUID = "1.2.3.4.5.6.7.1"
-    buffer = io.BytesIO(); ds.save_as(buffer); put("no_series.dcm", buffer.getvalue(), "missing_required_tag")
+    put("no_series.dcm", _encoded(ds), "missing_required_tag")
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.Rows, ds.Columns, ds.NumberOfFrames = 65535, 65535, 1000
     ds.SOPInstanceUID = "1.2.3.4.5.6.7.2"
-    buffer = io.BytesIO(); ds.save_as(buffer); put("huge.dcm", buffer.getvalue(), "declared_size_too_large")
+    put("huge.dcm", _encoded(ds), "declared_size_too_large")
     for number, (syntax, reason) in enumerate([
             (pydicom.uid.JPEGLSLossless, "pixel_decode_error"),  # decodable, but a corrupt stream
             (pydicom.uid.MPEG4HP41, "unsupported_transfer_syntax")], start=3):  # no decoder
@@ -62,7 +66,7 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
         ds.file_meta.TransferSyntaxUID = syntax
         ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8" + b"\0" * 64])
         ds.SOPInstanceUID = f"1.2.3.4.5.6.7.{number}"
-        buffer = io.BytesIO(); ds.save_as(buffer); put(f"{syntax.keyword}.dcm", buffer.getvalue(), reason)
+        put(f"{syntax.keyword}.dcm", _encoded(ds), reason)
     put("DICOMDIR", Path(get_testdata_file("DICOMDIR")).read_bytes(), "dicomdir")
     put("broken.zip", b"PK\x03\x04" + b"\x00" * 100, "corrupt_archive")
     buffer = io.BytesIO()

@@ -172,7 +172,7 @@ def test_manifest_disagreeing_with_tables_is_reported(dataset: Path, tmp_path: P
 
 def test_not_a_dataset_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "catalog").mkdir()
-    with pytest.raises(InputError, match="no manifest.json.*sparkdl ingest --output"):
+    with pytest.raises(InputError, match=r"no manifest\.json.*sparkdl ingest --output"):
         inspect_dataset(str(tmp_path))
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):

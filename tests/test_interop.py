@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.interop.petastorm_side import digest
-from tests.patch_data import _rows, write_patches
 
 from sparkdl.dataset import patch_shape
-from sparkdl.sharding import shard_groups, shard_row_counts
 from sparkdl.patch_reader import patch_chunk_reader, read_row_group
 from sparkdl.reader import RowGroupReader, read_rows
 from sparkdl.schemas import VolumeSchema
+from sparkdl.sharding import shard_groups, shard_row_counts
 from sparkdl.writer import write_dataset
+from tests.interop.petastorm_side import digest
+from tests.patch_data import _rows, write_patches
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDE = ROOT / "tests" / "interop" / "petastorm_side.py"

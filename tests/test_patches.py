@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from sparkdl import geometry
-from sparkdl.geometry import Geometry
 from sparkdl.assembly import AssembledVolume
 from sparkdl.errors import ConfigError, InputError
+from sparkdl.geometry import Geometry
 from sparkdl.patches import (
     PatchOptions,
     assign_split,

@@ -22,8 +22,8 @@ def _slow_read(fs: pafs.FileSystem, group: RowGroup) -> int:
 
 
 def _read_all(**options: object) -> list[int]:
-    defaults: dict[str, object] = dict(num_epochs=1, shuffle=True, seed=3, workers_count=1,
-                                       results_queue_size=4)
+    defaults: dict[str, object] = {"num_epochs": 1, "shuffle": True, "seed": 3, "workers_count": 1,
+                                       "results_queue_size": 4}
     with RowGroupReader(pafs.LocalFileSystem(), GROUPS, _slow_read,
                         **{**defaults, **options}) as reader:  # type: ignore[arg-type]
         return list(reader)

@@ -9,6 +9,7 @@ a subprocess and reads its peak RSS. Speed and series-assembly memory are measur
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -208,10 +209,8 @@ _KILL_IN_PUBLISH = textwrap.dedent("""
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=60)
 
 

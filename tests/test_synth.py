@@ -97,8 +97,8 @@ def world_to_hu(slices: list[Dataset], point: np.ndarray) -> tuple[float, tuple[
     row_dir, col_dir = iop[:3], iop[3:]
     row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
     offset = point - np.asarray(ds.ImagePositionPatient, dtype=float)
-    r = int(round(offset @ col_dir / row_spacing))
-    c = int(round(offset @ row_dir / col_spacing))
+    r = round(offset @ col_dir / row_spacing)
+    c = round(offset @ row_dir / col_spacing)
     assert 0 <= r < ds.Rows and 0 <= c < ds.Columns
     hu = float(ds.pixel_array[r, c]) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     return hu, (k, r, c)

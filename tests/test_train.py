@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from sparkdl.errors import ConfigError, InputError
-from sparkdl.storage import to_url
 from sparkdl.sharding import plan_from_rows
+from sparkdl.storage import to_url
 from sparkdl.training import TrainConfig, class_weights, zoo_model_fn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,8 +99,8 @@ def write_cohort(spark: Any, url: str, *, num_patients: int = 30, size: int = 16
 
 
 #: Small and quick: 16³ patches, two stages of 8/16 filters, no augmentation.
-TEST_CONFIG = dict(base_filters=8, num_stages=2, dropout=0.1, epochs=6, batch_size=16,
-                   learning_rate=0.003, augment=False, seed=1)
+TEST_CONFIG = {"base_filters": 8, "num_stages": 2, "dropout": 0.1, "epochs": 6, "batch_size": 16,
+                   "learning_rate": 0.003, "augment": False, "seed": 1}
 
 
 @pytest.fixture(scope="module")

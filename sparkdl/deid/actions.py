@@ -56,7 +56,7 @@ from sparkdl.deid.options import DeidOptions
 from sparkdl.deid.rules import ActionMap, resolve_actions
 from sparkdl.errors import DeidKeyError
 
-__all__ = ["DeidResult", "deidentify", "burned_in_reason", "BURNED_IN_REASONS"]
+__all__ = ["BURNED_IN_REASONS", "DeidResult", "burned_in_reason", "deidentify"]
 
 logger = logging.getLogger(__name__)
 
@@ -211,11 +211,12 @@ def _clean(ds: Dataset, ctx: _Context, *, dummy_scope: bool) -> None:
         t = int(tag)
         group = t >> 16
         action = ctx.actions.action_for(t)
-        if (t & 0xFFFF == 0 and group != 0x0002) or t in _EXTRA_REMOVE:
-            action = "X"
-        elif ctx.drop_overlays and 0x6000 <= group <= 0x601E:
-            action = "X"
-        elif ctx.drop_curves and 0x5000 <= group <= 0x501E:
+        if (
+            (t & 0xFFFF == 0 and group != 0x0002)  # group lengths, except the file meta's
+            or t in _EXTRA_REMOVE
+            or (ctx.drop_overlays and 0x6000 <= group <= 0x601E)
+            or (ctx.drop_curves and 0x5000 <= group <= 0x501E)
+        ):
             action = "X"
         if action == "X":
             del ds[t]
@@ -356,7 +357,7 @@ def _mark(ds: Dataset, options: DeidOptions, ctx: _Context) -> None:
     ds.DeidentificationMethod = ["sparkdl PS3.15 Basic Application Confidentiality Profile"] + [
         meaning[:64] for _, meaning in applied]
     items = []
-    for code, meaning in [("113100", "Basic Application Confidentiality Profile")] + applied:
+    for code, meaning in [("113100", "Basic Application Confidentiality Profile"), *applied]:
         item = Dataset()
         item.CodeValue = code
         item.CodingSchemeDesignator = "DCM"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sparkdl.errors import DeidKeyError
 
-__all__ = ["ENV_VAR", "MIN_KEY_LENGTH", "load_key", "remap_uid", "pseudonym", "date_offset_days"]
+__all__ = ["ENV_VAR", "MIN_KEY_LENGTH", "date_offset_days", "load_key", "pseudonym", "remap_uid"]
 
 ENV_VAR = "SPARKDL_DEID_KEY"
 MIN_KEY_LENGTH = 32

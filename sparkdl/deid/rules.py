@@ -26,7 +26,7 @@ from typing import Any
 
 from sparkdl.deid.options import DeidOptions
 
-__all__ = ["ActionMap", "Rule", "load_rules", "resolve_actions", "COMBINED"]
+__all__ = ["COMBINED", "ActionMap", "Rule", "load_rules", "resolve_actions"]
 
 COMBINED = {"X/Z": "Z", "X/D": "D", "Z/D": "D", "X/Z/D": "D", "X/Z/U*": "U*"}
 _SIMPLE = {"X", "Z", "D", "K", "C", "U"}
