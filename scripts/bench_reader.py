@@ -59,11 +59,16 @@ def _patch(index: int) -> np.ndarray:
 
 def _row(index: int) -> dict[str, Any]:
     return {
-        "patch_id": f"p{index}", "series_uid": f"2.25.{index // 50}",
-        "patient_id": f"pat{index // 50}", "patch": _patch(index),
-        "label": np.int32(index % 3 == 0), "malignancy": np.int32(index % 3 - 1),
-        "diameter_mm": np.float32(6.0), "center": np.zeros(3),
-        "source": "candidate", "split": ("train", "train", "val", "test")[index % 4],
+        "patch_id": f"p{index}",
+        "series_uid": f"2.25.{index // 50}",
+        "patient_id": f"pat{index // 50}",
+        "patch": _patch(index),
+        "label": np.int32(index % 3 == 0),
+        "malignancy": np.int32(index % 3 - 1),
+        "diameter_mm": np.float32(6.0),
+        "center": np.zeros(3),
+        "source": "candidate",
+        "split": ("train", "train", "val", "test")[index % 4],
     }
 
 
@@ -78,7 +83,9 @@ def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spark = get_spark("local[2]", {"spark.driver.memory": "2g"})
     schema = patch_schema(SIZE)
-    rows = spark.sparkContext.parallelize(range(num_patches), 8).map(lambda i: schema.encode_row(_row(i)))
+    rows = spark.sparkContext.parallelize(range(num_patches), 8).map(
+        lambda i: schema.encode_row(_row(i))
+    )
     frame = spark.createDataFrame(rows, schema.as_spark_schema()).coalesce(4)
     write_petastorm(frame, schema, url, row_group_mb)
     spark.stop()
@@ -100,7 +107,8 @@ def _raw_batches(url: str, shard: int, num_shards: int) -> Iterator[int]:
         for path, group in mine:
             table = pq.ParquetFile(path).read_row_group(group, columns=["patch", "label"])
             patches = np.ascontiguousarray(
-                decode_ndarray_cells(table.column("patch"), (SIZE,) * 3, np.dtype(np.int16)))
+                decode_ndarray_cells(table.column("patch"), (SIZE,) * 3, np.dtype(np.int16))
+            )
             labels = table.column("label").to_numpy()
             assert patches.shape[1:] == (SIZE,) * 3
             assert len(patches) == len(labels) == table.num_rows
@@ -129,15 +137,27 @@ def measure(way: str, url: str, num_shards: int, warmup: int, rows: int) -> dict
     elif way == "petastorm":
         from petastorm import make_reader
 
-        reader = make_reader(url, schema_fields=["patch", "label"], cur_shard=0,
-                             shard_count=num_shards, num_epochs=None, seed=1)
+        reader = make_reader(
+            url,
+            schema_fields=["patch", "label"],
+            cur_shard=0,
+            shard_count=num_shards,
+            num_epochs=None,
+            seed=1,
+        )
         batches = _numpy_batches(reader)
     else:
         from sparkdl import ReadOptions, make_dataset
 
         options = ReadOptions(seed=1, augment=way == "make_dataset+augment")
-        dataset = make_dataset(url.rsplit("/patches", 1)[0], batch_size=BATCH_SIZE, shard_index=0,
-                               num_shards=num_shards, num_epochs=None, options=options)
+        dataset = make_dataset(
+            url.rsplit("/patches", 1)[0],
+            batch_size=BATCH_SIZE,
+            shard_index=0,
+            num_shards=num_shards,
+            num_epochs=None,
+            options=options,
+        )
         batches = _tf_batches(dataset)
     baseline_mb = _status_mb("VmRSS")
     seen = 0
@@ -149,15 +169,22 @@ def measure(way: str, url: str, num_shards: int, warmup: int, rows: int) -> dict
     seconds = time.perf_counter() - start
     cpu = _cpu_seconds() - cpu_start
     peak_mb = _status_mb("VmHWM")  # this process image's peak: ru_maxrss would survive exec
-    return {"rows_per_s": seen / seconds, "rows_per_cpu_s": seen / cpu, "peak_rss_mb": peak_mb,
-            "import_rss_mb": baseline_mb}
+    return {
+        "rows_per_s": seen / seconds,
+        "rows_per_cpu_s": seen / cpu,
+        "peak_rss_mb": peak_mb,
+        "import_rss_mb": baseline_mb,
+    }
 
 
 def _interop_python() -> str:
     """The Petastorm venv's interpreter (built by scripts/setup_interop.sh if missing)."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "setup_interop.sh")
-    found = subprocess.run(["bash", script], check=True, capture_output=True,
-                           text=True).stdout.strip().splitlines()[-1]
+    found = (
+        subprocess.run(["bash", script], check=True, capture_output=True, text=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     if found.startswith("unavailable:"):
         sys.exit(f"bench_reader: the Petastorm way needs the interop venv: {found}")
     return found
@@ -195,8 +222,9 @@ def main(argv: list[str] | None = None) -> None:
         import warnings
 
         warnings.simplefilter("ignore", FutureWarning)  # Petastorm's legacy pyarrow calls
-        print(json.dumps(measure(args.way, args.url, args.shards, args.warmup, args.rows)),
-              flush=True)
+        print(
+            json.dumps(measure(args.way, args.url, args.shards, args.warmup, args.rows)), flush=True
+        )
         os._exit(0)  # reader threads are daemons still blocked on queues: do not join them
 
     with tempfile.TemporaryDirectory(prefix="bench_reader_") as scratch:
@@ -211,43 +239,77 @@ def main(argv: list[str] | None = None) -> None:
         groups = sum(pq.ParquetFile(f"{workdir}/patches/{f}").num_row_groups for f in files)
         size_mb = sum(os.path.getsize(f"{workdir}/patches/{f}") for f in files) / 2**20
         num_rows = sum(pq.ParquetFile(f"{workdir}/patches/{f}").metadata.num_rows for f in files)
-        print(f"{num_rows} patches of {SIZE}³ int16 ({time.perf_counter() - start:.0f} s):"
-              f" {len(files)} files, {groups} row groups, {size_mb:.0f} MiB zstd")
+        print(
+            f"{num_rows} patches of {SIZE}³ int16 ({time.perf_counter() - start:.0f} s):"
+            f" {len(files)} files, {groups} row groups, {size_mb:.0f} MiB zstd"
+        )
         results: dict[tuple[str, int], dict[str, float]] = {}
         petastorm_python = _interop_python()
-        ways = [("raw", 1), ("raw", 2), ("petastorm", 1), ("petastorm", 2),
-                ("make_dataset", 1), ("make_dataset", 2), ("make_dataset+augment", 1),
-                ("make_dataset+augment", 2)]
+        ways = [
+            ("raw", 1),
+            ("raw", 2),
+            ("petastorm", 1),
+            ("petastorm", 2),
+            ("make_dataset", 1),
+            ("make_dataset", 2),
+            ("make_dataset+augment", 1),
+            ("make_dataset+augment", 2),
+        ]
         for _ in range(args.rounds):  # interleaved, so that load from others hits every way
             for way, shards in ways:
                 python = petastorm_python if way == "petastorm" else sys.executable
                 out = subprocess.run(
-                    [python, __file__, "--way", way, "--url", url, "--shards",
-                     str(shards), "--rows", str(args.rows), "--warmup", str(args.warmup)],
-                    check=True, capture_output=True, text=True)
+                    [
+                        python,
+                        __file__,
+                        "--way",
+                        way,
+                        "--url",
+                        url,
+                        "--shards",
+                        str(shards),
+                        "--rows",
+                        str(args.rows),
+                        "--warmup",
+                        str(args.warmup),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"  {way} shards={shards}: {result}", flush=True)
                 best = results.setdefault((way, shards), dict(result))
                 for key in result:  # best rates of the rounds, and their highest RSS
                     best[key] = max(best[key], result[key])
 
-    print(f"\nshard 0 of N, batch {BATCH_SIZE}, {args.rows} rows timed after {args.warmup},"
-          f" best rates of {args.rounds} rounds; highest RSS of a fresh process per way; {os.cpu_count()} cores,"
-          f" load average at the end {os.getloadavg()[0]:.1f}. CPU s/1k rows counts every"
-          " thread of the process: the cost of a row, whatever else runs on the machine;"
-          " 'vs' columns are rate ratios (higher is better).\n")
-    print("| way | shards | rows/s | vs petastorm | vs raw | CPU s/1k rows | vs petastorm | vs raw "
-          "| peak RSS MiB | after imports MiB |")
+    print(
+        f"\nshard 0 of N, batch {BATCH_SIZE}, {args.rows} rows timed after {args.warmup},"
+        f" best rates of {args.rounds} rounds; highest RSS of a fresh process per way; {os.cpu_count()} cores,"
+        f" load average at the end {os.getloadavg()[0]:.1f}. CPU s/1k rows counts every"
+        " thread of the process: the cost of a row, whatever else runs on the machine;"
+        " 'vs' columns are rate ratios (higher is better).\n"
+    )
+    print(
+        "| way | shards | rows/s | vs petastorm | vs raw | CPU s/1k rows | vs petastorm | vs raw "
+        "| peak RSS MiB | after imports MiB |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (way, shards), result in results.items():
         rate = result["rows_per_s"]
-        cells = [way, str(shards), f"{rate:,.0f}",
-                 f"{rate / results['petastorm', shards]['rows_per_s']:.1f}×",
-                 f"{rate / results['raw', shards]['rows_per_s']:.0%}"]
+        cells = [
+            way,
+            str(shards),
+            f"{rate:,.0f}",
+            f"{rate / results['petastorm', shards]['rows_per_s']:.1f}×",
+            f"{rate / results['raw', shards]['rows_per_s']:.0%}",
+        ]
         per_cpu = result["rows_per_cpu_s"]
-        cells += [f"{1000 / per_cpu:.2f}",
-                  f"{per_cpu / results['petastorm', shards]['rows_per_cpu_s']:.1f}×",
-                  f"{per_cpu / results['raw', shards]['rows_per_cpu_s']:.0%}"]
+        cells += [
+            f"{1000 / per_cpu:.2f}",
+            f"{per_cpu / results['petastorm', shards]['rows_per_cpu_s']:.1f}×",
+            f"{per_cpu / results['raw', shards]['rows_per_cpu_s']:.0%}",
+        ]
         cells += [f"{result['peak_rss_mb']:,.0f}", f"{result['import_rss_mb']:,.0f}"]
         print("| " + " | ".join(cells) + " |")
 

@@ -55,8 +55,11 @@ def make_template(work: Path) -> bytes:
         if not path.is_file():
             continue
         ds = pydicom.dcmread(path)
-        if ds.get("Modality") == "CT" and "ImagePositionPatient" in ds \
-                and "LOCALIZER" not in list(ds.get("ImageType", [])):
+        if (
+            ds.get("Modality") == "CT"
+            and "ImagePositionPatient" in ds
+            and "LOCALIZER" not in list(ds.get("ImageType", []))
+        ):
             break
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _SOP.format(999_999_999_999)
     ds.SeriesInstanceUID = _SERIES.format(999_999_999_999)
@@ -68,23 +71,29 @@ def make_template(work: Path) -> bytes:
     path = work / "template.dcm"
     ds.save_as(path, enforce_file_format=True)
     data = path.read_bytes()
-    for placeholder, count in ((_SOP.format(999_999_999_999).encode(), 2),
-                               (_SERIES.format(999_999_999_999).encode(), 1),
-                               (b"-7777.777", 1), (b"77777", 1)):
+    for placeholder, count in (
+        (_SOP.format(999_999_999_999).encode(), 2),
+        (_SERIES.format(999_999_999_999).encode(), 1),
+        (b"-7777.777", 1),
+        (b"77777", 1),
+    ):
         assert data.count(placeholder) == count, (placeholder, data.count(placeholder))
     return data
 
 
 def instance(template: bytes, series: int, index: int) -> bytes:
     uid = series * SLICES_PER_SERIES + index
-    return (template.replace(_SOP.format(999_999_999_999).encode(), _SOP.format(uid).encode())
-            .replace(_SERIES.format(999_999_999_999).encode(), _SERIES.format(series).encode())
-            .replace(b"-7777.777", _Z.format(-150.0 + 2.5 * index).encode())
-            .replace(b"77777", _NUMBER.format(index + 1).encode()))
+    return (
+        template.replace(_SOP.format(999_999_999_999).encode(), _SOP.format(uid).encode())
+        .replace(_SERIES.format(999_999_999_999).encode(), _SERIES.format(series).encode())
+        .replace(b"-7777.777", _Z.format(-150.0 + 2.5 * index).encode())
+        .replace(b"77777", _NUMBER.format(index + 1).encode())
+    )
 
 
-def write_instances(template: bytes, root: Path, first_series: int, num_series: int,
-                    archived: bool) -> int:
+def write_instances(
+    template: bytes, root: Path, first_series: int, num_series: int, archived: bool
+) -> int:
     """Series ``first_series ..`` as loose files (a folder per series) or a tar per series."""
     root.mkdir(parents=True, exist_ok=True)
     total = 0
@@ -146,13 +155,21 @@ def _sample_tree(proc: psutil.Process, peaks: dict[str, int], stop: threading.Ev
 
 
 def run_ingest(inputs: list[Path], out: Path, mode: str = "overwrite") -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
-           "SPARKDL_DEID_KEY": os.environ.get("SPARKDL_DEID_KEY",
-                                              "bench-key-0123456789abcdef0123456789")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SPARKDL_DEID_KEY": os.environ.get(
+            "SPARKDL_DEID_KEY", "bench-key-0123456789abcdef0123456789"
+        ),
+    }
     started = time.time()
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps([str(p) for p in inputs]),
-                             str(out), mode], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, json.dumps([str(p) for p in inputs]), str(out), mode],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peaks: dict[str, int] = {}
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_tree, args=(psutil.Process(proc.pid), peaks, stop))
@@ -163,13 +180,14 @@ def run_ingest(inputs: list[Path], out: Path, mode: str = "overwrite") -> dict[s
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"ingest failed ({proc.returncode}): {stderr[-3000:]}")
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     result.update(peaks=peaks, wall_s=time.time() - started)
     return result
 
 
-def bench_sizes(sizes: list[int], work: Path, template: bytes,
-                kinds: tuple[str, ...] = ("loose", "tar")) -> list[dict[str, Any]]:
+def bench_sizes(
+    sizes: list[int], work: Path, template: bytes, kinds: tuple[str, ...] = ("loose", "tar")
+) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
         num_series = max(1, size // SLICES_PER_SERIES)
@@ -181,11 +199,17 @@ def bench_sizes(sizes: list[int], work: Path, template: bytes,
             generated = time.time() - t0
             out = work / f"out_{size}_{kind}"
             full = run_ingest([inputs], out)
-            row = {"size": size, "kind": kind, "bytes": num_bytes, "generate_s": generated,
-                   "full": full}
+            row = {
+                "size": size,
+                "kind": kind,
+                "bytes": num_bytes,
+                "generate_s": generated,
+                "full": full,
+            }
             if not archived:  # incremental: 1% new instances (new series) in a new folder
-                write_instances(template, inputs / "day2", num_series, max(1, num_series // 100),
-                                archived)
+                write_instances(
+                    template, inputs / "day2", num_series, max(1, num_series // 100), archived
+                )
                 row["append"] = run_ingest([inputs], out, mode="append")
             rows.append(row)
             shutil.rmtree(out, ignore_errors=True)
@@ -198,19 +222,23 @@ def _row_line(row: dict[str, Any]) -> str:
     full = row["full"]
     seconds = full["timings"]["total_s"]
     t = full["timings"]
-    line = (f"| {row['size']:,} | {row['kind']} | {full['counts']['units']:,} | {seconds:.1f} | "
-            f"{full['counts']['units'] / seconds:.0f} | {row['bytes'] / MB / seconds:.2f} | "
-            f"{t['list_s']:.1f} / {t['parse_deid_s']:.1f} / {t['volumes_s']:.1f} / "
-            f"{t['write_s']:.1f} | "
-            f"{full['peaks']['tree'] / MB:.0f} | {full['peaks']['jvm'] / MB:.0f} | "
-            f"{full['peaks']['worker'] / MB:.0f} |")
+    line = (
+        f"| {row['size']:,} | {row['kind']} | {full['counts']['units']:,} | {seconds:.1f} | "
+        f"{full['counts']['units'] / seconds:.0f} | {row['bytes'] / MB / seconds:.2f} | "
+        f"{t['list_s']:.1f} / {t['parse_deid_s']:.1f} / {t['volumes_s']:.1f} / "
+        f"{t['write_s']:.1f} | "
+        f"{full['peaks']['tree'] / MB:.0f} | {full['peaks']['jvm'] / MB:.0f} | "
+        f"{full['peaks']['worker'] / MB:.0f} |"
+    )
     if "append" in row:
         append = row["append"]
         ratio = append["timings"]["total_s"] / seconds
         a = append["timings"]
-        line += (f" {append['last_run']['new_units']:,} new: {a['total_s']:.1f} s = "
-                 f"{100 * ratio:.0f}% ({a['list_s']:.1f} / {a['parse_deid_s']:.1f} / "
-                 f"{a['volumes_s']:.1f} / {a['write_s']:.1f}) |")
+        line += (
+            f" {append['last_run']['new_units']:,} new: {a['total_s']:.1f} s = "
+            f"{100 * ratio:.0f}% ({a['list_s']:.1f} / {a['parse_deid_s']:.1f} / "
+            f"{a['volumes_s']:.1f} / {a['write_s']:.1f}) |"
+        )
     else:
         line += " |"
     return line
@@ -252,13 +280,17 @@ _ASSEMBLY = textwrap.dedent("""
 
 
 def bench_assembly(num_slices: int, size: int = 512) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", _ASSEMBLY, str(num_slices), str(size)],
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                          text=True, timeout=1200)
+    done = subprocess.run(
+        [sys.executable, "-c", _ASSEMBLY, str(num_slices), str(size)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(done.stderr[-3000:])
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -270,28 +302,40 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_scale_"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}, "
-          f"free disk {shutil.disk_usage(work).free / 1024**3:.0f} GB", flush=True)
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}, "
+        f"free disk {shutil.disk_usage(work).free / 1024**3:.0f} GB",
+        flush=True,
+    )
 
     if args.sizes:
         template = make_template(work)
-        print(f"\ninstance: {len(template):,} bytes (64x64 int16 CT), {SLICES_PER_SERIES} per "
-              "series; local[2]; time = ingest total_s (listing, parse+deid, volumes, writes)\n")
-        print("| instances | input | units | total s | files/s | MB/s | list / parse / volumes / "
-              "write s | peak RSS tree MB | JVM MB | largest worker MB | append +1% |")
+        print(
+            f"\ninstance: {len(template):,} bytes (64x64 int16 CT), {SLICES_PER_SERIES} per "
+            "series; local[2]; time = ingest total_s (listing, parse+deid, volumes, writes)\n"
+        )
+        print(
+            "| instances | input | units | total s | files/s | MB/s | list / parse / volumes / "
+            "write s | peak RSS tree MB | JVM MB | largest worker MB | append +1% |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         bench_sizes(args.sizes, work, template, tuple(args.kinds))
         print(f"\nload average after: {os.getloadavg()}", flush=True)
 
     if args.assembly_slices:
-        print("\n| slices (512x512 int16) | input MB | assemble s | RSS after records MB | "
-              "peak RSS MB | peak - records MB |")
+        print(
+            "\n| slices (512x512 int16) | input MB | assemble s | RSS after records MB | "
+            "peak RSS MB | peak - records MB |"
+        )
         print("|---|---|---|---|---|---|")
         for num_slices in args.assembly_slices:
             r = bench_assembly(num_slices)
-            print(f"| {num_slices} | {r['input_bytes'] / MB:.0f} | {r['seconds']:.1f} | "
-                  f"{r['loaded'] / MB:.0f} | {r['peak'] / MB:.0f} | "
-                  f"{(r['peak'] - r['loaded']) / MB:.0f} |", flush=True)
+            print(
+                f"| {num_slices} | {r['input_bytes'] / MB:.0f} | {r['seconds']:.1f} | "
+                f"{r['loaded'] / MB:.0f} | {r['peak'] / MB:.0f} | "
+                f"{(r['peak'] - r['loaded']) / MB:.0f} |",
+                flush=True,
+            )
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

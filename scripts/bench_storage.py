@@ -94,7 +94,9 @@ def make_patch(volume: np.ndarray, lung: np.ndarray, nodules: np.ndarray, index:
     points = nodules if index % 3 == 0 else lung
     centre = points[index % len(points)] + rng.integers(-6, 7, size=3)
     low = np.clip(np.round(centre).astype(int) - SIZE // 2, 0, np.array(volume.shape) - SIZE)
-    block = volume[low[0]:low[0] + SIZE, low[1]:low[1] + SIZE, low[2]:low[2] + SIZE].astype(np.float32)
+    block = volume[low[0] : low[0] + SIZE, low[1] : low[1] + SIZE, low[2] : low[2] + SIZE].astype(
+        np.float32
+    )
     block += rng.standard_normal(block.shape, dtype=np.float32) * np.float32(NOISE_HU)
     return np.clip(np.rint(block), -32768, 32767).astype(np.int16)
 
@@ -115,8 +117,9 @@ def decode_patch(codec: str, cell: bytes) -> np.ndarray:
     return loaded["arr"] if codec == "compressed" else loaded
 
 
-def write_all(base: str, volume_path: str, lung: np.ndarray, nodules: np.ndarray,
-              num_patches: int) -> dict[str, float]:
+def write_all(
+    base: str, volume_path: str, lung: np.ndarray, nodules: np.ndarray, num_patches: int
+) -> dict[str, float]:
     """Write every configuration; returns write seconds per configuration."""
     from pyspark import StorageLevel
 
@@ -132,26 +135,40 @@ def write_all(base: str, volume_path: str, lung: np.ndarray, nodules: np.ndarray
         def rows(indices: Any, codec: str = codec) -> Any:
             volume = np.load(volume_path, mmap_mode="r")
             for i in indices:
-                row = schema.encode_row({
-                    "patch_id": f"p{i}", "series_uid": f"2.25.{i // 100}", "patient_id": f"pat{i // 100}",
-                    "patch": np.zeros((SIZE,) * 3, np.int16), "label": np.int32(i % 3 == 0),
-                    "malignancy": np.int32(-1), "diameter_mm": np.float32(-1.0),
-                    "center": np.zeros(3), "source": "candidate", "split": "train"})
+                row = schema.encode_row(
+                    {
+                        "patch_id": f"p{i}",
+                        "series_uid": f"2.25.{i // 100}",
+                        "patient_id": f"pat{i // 100}",
+                        "patch": np.zeros((SIZE,) * 3, np.int16),
+                        "label": np.int32(i % 3 == 0),
+                        "malignancy": np.int32(-1),
+                        "diameter_mm": np.float32(-1.0),
+                        "center": np.zeros(3),
+                        "source": "candidate",
+                        "split": "train",
+                    }
+                )
                 patch = encode_patch(codec, make_patch(volume, lung, nodules, i))
                 yield (*row[:3], patch, *row[4:])
 
         t0 = time.perf_counter()
         frame = spark.createDataFrame(
             spark.sparkContext.parallelize(range(num_patches), 8).mapPartitions(rows),
-            schema.as_spark_schema()).persist(StorageLevel.DISK_ONLY)
+            schema.as_spark_schema(),
+        ).persist(StorageLevel.DISK_ONLY)
         frame.count()
-        print(f"encoded {num_patches} rows with {codec}: {time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"encoded {num_patches} rows with {codec}: {time.perf_counter() - t0:.1f} s", flush=True
+        )
         for config in (c for c in CONFIGS if c.codec == codec):
             url = "file://" + os.path.join(base, config.name)
             t0 = time.perf_counter()
-            frame.coalesce(2).write.mode("overwrite").option("compression", config.compression) \
-                .option("parquet.block.size", config.row_group_mb * 2**20) \
-                .option("parquet.page.size.row.check.min", 1).parquet(url)
+            frame.coalesce(2).write.mode("overwrite").option(
+                "compression", config.compression
+            ).option("parquet.block.size", config.row_group_mb * 2**20).option(
+                "parquet.page.size.row.check.min", 1
+            ).parquet(url)
             if codec == "ndarray":
                 write_metadata(url, schema)
             seconds[config.name] = time.perf_counter() - t0
@@ -162,8 +179,11 @@ def write_all(base: str, volume_path: str, lung: np.ndarray, nodules: np.ndarray
 
 
 def parquet_files(folder: str) -> list[str]:
-    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
-                  if n.endswith(".parquet") and not n.startswith(("_", ".")))
+    return sorted(
+        os.path.join(folder, n)
+        for n in os.listdir(folder)
+        if n.endswith(".parquet") and not n.startswith(("_", "."))
+    )
 
 
 def measure_pyarrow(folder: str, codec: str, passes: int = 3) -> dict[str, Any]:
@@ -184,8 +204,12 @@ def measure_pyarrow(folder: str, codec: str, passes: int = 3) -> dict[str, Any]:
             for g in range(parquet.metadata.num_row_groups):
                 table = parquet.read_row_group(g, columns=["patch", "label"])
                 if batched:
-                    patches = decode_ndarray_cells(table.column("patch"), (SIZE,) * 3, np.dtype(np.int16))
-                    checksum += int(patches[:, SIZE // 2, SIZE // 2, SIZE // 2].astype(np.int64).sum())
+                    patches = decode_ndarray_cells(
+                        table.column("patch"), (SIZE,) * 3, np.dtype(np.int16)
+                    )
+                    checksum += int(
+                        patches[:, SIZE // 2, SIZE // 2, SIZE // 2].astype(np.int64).sum()
+                    )
                 else:
                     for cell in table.column("patch").to_pylist():
                         checksum += int(decode_patch(codec, cell)[SIZE // 2, SIZE // 2, SIZE // 2])
@@ -218,8 +242,9 @@ def measure_reader(url: str) -> tuple[float, float]:
     fs, groups = shard_groups(url, 0, 1)
     read = patch_chunk_reader(None, "label", (SIZE,) * 3, np.dtype(np.int16))
     num_rows = 0
-    with RowGroupReader(fs, groups, read, num_epochs=1, shuffle=False, seed=0,
-                        workers_count=2, results_queue_size=4) as reader:
+    with RowGroupReader(
+        fs, groups, read, num_epochs=1, shuffle=False, seed=0, workers_count=2, results_queue_size=4
+    ) as reader:
         for patches, _ in reader:
             num_rows += int((patches[:, SIZE // 2, SIZE // 2, SIZE // 2] > -32768).sum())
     return num_rows / (time.perf_counter() - t0), num_rows / (time.process_time() - c0)
@@ -235,8 +260,11 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         volume_path = os.path.join(base, "chest.npy")
         lung, nodules = render_chest(volume_path)
-        print(f"rendered phantom {np.load(volume_path, mmap_mode='r').shape}: "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"rendered phantom {np.load(volume_path, mmap_mode='r').shape}: "
+            f"{time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
         write_s = write_all(base, volume_path, lung, nodules, args.patches)
         raw = args.patches * SIZE**3 * 2
         results = []
@@ -247,19 +275,25 @@ def main(argv: list[str] | None = None) -> None:
             reader = measure_reader("file://" + folder) if config.reader else None
             results.append((config, size, read, reader))
             print(f"measured {config.name}", flush=True)
-        print(f"\n{args.patches} patches of {SIZE}³ int16 ({raw / 2**20:.0f} MiB raw), one run, "
-              f"{os.cpu_count()} cores\n")
-        print("| codec | Parquet | row group | MiB on disk | % of raw | row groups | write s "
-              "| pyarrow + codec.decode rows/CPU-s | pyarrow + batch decode rows/CPU-s "
-              "| sparkdl reader rows/CPU-s | sparkdl reader rows/s (wall) |")
+        print(
+            f"\n{args.patches} patches of {SIZE}³ int16 ({raw / 2**20:.0f} MiB raw), one run, "
+            f"{os.cpu_count()} cores\n"
+        )
+        print(
+            "| codec | Parquet | row group | MiB on disk | % of raw | row groups | write s "
+            "| pyarrow + codec.decode rows/CPU-s | pyarrow + batch decode rows/CPU-s "
+            "| sparkdl reader rows/CPU-s | sparkdl reader rows/s (wall) |"
+        )
         print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for config, size, read, reader in results:
             codec = "NdarrayCodec" if config.codec == "ndarray" else "CompressedNdarrayCodec"
             fmt = lambda v: "n/a" if v is None else f"{v:,.0f}"  # noqa: E731
-            print(f"| {codec} | {config.compression} | {config.row_group_mb} MB | {size / 2**20:.1f} "
-                  f"| {100 * size / raw:.0f}% | {read['row_groups']} | {write_s[config.name]:.1f} "
-                  f"| {fmt(read['per_cell'])} | {fmt(read['batched'])} "
-                  f"| {fmt(reader and reader[1])} | {fmt(reader and reader[0])} |")
+            print(
+                f"| {codec} | {config.compression} | {config.row_group_mb} MB | {size / 2**20:.1f} "
+                f"| {100 * size / raw:.0f}% | {read['row_groups']} | {write_s[config.name]:.1f} "
+                f"| {fmt(read['per_cell'])} | {fmt(read['batched'])} "
+                f"| {fmt(reader and reader[1])} | {fmt(reader and reader[0])} |"
+            )
         print_pick(results)
         print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     finally:
@@ -275,19 +309,25 @@ def print_pick(results: list[tuple[Config, int, dict[str, Any], Any]]) -> None:
     path runs at 1.5-3k rows/s, DESIGN.md); among the rest, the fewest bytes (I/O and storage
     are the cost on HDFS/S3); within 2% of those bytes, the most row groups (the reader shards
     and shuffles by row group)."""
+
     def best_read(read: dict[str, Any]) -> float:
         return max(v for v in (read["per_cell"], read["batched"]) if v is not None)
 
     read_of = {c.name: read for c, _, read, _ in results}
     fastest = max(best_read(read) for _, _, read, _ in results)
-    fast = [(size, read["row_groups"], c) for c, size, read, _ in results
-            if best_read(read) >= 0.5 * fastest]
+    fast = [
+        (size, read["row_groups"], c)
+        for c, size, read, _ in results
+        if best_read(read) >= 0.5 * fastest
+    ]
     smallest_fast = min(size for size, _, _ in fast)
     size, _, pick = max((t for t in fast if t[0] <= 1.02 * smallest_fast), key=lambda t: t[1])
     smallest = min(results, key=lambda r: r[1])
-    print(f"\npick: {pick.name} ({size / 2**20:.1f} MiB, best read {best_read(read_of[pick.name]):,.0f} "
-          f"rows/CPU-s); smallest overall: {smallest[0].name} ({smallest[1] / 2**20:.1f} MiB); "
-          f"fastest read {fastest:,.0f} rows/CPU-s")
+    print(
+        f"\npick: {pick.name} ({size / 2**20:.1f} MiB, best read {best_read(read_of[pick.name]):,.0f} "
+        f"rows/CPU-s); smallest overall: {smallest[0].name} ({smallest[1] / 2**20:.1f} MiB); "
+        f"fastest read {fastest:,.0f} rows/CPU-s"
+    )
 
 
 if __name__ == "__main__":

@@ -37,10 +37,18 @@ def _rows(part: tuple[int, int], size: int):  # type: ignore[no-untyped-def]
         label = i % 4 == 0
         if label:
             patch[r2 < (size / 6) ** 2] = 40
-        yield {"patch_id": f"p{i}", "series_uid": f"s{i // 8}", "patient_id": f"pat{i // 8}",
-               "patch": patch.astype(np.int16), "label": np.int32(label), "malignancy": np.int32(-1),
-               "diameter_mm": np.float32(0), "center": np.zeros(3), "source": "sampled",
-               "split": "train" if i % 10 < 8 else "val"}
+        yield {
+            "patch_id": f"p{i}",
+            "series_uid": f"s{i // 8}",
+            "patient_id": f"pat{i // 8}",
+            "patch": patch.astype(np.int16),
+            "label": np.int32(label),
+            "malignancy": np.int32(-1),
+            "diameter_mm": np.float32(0),
+            "center": np.zeros(3),
+            "source": "sampled",
+            "split": "train" if i % 10 < 8 else "val",
+        }
 
 
 def write_data(out: str, num_patches: int, size: int) -> None:
@@ -56,8 +64,11 @@ def write_data(out: str, num_patches: int, size: int) -> None:
     schema = patch_schema(size)
     parts = [(i, min(64, num_patches - i)) for i in range(0, num_patches, 64)]
     url = to_url(os.path.join(out, "patches"))
-    rdd = (spark.sparkContext.parallelize(parts, len(parts))
-           .flatMap(lambda p: _rows(p, size)).map(schema.encode_row))
+    rdd = (
+        spark.sparkContext.parallelize(parts, len(parts))
+        .flatMap(lambda p: _rows(p, size))
+        .map(schema.encode_row)
+    )
     write_dataset(spark.createDataFrame(rdd, schema.as_spark_schema()), schema, url, 1)
     spark.stop()
 
@@ -67,8 +78,10 @@ def run_one(data: str, num_workers: int, epochs: int, per_worker_batch: int) -> 
     from sparkdl.spark import get_spark
     from sparkdl.training import TrainConfig, train
 
-    spark = get_spark(f"local[{max(2, num_workers)}]",
-                      {"spark.python.worker.reuse": "false", "spark.ui.enabled": "false"})
+    spark = get_spark(
+        f"local[{max(2, num_workers)}]",
+        {"spark.python.worker.reuse": "false", "spark.ui.enabled": "false"},
+    )
     config = TrainConfig(epochs=epochs, batch_size=per_worker_batch * num_workers, augment=False)
     with tempfile.TemporaryDirectory() as model_dir:
         result = train(data, model_dir, config=config, num_workers=num_workers, spark=spark)
@@ -87,8 +100,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.run_one:
-        print("RESULT " + json.dumps(run_one(args.data, args.run_one, args.epochs,
-                                             args.per_worker_batch)))
+        print(
+            "RESULT "
+            + json.dumps(run_one(args.data, args.run_one, args.epochs, args.per_worker_batch))
+        )
         return
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
@@ -98,20 +113,37 @@ def main() -> None:
         rows = {}
         for workers in (1, 2):
             done = subprocess.run(
-                [sys.executable, __file__, "--data", data, "--run-one", str(workers),
-                 "--epochs", str(args.epochs), "--per-worker-batch", str(args.per_worker_batch)],
-                capture_output=True, text=True, cwd=ROOT)
+                [
+                    sys.executable,
+                    __file__,
+                    "--data",
+                    data,
+                    "--run-one",
+                    str(workers),
+                    "--epochs",
+                    str(args.epochs),
+                    "--per-worker-batch",
+                    str(args.per_worker_batch),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             if done.returncode:
                 sys.exit(f"{workers} worker(s) failed:\n{done.stderr[-3000:]}")
             rows[workers] = json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0])
     base = rows[1]["samples_per_second"]
-    print(f"\ncores: {os.cpu_count()}, data: {args.data or f'{args.patches} synthetic {args.size}³ patches'}, "
-          f"epochs: {args.epochs}, per-worker batch: {args.per_worker_batch}")
+    print(
+        f"\ncores: {os.cpu_count()}, data: {args.data or f'{args.patches} synthetic {args.size}³ patches'}, "
+        f"epochs: {args.epochs}, per-worker batch: {args.per_worker_batch}"
+    )
     print(f"{'workers':>7} | {'samples/s':>9} | {'fit s':>7} | {'efficiency':>10}")
     print("-" * 44)
     for workers, row in rows.items():
         sps = row["samples_per_second"]
-        print(f"{workers:>7} | {sps:>9.1f} | {row['train_seconds']:>7.1f} | {sps / (workers * base):>10.0%}")
+        print(
+            f"{workers:>7} | {sps:>9.1f} | {row['train_seconds']:>7.1f} | {sps / (workers * base):>10.0%}"
+        )
 
 
 if __name__ == "__main__":

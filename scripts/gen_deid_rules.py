@@ -87,8 +87,10 @@ def build_rules(reference: list[dict[str, Any]], sha256: str) -> dict[str, Any]:
             for col in sorted(OPTION_COLUMNS)
             if row.get(col)
         }
-        entry: dict[str, Any] = {"basic": _check_action(row, "basicProfile"),
-                                 "options": dict(sorted(options.items()))}
+        entry: dict[str, Any] = {
+            "basic": _check_action(row, "basicProfile"),
+            "options": dict(sorted(options.items())),
+        }
         if row["id"] == _PRIVATE_ID:
             private = {"name": row["name"], **entry}
             continue
@@ -113,6 +115,7 @@ def build_rules(reference: list[dict[str, Any]], sha256: str) -> dict[str, Any]:
 
 def render(doc: dict[str, Any]) -> str:
     """Compact, stable text: one rule per line, keys in a fixed order."""
+
     def dump(obj: Any) -> str:
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
@@ -129,14 +132,24 @@ def render(doc: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
-                        help=f"PS3.15 Table E.1-1 as JSON (default: {DEFAULT_REFERENCE})")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"where to write the rules (default: {DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=DEFAULT_REFERENCE,
+        help=f"PS3.15 Table E.1-1 as JSON (default: {DEFAULT_REFERENCE})",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help=f"where to write the rules (default: {DEFAULT_OUTPUT})",
+    )
     args = parser.parse_args(argv)
     if not args.reference.is_file():
-        parser.error(f"reference file not found: {args.reference}. Pass --reference PATH to "
-                     "ps3.15-table-e.1-1.json (kept in ../shared/reference/).")
+        parser.error(
+            f"reference file not found: {args.reference}. Pass --reference PATH to "
+            "ps3.15-table-e.1-1.json (kept in ../shared/reference/)."
+        )
     raw = args.reference.read_bytes()
     doc = build_rules(json.loads(raw), hashlib.sha256(raw).hexdigest())
     args.output.parent.mkdir(parents=True, exist_ok=True)

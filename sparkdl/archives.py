@@ -41,8 +41,11 @@ class Limits:
 
     def __post_init__(self) -> None:
         sizes = ("max_pixels", "max_member_bytes", "max_archive_total_bytes", "max_file_bytes")
-        check_ranges(self, [(name, getattr(self, name) > 0, "an integer > 0") for name in sizes]
-                     + [("max_compression_ratio", self.max_compression_ratio > 1, "a number > 1")])
+        check_ranges(
+            self,
+            [(name, getattr(self, name) > 0, "an integer > 0") for name in sizes]
+            + [("max_compression_ratio", self.max_compression_ratio > 1, "a number > 1")],
+        )
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,9 @@ def iter_units(name: str, opener: Opener, size: int, limits: Limits) -> Iterator
         yield from _gzip_units(name, opener, limits)
 
 
-def _screen(name: str, irregular: str | None, size: int, ratio: float, total: int,
-            limits: Limits) -> tuple[str, str] | None:
+def _screen(
+    name: str, irregular: str | None, size: int, ratio: float, total: int, limits: Limits
+) -> tuple[str, str] | None:
     """Why a member must not be read (reason, detail), from its header alone; None if fine.
 
     ``total`` is what the archive's members read so far add up to.
@@ -146,8 +150,14 @@ def _zip_units(opener: Opener, limits: Limits) -> Iterator[Unit]:
                 continue
             mode = (info.external_attr >> 16) & 0o170000
             irregular = f"zip member mode {oct(mode)}" if mode and mode != 0o100000 else None
-            problem = _screen(info.filename, irregular, info.file_size,
-                              info.file_size / max(info.compress_size, 1), total, limits)
+            problem = _screen(
+                info.filename,
+                irregular,
+                info.file_size,
+                info.file_size / max(info.compress_size, 1),
+                total,
+                limits,
+            )
             if problem:
                 yield Unit(info.filename, None, *problem)
                 continue
@@ -155,7 +165,13 @@ def _zip_units(opener: Opener, limits: Limits) -> Iterator[Unit]:
             try:
                 with archive.open(info) as member:
                     data = _read_capped(member, limits.max_member_bytes)
-            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as err:
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                EOFError,
+                NotImplementedError,
+                RuntimeError,
+            ) as err:
                 yield Unit(info.filename, None, "corrupt_archive_member", str(err)[:200])
                 continue
             if data is None:
@@ -226,5 +242,3 @@ def _gzip_units(name: str, opener: Opener, limits: Limits) -> Iterator[Unit]:
 def open_bytes(data: bytes) -> Opener:
     """An opener over in-memory bytes (tests, small remote files)."""
     return lambda: io.BytesIO(data)  # type: ignore[return-value]
-
-

@@ -76,20 +76,27 @@ class VolumeOptions:
 
     def __post_init__(self) -> None:
         # Ranges only: config.from_mapping checks the types. Written so NaN fails too.
-        config.check_ranges(self, [
-            ("min_slices", self.min_slices >= 1, "an integer >= 1"),
-            ("spacing_tolerance", 0 <= self.spacing_tolerance < 1, "a number in [0, 1)"),
-            ("spacing_tolerance_mm", 0 <= self.spacing_tolerance_mm < 1, "a number in [0, 1)"),
-            ("orientation_tolerance", 0 <= self.orientation_tolerance < 1,
-             "a number in [0, 1)"),
-            ("max_gap_slices", 1 <= self.max_gap_slices < math.inf, "a finite number >= 1"),
-            ("on_uneven", self.on_uneven in _MODES, "one of " + ", ".join(_MODES)),
-            ("on_tilt", self.on_tilt in _MODES, "one of " + ", ".join(_MODES)),
-        ])
+        config.check_ranges(
+            self,
+            [
+                ("min_slices", self.min_slices >= 1, "an integer >= 1"),
+                ("spacing_tolerance", 0 <= self.spacing_tolerance < 1, "a number in [0, 1)"),
+                ("spacing_tolerance_mm", 0 <= self.spacing_tolerance_mm < 1, "a number in [0, 1)"),
+                (
+                    "orientation_tolerance",
+                    0 <= self.orientation_tolerance < 1,
+                    "a number in [0, 1)",
+                ),
+                ("max_gap_slices", 1 <= self.max_gap_slices < math.inf, "a finite number >= 1"),
+                ("on_uneven", self.on_uneven in _MODES, "one of " + ", ".join(_MODES)),
+                ("on_tilt", self.on_tilt in _MODES, "one of " + ", ".join(_MODES)),
+            ],
+        )
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None, *, where: str = "volumes"
-                     ) -> VolumeOptions:
+    def from_mapping(
+        cls, values: Mapping[str, Any] | None, *, where: str = "volumes"
+    ) -> VolumeOptions:
         """Options from a config section (e.g. the ``volumes:`` block of the YAML file)."""
         return config.from_mapping(cls, values, where=where)
 
@@ -168,15 +175,20 @@ def assemble_series(
         else:
             reason, detail = slice_or_reason
             result.instances[str(record.get("sop_uid"))] = InstanceOutcome(
-                "excluded", reason=reason, detail=detail)
+                "excluded", reason=reason, detail=detail
+            )
 
     groups = _group_by_geometry(slices, options)
     candidates: list[tuple[list[_Slice], list[dict[str, str]]]] = []
     for group in groups:
         notes = []
         if len(groups) > 1:
-            notes.append(_warning("split_mixed_geometry", f"series holds {len(groups)} "
-                                  f"geometry groups; this one: {_describe(group[0])}"))
+            notes.append(
+                _warning(
+                    "split_mixed_geometry",
+                    f"series holds {len(groups)} geometry groups; this one: {_describe(group[0])}",
+                )
+            )
         candidates.extend(_split_by_acquisition(group, notes, options))
     candidates.sort(key=lambda c: (-len(c[0]), min(s.sop_uid for s in c[0])))
 
@@ -185,13 +197,16 @@ def assemble_series(
         built = _build_stack(group, options)
         for sop_uid, detail in built.duplicates.items():
             result.instances[sop_uid] = InstanceOutcome(
-                "excluded", reason="duplicate_instance", detail=detail)
+                "excluded", reason="duplicate_instance", detail=detail
+            )
         if built.reason is not None:
-            logger.warning("series %s: %d instances excluded: %s", series_uid,
-                           len(built.slices), built.reason)
+            logger.warning(
+                "series %s: %d instances excluded: %s", series_uid, len(built.slices), built.reason
+            )
             for s in built.slices:
                 result.instances[s.sop_uid] = InstanceOutcome(
-                    "excluded", reason=built.reason, detail=built.detail)
+                    "excluded", reason=built.reason, detail=built.detail
+                )
             continue
         first = group[0].record
         assert built.volume is not None and built.spacing is not None
@@ -209,8 +224,9 @@ def assemble_series(
             sop_uids=[s.sop_uid for s in built.slices],
         )
         if volume.warnings:
-            logger.warning("volume %s: %s", volume_id,
-                           ", ".join(w["code"] for w in volume.warnings))
+            logger.warning(
+                "volume %s: %s", volume_id, ", ".join(w["code"] for w in volume.warnings)
+            )
         result.volumes.append(volume)
         for s in built.slices:
             result.instances[s.sop_uid] = InstanceOutcome("volume", volume_id=volume_id)
@@ -234,8 +250,9 @@ class _Slice:
         return np.asarray(self.record["pixels"])
 
     def hu(self, dtype: type[np.floating] = np.float64) -> np.ndarray:
-        return geometry.to_hounsfield(self.pixels, self.record.get("RescaleSlope"),
-                                      self.record.get("RescaleIntercept"), dtype)
+        return geometry.to_hounsfield(
+            self.pixels, self.record.get("RescaleSlope"), self.record.get("RescaleIntercept"), dtype
+        )
 
 
 @dataclass
@@ -259,34 +276,51 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
     row, col, normal = direction[:, 0], direction[:, 1], direction[:, 2]
     kept, positions, duplicates, conflicts = _order_and_dedupe(group, options)
     if conflicts:
-        return _Stack(group, reason="duplicate_positions", detail=f"{conflicts} positions "
-                      "hold slices with different pixels and AcquisitionNumber does not "
-                      "separate them")
+        return _Stack(
+            group,
+            reason="duplicate_positions",
+            detail=f"{conflicts} positions "
+            "hold slices with different pixels and AcquisitionNumber does not "
+            "separate them",
+        )
     stack = _Stack(kept, duplicates=duplicates)
     if duplicates:
-        stack.warnings.append(_warning("dropped_duplicate_slices", f"{len(duplicates)} "
-                                       "instances repeat another's position and pixels"))
+        stack.warnings.append(
+            _warning(
+                "dropped_duplicate_slices",
+                f"{len(duplicates)} instances repeat another's position and pixels",
+            )
+        )
     if len(kept) < options.min_slices:
         stack.reason = "too_few_slices"
-        stack.detail = f"{len(kept)} slices at distinct positions; min_slices is " \
-            f"{options.min_slices}"
+        stack.detail = (
+            f"{len(kept)} slices at distinct positions; min_slices is {options.min_slices}"
+        )
         return stack
     dy, dx = (float(v) for v in group[0].pixel_spacing)
     ipp0 = kept[0].ipp
     relative = np.array([s.ipp - ipp0 for s in kept])
     along = relative @ normal
     inplane = relative - np.outer(along, normal)
-    tilt_tags = [abs(float(s.record["GantryDetectorTilt"])) for s in kept
-                 if s.record.get("GantryDetectorTilt") is not None]
+    tilt_tags = [
+        abs(float(s.record["GantryDetectorTilt"]))
+        for s in kept
+        if s.record.get("GantryDetectorTilt") is not None
+    ]
     tag_tilt = max(tilt_tags, default=0.0)
     drift = np.linalg.norm(inplane, axis=1)
-    sheared = bool(np.any(
-        drift > options.spacing_tolerance_mm + options.orientation_tolerance * np.abs(along)))
+    sheared = bool(
+        np.any(drift > options.spacing_tolerance_mm + options.orientation_tolerance * np.abs(along))
+    )
     if len(kept) == 1:
         thickness = kept[0].record.get("SliceThickness")
         step = float(thickness) if thickness else 1.0
-        stack.warnings.append(_warning("single_slice_spacing", f"one slice: z spacing "
-                                       f"{step} mm taken from SliceThickness (or 1 mm)"))
+        stack.warnings.append(
+            _warning(
+                "single_slice_spacing",
+                f"one slice: z spacing {step} mm taken from SliceThickness (or 1 mm)",
+            )
+        )
         uneven = False
     else:
         diffs = np.diff(positions)
@@ -294,20 +328,26 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
         tolerance = options.spacing_tolerance_at(nominal)
         if diffs.max() > options.max_gap_slices * nominal + tolerance:
             stack.reason = "missing_slices"
-            stack.detail = f"gap of {diffs.max():.3f} mm = {diffs.max() / nominal:.1f}× the " \
+            stack.detail = (
+                f"gap of {diffs.max():.3f} mm = {diffs.max() / nominal:.1f}× the "
                 f"nominal {nominal:.3f} mm spacing; max_gap_slices is {options.max_gap_slices}"
+            )
             return stack
         uneven = bool(np.any(np.abs(diffs - nominal) > tolerance))
         step = nominal if uneven else float((positions[-1] - positions[0]) / (len(kept) - 1))
     if (sheared or tag_tilt > 1e-3) and options.on_tilt == "exclude":
         stack.reason = "gantry_tilt"
-        stack.detail = f"in-plane drift up to {drift.max():.3f} mm; GantryDetectorTilt " \
+        stack.detail = (
+            f"in-plane drift up to {drift.max():.3f} mm; GantryDetectorTilt "
             f"{tag_tilt} deg; on_tilt is exclude"
+        )
         return stack
     if uneven and options.on_uneven == "exclude":
         stack.reason = "uneven_spacing"
-        stack.detail = f"slice spacing {np.diff(positions).min():.3f}–" \
+        stack.detail = (
+            f"slice spacing {np.diff(positions).min():.3f}–"
             f"{np.diff(positions).max():.3f} mm; on_uneven is exclude"
+        )
         return stack
 
     origin = ipp0.copy()
@@ -316,19 +356,32 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
         u_ref, v_ref = (float(u.mean()), float(v.mean())) if sheared else (0.0, 0.0)
         shifts = np.column_stack([(v_ref - v) / dy, (u_ref - u) / dx])
         volume, num_clipped, num_filled = geometry.resample_stack(
-            lambda k: kept[k].hu(np.float32), positions - positions[0], shifts, step, AIR_HU)
+            lambda k: kept[k].hu(np.float32), positions - positions[0], shifts, step, AIR_HU
+        )
         origin = ipp0 + u_ref * row + v_ref * col
         if sheared:
             angle = float(np.degrees(np.arctan2(drift[-1], abs(along[-1]))))
-            stack.warnings.append(_warning("resampled_gantry_tilt", (
-                f"slices shifted in-plane by up to {drift.max():.3f} mm (~{angle:.2f} deg "
-                f"tilt; GantryDetectorTilt {tag_tilt} deg); {num_filled} voxels outside "
-                f"the field of view set to {AIR_HU:g} HU")))
+            stack.warnings.append(
+                _warning(
+                    "resampled_gantry_tilt",
+                    (
+                        f"slices shifted in-plane by up to {drift.max():.3f} mm (~{angle:.2f} deg "
+                        f"tilt; GantryDetectorTilt {tag_tilt} deg); {num_filled} voxels outside "
+                        f"the field of view set to {AIR_HU:g} HU"
+                    ),
+                )
+            )
         if uneven:
             diffs = np.diff(positions)
-            stack.warnings.append(_warning("resampled_uneven_spacing", (
-                f"{len(kept)} slices spaced {diffs.min():.3f}–{diffs.max():.3f} mm "
-                f"resampled to {volume.shape[0]} slices at {step:.3f} mm")))
+            stack.warnings.append(
+                _warning(
+                    "resampled_uneven_spacing",
+                    (
+                        f"{len(kept)} slices spaced {diffs.min():.3f}–{diffs.max():.3f} mm "
+                        f"resampled to {volume.shape[0]} slices at {step:.3f} mm"
+                    ),
+                )
+            )
     else:
         volume = np.empty((len(kept), *kept[0].pixels.shape), dtype=np.int16)
         num_clipped = 0
@@ -336,18 +389,29 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
             volume[k], clipped = geometry.hu_to_int16(s.hu())
             num_clipped += clipped
     if tag_tilt > 1e-3 and not sheared:
-        stack.warnings.append(_warning("gantry_tilt_tag", (
-            f"GantryDetectorTilt {tag_tilt} deg but the slices are stacked along the normal "
-            "of ImageOrientationPatient: geometry used as is")))
+        stack.warnings.append(
+            _warning(
+                "gantry_tilt_tag",
+                (
+                    f"GantryDetectorTilt {tag_tilt} deg but the slices are stacked along the normal "
+                    "of ImageOrientationPatient: geometry used as is"
+                ),
+            )
+        )
     if num_clipped:
-        stack.warnings.append(_warning("hu_clipped", f"{num_clipped} voxels outside the "
-                                       "int16 range were clipped"))
+        stack.warnings.append(
+            _warning("hu_clipped", f"{num_clipped} voxels outside the int16 range were clipped")
+        )
     numbers = [s.record.get("InstanceNumber") for s in kept]
     if len(kept) > 2 and None not in numbers:
         steps = np.diff(np.asarray(numbers, dtype=np.float64))
         if not (np.all(steps > 0) or np.all(steps < 0)):
-            stack.warnings.append(_warning("instance_number_order", "InstanceNumber is not "
-                                           "monotonic along the normal; ordered by position"))
+            stack.warnings.append(
+                _warning(
+                    "instance_number_order",
+                    "InstanceNumber is not monotonic along the normal; ordered by position",
+                )
+            )
     stack.volume = volume
     stack.spacing = np.array([step, dy, dx], dtype=np.float64)
     stack.origin = origin
@@ -372,12 +436,16 @@ def _order_and_dedupe(
     conflicts = 0
     conflict_at: set[str] = set()
     for s in ordered:
-        same = [k for k in kept[-1:] if abs(geometry.slice_position(s.ipp - k.ipp, normal))
-                <= options.spacing_tolerance_mm]
+        same = [
+            k
+            for k in kept[-1:]
+            if abs(geometry.slice_position(s.ipp - k.ipp, normal)) <= options.spacing_tolerance_mm
+        ]
         if not same:
             kept.append(s)
-        elif (np.linalg.norm(s.ipp - same[0].ipp) <= options.spacing_tolerance_mm
-              and np.array_equal(s.hu(), same[0].hu())):
+        elif np.linalg.norm(s.ipp - same[0].ipp) <= options.spacing_tolerance_mm and np.array_equal(
+            s.hu(), same[0].hu()
+        ):
             duplicates[s.sop_uid] = f"same position and pixels as {same[0].sop_uid}"
         elif same[0].sop_uid not in conflict_at:
             conflict_at.add(same[0].sop_uid)
@@ -390,16 +458,21 @@ def _screen(record: Mapping[str, Any]) -> _Slice | tuple[str, str]:
     """A usable slice, or the (reason, detail) that excludes this instance."""
     frames = record.get("NumberOfFrames")
     if frames is not None and int(frames) > 1:
-        return "multiframe_unsupported", f"NumberOfFrames is {int(frames)}; only single-" \
-            "frame CT images are assembled"
+        return (
+            "multiframe_unsupported",
+            f"NumberOfFrames is {int(frames)}; only single-frame CT images are assembled",
+        )
     image_type = record.get("ImageType") or []
     if isinstance(image_type, str):  # a multi-valued CS kept as its DICOM string
         image_type = image_type.split("\\")
     image_type = [str(v).strip().upper() for v in image_type]
     if "LOCALIZER" in image_type:
         return "localizer", "ImageType contains LOCALIZER"
-    missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
-               if record.get(k) is None]
+    missing = [
+        k
+        for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+        if record.get(k) is None
+    ]
     if missing:
         return "missing_geometry", "no " + ", ".join(missing)
     try:
@@ -407,8 +480,11 @@ def _screen(record: Mapping[str, Any]) -> _Slice | tuple[str, str]:
         spacing = np.asarray(record["PixelSpacing"], dtype=np.float64).reshape(2)
         row, col = geometry.row_and_column_directions(record["ImageOrientationPatient"])
     except (ValueError, TypeError) as exc:
-        return "invalid_geometry", f"unusable ImagePositionPatient, ImageOrientationPatient " \
-            f"or PixelSpacing ({type(exc).__name__})"
+        return (
+            "invalid_geometry",
+            f"unusable ImagePositionPatient, ImageOrientationPatient "
+            f"or PixelSpacing ({type(exc).__name__})",
+        )
     if not np.all(np.isfinite(ipp)) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         return "invalid_geometry", "non-finite ImagePositionPatient or non-positive PixelSpacing"
     pixels = record.get("pixels")
@@ -418,8 +494,13 @@ def _screen(record: Mapping[str, Any]) -> _Slice | tuple[str, str]:
     if tuple(pixels.shape) != tuple(int(v) for v in shape):
         return "invalid_pixels", f"pixels shape {pixels.shape} is not Rows×Columns {shape}"
     return _Slice(
-        sop_uid=str(record.get("sop_uid")), record=record, ipp=ipp, row=row, col=col,
-        pixel_spacing=spacing, frame_of_reference=record.get("frame_of_reference_uid"),
+        sop_uid=str(record.get("sop_uid")),
+        record=record,
+        ipp=ipp,
+        row=row,
+        col=col,
+        pixel_spacing=spacing,
+        frame_of_reference=record.get("frame_of_reference_uid"),
     )
 
 
@@ -434,12 +515,16 @@ def _group_by_geometry(slices: list[_Slice], options: VolumeOptions) -> list[lis
     for s in slices:
         for group in groups:
             ref = group[0]
-            if (s.frame_of_reference == ref.frame_of_reference
-                    and s.pixels.shape == ref.pixels.shape
-                    and np.all(np.abs(s.pixel_spacing - ref.pixel_spacing) * max(s.pixels.shape)
-                               <= options.spacing_tolerance_mm)
-                    and np.all(np.abs(s.row - ref.row) <= options.orientation_tolerance)
-                    and np.all(np.abs(s.col - ref.col) <= options.orientation_tolerance)):
+            if (
+                s.frame_of_reference == ref.frame_of_reference
+                and s.pixels.shape == ref.pixels.shape
+                and np.all(
+                    np.abs(s.pixel_spacing - ref.pixel_spacing) * max(s.pixels.shape)
+                    <= options.spacing_tolerance_mm
+                )
+                and np.all(np.abs(s.row - ref.row) <= options.orientation_tolerance)
+                and np.all(np.abs(s.col - ref.col) <= options.orientation_tolerance)
+            ):
                 group.append(s)
                 break
         else:
@@ -460,18 +545,27 @@ def _split_by_acquisition(
     if any(_order_and_dedupe(part, options)[3] for part in parts):
         return [(group, notes)]
     return [
-        (part, [*notes, _warning(
-            "split_by_acquisition",
-            f"slices at the same positions differ; AcquisitionNumber "
-            f"{part[0].record.get('AcquisitionNumber')} of {len(parts)} acquisitions")])
+        (
+            part,
+            [
+                *notes,
+                _warning(
+                    "split_by_acquisition",
+                    f"slices at the same positions differ; AcquisitionNumber "
+                    f"{part[0].record.get('AcquisitionNumber')} of {len(parts)} acquisitions",
+                ),
+            ],
+        )
         for part in parts
     ]
 
 
 def _describe(s: _Slice) -> str:
     iop = ", ".join(f"{v:.4f}" for v in np.concatenate([s.row, s.col]))
-    return (f"ImageOrientationPatient [{iop}], Rows×Columns {s.pixels.shape[0]}×"
-            f"{s.pixels.shape[1]}, PixelSpacing {s.pixel_spacing.tolist()}")
+    return (
+        f"ImageOrientationPatient [{iop}], Rows×Columns {s.pixels.shape[0]}×"
+        f"{s.pixels.shape[1]}, PixelSpacing {s.pixel_spacing.tolist()}"
+    )
 
 
 def _warning(code: str, detail: str) -> dict[str, str]:

@@ -18,10 +18,16 @@ logger = logging.getLogger("sparkdl")
 
 
 def _spark_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--master", default=None,
-                        help="Spark master (default local[*]; ignored under spark-submit)")
-    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
-                        help="Spark conf, repeatable (e.g. --conf spark.driver.memory=4g)")
+    parser.add_argument(
+        "--master", default=None, help="Spark master (default local[*]; ignored under spark-submit)"
+    )
+    parser.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Spark conf, repeatable (e.g. --conf spark.driver.memory=4g)",
+    )
 
 
 def _session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -33,10 +39,17 @@ def _session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .synth import synthesize_cohort
 
-    summary = synthesize_cohort(args.out, num_patients=args.patients, seed=args.seed,
-                                archive=args.archive, image_size=args.image_size)
-    print(f"wrote {summary.num_files} DICOM files ({summary.num_series} series, "
-          f"{summary.num_nodules} nodules, {summary.num_patients} patients) under {summary.dicom_dir}")
+    summary = synthesize_cohort(
+        args.out,
+        num_patients=args.patients,
+        seed=args.seed,
+        archive=args.archive,
+        image_size=args.image_size,
+    )
+    print(
+        f"wrote {summary.num_files} DICOM files ({summary.num_series} series, "
+        f"{summary.num_nodules} nodules, {summary.num_patients} patients) under {summary.dicom_dir}"
+    )
     print(f"annotations: {summary.annotations_csv}\ncandidates:  {summary.candidates_csv}")
     return 0
 
@@ -58,22 +71,48 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         from .watch import watch
 
         if args.inputs or args.mode != "overwrite":
-            raise ConfigError("--watch LANDING takes no INPUT and always appends. "
-                              f"Received inputs {args.inputs} and --mode {args.mode}.")
-        watch(args.watch, args.output, spark=_session(args), checkpoint=args.checkpoint,
-              labels=labels, config=config,
-              key_file=args.key_file, trigger_seconds=args.trigger_seconds, once=args.once)
+            raise ConfigError(
+                "--watch LANDING takes no INPUT and always appends. "
+                f"Received inputs {args.inputs} and --mode {args.mode}."
+            )
+        watch(
+            args.watch,
+            args.output,
+            spark=_session(args),
+            checkpoint=args.checkpoint,
+            labels=labels,
+            config=config,
+            key_file=args.key_file,
+            trigger_seconds=args.trigger_seconds,
+            once=args.once,
+        )
         return 0
     if not args.inputs:
         raise ConfigError("ingest needs at least one INPUT (or --watch LANDING).")
-    manifest = ingest(args.inputs, args.output, labels=labels, config=config, mode=args.mode,
-                      key_file=args.key_file, spark=_session(args))
+    manifest = ingest(
+        args.inputs,
+        args.output,
+        labels=labels,
+        config=config,
+        mode=args.mode,
+        key_file=args.key_file,
+        spark=_session(args),
+    )
     if not manifest.get("changed", True):
         print(f"{args.output}: no new inputs since the last run; nothing changed")
         return 0
     counts = manifest["counts"]
-    print(json.dumps({"output": args.output, **counts, "last_run": manifest.get("last_run"),
-                      "rejected_by_reason": manifest["rejected_by_reason"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "output": args.output,
+                **counts,
+                "last_run": manifest.get("last_run"),
+                "rejected_by_reason": manifest["rejected_by_reason"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -81,8 +120,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, train
 
     config = TrainConfig.load(args.config, epochs=args.epochs, batch_size=args.batch_size)
-    summary = train(args.data, args.model_dir, config=config, num_workers=args.num_workers,
-                    use_gpu=args.use_gpu, spark=_session(args))
+    summary = train(
+        args.data,
+        args.model_dir,
+        config=config,
+        num_workers=args.num_workers,
+        use_gpu=args.use_gpu,
+        spark=_session(args),
+    )
     shown = {k: v for k, v in summary.items() if k != "workers"}
     print(json.dumps(shown, indent=2, default=str))
     return 0
@@ -116,11 +161,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sparkdl", description="De-identified DICOM to deep learning on Apache Spark.")
+        prog="sparkdl", description="De-identified DICOM to deep learning on Apache Spark."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    synth = commands.add_parser("synth", help="write a synthetic chest-CT DICOM cohort with nodules")
+    synth = commands.add_parser(
+        "synth", help="write a synthetic chest-CT DICOM cohort with nodules"
+    )
     synth.add_argument("out", help="output folder")
     synth.add_argument("--patients", type=int, default=10)
     synth.add_argument("--seed", type=int, default=0)
@@ -128,24 +176,47 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--image-size", type=int, default=128, help="rows = columns per slice")
     synth.set_defaults(func=_cmd_synth)
 
-    ing = commands.add_parser("ingest", help="de-identify and catalog DICOM; build volumes and patches")
-    ing.add_argument("inputs", nargs="*", help="folders, .zip, .tar(.gz) or files (any Hadoop path)")
+    ing = commands.add_parser(
+        "ingest", help="de-identify and catalog DICOM; build volumes and patches"
+    )
+    ing.add_argument(
+        "inputs", nargs="*", help="folders, .zip, .tar(.gz) or files (any Hadoop path)"
+    )
     ing.add_argument("--output", required=True, help="output dataset folder")
     ing.add_argument("--annotations", help="LUNA16-style annotations.csv (world mm)")
     ing.add_argument("--candidates", help="LUNA16-style candidates.csv")
     ing.add_argument("--config", help="ingest YAML (see conf/ingest.yaml)")
-    ing.add_argument("--export-dicom", action="store_true",
-                     help="also write de-identified DICOM (config: export_dicom)")
-    ing.add_argument("--key-file", help="file holding the de-identification key "
-                                        "(default: environment variable SPARKDL_DEID_KEY)")
-    ing.add_argument("--mode", choices=["overwrite", "append"], default="overwrite",
-                     help="append: catalog only inputs not seen before (by content) and rebuild "
-                          "the series they touch")
-    ing.add_argument("--watch", metavar="LANDING",
-                     help="stream: ingest files as they land in LANDING (Structured Streaming)")
-    ing.add_argument("--checkpoint", help="with --watch: the stream's checkpoint (default OUT_checkpoint)")
-    ing.add_argument("--trigger-seconds", type=int, default=60, help="with --watch: seconds between batches")
-    ing.add_argument("--once", action="store_true", help="with --watch: ingest what has landed, then stop")
+    ing.add_argument(
+        "--export-dicom",
+        action="store_true",
+        help="also write de-identified DICOM (config: export_dicom)",
+    )
+    ing.add_argument(
+        "--key-file",
+        help="file holding the de-identification key "
+        "(default: environment variable SPARKDL_DEID_KEY)",
+    )
+    ing.add_argument(
+        "--mode",
+        choices=["overwrite", "append"],
+        default="overwrite",
+        help="append: catalog only inputs not seen before (by content) and rebuild "
+        "the series they touch",
+    )
+    ing.add_argument(
+        "--watch",
+        metavar="LANDING",
+        help="stream: ingest files as they land in LANDING (Structured Streaming)",
+    )
+    ing.add_argument(
+        "--checkpoint", help="with --watch: the stream's checkpoint (default OUT_checkpoint)"
+    )
+    ing.add_argument(
+        "--trigger-seconds", type=int, default=60, help="with --watch: seconds between batches"
+    )
+    ing.add_argument(
+        "--once", action="store_true", help="with --watch: ingest what has landed, then stop"
+    )
     _spark_args(ing)
     ing.set_defaults(func=_cmd_ingest)
 
@@ -154,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model-dir", required=True, help="where the model, history and logs go")
     tr.add_argument("--config", help="training YAML (see conf/train.yaml)")
     tr.add_argument("--num-workers", type=int, default=1, help="TF workers = Spark barrier tasks")
-    tr.add_argument("--use-gpu", action="store_true", help="one GPU set per worker from Spark scheduling")
+    tr.add_argument(
+        "--use-gpu", action="store_true", help="one GPU set per worker from Spark scheduling"
+    )
     tr.add_argument("--epochs", type=int, help="overrides the config")
     tr.add_argument("--batch-size", type=int, help="global batch size; overrides the config")
     _spark_args(tr)

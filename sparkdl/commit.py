@@ -47,8 +47,9 @@ class Journal:
 
 def write(fs: HadoopFS, staging: str, journal: Journal) -> None:
     """The commit point: after this, the run's output will be published, now or by the next run."""
-    fs.write_text(join(staging, JOURNAL),
-                  json.dumps({"steps": journal.steps, "manifest": journal.manifest}))
+    fs.write_text(
+        join(staging, JOURNAL), json.dumps({"steps": journal.steps, "manifest": journal.manifest})
+    )
 
 
 def apply(fs: HadoopFS, output: str, journal: Journal) -> None:
@@ -77,4 +78,3 @@ def pending(fs: HadoopFS, output: str) -> Journal | None:
             data = json.loads(fs.read_text(join(run, JOURNAL)))
             return Journal([tuple(step) for step in data["steps"]], data["manifest"])
     return None
-

@@ -41,7 +41,9 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str)
             f"{where}: unknown key(s) {', '.join(unknown)}. Expected one of: {', '.join(sorted(fields))}."
         )
     hints = typing.get_type_hints(cls)
-    values = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in mapping.items()}
+    values = {
+        name: _coerce(value, hints[name], f"{where}.{name}") for name, value in mapping.items()
+    }
     try:
         return cls(**values)
     except (ConfigError, TypeError, ValueError) as err:  # a range check of __post_init__
@@ -59,7 +61,8 @@ def check_ranges(owner: object, checks: Iterable[tuple[str, bool, str]]) -> None
             raise ConfigError(
                 f"{type(owner).__name__}.{key} must be {expected}. Received: {key}="
                 f"{getattr(owner, key)!r}. Fix it in the config file or leave it out for the "
-                "default.")
+                "default."
+            )
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -123,5 +126,7 @@ def read_yaml(path: str | Path | None) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level. Received: {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level. Received: {type(data).__name__}"
+        )
     return data

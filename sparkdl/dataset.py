@@ -71,16 +71,23 @@ class ReadOptions:
     prefetch_batches: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("shuffle_buffer_rows", "workers_count", "results_queue_size",
-                     "prefetch_batches"):
+        for name in (
+            "shuffle_buffer_rows",
+            "workers_count",
+            "results_queue_size",
+            "prefetch_batches",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"ReadOptions.{name} must be an integer >= 1. "
-                                  f"Received: {name}={value!r}.")
+                raise ConfigError(
+                    f"ReadOptions.{name} must be an integer >= 1. Received: {name}={value!r}."
+                )
         check_selection(None, self.label_field)
         if len(self.window) != 2 or not self.window[1] > 0:
-            raise ConfigError(f"ReadOptions.window must be (center, width) in HU with width > 0. "
-                              f"Received: window={self.window!r}.")
+            raise ConfigError(
+                f"ReadOptions.window must be (center, width) in HU with width > 0. "
+                f"Received: window={self.window!r}."
+            )
 
 
 def make_dataset(
@@ -137,9 +144,13 @@ def make_dataset(
     augment = split == "train" if options.augment is None else options.augment
     window, shuffle, label_field = options.window, options.shuffle, options.label_field
     if augment and shape[1] != shape[2]:
-        raise ConfigError(f"augment=True rotates the axial plane and needs square patches. "
-                          f"Received: patch shape {shape}. Use augment=False.")
-    seed = int(np.random.SeedSequence().entropy % 2**31) if options.seed is None else int(options.seed)
+        raise ConfigError(
+            f"augment=True rotates the axial plane and needs square patches. "
+            f"Received: patch shape {shape}. Use augment=False."
+        )
+    seed = (
+        int(np.random.SeedSequence().entropy % 2**31) if options.seed is None else int(options.seed)
+    )
     fs, groups = shard_groups(url, shard_index, num_shards)
     read_chunk = patch_chunk_reader(split, label_field, shape, dtype)
     rng_seed = [seed, shard_index]
@@ -154,19 +165,33 @@ def make_dataset(
         # requires it) and reused by BatchBuffers only once TF has let go of it.
         rng = np.random.default_rng(rng_seed) if shuffle else None
         # One HuWindow and one set of buffers per iterator: never shared between threads.
-        assembler = BatchAssembler(batch_size, options.shuffle_buffer_rows, rng,
-                                   HuWindow(*window_args), shape,
-                                   max_buffers=options.prefetch_batches + 4)
-        with RowGroupReader(fs, groups, read_chunk, num_epochs=num_epochs, shuffle=shuffle,
-                            seed=seed + shard_index, workers_count=options.workers_count,
-                            results_queue_size=options.results_queue_size) as reader:
+        assembler = BatchAssembler(
+            batch_size,
+            options.shuffle_buffer_rows,
+            rng,
+            HuWindow(*window_args),
+            shape,
+            max_buffers=options.prefetch_batches + 4,
+        )
+        with RowGroupReader(
+            fs,
+            groups,
+            read_chunk,
+            num_epochs=num_epochs,
+            shuffle=shuffle,
+            seed=seed + shard_index,
+            workers_count=options.workers_count,
+            results_queue_size=options.results_queue_size,
+        ) as reader:
             for x, y in assembler.assemble(reader):
                 yield tf.experimental.dlpack.from_dlpack(x.__dlpack__()), y
 
     dataset = tf.data.Dataset.from_generator(
         batches,
-        output_signature=(tf.TensorSpec((None, *shape, 1), tf.float32),
-                          tf.TensorSpec((None,), tf.float32)),
+        output_signature=(
+            tf.TensorSpec((None, *shape, 1), tf.float32),
+            tf.TensorSpec((None,), tf.float32),
+        ),
     )
     if augment:
         augment_seed = int(np.random.SeedSequence(rng_seed).generate_state(1)[0])
@@ -175,8 +200,7 @@ def make_dataset(
             seed_pair = tf.stack([tf.constant(augment_seed, tf.int64), index])
             return augment_batch(batch[0], seed_pair), batch[1]
 
-        dataset = dataset.enumerate().map(augment_indexed, num_parallel_calls=2,
-                                          deterministic=True)
+        dataset = dataset.enumerate().map(augment_indexed, num_parallel_calls=2, deterministic=True)
     tf_options = tf.data.Options()
     tf_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.prefetch(options.prefetch_batches).with_options(tf_options)
@@ -205,13 +229,13 @@ def augment_batch(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
     s = MAX_SHIFT_VOXELS
     padded = tf.pad(x, [[0, 0], [s, s], [s, s], [s, s], [0, 0]], mode="SYMMETRIC")
-    starts = tf.random.stateless_uniform([batch, 3], seeds[4], minval=0, maxval=2 * s + 1,
-                                         dtype=tf.int32)
+    starts = tf.random.stateless_uniform(
+        [batch, 3], seeds[4], minval=0, maxval=2 * s + 1, dtype=tf.int32
+    )
     for axis in (1, 2, 3):
-        index = starts[:, axis - 1: axis] + tf.range(tf.shape(x)[axis])[tf.newaxis, :]
+        index = starts[:, axis - 1 : axis] + tf.range(tf.shape(x)[axis])[tf.newaxis, :]
         padded = tf.gather(padded, index, axis=axis, batch_dims=1)
-    jitter = tf.random.stateless_uniform([2, batch], seeds[5], -INTENSITY_JITTER,
-                                         INTENSITY_JITTER)
+    jitter = tf.random.stateless_uniform([2, batch], seeds[5], -INTENSITY_JITTER, INTENSITY_JITTER)
     scale = (1.0 + jitter[0])[:, None, None, None, None]
     offset = jitter[1][:, None, None, None, None]
     return tf.clip_by_value(padded * scale + offset, 0.0, 1.0)
@@ -230,17 +254,28 @@ def patch_shape(url: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
     return tuple(int(n) for n in field.shape if n is not None), np.dtype(field.numpy_dtype)
 
 
-def _check_arguments(batch_size: int, split: str | None, shard_index: int, num_shards: int,
-                     num_epochs: int | None, options: ReadOptions) -> None:
+def _check_arguments(
+    batch_size: int,
+    split: str | None,
+    shard_index: int,
+    num_shards: int,
+    num_epochs: int | None,
+    options: ReadOptions,
+) -> None:
     for name, value in (("batch_size", batch_size), ("num_shards", num_shards)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1. Received: {name}={value!r}.")
     if not 0 <= shard_index < num_shards:
-        raise ConfigError(f"shard_index must be in [0, num_shards). Received: "
-                          f"shard_index={shard_index}, num_shards={num_shards}.")
+        raise ConfigError(
+            f"shard_index must be in [0, num_shards). Received: "
+            f"shard_index={shard_index}, num_shards={num_shards}."
+        )
     if num_epochs is not None and num_epochs < 1:
-        raise ConfigError(f"num_epochs must be >= 1 or None (forever). "
-                          f"Received: num_epochs={num_epochs!r}.")
+        raise ConfigError(
+            f"num_epochs must be >= 1 or None (forever). Received: num_epochs={num_epochs!r}."
+        )
     if not isinstance(options, ReadOptions):
-        raise ConfigError(f"options must be a sparkdl.ReadOptions. Received: {type(options).__name__}.")
+        raise ConfigError(
+            f"options must be a sparkdl.ReadOptions. Received: {type(options).__name__}."
+        )
     check_selection(split, options.label_field)

@@ -55,7 +55,8 @@ def write_metadata(url: str, schema: Schema) -> None:
     metadata = dict(arrow_schema.metadata or {})
     metadata[UNISCHEMA_KEY] = dumps(schema)
     metadata[ROW_GROUPS_PER_FILE_KEY] = json.dumps(
-        {posixpath.relpath(path, root): count for path, count in zip(files, counts)}).encode()
+        {posixpath.relpath(path, root): count for path, count in zip(files, counts)}
+    ).encode()
     with fs.open_output_stream(f"{root}/{COMMON_METADATA}") as sink:
         pq.write_metadata(arrow_schema.with_metadata(metadata), sink)
     # Hadoop's local file system keeps a checksum beside each file; a stale one fails later reads.
@@ -68,9 +69,11 @@ def read_schema(url: str) -> Schema:
     """The :class:`~sparkdl.unischema.Schema` stored in the dataset at ``url``."""
     metadata = _common_metadata(url)
     if UNISCHEMA_KEY not in metadata:
-        raise InputError(f"{url}/{COMMON_METADATA} holds no Unischema "
-                         f"({UNISCHEMA_KEY.decode()}). Expected a Petastorm dataset: the "
-                         "volumes/ or patches/ folder of `sparkdl ingest` output.")
+        raise InputError(
+            f"{url}/{COMMON_METADATA} holds no Unischema "
+            f"({UNISCHEMA_KEY.decode()}). Expected a Petastorm dataset: the "
+            "volumes/ or patches/ folder of `sparkdl ingest` output."
+        )
     try:
         return loads(metadata[UNISCHEMA_KEY])
     except SchemaPickleError as error:
@@ -86,8 +89,10 @@ def row_groups(url: str) -> tuple[pafs.FileSystem, list[RowGroup]]:
     fs, root = arrow_filesystem(url)
     files = part_files(fs, root)
     if not files:
-        raise InputError(f"No Parquet part files under {url}. Expected a Petastorm dataset: "
-                         "the volumes/ or patches/ folder of `sparkdl ingest` output.")
+        raise InputError(
+            f"No Parquet part files under {url}. Expected a Petastorm dataset: "
+            "the volumes/ or patches/ folder of `sparkdl ingest` output."
+        )
     stored = json.loads(_common_metadata(url).get(ROW_GROUPS_PER_FILE_KEY, b"{}").decode())
     unknown = [path for path in files if posixpath.relpath(path, root) not in stored]
     footer = dict(zip(unknown, _footer_row_groups(fs, unknown)))
@@ -112,13 +117,23 @@ def part_files(fs: pafs.FileSystem, root: str, *, missing_ok: bool = False) -> l
             return []
         raise InputError(f"No dataset folder at {root} (found: {info.type.name.lower()}).")
     entries = fs.get_file_info(pafs.FileSelector(root))
-    folders = [e.base_name for e in entries if e.type == pafs.FileType.Directory
-               and not e.base_name.startswith(("_", "."))]
+    folders = [
+        e.base_name
+        for e in entries
+        if e.type == pafs.FileType.Directory and not e.base_name.startswith(("_", "."))
+    ]
     if folders:
-        raise InputError(f"{root} holds sub-folders {folders[:3]}: partitioned Petastorm "
-                         "datasets are not supported. Expected the flat folder sparkdl writes.")
-    return sorted(e.path for e in entries if e.type == pafs.FileType.File
-                  and not e.base_name.startswith(("_", ".")) and not e.base_name.endswith(".crc"))
+        raise InputError(
+            f"{root} holds sub-folders {folders[:3]}: partitioned Petastorm "
+            "datasets are not supported. Expected the flat folder sparkdl writes."
+        )
+    return sorted(
+        e.path
+        for e in entries
+        if e.type == pafs.FileType.File
+        and not e.base_name.startswith(("_", "."))
+        and not e.base_name.endswith(".crc")
+    )
 
 
 def _common_metadata(url: str) -> dict[bytes, bytes]:
@@ -128,9 +143,11 @@ def _common_metadata(url: str) -> dict[bytes, bytes]:
         with fs.open_input_file(path) as handle:
             schema = pq.read_schema(handle)
     except FileNotFoundError:
-        raise InputError(f"No Petastorm dataset at {url}: {COMMON_METADATA} is missing. "
-                         "Expected the volumes/ or patches/ folder of `sparkdl ingest` "
-                         "output.") from None
+        raise InputError(
+            f"No Petastorm dataset at {url}: {COMMON_METADATA} is missing. "
+            "Expected the volumes/ or patches/ folder of `sparkdl ingest` "
+            "output."
+        ) from None
     except (OSError, pa.ArrowInvalid) as error:
         raise InputError(f"{url}/{COMMON_METADATA} cannot be read ({error}).") from None
     return dict(schema.metadata or {})

@@ -94,8 +94,9 @@ def pack_partitions(files: list[InputFile], num_partitions: int) -> list[list[In
     return [sorted(b, key=lambda f: f.path) for b in bins if b]
 
 
-def choose_num_partitions(files: list[InputFile], parallelism: int,
-                          target_bytes: int = 128 * 1024**2) -> int:
+def choose_num_partitions(
+    files: list[InputFile], parallelism: int, target_bytes: int = 128 * 1024**2
+) -> int:
     """Enough partitions for every core (×3 for balance), more when the data is large."""
     total = sum(f.size for f in files)
     return max(parallelism * 3, -(-total // target_bytes))

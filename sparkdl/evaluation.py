@@ -36,8 +36,10 @@ def load_training_config(model_dir: str) -> dict[str, Any]:
     """``M/config.json`` as written by the chief; InputError when the folder holds no model."""
     path = Path(local_path(join(model_dir, "config.json")))
     if not path.is_file() or not Path(local_path(join(model_dir, MODEL_FILE))).is_file():
-        raise InputError(f"No trained model in {model_dir}: expected config.json and {MODEL_FILE}. "
-                         "Run `sparkdl train --model-dir ...` first.")
+        raise InputError(
+            f"No trained model in {model_dir}: expected config.json and {MODEL_FILE}. "
+            "Run `sparkdl train --model-dir ...` first."
+        )
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
@@ -77,8 +79,9 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> 
     }
 
 
-def auc_interval(y_true: np.ndarray, scores: np.ndarray, *, rounds: int = 1000,
-                 seed: int = 0) -> tuple[float, float] | None:
+def auc_interval(
+    y_true: np.ndarray, scores: np.ndarray, *, rounds: int = 1000, seed: int = 0
+) -> tuple[float, float] | None:
     """95 % stratified-bootstrap interval of the AUC (None without both classes).
 
     Positives and negatives are resampled separately, so every round keeps both classes and
@@ -96,15 +99,20 @@ def auc_interval(y_true: np.ndarray, scores: np.ndarray, *, rounds: int = 1000,
         return None
     rng = np.random.default_rng(seed)
     labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
-    aucs = [roc_auc_score(labels, np.r_[rng.choice(positives, len(positives)),
-                                        rng.choice(negatives, len(negatives))])
-            for _ in range(rounds)]
+    aucs = [
+        roc_auc_score(
+            labels,
+            np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))],
+        )
+        for _ in range(rounds)
+    ]
     low, high = np.percentile(aucs, [2.5, 97.5])
     return float(low), float(high)
 
 
-def _predict_split(model: Any, data: Dataset, split: str, label_field: str,
-                   window: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _predict_split(
+    model: Any, data: Dataset, split: str, label_field: str, window: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     from .dataset import ReadOptions, make_dataset
 
     options = ReadOptions(shuffle=False, label_field=label_field, augment=False, window=window)
@@ -118,7 +126,9 @@ def _predict_split(model: Any, data: Dataset, split: str, label_field: str,
     return np.concatenate(labels), np.concatenate(scores)
 
 
-def _plot_roc(y_true: np.ndarray, scores: np.ndarray, auc: float | None, title: str, path: str) -> None:
+def _plot_roc(
+    y_true: np.ndarray, scores: np.ndarray, auc: float | None, title: str, path: str
+) -> None:
     # A bare Figure draws off-screen without switching the caller's pyplot backend (notebooks).
     from matplotlib.figure import Figure
     from sklearn.metrics import roc_curve
@@ -137,6 +147,7 @@ def _plot_roc(y_true: np.ndarray, scores: np.ndarray, auc: float | None, title: 
 
 def summary_text(metrics: dict[str, Any]) -> str:
     """A few human-readable lines of ``metrics``."""
+
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
@@ -144,25 +155,33 @@ def summary_text(metrics: dict[str, Any]) -> str:
     lines = [
         f"task: {metrics['task']} ({metrics['model']}), split: {metrics['split']}",
         f"patches: {metrics['n']} ({metrics['positives']} positive)",
-        f"AUC: {fmt(metrics['auc'])}" + (
+        f"AUC: {fmt(metrics['auc'])}"
+        + (
             f" (95 % bootstrap interval {metrics['auc_ci95'][0]:.3f}-{metrics['auc_ci95'][1]:.3f})"
-            if metrics.get("auc_ci95") else ""),
+            if metrics.get("auc_ci95")
+            else ""
+        ),
         f"at threshold {metrics['threshold']:.2f}: sensitivity {fmt(metrics['sensitivity'])}, "
         f"specificity {fmt(metrics['specificity'])}, precision {fmt(metrics['precision'])}",
         f"confusion matrix: TP {cm['tp']}  FN {cm['fn']}  FP {cm['fp']}  TN {cm['tn']}",
     ]
     negatives = metrics["n"] - metrics["positives"]
     if min(metrics["positives"], negatives) < FEW_ROWS:
-        lines.append(f"caution: {metrics['positives']} positive and {negatives} negative patches "
-                     "are too few for a stable AUC; evaluate on more patients")
+        lines.append(
+            f"caution: {metrics['positives']} positive and {negatives} negative patches "
+            "are too few for a stable AUC; evaluate on more patients"
+        )
     if "malignancy_auc" in metrics:
-        lines.append(f"malignancy AUC: {fmt(metrics['malignancy_auc'])} "
-                     f"({metrics['malignancy_n']} patches with a known malignancy)")
+        lines.append(
+            f"malignancy AUC: {fmt(metrics['malignancy_auc'])} "
+            f"({metrics['malignancy_n']} patches with a known malignancy)"
+        )
     return "\n".join(lines) + "\n"
 
 
-def evaluate(data: Dataset | str, model_dir: str, report_dir: str, *,
-             split: str = "test") -> dict[str, Any]:
+def evaluate(
+    data: Dataset | str, model_dir: str, report_dir: str, *, split: str = "test"
+) -> dict[str, Any]:
     """Score ``data``'s patches (``split``) with the model in ``model_dir``; write the report.
 
     Returns the metrics written to ``report_dir/metrics.json``: ``auc``, ``auc_ci95`` (its 95 %
@@ -179,17 +198,26 @@ def evaluate(data: Dataset | str, model_dir: str, report_dir: str, *,
     model = load_model(model_dir)
     y_true, scores = _predict_split(model, dataset, split, label_field, tuple(config["window"]))
     if len(y_true) == 0:
-        raise InputError(f"The {split} split of {url} holds no rows with a known {label_field}. "
-                         "Expected some: check the split fractions of the ingest config.")
-    metrics = {"task": config["task"], "model": config["model"], "split": split,
-               "data_url": url, **binary_metrics(y_true, scores, config["threshold"]),
-               "auc_ci95": auc_interval(y_true, scores)}
+        raise InputError(
+            f"The {split} split of {url} holds no rows with a known {label_field}. "
+            "Expected some: check the split fractions of the ingest config."
+        )
+    metrics = {
+        "task": config["task"],
+        "model": config["model"],
+        "split": split,
+        "data_url": url,
+        **binary_metrics(y_true, scores, config["threshold"]),
+        "auc_ci95": auc_interval(y_true, scores),
+    }
     if label_field == "malignancy":
         metrics["malignancy_auc"], metrics["malignancy_n"] = metrics["auc"], metrics["n"]
     out = Path(local_path(report_dir))
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     (out / "summary.txt").write_text(summary_text(metrics))
-    _plot_roc(y_true, scores, metrics["auc"], f"{config['task']} ({split} split)", str(out / "roc.png"))
+    _plot_roc(
+        y_true, scores, metrics["auc"], f"{config['task']} ({split} split)", str(out / "roc.png")
+    )
     logger.info("evaluate: %s", summary_text(metrics).replace("\n", "; "))
     return metrics

@@ -16,8 +16,15 @@ def write_dicom_files(accepted: DataFrame, url: str) -> None:
 
     def write(rows: Iterable[Any]) -> None:
         for row in rows:
-            path = join(base, row["patient_id"], row["study_uid"], row["series_uid"], row["sop_uid"] + ".dcm")
+            path = join(
+                base,
+                row["patient_id"],
+                row["study_uid"],
+                row["series_uid"],
+                row["sop_uid"] + ".dcm",
+            )
             write_bytes(path, row["dicom_bytes"])
 
-    accepted.select("patient_id", "study_uid", "series_uid", "sop_uid", "dicom_bytes") \
-        .foreachPartition(write)
+    accepted.select(
+        "patient_id", "study_uid", "series_uid", "sop_uid", "dicom_bytes"
+    ).foreachPartition(write)

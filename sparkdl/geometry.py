@@ -239,9 +239,11 @@ class Geometry:
         origin = tuple(float(v) for v in np.asarray(self.origin, dtype=np.float64).ravel())
         direction = tuple(float(v) for v in np.asarray(self.direction, dtype=np.float64).ravel())
         if len(spacing) != 3 or len(origin) != 3 or len(direction) != 9:
-            raise ValueError(f"Geometry needs 3 spacings, 3 origin coordinates and a 3×3 "
-                             f"direction. Received: {len(spacing)}, {len(origin)}, "
-                             f"{len(direction)} values.")
+            raise ValueError(
+                f"Geometry needs 3 spacings, 3 origin coordinates and a 3×3 "
+                f"direction. Received: {len(spacing)}, {len(origin)}, "
+                f"{len(direction)} values."
+            )
         if not all(np.isfinite(spacing)) or min(spacing) <= 0:
             raise ValueError(f"Geometry spacing must be finite and > 0 mm. Received: {spacing}.")
         object.__setattr__(self, "spacing", spacing)
@@ -251,6 +253,7 @@ class Geometry:
     @classmethod
     def of(cls, volume: Any) -> Geometry:
         """The geometry of a volume row (mapping, Row or object with spacing/origin/direction)."""
+
         def get(name: str) -> Any:
             return volume[name] if isinstance(volume, Mapping) else getattr(volume, name)
 

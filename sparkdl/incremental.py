@@ -27,9 +27,13 @@ from .storage import HadoopFS, join
 from .tables import columns, read
 
 #: Every input file a run listed: an append run does not read those it has seen unchanged.
-INPUTS_SCHEMA = StructType([StructField("source_path", StringType(), False),
-                            StructField("size", LongType(), False),
-                            StructField("modified_ms", LongType(), False)])
+INPUTS_SCHEMA = StructType(
+    [
+        StructField("source_path", StringType(), False),
+        StructField("size", LongType(), False),
+        StructField("modified_ms", LongType(), False),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -55,21 +59,30 @@ class Previous:
         manifest = json.loads(fs.read_text(join(output, MANIFEST)))
         catalog = read(spark, fs, join(output, CATALOG), CATALOG_SCHEMA)
         if catalog is None or not fs.exists(join(output, LINEAGE)):
-            raise InputError(f"{output}: catalog or _restricted tables are missing; rerun with --mode overwrite.")
-        return cls(manifest, output, catalog,
-                   read(spark, fs, join(output, VOLUMES), VolumeSchema.as_spark_schema()),
-                   read(spark, fs, join(output, PATCHES)))
+            raise InputError(
+                f"{output}: catalog or _restricted tables are missing; rerun with --mode overwrite."
+            )
+        return cls(
+            manifest,
+            output,
+            catalog,
+            read(spark, fs, join(output, VOLUMES), VolumeSchema.as_spark_schema()),
+            read(spark, fs, join(output, PATCHES)),
+        )
 
-    def _columns(self, table: str, names: list[str], series: set[str] | None = None
-                 ) -> list[tuple[Any, ...]]:
+    def _columns(
+        self, table: str, names: list[str], series: set[str] | None = None
+    ) -> list[tuple[Any, ...]]:
         found = columns(join(self.output, table), names, series)
         return [] if found is None else list(zip(*(found[name].to_pylist() for name in names)))
 
     @cached_property
     def seen_inputs(self) -> dict[str, tuple[int, int]]:
         """``source_path → (size, modified_ms)`` of every input file earlier runs listed."""
-        return {path: (size, modified) for path, size, modified in
-                self._columns(INPUTS, INPUTS_SCHEMA.fieldNames())}
+        return {
+            path: (size, modified)
+            for path, size, modified in self._columns(INPUTS, INPUTS_SCHEMA.fieldNames())
+        }
 
     def unseen(self, files: list[InputFile]) -> list[InputFile]:
         """The files not listed by an earlier run with the same size and modification time.
@@ -84,8 +97,9 @@ class Previous:
         """Skip every unit whose content (or, without content, whose place) is known."""
         hashes = {digest for (digest,) in self._columns(LINEAGE, ["content_sha256"]) if digest}
         keys = set()
-        for path, member, digest in self._columns(REJECTED,
-                                                  ["source_path", "member", "content_sha256"]):
+        for path, member, digest in self._columns(
+            REJECTED, ["source_path", "member", "content_sha256"]
+        ):
             if digest:
                 hashes.add(digest)
             else:

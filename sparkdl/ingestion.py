@@ -87,7 +87,9 @@ class IngestConfig:
 
     def __post_init__(self) -> None:
         if self.partition_target_mb <= 0:
-            raise ConfigError(f"partition_target_mb must be > 0. Received: {self.partition_target_mb}")
+            raise ConfigError(
+                f"partition_target_mb must be > 0. Received: {self.partition_target_mb}"
+            )
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> IngestConfig:
@@ -138,16 +140,27 @@ def ingest(
     unseen = previous.unseen(files) if previous is not None else files
     timings["list_s"] = time.time() - started
     logger.info("ingest (%s): %d input files, %d to read", mode, len(files), len(unseen))
-    last_run: dict[str, Any] = {"mode": mode, "files_read": len(unseen), "new_units": 0,
-                                "new_series": 0, "rebuilt_series": 0}
+    last_run: dict[str, Any] = {
+        "mode": mode,
+        "files_read": len(unseen),
+        "new_units": 0,
+        "new_series": 0,
+        "rebuilt_series": 0,
+    }
     if previous is not None and not unseen:
         logger.info("ingest: no new or changed input files since the last run; nothing changed")
         return {**previous.manifest, "changed": False, "last_run": last_run}
 
     t0 = time.time()
     task = Task(key, config.deid, config.limits, export_dicom)
-    records = _stage_records(spark, unseen, task, previous.selection() if previous else Selection(),
-                             config, join(staging, "records"))
+    records = _stage_records(
+        spark,
+        unseen,
+        task,
+        previous.selection() if previous else Selection(),
+        config,
+        join(staging, "records"),
+    )
     _inputs_table(spark, files, previous).write.parquet(join(staging, INPUTS))
     last_run["new_units"] = count_rows(join(staging, "records"))  # footers: no Spark job
     timings["parse_deid_s"] = time.time() - t0
@@ -161,32 +174,59 @@ def ingest(
     t0 = time.time()
     resolved = _resolve_duplicates(records, previous.catalog if previous else None)
     accepted = resolved.filter(F.col("status") == "accepted")
-    plan = _Rebuild(volume_input=accepted) if previous is None else \
-        _plan_rebuild(spark, previous, accepted, replace(task, export_dicom=False), config,
-                      join(staging, "reread"))
-    outcomes = build_volumes(spark, plan.volume_input, config.volumes, join(staging, VOLUMES),
-                             keep=plan.keep_volumes)
+    plan = (
+        _Rebuild(volume_input=accepted)
+        if previous is None
+        else _plan_rebuild(
+            spark,
+            previous,
+            accepted,
+            replace(task, export_dicom=False),
+            config,
+            join(staging, "reread"),
+        )
+    )
+    outcomes = build_volumes(
+        spark, plan.volume_input, config.volumes, join(staging, VOLUMES), keep=plan.keep_volumes
+    )
     timings["volumes_s"] = time.time() - t0
 
     t0 = time.time()
     patch_run: dict[str, Any] = {}
     if labels:
-        scope = None if previous is None else AppendScope(
-            keep=plan.keep_patches, only_series=frozenset(plan.touched),
-            other_volumes=previous.volume_series() - plan.touched)
-        patch_run = build_patches(spark, join(staging, VOLUMES), load_points(labels, key),
-                                  config.patches, key, join(staging, PATCHES), scope)
+        scope = (
+            None
+            if previous is None
+            else AppendScope(
+                keep=plan.keep_patches,
+                only_series=frozenset(plan.touched),
+                other_volumes=previous.volume_series() - plan.touched,
+            )
+        )
+        patch_run = build_patches(
+            spark,
+            join(staging, VOLUMES),
+            load_points(labels, key),
+            config.patches,
+            key,
+            join(staging, PATCHES),
+            scope,
+        )
     timings["patches_s"] = time.time() - t0
 
     t0 = time.time()
     catalog = plan.volume_input.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
     if previous is not None:
         # Rows of the replaced files that this run did not catalog again stay as they were.
-        catalog = rows_in(previous.catalog, plan.replaced.get(CATALOG, [])) \
-            .join(catalog.select("sop_uid"), "sop_uid", "left_anti").unionByName(catalog)
+        catalog = (
+            rows_in(previous.catalog, plan.replaced.get(CATALOG, []))
+            .join(catalog.select("sop_uid"), "sop_uid", "left_anti")
+            .unionByName(catalog)
+        )
     catalog.write.parquet(join(staging, CATALOG))
-    resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS) \
-        .write.parquet(join(staging, REJECTED))
+    resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS).write.parquet(
+        join(staging, REJECTED)
+    )
     accepted.select(*LINEAGE_COLUMNS).write.parquet(join(staging, LINEAGE))
     if export_dicom:
         # Append runs add files to the published folder: each file is complete on its own.
@@ -197,16 +237,22 @@ def ingest(
         _plan_overwrite(fs, journal, staging, output)
     else:
         for name in APPENDED:
-            stage_replacement(fs, journal, join(staging, name), join(output, name),
-                              plan.replaced.get(name, []))
+            stage_replacement(
+                fs, journal, join(staging, name), join(output, name), plan.replaced.get(name, [])
+            )
         journal.move(join(staging, INPUTS), join(output, INPUTS))
-    last_run.update(new_series=len(plan.touched - plan.rebuilt),
-                    rebuilt_series=len(plan.rebuilt), **patch_run)
+    last_run.update(
+        new_series=len(plan.touched - plan.rebuilt), rebuilt_series=len(plan.rebuilt), **patch_run
+    )
     journal.manifest.update(_run_facts(files, config, timings), changed=True, last_run=last_run)
     manifest = _commit(fs, output, staging, journal, started)
-    logger.info("ingest: %d cataloged, %d rejected, %d volumes, %d patches",
-                manifest["counts"]["cataloged"], manifest["counts"]["rejected"],
-                manifest["counts"]["volumes"], manifest["counts"]["patches"])
+    logger.info(
+        "ingest: %d cataloged, %d rejected, %d volumes, %d patches",
+        manifest["counts"]["cataloged"],
+        manifest["counts"]["rejected"],
+        manifest["counts"]["volumes"],
+        manifest["counts"]["patches"],
+    )
     return manifest
 
 
@@ -222,12 +268,23 @@ class _Rebuild:
     keep_patches: DataFrame | None = None
 
 
-def _plan_rebuild(spark: SparkSession, previous: Previous, accepted: DataFrame, task: Task,
-                  config: IngestConfig, reread_path: str) -> _Rebuild:
+def _plan_rebuild(
+    spark: SparkSession,
+    previous: Previous,
+    accepted: DataFrame,
+    task: Task,
+    config: IngestConfig,
+    reread_path: str,
+) -> _Rebuild:
     """Series the new instances touch; the earlier instances of those series, read again; the
     published files that hold them (copy-on-write: only those are written again)."""
-    touched = {r["series_uid"] for r in accepted.filter(F.col("pixels").isNotNull())
-               .select("series_uid").distinct().collect()}
+    touched = {
+        r["series_uid"]
+        for r in accepted.filter(F.col("pixels").isNotNull())
+        .select("series_uid")
+        .distinct()
+        .collect()
+    }
     earlier = previous.earlier_units(touched)
     plan = _Rebuild(accepted, touched, {series for _, _, series in earlier})
     reread = _reread_units(spark, earlier, task, config, reread_path)
@@ -245,26 +302,40 @@ def _plan_rebuild(spark: SparkSession, previous: Previous, accepted: DataFrame, 
     return plan
 
 
-def _stage_records(spark: SparkSession, files: list[InputFile], task: Task, selection: Selection,
-                   config: IngestConfig, path: str) -> DataFrame:
+def _stage_records(
+    spark: SparkSession,
+    files: list[InputFile],
+    task: Task,
+    selection: Selection,
+    config: IngestConfig,
+    path: str,
+) -> DataFrame:
     """Parse every unit on the executors and stage one record per unit as Parquet."""
     sc = spark.sparkContext
-    num_partitions = choose_num_partitions(files, sc.defaultParallelism,
-                                           config.partition_target_mb * 1024**2)
+    num_partitions = choose_num_partitions(
+        files, sc.defaultParallelism, config.partition_target_mb * 1024**2
+    )
     bins = pack_partitions(files, num_partitions)
     # One bin per partition (parallelize slices a list of bins evenly), its files as rows.
     rows = sc.parallelize(bins, max(len(bins), 1)).flatMap(
-        lambda files_in_bin: [(f.path, f.size, f.is_symlink) for f in files_in_bin])
+        lambda files_in_bin: [(f.path, f.size, f.is_symlink) for f in files_in_bin]
+    )
     shared = sc.broadcast(selection)  # possibly large (known hashes); holds no key
     staged = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
-        lambda batches: arrow_records(batches, task, shared.value), RECORD_SCHEMA)
+        lambda batches: arrow_records(batches, task, shared.value), RECORD_SCHEMA
+    )
     staged.write.mode("overwrite").parquet(path)
     shared.unpersist()
     return spark.read.schema(RECORD_SCHEMA).parquet(path)
 
 
-def _reread_units(spark: SparkSession, units: list[tuple[str, str | None, str]], task: Task,
-                  config: IngestConfig, path: str) -> DataFrame | None:
+def _reread_units(
+    spark: SparkSession,
+    units: list[tuple[str, str | None, str]],
+    task: Task,
+    config: IngestConfig,
+    path: str,
+) -> DataFrame | None:
     """Parse again earlier units ``(source_path, member, series_uid)`` to rebuild their series.
 
     None when there are none (new studies, the common case).
@@ -290,7 +361,9 @@ def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) ->
 
     Within a run the first by (source_path, member) wins; across runs the earlier run wins.
     """
-    order = Window.partitionBy("sop_uid", "status").orderBy("source_path", F.coalesce("member", F.lit("")))
+    order = Window.partitionBy("sop_uid", "status").orderBy(
+        "source_path", F.coalesce("member", F.lit(""))
+    )
     later_copy = F.row_number().over(order) > 1
     if catalog is not None:
         known = catalog.select("sop_uid").distinct().withColumn("_known", F.lit(True))
@@ -300,14 +373,22 @@ def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) ->
     duplicate = F.col("_dup")
     return (
         ranked.withColumn("status", F.when(duplicate, F.lit("rejected")).otherwise(F.col("status")))
-        .withColumn("reason", F.when(duplicate, F.lit("duplicate_instance")).otherwise(F.col("reason")))
-        .withColumn("detail", F.when(duplicate, F.lit("same SOPInstanceUID as an earlier input"))
-                    .otherwise(F.col("detail")))
+        .withColumn(
+            "reason", F.when(duplicate, F.lit("duplicate_instance")).otherwise(F.col("reason"))
+        )
+        .withColumn(
+            "detail",
+            F.when(duplicate, F.lit("same SOPInstanceUID as an earlier input")).otherwise(
+                F.col("detail")
+            ),
+        )
         .drop("_dup", "_known")
     )
 
 
-def _inputs_table(spark: SparkSession, files: list[InputFile], previous: Previous | None) -> DataFrame:
+def _inputs_table(
+    spark: SparkSession, files: list[InputFile], previous: Previous | None
+) -> DataFrame:
     """Every file listed now, plus those listed before and not now (other input folders)."""
     seen = dict(previous.seen_inputs) if previous is not None else {}
     seen.update((f.path, (f.size, f.modified_ms)) for f in files)
@@ -324,8 +405,9 @@ def _plan_overwrite(fs: HadoopFS, journal: Journal, staging: str, output: str) -
             journal.delete(join(output, name))
 
 
-def _commit(fs: HadoopFS, output: str, staging: str, journal: Journal,
-            started: float) -> dict[str, Any]:
+def _commit(
+    fs: HadoopFS, output: str, staging: str, journal: Journal, started: float
+) -> dict[str, Any]:
     """Write the journal (the commit point), then publish."""
     commit.write(fs, staging, journal)
     return _publish(fs, output, journal, started)
@@ -335,17 +417,23 @@ def _finish_interrupted_commit(fs: HadoopFS, output: str) -> None:
     """A run killed after its commit point left a journal: publish what it had staged."""
     journal = commit.pending(fs, output)
     if journal is not None:
-        logger.warning("ingest: an earlier run was stopped while publishing; finishing its commit first")
+        logger.warning(
+            "ingest: an earlier run was stopped while publishing; finishing its commit first"
+        )
         _publish(fs, output, journal)
 
 
-def _publish(fs: HadoopFS, output: str, journal: Journal,
-             started: float | None = None) -> dict[str, Any]:
+def _publish(
+    fs: HadoopFS, output: str, journal: Journal, started: float | None = None
+) -> dict[str, Any]:
     """Apply the journal, then write the manifest, last: only now does the dataset look complete."""
     commit.apply(fs, output, journal)
     counted = _counts(output)
-    manifest = {**journal.manifest, **counted,
-                "counts": {**journal.manifest.get("counts", {}), **counted["counts"]}}
+    manifest = {
+        **journal.manifest,
+        **counted,
+        "counts": {**journal.manifest.get("counts", {}), **counted["counts"]},
+    }
     if started is not None:
         manifest["timings"]["total_s"] = round(time.time() - started, 2)
     fs.write_text(join(output, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
@@ -353,7 +441,9 @@ def _publish(fs: HadoopFS, output: str, journal: Journal,
     return manifest
 
 
-def _run_facts(files: list[InputFile], config: IngestConfig, timings: dict[str, float]) -> dict[str, Any]:
+def _run_facts(
+    files: list[InputFile], config: IngestConfig, timings: dict[str, float]
+) -> dict[str, Any]:
     """The manifest fields known before publishing: what ran, with what, how long."""
     import numpy
     import pydicom
@@ -363,9 +453,12 @@ def _run_facts(files: list[InputFile], config: IngestConfig, timings: dict[str, 
         "sparkdl_version": __version__,
         "counts": {"files_seen": len(files)},
         "config": json.loads(json.dumps(asdict(config), default=str)),
-        "versions": {"pyspark": pyspark.__version__, "pydicom": pydicom.__version__,
-                     "pyarrow": pa.__version__,
-                     "numpy": numpy.__version__},
+        "versions": {
+            "pyspark": pyspark.__version__,
+            "pydicom": pydicom.__version__,
+            "pyarrow": pa.__version__,
+            "numpy": numpy.__version__,
+        },
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
 
@@ -399,8 +492,12 @@ def _counts(output: str) -> dict[str, Any]:
             "patches": sum(by_split_label.values()),
         },
         "rejected_by_reason": dict(sorted(reasons.items())),
-        "instances_by_volume_outcome": dict(sorted(
-            (f"{text(status)}:{text(reason)}".rstrip(":"), n)
-            for (status, reason), n in outcomes.items() if text(status))),
+        "instances_by_volume_outcome": dict(
+            sorted(
+                (f"{text(status)}:{text(reason)}".rstrip(":"), n)
+                for (status, reason), n in outcomes.items()
+                if text(status)
+            )
+        ),
         "patches": {"by_split_label": dict(sorted(by_split_label.items()))},
     }

@@ -30,16 +30,31 @@ from .storage import arrow_filesystem, write_bytes
 
 logger = logging.getLogger(__name__)
 
-_CATALOG_COLUMNS = ["Modality", "sop_class_name", "volume_status", "volume_reason", "volume_id",
-                    "Rows", "Columns"]
-_VOLUME_COLUMNS = ["series_uid", "volume_id", "spacing", "origin", "direction", "num_slices",
-                   "warnings"]
+_CATALOG_COLUMNS = [
+    "Modality",
+    "sop_class_name",
+    "volume_status",
+    "volume_reason",
+    "volume_id",
+    "Rows",
+    "Columns",
+]
+_VOLUME_COLUMNS = [
+    "series_uid",
+    "volume_id",
+    "spacing",
+    "origin",
+    "direction",
+    "num_slices",
+    "warnings",
+]
 _PATCH_COLUMNS = ["patch_id", "series_uid", "label", "malignancy", "source", "split", "center"]
 _SLICE_BINS = (0, 32, 64, 128, 256, 512, 1024)
 
 
-def inspect_dataset(data: Dataset | str, *, report_png: str | None = None,
-                    max_items: int = 6) -> dict[str, Any]:
+def inspect_dataset(
+    data: Dataset | str, *, report_png: str | None = None, max_items: int = 6
+) -> dict[str, Any]:
     """Summarise an ``sparkdl ingest`` output and draw its contact sheet.
 
     Returns a JSON-able dict with ``manifest`` (counts, rejections), ``catalog``,
@@ -63,15 +78,23 @@ def inspect_dataset(data: Dataset | str, *, report_png: str | None = None,
 
     summary: dict[str, Any] = {
         "dataset": out_dir,
-        "manifest": {key: manifest.get(key) for key in
-                     ("sparkdl_version", "counts", "rejected_by_reason", "instances_by_volume_outcome")},
+        "manifest": {
+            key: manifest.get(key)
+            for key in (
+                "sparkdl_version",
+                "counts",
+                "rejected_by_reason",
+                "instances_by_volume_outcome",
+            )
+        },
         "catalog": catalog,
         "volumes": volumes,
         "patches": patches,
         "checks": _check_counts(manifest.get("counts", {}), catalog, volumes, patches),
     }
-    sheet = draw_sheet(fs, positives.picks() + negatives.picks(), annotated.picks(),
-                       volume_rows, max_items)
+    sheet = draw_sheet(
+        fs, positives.picks() + negatives.picks(), annotated.picks(), volume_rows, max_items
+    )
     if sheet is None:
         summary["sheet"] = None
         return summary
@@ -91,8 +114,9 @@ def _parquet_files(fs: pafs.FileSystem, folder: str) -> list[str]:
     return part_files(fs, folder, missing_ok=True)
 
 
-def _row_groups(fs: pafs.FileSystem, files: list[str],
-                columns: list[str]) -> Iterator[tuple[str, int, pa.Table]]:
+def _row_groups(
+    fs: pafs.FileSystem, files: list[str], columns: list[str]
+) -> Iterator[tuple[str, int, pa.Table]]:
     """``(path, row_group, table)`` for every row group of ``files``, reading only ``columns``."""
     for path in files:
         with fs.open_input_file(path) as handle:
@@ -114,8 +138,9 @@ def _counts(counter: Counter[Any]) -> dict[str, int]:
     return {str(key): int(n) for key, n in sorted(counter.items(), key=lambda kv: str(kv[0]))}
 
 
-def _catalog_summary(fs: pafs.FileSystem,
-                     folder: str) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
+def _catalog_summary(
+    fs: pafs.FileSystem, folder: str
+) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
     """Counts of the catalog, and the in-plane size (Rows, Columns) of each volume's instances."""
     modality, sop_class, outcome = Counter[str](), Counter[str](), Counter[str]()
     in_plane: dict[str, Counter[tuple[int, int]]] = {}
@@ -129,7 +154,11 @@ def _catalog_summary(fs: pafs.FileSystem,
             # No status: the instance carries no pixel data (SR, dose report), so no volume.
             status = frame["volume_status"].fillna("no_pixel_data")
             reason = frame.get("volume_reason")
-            keys = status if reason is None else status.where(reason.isna(), status + ":" + reason.fillna(""))
+            keys = (
+                status
+                if reason is None
+                else status.where(reason.isna(), status + ":" + reason.fillna(""))
+            )
             outcome.update(keys)
         if {"volume_id", "volume_status", "Rows", "Columns"} <= set(frame):
             used = frame[frame["volume_id"].notna() & (frame["volume_status"] == "volume")]
@@ -152,11 +181,17 @@ def _slice_bin(num_slices: int) -> str:
     return f">={_SLICE_BINS[-1]}"
 
 
-def _volumes_summary(fs: pafs.FileSystem, folder: str,
-                     in_plane: dict[str, tuple[int, int]]) -> tuple[dict[str, Any], list[VolumeRow]]:
+def _volumes_summary(
+    fs: pafs.FileSystem, folder: str, in_plane: dict[str, tuple[int, int]]
+) -> tuple[dict[str, Any], list[VolumeRow]]:
     """Histograms of the volumes. In-plane size comes from the catalog's Rows/Columns of the
     instances in each volume, so the large ``volume`` cells are never read here."""
-    shape, slices, slice_spacing, pixel_spacing = Counter[str](), Counter[str](), Counter[str](), Counter[str]()
+    shape, slices, slice_spacing, pixel_spacing = (
+        Counter[str](),
+        Counter[str](),
+        Counter[str](),
+        Counter[str](),
+    )
     volumes_by_code, occurrences = Counter[str](), Counter[str]()
     rows: list[VolumeRow] = []
     num_clean = 0
@@ -167,8 +202,15 @@ def _volumes_summary(fs: pafs.FileSystem, folder: str,
         data = table.select(["series_uid", "volume_id", "num_slices", "warnings"]).to_pydict()
         for i in range(table.num_rows):
             spacing, num_slices = spacings[i], int(data["num_slices"][i])
-            volume = VolumeRow(str(data["series_uid"][i]), str(data["volume_id"][i]), spacing,
-                               origins[i], directions[i], num_slices, Location(path, group, i))
+            volume = VolumeRow(
+                str(data["series_uid"][i]),
+                str(data["volume_id"][i]),
+                spacing,
+                origins[i],
+                directions[i],
+                num_slices,
+                Location(path, group, i),
+            )
             rows.append(volume)
             size = in_plane.get(volume.volume_id)
             shape[f"{num_slices}x{size[0]}x{size[1]}" if size else f"{num_slices}x?x?"] += 1
@@ -184,18 +226,23 @@ def _volumes_summary(fs: pafs.FileSystem, folder: str,
         "count": len(rows),
         "series": len({v.series_uid for v in rows}),
         "shape_zyx": _counts(shape),
-        "num_slices": {k: slices[k] for k in sorted(slices, key=lambda b: int(b.strip(">=").split("-")[0]))},
+        "num_slices": {
+            k: slices[k] for k in sorted(slices, key=lambda b: int(b.strip(">=").split("-")[0]))
+        },
         "slice_spacing_mm": {k: slice_spacing[k] for k in sorted(slice_spacing, key=float)},
         "pixel_spacing_mm": _counts(pixel_spacing),
         "without_warnings": num_clean,
-        "warnings": {code: {"volumes": volumes_by_code[code], "occurrences": occurrences[code]}
-                     for code in sorted(occurrences)},
+        "warnings": {
+            code: {"volumes": volumes_by_code[code], "occurrences": occurrences[code]}
+            for code in sorted(occurrences)
+        },
     }
     return summary, rows
 
 
-def _patches_summary(fs: pafs.FileSystem, folder: str, positives: Sample, negatives: Sample,
-                     annotated: Sample) -> dict[str, Any]:
+def _patches_summary(
+    fs: pafs.FileSystem, folder: str, positives: Sample, negatives: Sample, annotated: Sample
+) -> dict[str, Any]:
     """Counts of the patches; offers every row to the samples the sheet is drawn from."""
     by_split_label: Counter[tuple[str, int]] = Counter()
     labels, malignancy, source = Counter[int](), Counter[int](), Counter[str]()
@@ -211,9 +258,16 @@ def _patches_summary(fs: pafs.FileSystem, folder: str, positives: Sample, negati
             malignancy[int(data["malignancy"][i])] += 1
             source[str(data["source"][i])] += 1
             series.add(str(data["series_uid"][i]))
-            pick = PatchPick(str(data["patch_id"][i]), str(data["series_uid"][i]), label,
-                             int(data["malignancy"][i]), str(data["source"][i]), split,
-                             centers[i], Location(path, group, i))
+            pick = PatchPick(
+                str(data["patch_id"][i]),
+                str(data["series_uid"][i]),
+                label,
+                int(data["malignancy"][i]),
+                str(data["source"][i]),
+                split,
+                centers[i],
+                Location(path, group, i),
+            )
             (positives if label == 1 else negatives).offer(pick)
             if label == 1:
                 annotated.offer(pick)
@@ -232,13 +286,23 @@ def _patches_summary(fs: pafs.FileSystem, folder: str, positives: Sample, negati
     }
 
 
-def _check_counts(counts: dict[str, Any], catalog: dict[str, Any], volumes: dict[str, Any],
-                  patches: dict[str, Any]) -> list[dict[str, Any]]:
+def _check_counts(
+    counts: dict[str, Any],
+    catalog: dict[str, Any],
+    volumes: dict[str, Any],
+    patches: dict[str, Any],
+) -> list[dict[str, Any]]:
     """Manifest counts that disagree with the tables (an empty list when all agree)."""
-    pairs = [("cataloged", catalog["instances"]), ("volumes", volumes["count"]),
-             ("patches", patches["count"])]
-    return [{"count": name, "manifest": counts.get(name), "tables": found}
-            for name, found in pairs if counts.get(name, 0) != found]
+    pairs = [
+        ("cataloged", catalog["instances"]),
+        ("volumes", volumes["count"]),
+        ("patches", patches["count"]),
+    ]
+    return [
+        {"count": name, "manifest": counts.get(name), "tables": found}
+        for name, found in pairs
+        if counts.get(name, 0) != found
+    ]
 
 
 # --- text -------------------------------------------------------------------------------------
@@ -254,8 +318,10 @@ def _lines(title: str, counts: dict[str, Any], indent: str = "  ") -> list[str]:
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary of :func:`inspect_dataset` as text for a terminal."""
     counts = summary["manifest"].get("counts") or {}
-    out = [f"dataset {summary['dataset']} (sparkdl {summary['manifest'].get('sparkdl_version')})",
-           "  " + ", ".join(f"{k} {v}" for k, v in counts.items())]
+    out = [
+        f"dataset {summary['dataset']} (sparkdl {summary['manifest'].get('sparkdl_version')})",
+        "  " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+    ]
     out += _lines("rejected by reason", summary["manifest"].get("rejected_by_reason") or {})
     catalog = summary["catalog"]
     out.append(f"catalog: {catalog['instances']} instances")
@@ -264,14 +330,18 @@ def format_summary(summary: dict[str, Any]) -> str:
     out += _lines("by volume outcome", catalog["by_volume_outcome"])
     volumes = summary["volumes"]
     if volumes["present"]:
-        out.append(f"volumes: {volumes['count']} from {volumes['series']} series, "
-                   f"{volumes['without_warnings']} without warnings")
+        out.append(
+            f"volumes: {volumes['count']} from {volumes['series']} series, "
+            f"{volumes['without_warnings']} without warnings"
+        )
         out += _lines("shape (z x y x x)", volumes["shape_zyx"])
         out += _lines("slices", volumes["num_slices"])
         out += _lines("slice spacing (mm, 0.5 bins)", volumes["slice_spacing_mm"])
         out += _lines("pixel spacing (mm, y x x)", volumes["pixel_spacing_mm"])
-        out += _lines("warnings (volumes / occurrences)",
-                      {k: f"{v['volumes']} / {v['occurrences']}" for k, v in volumes["warnings"].items()})
+        out += _lines(
+            "warnings (volumes / occurrences)",
+            {k: f"{v['volumes']} / {v['occurrences']}" for k, v in volumes["warnings"].items()},
+        )
     else:
         out.append("volumes: none (no CT series was assembled)")
     patches = summary["patches"]
@@ -281,16 +351,23 @@ def format_summary(summary: dict[str, Any]) -> str:
         labels = sorted({lab for row in patches["by_split"].values() for lab in row})
         out.append("  split   " + "".join(f"label {lab:>3}  " for lab in labels))
         for split in splits:
-            out.append(f"  {split:<7} " + "".join(f"{patches['by_split'][split].get(lab, 0):>9}  "
-                                                   for lab in labels))
+            out.append(
+                f"  {split:<7} "
+                + "".join(f"{patches['by_split'][split].get(lab, 0):>9}  " for lab in labels)
+            )
         out += _lines("malignancy (-1 unknown)", patches["by_malignancy"])
         out += _lines("source", patches["by_source"])
     else:
         out.append("patches: none (ingest ran without annotations or candidates)")
     for check in summary["checks"]:
-        out.append(f"WARNING: manifest says {check['count']}={check['manifest']}, "
-                   f"the tables hold {check['tables']}")
+        out.append(
+            f"WARNING: manifest says {check['count']}={check['manifest']}, "
+            f"the tables hold {check['tables']}"
+        )
     sheet = summary.get("sheet")
-    out.append(f"sheet: {sheet['path']} ({len(sheet['panels'])} panels)" if sheet
-               else "sheet: nothing to draw")
+    out.append(
+        f"sheet: {sheet['path']} ({len(sheet['panels'])} panels)"
+        if sheet
+        else "sheet: nothing to draw"
+    )
     return "\n".join(out)

@@ -39,8 +39,9 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if not isinstance(self.root, str) or not self.root.strip():
-            raise InputError(f"A dataset is the folder `sparkdl ingest` wrote. Received: "
-                             f"{self.root!r}.")
+            raise InputError(
+                f"A dataset is the folder `sparkdl ingest` wrote. Received: {self.root!r}."
+            )
         object.__setattr__(self, "root", self.root.rstrip("/") or "/")
 
     @classmethod
@@ -51,8 +52,10 @@ class Dataset:
         if isinstance(data, os.PathLike):
             data = os.fspath(data)
         if not isinstance(data, str):
-            raise InputError(f"Expected a sparkdl.Dataset or the path/URL of an ingest output. "
-                             f"Received: {type(data).__name__}.")
+            raise InputError(
+                f"Expected a sparkdl.Dataset or the path/URL of an ingest output. "
+                f"Received: {type(data).__name__}."
+            )
         return cls(data)
 
     def path(self, name: str) -> str:
@@ -113,13 +116,18 @@ class Dataset:
                 f"{self.root} is not a sparkdl ingest output: no {MANIFEST} there. Expected the "
                 f"folder given to `sparkdl ingest --output OUT` ({MANIFEST}, {CATALOG}/, "
                 f"{VOLUMES}/, {PATCHES}/); an ingest that was interrupted leaves no {MANIFEST} "
-                "(it is written last): run it again.") from None
+                "(it is written last): run it again."
+            ) from None
         try:
             manifest = json.loads(text)
         except ValueError as err:
-            raise InputError(f"{self.path(MANIFEST)} is not valid JSON ({err}); expected the "
-                             "manifest written by sparkdl ingest. Run the ingest again.") from None
+            raise InputError(
+                f"{self.path(MANIFEST)} is not valid JSON ({err}); expected the "
+                "manifest written by sparkdl ingest. Run the ingest again."
+            ) from None
         if not isinstance(manifest, dict) or "counts" not in manifest:
-            raise InputError(f"{self.path(MANIFEST)} has no 'counts'; expected the manifest "
-                             "written by sparkdl ingest. Run the ingest again.")
+            raise InputError(
+                f"{self.path(MANIFEST)} has no 'counts'; expected the manifest "
+                "written by sparkdl ingest. Run the ingest again."
+            )
         return manifest

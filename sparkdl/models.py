@@ -34,8 +34,9 @@ def _keras() -> Any:
     return tf_keras
 
 
-def _check(input_shape: Sequence[int], task: str, base_filters: int, num_stages: int,
-           dropout: float) -> None:
+def _check(
+    input_shape: Sequence[int], task: str, base_filters: int, num_stages: int, dropout: float
+) -> None:
     """Validate the arguments every factory shares (each stage halves the resolution)."""
     if len(input_shape) != 4 or any(int(s) < 4 for s in input_shape[:3]) or input_shape[3] != 1:
         raise ConfigError(
@@ -47,7 +48,7 @@ def _check(input_shape: Sequence[int], task: str, base_filters: int, num_stages:
         raise ConfigError(f"base_filters must be >= 1. Received: base_filters={base_filters}")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
-    if num_stages < 1 or min(input_shape[:3]) < 2 ** num_stages:
+    if num_stages < 1 or min(input_shape[:3]) < 2**num_stages:
         raise ConfigError(
             f"num_stages must be >= 1 and 2**num_stages <= the smallest patch side "
             f"{min(input_shape[:3])}. Received: num_stages={num_stages}"
@@ -67,10 +68,12 @@ def centre_pool(x: Any) -> Any:
     keras = _keras()
     crop = tuple(int(side) // 4 for side in x.shape[1:4])
     centre = keras.layers.Cropping3D(crop, name="centre_crop")(x) if any(crop) else x
-    return keras.layers.Concatenate(name="pool")([
-        keras.layers.GlobalAveragePooling3D(name="global_pool")(x),
-        keras.layers.GlobalAveragePooling3D(name="centre_pool")(centre),
-    ])
+    return keras.layers.Concatenate(name="pool")(
+        [
+            keras.layers.GlobalAveragePooling3D(name="global_pool")(x),
+            keras.layers.GlobalAveragePooling3D(name="centre_pool")(centre),
+        ]
+    )
 
 
 def task_head(features: Any, *, task: str = "nodule", dropout: float = 0.3) -> Any:
@@ -83,8 +86,9 @@ def task_head(features: Any, *, task: str = "nodule", dropout: float = 0.3) -> A
 
 def _conv_bn(x: Any, filters: int, name: str, *, kernel: int = 3, strides: int = 1) -> Any:
     keras = _keras()
-    x = keras.layers.Conv3D(filters, kernel, strides=strides, padding="same", use_bias=False,
-                            name=f"{name}_conv")(x)
+    x = keras.layers.Conv3D(
+        filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
 
 
@@ -112,7 +116,7 @@ def cnn3d(
     inputs = keras.Input(shape=tuple(input_shape), name="patch")
     x = inputs
     for stage in range(num_stages):
-        x = _conv_bn_relu(x, base_filters * 2 ** stage, name=f"stage{stage + 1}")
+        x = _conv_bn_relu(x, base_filters * 2**stage, name=f"stage{stage + 1}")
         x = keras.layers.MaxPooling3D(2, name=f"stage{stage + 1}_pool")(x)
     x = centre_pool(x)
     return keras.Model(inputs, task_head(x, task=task, dropout=dropout), name="cnn3d")
@@ -146,8 +150,9 @@ def resnet3d(
     inputs = keras.Input(shape=tuple(input_shape), name="patch")
     x = _conv_bn_relu(inputs, base_filters, name="stem")
     for stage in range(num_stages):
-        x = _residual_block(x, base_filters * 2 ** stage, strides=1 if stage == 0 else 2,
-                            name=f"block{stage + 1}")
+        x = _residual_block(
+            x, base_filters * 2**stage, strides=1 if stage == 0 else 2, name=f"block{stage + 1}"
+        )
     x = centre_pool(x)
     return keras.Model(inputs, task_head(x, task=task, dropout=dropout), name="resnet3d")
 

@@ -81,8 +81,9 @@ class Accepted:
     dicom_bytes: bytes | None
 
 
-def process_instance(data: bytes, key: bytes, deid: DeidOptions, limits: Limits,
-                     export_dicom: bool) -> Accepted | Rejected:
+def process_instance(
+    data: bytes, key: bytes, deid: DeidOptions, limits: Limits, export_dicom: bool
+) -> Accepted | Rejected:
     """Parse, check, de-identify and describe one DICOM unit.
 
     pydicom's checks of values against their VR are off meanwhile: they warn (to `warnings`
@@ -96,8 +97,9 @@ def process_instance(data: bytes, key: bytes, deid: DeidOptions, limits: Limits,
         return _process(data, key, deid, limits, export_dicom)
 
 
-def _process(data: bytes, key: bytes, deid: DeidOptions, limits: Limits,
-             export_dicom: bool) -> Accepted | Rejected:
+def _process(
+    data: bytes, key: bytes, deid: DeidOptions, limits: Limits, export_dicom: bool
+) -> Accepted | Rejected:
     try:
         ds = _read(data)
         if isinstance(ds, Rejected):
@@ -156,8 +158,13 @@ def _record_transfer_syntax(ds: Dataset) -> None:
     if "TransferSyntaxUID" in getattr(ds, "file_meta", ()):
         return
     implicit, little = ds.original_encoding
-    syntax = (ImplicitVRLittleEndian if implicit
-              else ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    syntax = (
+        ImplicitVRLittleEndian
+        if implicit
+        else ExplicitVRLittleEndian
+        if little
+        else ExplicitVRBigEndian
+    )
     ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = syntax
 
@@ -209,7 +216,9 @@ def _is_volume_candidate(ds: Dataset) -> bool:
 def _decode_pixels(ds: Dataset) -> np.ndarray | Rejected:
     syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
     if not _has_decoder(syntax):
-        return Rejected("unsupported_transfer_syntax", f"{syntax.name} ({syntax}): no decoder installed")
+        return Rejected(
+            "unsupported_transfer_syntax", f"{syntax.name} ({syntax}): no decoder installed"
+        )
     try:
         pixels = ds.pixel_array
     except Exception as err:  # noqa: BLE001 - a corrupt stream of a syntax we can decode
@@ -271,7 +280,8 @@ _READERS: dict[str, Callable[[Any], Any]] = {
 #: Built once: a column type without a reader fails at import, not as a parse_error per row.
 _KEYWORD_COLUMNS = [
     (column.name, _READERS[column.dataType.simpleString()], tag >> 16 == 0x0002)
-    for column in CATALOG_FIELDS if (tag := tag_for_keyword(column.name)) is not None
+    for column in CATALOG_FIELDS
+    if (tag := tag_for_keyword(column.name)) is not None
 ]
 
 
@@ -298,7 +308,9 @@ def catalog_fields(ds: Dataset, date_offset_days: int | None) -> dict[str, Any]:
 
 def header_json(ds: Dataset) -> str:
     """The de-identified header as DICOM JSON (PS3.18 F.2), without the pixel data."""
-    header = ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda _: "omitted")
+    header = ds.to_json_dict(
+        bulk_data_threshold=4096, bulk_data_element_handler=lambda _: "omitted"
+    )
     for tag in ("7FE00010", "7FE00008", "7FE00009"):
         header.pop(tag, None)
     return json.dumps(header)

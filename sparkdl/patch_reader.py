@@ -55,8 +55,9 @@ def decode_ndarray_cells(
         if cells.num_chunks == 1:
             return decode_ndarray_cells(cells.chunk(0), shape, dtype)
         if cells.num_chunks > 1:
-            return np.concatenate([decode_ndarray_cells(chunk, shape, dtype)
-                                   for chunk in cells.chunks])
+            return np.concatenate(
+                [decode_ndarray_cells(chunk, shape, dtype) for chunk in cells.chunks]
+            )
         return np.empty((0, *shape), dtype=dtype)
     array = cells
     num_rows = len(array)
@@ -74,8 +75,12 @@ def decode_ndarray_cells(
         )
     offset_type = np.int64 if pa.types.is_large_binary(array.type) else np.int32
     _, offsets_buffer, values_buffer = array.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=offset_type, count=num_rows + 1,
-                            offset=array.offset * np.dtype(offset_type).itemsize)
+    offsets = np.frombuffer(
+        offsets_buffer,
+        dtype=offset_type,
+        count=num_rows + 1,
+        offset=array.offset * np.dtype(offset_type).itemsize,
+    )
     values = np.frombuffer(values_buffer, dtype=np.uint8)
     lengths = np.diff(offsets)
     cell_bytes = int(lengths[0])
@@ -87,7 +92,7 @@ def decode_ndarray_cells(
     elif header_bytes <= 0:
         reason = f"cells of {cell_bytes} bytes cannot hold a {tuple(shape)} {np.dtype(dtype)}"
     else:
-        matrix = values[offsets[0]: offsets[0] + num_rows * cell_bytes].reshape(num_rows, -1)
+        matrix = values[offsets[0] : offsets[0] + num_rows * cell_bytes].reshape(num_rows, -1)
         headers = matrix[:, :header_bytes]
         if not (headers == headers[0]).all():
             reason = "cell headers differ"
@@ -100,8 +105,11 @@ def decode_ndarray_cells(
     if reason is None:
         payload = matrix[:, header_bytes:].view(np.dtype(dtype).newbyteorder("<"))
         return payload.reshape(num_rows, *shape)
-    warnings.warn(f"NdarrayCodec cells decoded one by one ({reason}); this is slower.",
-                  RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        f"NdarrayCodec cells decoded one by one ({reason}); this is slower.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
     decoded = [np.load(io.BytesIO(cell)) for cell in array.to_pylist()]
     return np.stack(decoded).astype(dtype, copy=False).reshape(num_rows, *shape)
 
@@ -110,8 +118,11 @@ def _parse_npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype] |
     stream = io.BytesIO(header)
     try:
         version = np.lib.format.read_magic(stream)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
         shape, fortran_order, dtype = read_header(stream)
     except ValueError:
         return None
@@ -139,8 +150,9 @@ def read_row_group(fs: pafs.FileSystem, group: RowGroup, columns: Sequence[str])
         return pq.ParquetFile(handle).read_row_group(group.index, columns=list(columns))
 
 
-def patch_chunk_reader(split: str | None, label_field: str, shape: Sequence[int], dtype: np.dtype
-                       ) -> Callable[[pafs.FileSystem, RowGroup], PatchChunk | None]:
+def patch_chunk_reader(
+    split: str | None, label_field: str, shape: Sequence[int], dtype: np.dtype
+) -> Callable[[pafs.FileSystem, RowGroup], PatchChunk | None]:
     """Reads one row group into ``(patches int16 [n, D, H, W], labels int32 [n])``.
 
     Only the ``patch`` column and the small selection columns are read; the whole ``patch``
@@ -176,12 +188,15 @@ class HuWindow:
     whole batch each pass would go to memory.
     """
 
-    def __init__(self, center: float, width: float, row_shape: Sequence[int],
-                 dtype: np.dtype) -> None:
+    def __init__(
+        self, center: float, width: float, row_shape: Sequence[int], dtype: np.dtype
+    ) -> None:
         dtype = np.dtype(dtype)
         if dtype.kind not in "iu":
-            raise InputError(f"Windowing expects integer HU patches. Received: dtype {dtype}. "
-                             "Expected int16 (sparkdl.schemas.patch_schema).")
+            raise InputError(
+                f"Windowing expects integer HU patches. Received: dtype {dtype}. "
+                "Expected int16 (sparkdl.schemas.patch_schema)."
+            )
         info = np.iinfo(dtype)
         low = center - width / 2.0
         lowest = min(max(math.floor(low), info.min), info.max)
@@ -239,7 +254,7 @@ class BatchBuffers:
             if len(self._owners) < self._max_buffers:
                 self._owners.append(owner)
         start = -owner.ctypes.data % self.ALIGNMENT
-        data = owner[start: start + num_rows * self._row_bytes]
+        data = owner[start : start + num_rows * self._row_bytes]
         return data.view(np.float32).reshape(num_rows, *self._row_shape, 1)
 
     def _free_owner(self) -> np.ndarray | None:
@@ -265,8 +280,15 @@ class BatchAssembler:
     smaller than ``batch_size``.
     """
 
-    def __init__(self, batch_size: int, block_rows: int, rng: np.random.Generator | None,
-                 window: HuWindow, row_shape: Sequence[int], max_buffers: int = 4) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        block_rows: int,
+        rng: np.random.Generator | None,
+        window: HuWindow,
+        row_shape: Sequence[int],
+        max_buffers: int = 4,
+    ) -> None:
         self.batch_size = batch_size
         self.block_rows = max(block_rows, batch_size) if rng is not None else batch_size
         self._rng = rng
@@ -275,8 +297,9 @@ class BatchAssembler:
         self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
         self._rows = 0
 
-    def add(self, patches: np.ndarray,
-            labels: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def add(
+        self, patches: np.ndarray, labels: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Add a chunk of rows; yield the batches it completes."""
         if len(labels):
             self._chunks.append((patches, labels))
@@ -284,8 +307,9 @@ class BatchAssembler:
         if self._rows >= self.block_rows:
             yield from self._emit(final=False)
 
-    def assemble(self, chunks: Iterable[tuple[np.ndarray, np.ndarray]]
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def assemble(
+        self, chunks: Iterable[tuple[np.ndarray, np.ndarray]]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every batch of ``chunks`` (``(patches, labels)`` pairs), the rest drained at the end."""
         for patches, labels in chunks:
             yield from self.add(patches, labels)
@@ -305,7 +329,7 @@ class BatchAssembler:
         labels = np.concatenate([labels for _, labels in chunks]).astype(np.float32)
         full = total if final else total - total % self.batch_size
         for start in range(0, full, self.batch_size):
-            taken = order[start: start + self.batch_size]
+            taken = order[start : start + self.batch_size]
             x = self._buffers.get(len(taken))
             rows_out = x[..., 0]
             for out, owner, row in zip(rows_out, owners[taken].tolist(), rows[taken].tolist()):
@@ -314,7 +338,11 @@ class BatchAssembler:
         rest = order[full:]
         self._chunks = []
         if len(rest):  # a few rows, copied so that their row groups can be freed
-            kept = np.stack([chunks[owner][0][row]
-                             for owner, row in zip(owners[rest].tolist(), rows[rest].tolist())])
+            kept = np.stack(
+                [
+                    chunks[owner][0][row]
+                    for owner, row in zip(owners[rest].tolist(), rows[rest].tolist())
+                ]
+            )
             self._chunks.append((kept, labels[rest]))
         self._rows = len(rest)

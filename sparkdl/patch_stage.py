@@ -86,10 +86,15 @@ class Points:
     by_series: dict[str, list[dict[str, Any]]]
     from_candidates: bool
 
-    def total(self, series: set[str] | frozenset[str] | None = None, *, outside: bool = False) -> int:
+    def total(
+        self, series: set[str] | frozenset[str] | None = None, *, outside: bool = False
+    ) -> int:
         """Points of ``series`` (all when None); with ``outside``, of the other series."""
-        return sum(len(p) for s, p in self.by_series.items()
-                   if series is None or ((s in series) != outside))
+        return sum(
+            len(p)
+            for s, p in self.by_series.items()
+            if series is None or ((s in series) != outside)
+        )
 
 
 def load_points(labels: Labels, key: bytes) -> Points:
@@ -100,25 +105,42 @@ def load_points(labels: Labels, key: bytes) -> Points:
     """
     annotations, candidates = labels.annotations, labels.candidates
     points = _points_by_series(annotations, "annotations", key) if annotations else {}
-    for series, found in (_points_by_series(candidates, "candidates", key) if candidates else {}).items():
-        nodules = [(np.array(p["center_xyz"]), max(p["diameter_mm"] / 2, 3.0)) for p in points.get(series, [])]
+    for series, found in (
+        _points_by_series(candidates, "candidates", key) if candidates else {}
+    ).items():
+        nodules = [
+            (np.array(p["center_xyz"]), max(p["diameter_mm"] / 2, 3.0))
+            for p in points.get(series, [])
+        ]
         points.setdefault(series, []).extend(
-            p for p in found
+            p
+            for p in found
             if p["label"] == 0
-            or not any(np.linalg.norm(np.array(p["center_xyz"]) - c) <= r for c, r in nodules))
+            or not any(np.linalg.norm(np.array(p["center_xyz"]) - c) <= r for c, r in nodules)
+        )
     return Points(points, from_candidates=candidates is not None)
 
 
-def _points_by_series(path: str, kind: Literal["annotations", "candidates"],
-                      key: bytes) -> dict[str, list[dict[str, Any]]]:
+def _points_by_series(
+    path: str, kind: Literal["annotations", "candidates"], key: bytes
+) -> dict[str, list[dict[str, Any]]]:
     """The points of one LUNA16 CSV per pseudonymous series UID (same keyed map as the images)."""
     frame = read_points_csv(path, kind)
-    return {remap_uid(key, str(uid)): points_from_frame(rows, kind)
-            for uid, rows in frame.groupby("seriesuid", sort=True)}
+    return {
+        remap_uid(key, str(uid)): points_from_frame(rows, kind)
+        for uid, rows in frame.groupby("seriesuid", sort=True)
+    }
 
 
-def build_patches(spark: SparkSession, volumes_url: str, points: Points, options: PatchOptions,
-                  key: bytes, url: str, scope: AppendScope | None = None) -> dict[str, Any]:
+def build_patches(
+    spark: SparkSession,
+    volumes_url: str,
+    points: Points,
+    options: PatchOptions,
+    key: bytes,
+    url: str,
+    scope: AppendScope | None = None,
+) -> dict[str, Any]:
     """Cut patches around ``points`` in every volume at ``volumes_url`` into ``url``.
 
     ``scope`` (append runs) limits the volumes cut and adds the earlier rows kept. Returns
@@ -127,8 +149,11 @@ def build_patches(spark: SparkSession, volumes_url: str, points: Points, options
     scope = scope or AppendScope()
     fs, path = arrow_filesystem(volumes_url)
     if fs.get_file_info(path).type == pafs.FileType.NotFound:  # no volume was assembled
-        return {"patches_written": 0, "points_outside_volume": 0,
-                "points_without_volume": points.total(scope.other_volumes, outside=True)}
+        return {
+            "patches_written": 0,
+            "points_outside_volume": 0,
+            "points_without_volume": points.total(scope.other_volumes, outside=True),
+        }
     volumes = spark.read.parquet(to_url(volumes_url))
     known = {r["series_uid"] for r in volumes.select("series_uid").distinct().collect()}
     if scope.only_series is not None:
@@ -136,8 +161,9 @@ def build_patches(spark: SparkSession, volumes_url: str, points: Points, options
     shared = spark.sparkContext.broadcast(points.by_series)
     sample = not points.from_candidates
     results = volumes.rdd.flatMap(
-        lambda row: _patches_of(row.asDict(), shared.value.get(row["series_uid"], []),
-                                options, key, sample)
+        lambda row: _patches_of(
+            row.asDict(), shared.value.get(row["series_uid"], []), options, key, sample
+        )
     ).persist(StorageLevel.DISK_ONLY)
     rows = results.filter(lambda r: r[0] == "row").map(lambda r: r[1])
     skipped = results.filter(lambda r: r[0] == "skipped").map(lambda r: r[1]).sum()
@@ -159,8 +185,13 @@ def build_patches(spark: SparkSession, volumes_url: str, points: Points, options
     }
 
 
-def _patches_of(volume_row: dict[str, Any], points: list[dict[str, Any]], options: PatchOptions,
-                key: bytes, sample_negatives: bool) -> Iterator[tuple[str, Any]]:
+def _patches_of(
+    volume_row: dict[str, Any],
+    points: list[dict[str, Any]],
+    options: PatchOptions,
+    key: bytes,
+    sample_negatives: bool,
+) -> Iterator[tuple[str, Any]]:
     decoded = VolumeSchema.decode_row(volume_row)
     if sample_negatives:
         points = list(points) + _sampled_negatives(decoded, points, options)
@@ -170,18 +201,23 @@ def _patches_of(volume_row: dict[str, Any], points: list[dict[str, Any]], option
     yield "skipped", skipped
 
 
-def _sampled_negatives(volume: dict[str, Any], points: list[dict[str, Any]],
-                       options: PatchOptions) -> list[dict[str, Any]]:
+def _sampled_negatives(
+    volume: dict[str, Any], points: list[dict[str, Any]], options: PatchOptions
+) -> list[dict[str, Any]]:
     """Without a candidates file: ``negative_ratio`` lung points per nodule, away from all."""
     positives = [p for p in points if p["label"] == 1]
     if not positives:
         return []
     avoid = [(p["center_xyz"], max(float(p.get("diameter_mm", -1)), 0.0) / 2) for p in positives]
-    centers = sample_negatives(volume["volume"], Geometry.of(volume), avoid,
-                               options.negative_ratio * len(positives),
-                               series_rng(str(volume["series_uid"])),
-                               margin_mm=options.min_negative_distance_mm)
-    return [{"center_xyz": c, "label": 0, "malignancy": -1, "diameter_mm": -1.0, "source": "sampled"}
-            for c in centers]
-
-
+    centers = sample_negatives(
+        volume["volume"],
+        Geometry.of(volume),
+        avoid,
+        options.negative_ratio * len(positives),
+        series_rng(str(volume["series_uid"])),
+        margin_mm=options.min_negative_distance_mm,
+    )
+    return [
+        {"center_xyz": c, "label": 0, "malignancy": -1, "diameter_mm": -1.0, "source": "sampled"}
+        for c in centers
+    ]

@@ -64,15 +64,24 @@ class PatchOptions:
 
     def __post_init__(self) -> None:
         # Ranges only: config.from_mapping checks the types. Written so NaN fails too.
-        config.check_ranges(self, [
-            ("size", self.size >= 1, "an integer >= 1"),
-            ("spacing_mm", 0 < self.spacing_mm < math.inf, "a number > 0"),
-            ("negative_ratio", self.negative_ratio >= 0, "an integer >= 0"),
-            ("min_negative_distance_mm", 0 <= self.min_negative_distance_mm < math.inf,
-             "a number >= 0"),
-            ("pad_hu", geometry.INT16_MIN <= self.pad_hu <= geometry.INT16_MAX,
-             "an integer in the int16 range"),
-        ])
+        config.check_ranges(
+            self,
+            [
+                ("size", self.size >= 1, "an integer >= 1"),
+                ("spacing_mm", 0 < self.spacing_mm < math.inf, "a number > 0"),
+                ("negative_ratio", self.negative_ratio >= 0, "an integer >= 0"),
+                (
+                    "min_negative_distance_mm",
+                    0 <= self.min_negative_distance_mm < math.inf,
+                    "a number >= 0",
+                ),
+                (
+                    "pad_hu",
+                    geometry.INT16_MIN <= self.pad_hu <= geometry.INT16_MAX,
+                    "an integer in the int16 range",
+                ),
+            ],
+        )
         _check_fractions(self.fractions)
 
     @property
@@ -81,8 +90,9 @@ class PatchOptions:
         return (self.train_fraction, self.val_fraction, self.test_fraction)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None, *, where: str = "patches"
-                     ) -> PatchOptions:
+    def from_mapping(
+        cls, values: Mapping[str, Any] | None, *, where: str = "patches"
+    ) -> PatchOptions:
         """Options from a config section (e.g. the ``patches:`` block of the YAML file)."""
         return config.from_mapping(cls, values, where=where)
 
@@ -109,14 +119,15 @@ def extract_patch(
     high = [min(math.ceil(ax[-1]) + 1, volume.shape[a]) for a, ax in enumerate(axes)]
     if any(lo >= hi for lo, hi in zip(low, high)):
         return np.full((size, size, size), pad_hu, dtype=np.int16)
-    block = volume[low[0]:high[0], low[1]:high[1], low[2]:high[2]].astype(np.float32)
+    block = volume[low[0] : high[0], low[1] : high[1], low[2] : high[2]].astype(np.float32)
     grid = np.meshgrid(*[ax - lo for ax, lo in zip(axes, low)], indexing="ij")
     values = ndimage.map_coordinates(block, grid, order=1, mode="constant", cval=float(pad_hu))
     return geometry.hu_to_int16(values)[0]
 
 
-def lung_mask(volume: np.ndarray, spacing_zyx: Sequence[float] | np.ndarray,
-              erosion_mm: float = 2.0) -> np.ndarray:
+def lung_mask(
+    volume: np.ndarray, spacing_zyx: Sequence[float] | np.ndarray, erosion_mm: float = 2.0
+) -> np.ndarray:
     """Air inside the body: voxels below -400 HU, per slice, not connected to the slice border.
 
     Slice by slice (the trachea joins the lungs to the top of the volume in 3-D), each air
@@ -132,8 +143,7 @@ def lung_mask(volume: np.ndarray, spacing_zyx: Sequence[float] | np.ndarray,
         labels, count = ndimage.label(air)
         if count == 0:
             continue
-        border = np.unique(np.concatenate(
-            [labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
         inside = air & ~np.isin(labels, border)
         mask[k] = ndimage.binary_erosion(inside, iterations=iterations)
     return mask
@@ -160,8 +170,7 @@ def sample_negatives(
     if not mask.any():
         logger.warning("no lung voxels found; sampled 0 of %d negatives", count)
         return []
-    bounds = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))
-              for a in range(3)]
+    bounds = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
     low = np.array([b[0] for b in bounds])
     high = np.array([b[-1] + 1 for b in bounds])
     centers = np.array([c for c, _ in avoid], dtype=np.float64).reshape(-1, 3)
@@ -181,14 +190,16 @@ def sample_negatives(
         if len(chosen) == count:
             break
     if len(chosen) < count:
-        logger.warning("sampled %d of %d negatives: not enough lung far from nodules",
-                       len(chosen), count)
+        logger.warning(
+            "sampled %d of %d negatives: not enough lung far from nodules", len(chosen), count
+        )
     points = grid.to_world(np.array(list(chosen), dtype=np.float64).reshape(-1, 3))
     return [(float(p[0]), float(p[1]), float(p[2])) for p in points]
 
 
-def assign_split(key: bytes | str, patient_id: str,
-                 fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> str:
+def assign_split(
+    key: bytes | str, patient_id: str, fractions: Sequence[float] = (0.7, 0.15, 0.15)
+) -> str:
     """``"train"``, ``"val"`` or ``"test"`` for a patient, by HMAC-SHA256(key, patient_id).
 
     The first 64 bits of the digest, as a fraction of 2**64, fall into the cumulative
@@ -197,10 +208,13 @@ def assign_split(key: bytes | str, patient_id: str,
     _check_fractions(fractions)
     key_bytes = key.encode("utf-8") if isinstance(key, str) else bytes(key)
     if not key_bytes:
-        raise DeidKeyError("The split key is empty. Pass the de-identification key "
-                           "(SPARKDL_DEID_KEY) to assign_split.")
-    digest = hmac.new(key_bytes, b"sparkdl-split\x00" + patient_id.encode("utf-8"),
-                      hashlib.sha256).digest()
+        raise DeidKeyError(
+            "The split key is empty. Pass the de-identification key "
+            "(SPARKDL_DEID_KEY) to assign_split."
+        )
+    digest = hmac.new(
+        key_bytes, b"sparkdl-split\x00" + patient_id.encode("utf-8"), hashlib.sha256
+    ).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2.0**64
     cumulative = np.cumsum(fractions)
     for name, bound in zip(SPLITS, cumulative):
@@ -231,9 +245,11 @@ def make_patch_rows(
         label, source = int(point["label"]), str(point["source"])
         malignancy = _optional(point.get("malignancy"), int)
         if label not in (0, 1) or source not in SOURCES or malignancy not in (-1, 0, 1):
-            raise InputError(f"Invalid point for series {series_uid}: label must be 0 or 1, "
-                             f"source one of {SOURCES}, malignancy -1, 0 or 1. Received: "
-                             f"label={label!r}, source={source!r}, malignancy={malignancy!r}")
+            raise InputError(
+                f"Invalid point for series {series_uid}: label must be 0 or 1, "
+                f"source one of {SOURCES}, malignancy -1, 0 or 1. Received: "
+                f"label={label!r}, source={source!r}, malignancy={malignancy!r}"
+            )
         if not geometry.is_inside(grid.to_voxel(center), array.shape):
             skipped += 1
             continue
@@ -242,26 +258,30 @@ def make_patch_rows(
         seen[patch_id] = seen.get(patch_id, -1) + 1
         if seen[patch_id]:
             patch_id += f"-{seen[patch_id]}"
-        rows.append({
-            "patch_id": patch_id,
-            "series_uid": series_uid,
-            "patient_id": patient_id,
-            "patch": extract_patch(array, grid, center, options.size, options.spacing_mm,
-                                   options.pad_hu),
-            "label": label,
-            "malignancy": malignancy,
-            "diameter_mm": float(_optional(point.get("diameter_mm"), float)),
-            "center": center,
-            "source": source,
-            "split": split,
-        })
+        rows.append(
+            {
+                "patch_id": patch_id,
+                "series_uid": series_uid,
+                "patient_id": patient_id,
+                "patch": extract_patch(
+                    array, grid, center, options.size, options.spacing_mm, options.pad_hu
+                ),
+                "label": label,
+                "malignancy": malignancy,
+                "diameter_mm": float(_optional(point.get("diameter_mm"), float)),
+                "center": center,
+                "source": source,
+                "split": split,
+            }
+        )
     if skipped:
         logger.warning("series %s: %d points outside the volume skipped", series_uid, skipped)
     return rows, skipped
 
 
-def read_points_csv(path_or_file: str | Path | IO[str],
-                    kind: Literal["annotations", "candidates"]) -> pd.DataFrame:
+def read_points_csv(
+    path_or_file: str | Path | IO[str], kind: Literal["annotations", "candidates"]
+) -> pd.DataFrame:
     """Read a LUNA16 ``annotations.csv`` or ``candidates.csv`` (world LPS mm coordinates).
 
     annotations: ``seriesuid,coordX,coordY,coordZ,diameter_mm[,malignancy]`` (malignancy
@@ -273,27 +293,35 @@ def read_points_csv(path_or_file: str | Path | IO[str],
         raise ConfigError(f"kind must be 'annotations' or 'candidates'. Received: {kind!r}")
     name = str(getattr(path_or_file, "name", path_or_file))
     try:
-        with (storage.open_input(str(path_or_file)) if isinstance(path_or_file, (str, Path))
-              else contextlib.nullcontext(path_or_file)) as handle:
+        with (
+            storage.open_input(str(path_or_file))
+            if isinstance(path_or_file, (str, Path))
+            else contextlib.nullcontext(path_or_file)
+        ) as handle:
             frame = pd.read_csv(handle, dtype={"seriesuid": str}, skipinitialspace=True)
     except FileNotFoundError as exc:
         raise InputError(f"{kind} file not found: {name}. Pass an existing CSV.") from exc
     except pd.errors.EmptyDataError as exc:
-        raise InputError(f"{kind} file {name} is empty; expected a header "
-                         f"{','.join(_COLUMNS[kind])}.") from exc
+        raise InputError(
+            f"{kind} file {name} is empty; expected a header {','.join(_COLUMNS[kind])}."
+        ) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in _COLUMNS[kind] if c not in frame.columns]
     if missing:
-        raise InputError(f"{kind} file {name} lacks column(s) {missing}. Found: "
-                         f"{list(frame.columns)}. Expected the LUNA16 header "
-                         f"{','.join(_COLUMNS[kind])}.")
+        raise InputError(
+            f"{kind} file {name} lacks column(s) {missing}. Found: "
+            f"{list(frame.columns)}. Expected the LUNA16 header "
+            f"{','.join(_COLUMNS[kind])}."
+        )
     numeric = _COLUMNS[kind][1:] + (["malignancy"] if "malignancy" in frame.columns else [])
     for column in numeric:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() if column != "malignancy" else values.isna() & frame[column].notna()
         if bad.any():
-            raise InputError(f"{kind} file {name}: column {column} holds {int(bad.sum())} "
-                             f"non-numeric value(s), first on data line {int(bad.idxmax()) + 1}.")
+            raise InputError(
+                f"{kind} file {name}: column {column} holds {int(bad.sum())} "
+                f"non-numeric value(s), first on data line {int(bad.idxmax()) + 1}."
+            )
         frame[column] = values
     if kind == "annotations":
         if "malignancy" not in frame.columns:
@@ -304,24 +332,40 @@ def read_points_csv(path_or_file: str | Path | IO[str],
         frame["class"] = frame["class"].astype(int)
         allowed, column = {0, 1}, "class"
     if not set(frame[column].unique()) <= allowed:
-        raise InputError(f"{kind} file {name}: column {column} must hold {sorted(allowed)}. "
-                         f"Received: {sorted(set(frame[column].unique()) - allowed)}.")
+        raise InputError(
+            f"{kind} file {name}: column {column} must hold {sorted(allowed)}. "
+            f"Received: {sorted(set(frame[column].unique()) - allowed)}."
+        )
     return frame
 
 
-def points_from_frame(frame: pd.DataFrame, kind: Literal["annotations", "candidates"]
-                      ) -> list[dict[str, Any]]:
+def points_from_frame(
+    frame: pd.DataFrame, kind: Literal["annotations", "candidates"]
+) -> list[dict[str, Any]]:
     """Point dicts for :func:`make_patch_rows` from rows of :func:`read_points_csv`."""
     points = []
     for row in frame.to_dict("records"):
         center = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
         if kind == "annotations":
-            points.append({"center_xyz": center, "label": 1, "source": "annotation",
-                           "malignancy": int(row["malignancy"]),
-                           "diameter_mm": float(row["diameter_mm"])})
+            points.append(
+                {
+                    "center_xyz": center,
+                    "label": 1,
+                    "source": "annotation",
+                    "malignancy": int(row["malignancy"]),
+                    "diameter_mm": float(row["diameter_mm"]),
+                }
+            )
         else:
-            points.append({"center_xyz": center, "label": int(row["class"]),
-                           "source": "candidate", "malignancy": -1, "diameter_mm": -1.0})
+            points.append(
+                {
+                    "center_xyz": center,
+                    "label": int(row["class"]),
+                    "source": "candidate",
+                    "malignancy": -1,
+                    "diameter_mm": -1.0,
+                }
+            )
     return points
 
 
@@ -343,7 +387,12 @@ def _optional(value: Any, kind: type) -> Any:
 
 
 def _check_fractions(fractions: Sequence[float]) -> None:
-    if len(fractions) != 3 or not all(0 <= f < math.inf for f in fractions) \
-            or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ConfigError("Split fractions (train_fraction, val_fraction, test_fraction) must "
-                          f"be three numbers >= 0 summing to 1. Received: {tuple(fractions)}.")
+    if (
+        len(fractions) != 3
+        or not all(0 <= f < math.inf for f in fractions)
+        or abs(sum(fractions) - 1.0) > 1e-6
+    ):
+        raise ConfigError(
+            "Split fractions (train_fraction, val_fraction, test_fraction) must "
+            f"be three numbers >= 0 summing to 1. Received: {tuple(fractions)}."
+        )

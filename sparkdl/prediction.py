@@ -24,8 +24,10 @@ from .storage import join
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_SCHEMA = ("patch_id string, series_uid string, patient_id string, split string, "
-                 "source string, center array<double>, label int, probability float")
+OUTPUT_SCHEMA = (
+    "patch_id string, series_uid string, patient_id string, split string, "
+    "source string, center array<double>, label int, probability float"
+)
 #: Rows per Arrow batch handed to the model (bounds executor memory: 32³ float32 = 128 KiB/row).
 BATCH_ROWS = 256
 _ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
@@ -57,26 +59,33 @@ def score_batches(
     for frame in frames:
         if frame.empty:
             continue
-        hu = decode_ndarray_cells(pa.array(frame["patch"], type=pa.binary()), patch_shape, np.dtype(np.int16))
-        centers = decode_ndarray_cells(pa.array(frame["center"], type=pa.binary()), (3,),
-                                       np.dtype(np.float64))
+        hu = decode_ndarray_cells(
+            pa.array(frame["patch"], type=pa.binary()), patch_shape, np.dtype(np.int16)
+        )
+        centers = decode_ndarray_cells(
+            pa.array(frame["center"], type=pa.binary()), (3,), np.dtype(np.float64)
+        )
         x = np.empty((len(hu), *patch_shape, 1), dtype=np.float32)
         for row, out in zip(hu, x[..., 0]):
             window_row(row, out)  # the training reader's windowing, value for value
         probability = model(x, training=False).numpy().reshape(-1).astype(np.float32)
-        yield pd.DataFrame({
-            "patch_id": frame["patch_id"].values,
-            "series_uid": frame["series_uid"].values,
-            "patient_id": frame["patient_id"].values,
-            "split": frame["split"].values,
-            "source": frame["source"].values,
-            "center": list(centers),
-            "label": frame["label"].astype("int32").values,
-            "probability": probability,
-        })
+        yield pd.DataFrame(
+            {
+                "patch_id": frame["patch_id"].values,
+                "series_uid": frame["series_uid"].values,
+                "patient_id": frame["patient_id"].values,
+                "split": frame["split"].values,
+                "source": frame["source"].values,
+                "center": list(centers),
+                "label": frame["label"].astype("int32").values,
+                "probability": probability,
+            }
+        )
 
 
-def predict(data: Dataset | str, model_dir: str, output: str, *, spark: Any = None) -> dict[str, Any]:
+def predict(
+    data: Dataset | str, model_dir: str, output: str, *, spark: Any = None
+) -> dict[str, Any]:
     """Score every patch of ``data`` with the model in ``model_dir``; write Parquet to
     ``output`` (overwritten). Returns ``{"output", "rows", "model_path"}``.
 
@@ -94,12 +103,23 @@ def predict(data: Dataset | str, model_dir: str, output: str, *, spark: Any = No
     url = Dataset.of(data).url(PATCHES)
     shape, _ = patch_shape(url)
     if [*shape, 1] != list(trained["input_shape"]):
-        raise InputError(f"The model in {model_dir} takes patches of {trained['input_shape'][:3]}; "
-                         f"{url} holds {list(shape)}. Use the data the model was trained on "
-                         "(or ingest with the same patches.size).")
+        raise InputError(
+            f"The model in {model_dir} takes patches of {trained['input_shape'][:3]}; "
+            f"{url} holds {list(shape)}. Use the data the model was trained on "
+            "(or ingest with the same patches.size)."
+        )
     model_path = local_path(join(model_dir, MODEL_FILE))
     spark = spark or get_spark()
-    columns = ["patch_id", "series_uid", "patient_id", "split", "source", "center", "label", "patch"]
+    columns = [
+        "patch_id",
+        "series_uid",
+        "patient_id",
+        "split",
+        "source",
+        "center",
+        "label",
+        "patch",
+    ]
     frame = spark.read.parquet(url).select(*columns)
 
     def score(frames: Iterator[Any]) -> Iterator[Any]:

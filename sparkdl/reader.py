@@ -42,9 +42,18 @@ class RowGroupReader(Generic[T]):
         results_queue_size: row groups read ahead of the consumer at most.
     """
 
-    def __init__(self, fs: pafs.FileSystem, groups: list[RowGroup], read: ReadFn[T], *,
-                 num_epochs: int | None, shuffle: bool, seed: int, workers_count: int,
-                 results_queue_size: int) -> None:
+    def __init__(
+        self,
+        fs: pafs.FileSystem,
+        groups: list[RowGroup],
+        read: ReadFn[T],
+        *,
+        num_epochs: int | None,
+        shuffle: bool,
+        seed: int,
+        workers_count: int,
+        results_queue_size: int,
+    ) -> None:
         if not groups:
             raise ValueError("RowGroupReader needs at least one row group.")
         self._fs, self._groups, self._read = fs, list(groups), read
@@ -90,8 +99,12 @@ class RowGroupReader(Generic[T]):
             epoch += 1
 
 
-def read_rows(url: str, columns: Sequence[str] | None = None, *,
-              where: Mapping[str, Collection[Any]] | None = None) -> Iterator[dict[str, Any]]:
+def read_rows(
+    url: str,
+    columns: Sequence[str] | None = None,
+    *,
+    where: Mapping[str, Collection[Any]] | None = None,
+) -> Iterator[dict[str, Any]]:
     """Every row of the Petastorm dataset at ``url`` as a dict of decoded values, in stored order.
 
     For looking at a dataset (tests, notebooks, small tables); training reads through

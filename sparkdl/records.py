@@ -85,8 +85,9 @@ def arrow_records(batches: Iterable[Any], task: Task, selection: Selection) -> I
         yield pa.RecordBatch.from_pylist(pending, schema=schema)
 
 
-def file_records(item: InputFile, task: Task,
-                 selection: Selection = Selection()) -> Iterator[dict[str, Any]]:
+def file_records(
+    item: InputFile, task: Task, selection: Selection = Selection()
+) -> Iterator[dict[str, Any]]:
     """The records of one input file (one per unit, minus those the selection skips)."""
     wanted = None if selection.wanted is None else selection.wanted.get(item.path, frozenset())
     if item.is_symlink:
@@ -102,12 +103,16 @@ def file_records(item: InputFile, task: Task,
                 continue
             if unit.data is None:
                 if (item.path, unit.member) not in selection.known_keys:
-                    yield rejected(item.path, unit.member, None, unit.reason or "read_error", unit.detail)
+                    yield rejected(
+                        item.path, unit.member, None, unit.reason or "read_error", unit.detail
+                    )
                 continue
             digest = hashlib.sha256(unit.data).hexdigest()
             if wanted is None and digest in selection.known_hashes:
                 continue
-            outcome = process_instance(unit.data, task.key, task.deid, task.limits, task.export_dicom)
+            outcome = process_instance(
+                unit.data, task.key, task.deid, task.limits, task.export_dicom
+            )
             if isinstance(outcome, Accepted):
                 yield accepted(item.path, unit.member, digest, outcome)
             else:
@@ -115,18 +120,34 @@ def file_records(item: InputFile, task: Task,
     except Exception as err:  # noqa: BLE001 - a broken input must not stop the job
         reason = "read_error" if seen == 0 else "corrupt_archive"
         if (item.path, None) not in selection.known_keys:
-            yield rejected(item.path, None, None, reason, f"{type(err).__name__} after {seen} units")
+            yield rejected(
+                item.path, None, None, reason, f"{type(err).__name__} after {seen} units"
+            )
 
 
-def rejected(path: str, member: str | None, digest: str | None, reason: str,
-             detail: str | None) -> dict[str, Any]:
+def rejected(
+    path: str, member: str | None, digest: str | None, reason: str, detail: str | None
+) -> dict[str, Any]:
     """A rejected record (columns of RECORD_SCHEMA; the others are null)."""
-    return {"source_path": path, "member": member, "content_sha256": digest,
-            "status": "rejected", "reason": reason, "detail": detail}
+    return {
+        "source_path": path,
+        "member": member,
+        "content_sha256": digest,
+        "status": "rejected",
+        "reason": reason,
+        "detail": detail,
+    }
 
 
 def accepted(path: str, member: str | None, digest: str, outcome: Accepted) -> dict[str, Any]:
     """An accepted record: catalog fields, payloads and where it came from."""
-    return {**outcome.fields, "source_path": path, "member": member, "content_sha256": digest,
-            "status": "accepted", "pixels": outcome.pixels, "pixel_dtype": outcome.pixel_dtype,
-            "dicom_bytes": outcome.dicom_bytes}
+    return {
+        **outcome.fields,
+        "source_path": path,
+        "member": member,
+        "content_sha256": digest,
+        "status": "accepted",
+        "pixels": outcome.pixels,
+        "pixel_dtype": outcome.pixel_dtype,
+        "dicom_bytes": outcome.dicom_bytes,
+    }

@@ -143,8 +143,10 @@ def check_training_conf(
 def split_gpus(addresses: Sequence[str], num_workers: int) -> list[str]:
     """Split the driver's GPUs into ``num_workers`` contiguous ``CUDA_VISIBLE_DEVICES`` values."""
     per_worker = len(addresses) // num_workers
-    return [",".join(addresses[rank * per_worker:(rank + 1) * per_worker])
-            for rank in range(num_workers)]
+    return [
+        ",".join(addresses[rank * per_worker : (rank + 1) * per_worker])
+        for rank in range(num_workers)
+    ]
 
 
 def _rendezvous(context: BarrierTaskContext) -> list[str]:
@@ -169,8 +171,9 @@ def _rendezvous(context: BarrierTaskContext) -> list[str]:
     finally:
         sock.close()
     hosts = [info.address.rsplit(":", 1)[0] for info in context.getTaskInfos()]
-    return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            for host, port in zip(hosts, ports)]
+    return [
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in zip(hosts, ports)
+    ]
 
 
 def _task_gpus(context: BarrierTaskContext, pre_existing: str | None) -> str:
@@ -213,10 +216,14 @@ def _run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], rank: int) -> b
         with open(path_in, "wb") as handle:
             cloudpickle.dump((fn, args), handle)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        code = subprocess.call([sys.executable, "-m", "sparkdl._worker", path_in, path_out], env=env)
+        code = subprocess.call(
+            [sys.executable, "-m", "sparkdl._worker", path_in, path_out], env=env
+        )
         if not os.path.exists(path_out):
-            raise RuntimeError(f"sparkdl worker rank {rank} failed: the worker process exited "
-                               f"with code {code} before returning a result")
+            raise RuntimeError(
+                f"sparkdl worker rank {rank} failed: the worker process exited "
+                f"with code {code} before returning a result"
+            )
         with open(path_out, "rb") as handle:
             outcome = cloudpickle.load(handle)
     if outcome[0] != "ok":
@@ -306,14 +313,27 @@ class TrainingRunner:
         master = sc.master
         resource = sc.resources.get("gpu")
         driver_gpus = list(resource.addresses) if resource is not None else []
-        check = functools.partial(check_training_conf, self.num_workers, master=master,
-                                  conf=conf, use_gpu=self.use_gpu, driver_gpus=driver_gpus)
+        check = functools.partial(
+            check_training_conf,
+            self.num_workers,
+            master=master,
+            conf=conf,
+            use_gpu=self.use_gpu,
+            driver_gpus=driver_gpus,
+        )
         check(slots=None)  # TLS and GPU problems first, before waiting for executors
         check(slots=_count_slots(spark, self.num_workers))
-        local_gpus = (split_gpus(driver_gpus, self.num_workers)
-                      if self.use_gpu and is_local_master(master) else None)
-        logger.info("Training on %d Spark barrier tasks (master %s, %s)", self.num_workers,
-                    master, "GPU" if self.use_gpu else "CPU")
+        local_gpus = (
+            split_gpus(driver_gpus, self.num_workers)
+            if self.use_gpu and is_local_master(master)
+            else None
+        )
+        logger.info(
+            "Training on %d Spark barrier tasks (master %s, %s)",
+            self.num_workers,
+            master,
+            "GPU" if self.use_gpu else "CPU",
+        )
         check_executors(sc, self.num_workers)
         task = _make_task(fn, args, self.use_gpu, local_gpus)
         rdd = sc.parallelize(range(self.num_workers), self.num_workers)
@@ -325,8 +345,11 @@ class TrainingRunner:
             rows = rdd.barrier().mapPartitions(task).repartition(1).collect()
         except Exception as exc:
             found = _FAILED_RANK.search(str(exc))
-            what = (f"worker rank {found.group(1)}: {found.group(2)}" if found
-                    else f"the barrier stage: {type(exc).__name__}")
+            what = (
+                f"worker rank {found.group(1)}: {found.group(2)}"
+                if found
+                else f"the barrier stage: {type(exc).__name__}"
+            )
             raise TrainingError(
                 f"Distributed training failed in {what}. Spark re-ran the barrier stage up to "
                 "spark.stage.maxConsecutiveAttempts times (default 4); the chained Spark error "
@@ -362,7 +385,9 @@ def check_executors(sc: Any, num_tasks: int) -> None:
     task per worker asks first: which Python runs there, and whether it imports sparkdl.
     """
     namespace: dict[str, Any] = {"__name__": "sparkdl_executor_probe"}
-    exec(compile(_PROBE_SOURCE, "<sparkdl executor probe>", "exec"), namespace)  # our own constant source
+    exec(
+        compile(_PROBE_SOURCE, "<sparkdl executor probe>", "exec"), namespace
+    )  # our own constant source
     found = sc.parallelize(range(num_tasks), num_tasks).mapPartitions(namespace["probe"]).collect()
     driver = sys.version_info[:2]
     for version, executable, problem in found:
@@ -371,13 +396,15 @@ def check_executors(sc: Any, num_tasks: int) -> None:
                 f"The executors run Python {version[0]}.{version[1]} ({executable}); the driver "
                 f"runs {driver[0]}.{driver[1]}. Use one Python everywhere: set PYSPARK_PYTHON "
                 "(or SPARKDL_PYTHON with scripts/submit_train.sh) to the same interpreter on "
-                "every node, or ship a packed venv (--env-archive, README: Running on a cluster).")
+                "every node, or ship a packed venv (--env-archive, README: Running on a cluster)."
+            )
         if problem is not None:
             raise TrainingError(
                 f"The executors' Python ({executable}) cannot import sparkdl: {problem}. Ship "
                 "it with the job: --py-files dist/sparkdl-<version>.zip (scripts/package_env.sh; "
                 "not the .whl), or a packed venv (--env-archive), or install the wheel on every "
-                "node / as a cluster library, with PYSPARK_PYTHON naming that Python.")
+                "node / as a cluster library, with PYSPARK_PYTHON naming that Python."
+            )
 
 
 def _count_slots(spark: SparkSession, needed: int) -> int:
@@ -391,8 +418,9 @@ def _count_slots(spark: SparkSession, needed: int) -> int:
 
     sc = spark.sparkContext
     if is_local_master(sc.master):
-        return local_slots(sc.master, os.cpu_count() or 1,
-                           int(sc.getConf().get("spark.task.cpus", "1") or "1"))
+        return local_slots(
+            sc.master, os.cpu_count() or 1, int(sc.getConf().get("spark.task.cpus", "1") or "1")
+        )
     jsc = sc._jsc.sc()  # type: ignore[union-attr]
 
     def count() -> int:

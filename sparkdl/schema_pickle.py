@@ -32,8 +32,22 @@ import numpy as np
 from .unischema import SCALAR_SPARK_TYPES, Field, NdarrayCodec, ScalarCodec, Schema
 
 #: NumPy scalar types a field may hold (``numpy.<name>`` in the pickle).
-NUMPY_TYPES = ("bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-               "uint64", "float16", "float32", "float64", "str_", "bytes_")
+NUMPY_TYPES = (
+    "bool_",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "str_",
+    "bytes_",
+)
 #: NumPy 1.x spellings found in older pickles, and what they are now.
 _NUMPY_ALIASES = {"string_": "bytes_", "unicode_": "str_", "bool8": "bool_"}
 
@@ -76,8 +90,10 @@ def dumps(schema: Schema) -> bytes:
 def _field(out: io.BytesIO, field: Field) -> None:
     dtype_name = np.dtype(field.numpy_dtype).type.__name__
     if dtype_name not in NUMPY_TYPES:
-        raise SchemaPickleError(f"Field {field.name!r}: numpy type {dtype_name} cannot be stored. "
-                                f"Expected one of {NUMPY_TYPES}.")
+        raise SchemaPickleError(
+            f"Field {field.name!r}: numpy type {dtype_name} cannot be stored. "
+            f"Expected one of {NUMPY_TYPES}."
+        )
     _global(out, _FIELD)
     out.write(b"(")  # MARK: the NEWOBJ arguments
     _str(out, field.name)
@@ -135,8 +151,10 @@ class _Stored:
         if isinstance(state, tuple) and len(state) == 2:  # (dict, slots) form
             state = {**(state[0] or {}), **(state[1] or {})}
         if not isinstance(state, dict):
-            raise SchemaPickleError(f"{'.'.join(self.qualified)} has state of type "
-                                    f"{type(state).__name__}; expected a dict.")
+            raise SchemaPickleError(
+                f"{'.'.join(self.qualified)} has state of type "
+                f"{type(state).__name__}; expected a dict."
+            )
         self.state.update(state)
 
 
@@ -151,11 +169,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
         elif (module, name) == _ORDERED_DICT:
             return OrderedDict
         elif (module, name) in (_UNISCHEMA, _FIELD, _NDARRAY, _SCALAR) or (
-                module == "pyspark.sql.types" and name in (*SCALAR_SPARK_TYPES, "BinaryType")):
+            module == "pyspark.sql.types" and name in (*SCALAR_SPARK_TYPES, "BinaryType")
+        ):
             return _stored_type(module, name)
-        raise SchemaPickleError(f"The stored schema refers to {module}.{name}, which a Petastorm "
-                                "Unischema of NdarrayCodec/ScalarCodec fields never holds: "
-                                "refused (the pickle is not loaded).")
+        raise SchemaPickleError(
+            f"The stored schema refers to {module}.{name}, which a Petastorm "
+            "Unischema of NdarrayCodec/ScalarCodec fields never holds: "
+            "refused (the pickle is not loaded)."
+        )
 
 
 def _stored_type(module: str, name: str) -> type:
@@ -177,8 +198,9 @@ def loads(data: bytes) -> Schema:
     except Exception as error:  # noqa: BLE001 - any malformed stream
         raise SchemaPickleError(f"The stored schema is not a readable pickle ({error}).") from None
     if not isinstance(root, _Stored) or root.qualified != _UNISCHEMA:
-        raise SchemaPickleError(f"The stored schema is a {type(root).__name__}, not a "
-                                "petastorm.unischema.Unischema.")
+        raise SchemaPickleError(
+            f"The stored schema is a {type(root).__name__}, not a petastorm.unischema.Unischema."
+        )
     name, fields = root.state.get("_name"), root.state.get("_fields")
     if not isinstance(name, str) or not isinstance(fields, dict):
         raise SchemaPickleError("The stored Unischema has no _name/_fields.")
@@ -191,7 +213,11 @@ def _to_field(stored: Any) -> Field:
     name, numpy_dtype, shape = stored.args[:3]
     codec = stored.args[3] if len(stored.args) > 3 else None
     nullable = bool(stored.args[4]) if len(stored.args) > 4 else False
-    if not isinstance(name, str) or not isinstance(numpy_dtype, type) or not isinstance(shape, tuple):
+    if (
+        not isinstance(name, str)
+        or not isinstance(numpy_dtype, type)
+        or not isinstance(shape, tuple)
+    ):
         raise SchemaPickleError(f"Stored field {name!r} is malformed (name, numpy type, shape).")
     return Field(name, numpy_dtype, shape, _to_codec(name, codec), nullable)
 
@@ -204,5 +230,7 @@ def _to_codec(field_name: str, stored: Any) -> NdarrayCodec | ScalarCodec:
         if isinstance(spark, _Stored) and spark.qualified[1] in SCALAR_SPARK_TYPES:
             return ScalarCodec(spark.qualified[1])
     kind = ".".join(stored.qualified) if isinstance(stored, _Stored) else type(stored).__name__
-    raise SchemaPickleError(f"Field {field_name!r} uses codec {kind}; sparkdl reads NdarrayCodec "
-                            "and ScalarCodec fields only.")
+    raise SchemaPickleError(
+        f"Field {field_name!r} uses codec {kind}; sparkdl reads NdarrayCodec "
+        "and ScalarCodec fields only."
+    )

@@ -44,9 +44,15 @@ class ShardPlan:
     shard_rows: tuple[int, ...]
 
 
-def plan_shards(data: Dataset | str, *, batch_size: int, num_workers: int,
-                split: str | None = "train", label_field: str = "label",
-                min_steps: int = 1) -> ShardPlan:
+def plan_shards(
+    data: Dataset | str,
+    *,
+    batch_size: int,
+    num_workers: int,
+    split: str | None = "train",
+    label_field: str = "label",
+    min_steps: int = 1,
+) -> ShardPlan:
     """The plan ``sparkdl.train`` runs for ``num_workers`` workers on ``data``'s patches.
 
     ``batch_size`` is the global batch, split evenly over the workers. Balanced shards: each
@@ -62,7 +68,8 @@ def plan_shards(data: Dataset | str, *, batch_size: int, num_workers: int,
         raise ConfigError(
             f"batch_size must be a multiple of num_workers (every worker takes an equal part "
             f"of the global batch). Received: batch_size={batch_size}, "
-            f"num_workers={num_workers}.")
+            f"num_workers={num_workers}."
+        )
     url = Dataset.of(data).url(PATCHES)
     try:
         rows = shard_row_counts(url, num_workers, split=split, label_field=label_field)
@@ -71,46 +78,56 @@ def plan_shards(data: Dataset | str, *, batch_size: int, num_workers: int,
             raise
         rows = shard_row_counts(url, 1, split=split, label_field=label_field)
     if not sum(rows):
-        raise InputError(f"The {split or 'whole'} split of {url} holds no rows with a known "
-                         f"{label_field}. Expected some: check the split fractions of the ingest "
-                         "config and the annotations/candidates given to it.")
+        raise InputError(
+            f"The {split or 'whole'} split of {url} holds no rows with a known "
+            f"{label_field}. Expected some: check the split fractions of the ingest "
+            "config and the annotations/candidates given to it."
+        )
     plan = plan_from_rows(rows, batch_size, min_steps)
     if plan.num_shards < num_workers:
         logger.warning(
             "the %s split's row groups (rows per shard %s) cannot give %d workers a fair shard "
             "each (shards are row groups): every worker reads the whole split in its own "
             "order. Write the patches in more, equal row groups to shard them.",
-            split, list(rows), num_workers)
+            split,
+            list(rows),
+            num_workers,
+        )
     return plan
 
 
 def plan_from_rows(shard_rows: Sequence[int], batch_size: int, min_steps: int = 1) -> ShardPlan:
     """:func:`plan_shards` for shards already counted (one count per worker)."""
     if not shard_rows or batch_size < len(shard_rows):
-        raise ConfigError(f"plan_shards needs one row count per shard and batch_size >= the "
-                          f"number of shards. Received: batch_size={batch_size}, "
-                          f"shard_rows={list(shard_rows)}")
+        raise ConfigError(
+            f"plan_shards needs one row count per shard and batch_size >= the "
+            f"number of shards. Received: batch_size={batch_size}, "
+            f"shard_rows={list(shard_rows)}"
+        )
     num_shards, total = len(shard_rows), sum(shard_rows)
     if num_shards > 1 and min(shard_rows) >= MIN_SHARD_BALANCE * total / num_shards:
         steps = min(shard_rows) // (batch_size // num_shards)
     else:
         num_shards, steps = 1, total // batch_size
     if steps < min_steps:
-        logger.info("%d steps per pass over the split; an epoch repeats it up to %d steps",
-                    steps, min_steps)
+        logger.info(
+            "%d steps per pass over the split; an epoch repeats it up to %d steps", steps, min_steps
+        )
     return ShardPlan(num_shards, max(1, min_steps, steps), tuple(int(r) for r in shard_rows))
 
 
-def shard_groups(url: str, shard_index: int, num_shards: int
-                 ) -> tuple[pafs.FileSystem, list[RowGroup]]:
+def shard_groups(
+    url: str, shard_index: int, num_shards: int
+) -> tuple[pafs.FileSystem, list[RowGroup]]:
     """The row groups of one shard of the Petastorm dataset at ``url``; never empty."""
     fs, groups = row_groups(url)
     _check_enough_groups(url, len(groups), num_shards)
     return fs, shard(groups, shard_index, num_shards)
 
 
-def shard_row_counts(url: str, num_shards: int, *, split: str | None = None,
-                     label_field: str = "label") -> list[int]:
+def shard_row_counts(
+    url: str, num_shards: int, *, split: str | None = None, label_field: str = "label"
+) -> list[int]:
     """Rows each of ``num_shards`` shards of the dataset at ``url`` yields per epoch.
 
     Counts the rows of ``split`` (all when None) with a known ``label_field`` (malignancy
@@ -145,8 +162,9 @@ def check_selection(split: str | None, label_field: str) -> None:
     if split is not None and split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS} or None. Received: split={split!r}.")
     if label_field not in LABEL_FIELDS:
-        raise ConfigError(f"label_field must be one of {LABEL_FIELDS}. "
-                          f"Received: label_field={label_field!r}.")
+        raise ConfigError(
+            f"label_field must be one of {LABEL_FIELDS}. Received: label_field={label_field!r}."
+        )
 
 
 def _check_enough_groups(url: str, num_groups: int, num_shards: int) -> None:

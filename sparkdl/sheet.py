@@ -98,9 +98,13 @@ class _Panel:
     info: dict[str, Any]
 
 
-def draw_sheet(fs: pafs.FileSystem, patch_picks: list[PatchPick], annotated: list[PatchPick],
-               volumes: list[VolumeRow],
-               max_items: int) -> tuple[bytes, list[dict[str, Any]]] | None:
+def draw_sheet(
+    fs: pafs.FileSystem,
+    patch_picks: list[PatchPick],
+    annotated: list[PatchPick],
+    volumes: list[VolumeRow],
+    max_items: int,
+) -> tuple[bytes, list[dict[str, Any]]] | None:
     """PNG bytes and what each panel shows, or None when there is nothing to draw.
 
     Panels: ``patch_picks``; then up to ``max_items`` volumes, each sliced through the centre
@@ -132,8 +136,13 @@ def _short(uid: str) -> str:
     return "…" + uid[-6:]
 
 
-def _choose_panels(fs: pafs.FileSystem, patch_picks: list[PatchPick], annotated: list[PatchPick],
-                   volumes: list[VolumeRow], max_items: int) -> list[_Panel]:
+def _choose_panels(
+    fs: pafs.FileSystem,
+    patch_picks: list[PatchPick],
+    annotated: list[PatchPick],
+    volumes: list[VolumeRow],
+    max_items: int,
+) -> list[_Panel]:
     panels = [_patch_panel(fs, pick) for pick in patch_picks]
     by_series: dict[str, list[VolumeRow]] = {}
     for volume in volumes:
@@ -145,7 +154,11 @@ def _choose_panels(fs: pafs.FileSystem, patch_picks: list[PatchPick], annotated:
             break
         for volume in by_series.get(pick.series_uid, []):
             index = Geometry.of(volume).to_voxel(pick.center)
-            if volume.volume_id not in drawn and index[0] > -0.5 and index[0] < volume.num_slices - 0.5:
+            if (
+                volume.volume_id not in drawn
+                and index[0] > -0.5
+                and index[0] < volume.num_slices - 0.5
+            ):
                 panels.append(_volume_panel(fs, volume, pick))
                 drawn.add(volume.volume_id)
                 break
@@ -159,13 +172,23 @@ def _patch_panel(fs: pafs.FileSystem, pick: PatchPick) -> _Panel:
     patch = _read_cell(fs, pick.where, "patch")
     size = patch.shape[0]
     # The centre lies at index (size - 1) / 2: between the two middle slices when size is even.
-    middle = patch[(size - 1) // 2: size // 2 + 1].astype(np.float32).mean(axis=0)
+    middle = patch[(size - 1) // 2 : size // 2 + 1].astype(np.float32).mean(axis=0)
     marker = ((patch.shape[2] - 1) / 2.0, (patch.shape[1] - 1) / 2.0)
     kind = "nodule" if pick.label == 1 else "not nodule"
-    info = {"kind": "patch", "patch_id": pick.patch_id, "series_uid": pick.series_uid,
-            "label": pick.label, "malignancy": pick.malignancy, "source": pick.source,
-            "split": pick.split, "image_shape": list(middle.shape), "marker_xy": list(marker)}
-    return _Panel(middle, marker, 1.0, f"{kind} ({pick.source})\n{pick.split} {_short(pick.series_uid)}", info)
+    info = {
+        "kind": "patch",
+        "patch_id": pick.patch_id,
+        "series_uid": pick.series_uid,
+        "label": pick.label,
+        "malignancy": pick.malignancy,
+        "source": pick.source,
+        "split": pick.split,
+        "image_shape": list(middle.shape),
+        "marker_xy": list(marker),
+    }
+    return _Panel(
+        middle, marker, 1.0, f"{kind} ({pick.source})\n{pick.split} {_short(pick.series_uid)}", info
+    )
 
 
 def _volume_panel(fs: pafs.FileSystem, volume: VolumeRow, pick: PatchPick | None) -> _Panel:
@@ -179,24 +202,42 @@ def _volume_panel(fs: pafs.FileSystem, volume: VolumeRow, pick: PatchPick | None
         k = int(np.clip(round(float(z)), 0, array.shape[0] - 1))
         marker = (float(x), float(y))
         if geometry.is_inside((k, y, x), array.shape):
-            row, column = (int(np.clip(round(float(v)), 0, n - 1)) for v, n in zip((y, x), array.shape[1:]))
+            row, column = (
+                int(np.clip(round(float(v)), 0, n - 1)) for v, n in zip((y, x), array.shape[1:])
+            )
             hu_at_marker = int(array[k, row, column])
     image = np.array(array[k])
     del array
     plane = _plane(volume.direction)
-    info = {"kind": "volume", "volume_id": volume.volume_id, "series_uid": volume.series_uid,
-            "plane": plane, "slice_index": k, "image_shape": list(image.shape),
-            "marker_xy": list(marker) if marker else None, "hu_at_marker": hu_at_marker,
-            "patch_id": pick.patch_id if pick else None}
+    info = {
+        "kind": "volume",
+        "volume_id": volume.volume_id,
+        "series_uid": volume.series_uid,
+        "plane": plane,
+        "slice_index": k,
+        "image_shape": list(image.shape),
+        "marker_xy": list(marker) if marker else None,
+        "hu_at_marker": hu_at_marker,
+        "patch_id": pick.patch_id if pick else None,
+    }
     aspect = float(volume.spacing[1] / volume.spacing[2])
-    return _Panel(image, marker, aspect, f"{plane} slice {k}/{volume.num_slices}\n{_short(volume.series_uid)}", info)
+    return _Panel(
+        image,
+        marker,
+        aspect,
+        f"{plane} slice {k}/{volume.num_slices}\n{_short(volume.series_uid)}",
+        info,
+    )
 
 
 def _render(panels: list[_Panel]) -> bytes:
     """PNG bytes: patches on the first row, volume slices on the second, lung window."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
-    rows = [[p for p in panels if p.info["kind"] == "patch"], [p for p in panels if p.info["kind"] == "volume"]]
+    rows = [
+        [p for p in panels if p.info["kind"] == "patch"],
+        [p for p in panels if p.info["kind"] == "volume"],
+    ]
     rows = [row for row in rows if row]
     num_columns = max(len(row) for row in rows)
     figure = Figure(figsize=(2.4 * num_columns, 2.7 * len(rows)), dpi=100)
@@ -208,17 +249,31 @@ def _render(panels: list[_Panel]) -> bytes:
             if c >= len(row):
                 continue
             panel = row[c]
-            ax.imshow(panel.image, cmap="gray", vmin=LUNG_WINDOW_HU[0], vmax=LUNG_WINDOW_HU[1],
-                      aspect=panel.aspect, interpolation="nearest")
+            ax.imshow(
+                panel.image,
+                cmap="gray",
+                vmin=LUNG_WINDOW_HU[0],
+                vmax=LUNG_WINDOW_HU[1],
+                aspect=panel.aspect,
+                interpolation="nearest",
+            )
             if panel.marker_xy is not None:
                 ax.set_autoscale_on(False)  # a mark off the image must not rescale it
                 x, y = panel.marker_xy
-                ax.plot([x], [y], marker="o", markersize=14, markerfacecolor="none",
-                        markeredgecolor="red", markeredgewidth=1.2)
+                ax.plot(
+                    [x],
+                    [y],
+                    marker="o",
+                    markersize=14,
+                    markerfacecolor="none",
+                    markeredgecolor="red",
+                    markeredgewidth=1.2,
+                )
                 ax.plot([x], [y], marker="+", markersize=6, color="red", markeredgewidth=1.0)
             ax.set_title(panel.title, fontsize=7)
-    figure.suptitle(f"sparkdl inspect: lung window (W{_WIDTH:g}/L{_LEVEL:g}), centre marked in red",
-                    fontsize=8)
+    figure.suptitle(
+        f"sparkdl inspect: lung window (W{_WIDTH:g}/L{_LEVEL:g}), centre marked in red", fontsize=8
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

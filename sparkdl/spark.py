@@ -66,8 +66,10 @@ def get_spark(
         return active
     if in_spark_submit():
         if master or conf:
-            logger.warning("under spark-submit, --master and --conf of sparkdl are ignored: "
-                           "pass them to spark-submit")
+            logger.warning(
+                "under spark-submit, --master and --conf of sparkdl are ignored: "
+                "pass them to spark-submit"
+            )
         return SparkSession.builder.getOrCreate()  # keeps spark-submit's --name and conf
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

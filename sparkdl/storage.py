@@ -27,7 +27,7 @@ def _arrow_fs(uri: str):  # type: ignore[no-untyped-def]
     import pyarrow.fs as pafs
 
     if uri.startswith("s3a://"):
-        uri = "s3://" + uri[len("s3a://"):]
+        uri = "s3://" + uri[len("s3a://") :]
     return pafs.FileSystem.from_uri(uri)
 
 
@@ -108,18 +108,28 @@ class HadoopFS:
         iterator = self._fs.listFiles(self._path(uri), True)
         while iterator.hasNext():
             status = iterator.next()
-            files.append((status.getPath().toString(), int(status.getLen()), bool(status.isSymlink()),
-                          int(status.getModificationTime())))
+            files.append(
+                (
+                    status.getPath().toString(),
+                    int(status.getLen()),
+                    bool(status.isSymlink()),
+                    int(status.getModificationTime()),
+                )
+            )
         return files
 
     def children(self, uri: str) -> list[str]:
         """The entries directly under the folder ``uri``."""
-        return sorted(status.getPath().toString() for status in self._fs.listStatus(self._path(uri)))
+        return sorted(
+            status.getPath().toString() for status in self._fs.listStatus(self._path(uri))
+        )
 
     def read_text(self, uri: str) -> str:
         stream = self._fs.open(self._path(uri))
         try:
-            reader = self._jvm.java.io.BufferedReader(self._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+            reader = self._jvm.java.io.BufferedReader(
+                self._jvm.java.io.InputStreamReader(stream, "UTF-8")
+            )
             lines = []
             line = reader.readLine()
             while line is not None:

@@ -37,8 +37,9 @@ ROW_GROUPS_PER_FILE_KEY = b"dataset-toolkit.num_row_groups_per_file.v1"
 FILE_NAME = "_metadata.file_name"
 
 
-def read(spark: SparkSession, fs: HadoopFS, path: str, schema: StructType | None = None
-         ) -> DataFrame | None:
+def read(
+    spark: SparkSession, fs: HadoopFS, path: str, schema: StructType | None = None
+) -> DataFrame | None:
     """A published table, or None when there is none; with ``schema``, Spark reads no footer first."""
     if not fs.exists(path):
         return None
@@ -70,16 +71,20 @@ def files_with(path: str, series: set[str]) -> list[str]:
     if dataset is None or not series:
         return []
     where = pc.field("series_uid").isin(sorted(series))
-    return sorted(fragment.path.rsplit("/", 1)[-1] for fragment in dataset.get_fragments()
-                  if fragment.count_rows(filter=where))
+    return sorted(
+        fragment.path.rsplit("/", 1)[-1]
+        for fragment in dataset.get_fragments()
+        if fragment.count_rows(filter=where)
+    )
 
 
 def _part_files(fs: HadoopFS, folder: str) -> list[str]:
     """The Parquet part files Spark wrote into ``folder`` (no ``_SUCCESS``, no checksums)."""
     if not fs.exists(folder):
         return []
-    return sorted(path for path, *_ in fs.list_files(folder)
-                  if path.rsplit("/", 1)[-1].startswith("part-"))
+    return sorted(
+        path for path, *_ in fs.list_files(folder) if path.rsplit("/", 1)[-1].startswith("part-")
+    )
 
 
 def _dataset(path: str) -> ds.Dataset | None:
@@ -95,8 +100,9 @@ def rows_in(table: DataFrame, files: list[str]) -> DataFrame:
     return table.filter(F.col(FILE_NAME).isin(files) if files else F.lit(False))
 
 
-def stage_replacement(fs: HadoopFS, journal: Journal, staged: str, published: str,
-                      replaced_files: list[str]) -> None:
+def stage_replacement(
+    fs: HadoopFS, journal: Journal, staged: str, published: str, replaced_files: list[str]
+) -> None:
     """Journal steps that delete ``replaced_files`` of ``published`` and move in ``staged``'s parts."""
     for name in replaced_files:
         journal.delete(join(published, name))

@@ -80,18 +80,21 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from .models import MODELS
 
-        check_ranges(self, [
-            ("model", self.model in MODELS, f"one of {sorted(MODELS)}"),
-            ("base_filters", self.base_filters >= 1, "an integer >= 1"),
-            ("num_stages", 1 <= self.num_stages <= 5, "an integer in [1, 5]"),
-            ("dropout", 0.0 <= self.dropout < 1.0, "a number in [0, 1)"),
-            ("epochs", self.epochs >= 1, "an integer >= 1"),
-            ("min_steps_per_epoch", self.min_steps_per_epoch >= 0, "an integer >= 0"),
-            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
-            ("learning_rate", self.learning_rate > 0, "a number > 0"),
-            ("window", self.window[1] > 0, "[level, width] with width > 0"),
-            ("threshold", 0.0 < self.threshold < 1.0, "a number in (0, 1)"),
-        ])
+        check_ranges(
+            self,
+            [
+                ("model", self.model in MODELS, f"one of {sorted(MODELS)}"),
+                ("base_filters", self.base_filters >= 1, "an integer >= 1"),
+                ("num_stages", 1 <= self.num_stages <= 5, "an integer in [1, 5]"),
+                ("dropout", 0.0 <= self.dropout < 1.0, "a number in [0, 1)"),
+                ("epochs", self.epochs >= 1, "an integer >= 1"),
+                ("min_steps_per_epoch", self.min_steps_per_epoch >= 0, "an integer >= 0"),
+                ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+                ("learning_rate", self.learning_rate > 0, "a number > 0"),
+                ("window", self.window[1] > 0, "[level, width] with width > 0"),
+                ("threshold", 0.0 < self.threshold < 1.0, "a number in (0, 1)"),
+            ],
+        )
 
     @property
     def label_field(self) -> str:
@@ -151,8 +154,16 @@ def _label_counts(spark: Any, url: str, label_field: str) -> dict[str, dict[int,
     return counts
 
 
-def plan_job(data: Dataset | str, model_dir: str, config: TrainConfig, *, model_fn: ModelFn,
-             num_workers: int, use_gpu: bool, spark: Any) -> TrainJob:
+def plan_job(
+    data: Dataset | str,
+    model_dir: str,
+    config: TrainConfig,
+    *,
+    model_fn: ModelFn,
+    num_workers: int,
+    use_gpu: bool,
+    spark: Any,
+) -> TrainJob:
     """Read the data's shape, label counts and shard sizes; decide steps and class weights."""
     from .dataset import patch_shape
     from .sharding import plan_shards
@@ -160,18 +171,30 @@ def plan_job(data: Dataset | str, model_dir: str, config: TrainConfig, *, model_
     dataset = Dataset.of(data)
     url = dataset.url(PATCHES)
     shape, _ = patch_shape(url)
-    plan = plan_shards(dataset, batch_size=config.batch_size, num_workers=num_workers,
-                       split="train", label_field=config.label_field,
-                       min_steps=config.min_steps_per_epoch)
+    plan = plan_shards(
+        dataset,
+        batch_size=config.batch_size,
+        num_workers=num_workers,
+        split="train",
+        label_field=config.label_field,
+        min_steps=config.min_steps_per_epoch,
+    )
     counts = _label_counts(spark, url, config.label_field)
     weights = class_weights(counts["train"]) if config.class_weight == "balanced" else None
     per_worker = config.batch_size // num_workers
     return TrainJob(
-        data=dataset.root, model_dir=str(model_dir), config=asdict(config), model_fn=model_fn,
-        num_workers=num_workers, use_gpu=use_gpu, input_shape=(shape[0], shape[1], shape[2], 1),
-        num_shards=plan.num_shards, steps_per_epoch=plan.steps_per_epoch,
+        data=dataset.root,
+        model_dir=str(model_dir),
+        config=asdict(config),
+        model_fn=model_fn,
+        num_workers=num_workers,
+        use_gpu=use_gpu,
+        input_shape=(shape[0], shape[1], shape[2], 1),
+        num_shards=plan.num_shards,
+        steps_per_epoch=plan.steps_per_epoch,
         validation_steps=math.ceil(sum(counts["val"].values()) / per_worker),
-        class_weight=weights, train_counts=counts["train"],
+        class_weight=weights,
+        train_counts=counts["train"],
     )
 
 
@@ -179,12 +202,19 @@ def zoo_model_fn(config: TrainConfig) -> ModelFn:
     """The zoo's model ``config.model`` (``cnn3d``, ``resnet3d``) with the config's sizes."""
     from .models import build_model
 
-    return functools.partial(build_model, config.model, task=config.task,
-                             base_filters=config.base_filters, num_stages=config.num_stages,
-                             dropout=config.dropout)
+    return functools.partial(
+        build_model,
+        config.model,
+        task=config.task,
+        base_filters=config.base_filters,
+        num_stages=config.num_stages,
+        dropout=config.dropout,
+    )
 
 
-def train_worker(job: TrainJob, extra_callbacks: Sequence[Callable[[], Any]] = ()) -> dict[str, Any]:
+def train_worker(
+    job: TrainJob, extra_callbacks: Sequence[Callable[[], Any]] = ()
+) -> dict[str, Any]:
     """Train on one worker (inside a barrier task); return this worker's summary.
 
     ``extra_callbacks`` are zero-argument factories of Keras callbacks, called after TF is
@@ -211,13 +241,18 @@ def train_worker(job: TrainJob, extra_callbacks: Sequence[Callable[[], Any]] = (
     validation = _split_dataset(job, config, rank, "val") if job.validation_steps else None
     started = time.perf_counter()
     history = model.fit(
-        _split_dataset(job, config, rank, "train"), epochs=config.epochs,
-        steps_per_epoch=job.steps_per_epoch, validation_data=validation,
+        _split_dataset(job, config, rank, "train"),
+        epochs=config.epochs,
+        steps_per_epoch=job.steps_per_epoch,
+        validation_data=validation,
         validation_steps=job.validation_steps or None,
-        class_weight=job.class_weight, callbacks=callbacks, verbose=0,
+        class_weight=job.class_weight,
+        callbacks=callbacks,
+        verbose=0,
     )
-    summary = _summary(job, config, rank, model, history, timer.seconds,
-                       time.perf_counter() - started, mixed)
+    summary = _summary(
+        job, config, rank, model, history, timer.seconds, time.perf_counter() - started, mixed
+    )
     if rank == 0:
         _write_chief_files(job, summary, history, timer.seconds)
     return summary
@@ -228,8 +263,10 @@ def _rank(job: TrainJob) -> int:
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}"))
     num_workers = len(cluster.get("cluster", {}).get("worker", [])) or 1
     if num_workers != job.num_workers:
-        raise TrainingError(f"TF_CONFIG names {num_workers} workers; the job was planned for "
-                            f"{job.num_workers}. Run train_worker through sparkdl.runner.TrainingRunner.")
+        raise TrainingError(
+            f"TF_CONFIG names {num_workers} workers; the job was planned for "
+            f"{job.num_workers}. Run train_worker through sparkdl.runner.TrainingRunner."
+        )
     return int(cluster.get("task", {}).get("index", 0))
 
 
@@ -241,21 +278,28 @@ def _compiled_model(job: TrainJob, config: TrainConfig, keras: Any) -> Any:
             f"model_fn must return an uncompiled tf_keras.Model. Received: "
             f"{type(model).__module__}.{type(model).__name__}. Build it with `import tf_keras` "
             "(sparkdl trains with tf_keras: Keras 3 cannot run MultiWorkerMirroredStrategy "
-            "in fit).")
+            "in fit)."
+        )
     if tuple(model.output_shape) != (None, 1):
-        raise TrainingError(f"model_fn's model must output one probability per patch, shape "
-                            f"(None, 1). Received: output shape {model.output_shape}.")
+        raise TrainingError(
+            f"model_fn's model must output one probability per patch, shape "
+            f"(None, 1). Received: output shape {model.output_shape}."
+        )
     # Cosine decay to zero over the whole run: the last epochs take small steps, so the
     # weights and the batch-norm statistics settle (measured on a 30-patient synthetic
     # cohort: validation AUC 0.97 stable vs 0.6-0.97 swinging at a constant rate).
     # BackupAndRestore restores the step counter, so a resumed run keeps the schedule.
     schedule = keras.optimizers.schedules.CosineDecay(
-        config.learning_rate, decay_steps=max(1, config.epochs * job.steps_per_epoch))
+        config.learning_rate, decay_steps=max(1, config.epochs * job.steps_per_epoch)
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
-                 keras.metrics.Recall(name="recall")],
+        metrics=[
+            keras.metrics.AUC(name="auc"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+        ],
     )
     return model
 
@@ -268,20 +312,41 @@ def _split_dataset(job: TrainJob, config: TrainConfig, rank: int, split: str) ->
 
     train = split == "train"
     # The seed differs per worker: with one shard for all, each reads its own order.
-    options = ReadOptions(shuffle=train, seed=config.seed + rank, label_field=config.label_field,
-                          augment=config.augment and train, window=config.window)
-    dataset = make_dataset(job.data, batch_size=config.batch_size // job.num_workers,
-                           split=split, shard_index=rank % job.num_shards if train else 0,
-                           num_shards=job.num_shards if train else 1, num_epochs=None,
-                           options=options)
+    options = ReadOptions(
+        shuffle=train,
+        seed=config.seed + rank,
+        label_field=config.label_field,
+        augment=config.augment and train,
+        window=config.window,
+    )
+    dataset = make_dataset(
+        job.data,
+        batch_size=config.batch_size // job.num_workers,
+        split=split,
+        shard_index=rank % job.num_shards if train else 0,
+        num_shards=job.num_shards if train else 1,
+        num_epochs=None,
+        options=options,
+    )
     no_autoshard = tf.data.Options()
-    no_autoshard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return dataset.map(lambda x, y: (x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))) \
-        .with_options(no_autoshard)
+    no_autoshard.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF
+    )
+    return dataset.map(lambda x, y: (x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32))).with_options(
+        no_autoshard
+    )
 
 
-def _summary(job: TrainJob, config: TrainConfig, rank: int, model: Any, history: Any,
-             epoch_seconds: list[float], seconds: float, mixed: bool) -> dict[str, Any]:
+def _summary(
+    job: TrainJob,
+    config: TrainConfig,
+    rank: int,
+    model: Any,
+    history: Any,
+    epoch_seconds: list[float],
+    seconds: float,
+    mixed: bool,
+) -> dict[str, Any]:
     """Save the model (collective: every worker saves, only the chief's copy is kept) and
     describe this worker's run."""
     import numpy as np
@@ -291,7 +356,9 @@ def _summary(job: TrainJob, config: TrainConfig, rank: int, model: Any, history:
     weights = model.get_weights()
     if rank != 0:
         shutil.rmtree(target, ignore_errors=True)
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest()
+    digest = hashlib.sha256(
+        b"".join(np.ascontiguousarray(w).tobytes() for w in weights)
+    ).hexdigest()
     epochs_run = [int(e) for e in history.epoch]
     steady = epoch_seconds[1:] or epoch_seconds
     return {
@@ -302,28 +369,42 @@ def _summary(job: TrainJob, config: TrainConfig, rank: int, model: Any, history:
         "weights_sha256": digest,
         "weights_sum": float(sum(float(np.sum(w, dtype=np.float64)) for w in weights)),
         "train_seconds": seconds,
-        "samples_per_second": (job.steps_per_epoch * config.batch_size / float(np.median(steady))
-                               if steady else None),
+        "samples_per_second": (
+            job.steps_per_epoch * config.batch_size / float(np.median(steady)) if steady else None
+        ),
         "mixed_precision": mixed,
     }
 
 
-def _write_chief_files(job: TrainJob, summary: dict[str, Any], history: Any,
-                       epoch_seconds: list[float]) -> None:
-    _write_json(join(job.model_dir, "history.json"), {
-        "epoch": summary["epochs_run"],
-        "initial_epoch": summary["initial_epoch"],
-        "metrics": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-        "epoch_seconds": epoch_seconds,
-    })
-    _write_json(join(job.model_dir, "config.json"), {
-        "config": job.config, "data": job.data, "num_workers": job.num_workers,
-        "use_gpu": job.use_gpu, "mixed_precision": summary["mixed_precision"],
-        "input_shape": list(job.input_shape), "num_shards": job.num_shards,
-        "steps_per_epoch": job.steps_per_epoch,
-        "validation_steps": job.validation_steps, "train_counts": job.train_counts,
-        "class_weight": job.class_weight, "model_file": MODEL_FILE,
-    })
+def _write_chief_files(
+    job: TrainJob, summary: dict[str, Any], history: Any, epoch_seconds: list[float]
+) -> None:
+    _write_json(
+        join(job.model_dir, "history.json"),
+        {
+            "epoch": summary["epochs_run"],
+            "initial_epoch": summary["initial_epoch"],
+            "metrics": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            "epoch_seconds": epoch_seconds,
+        },
+    )
+    _write_json(
+        join(job.model_dir, "config.json"),
+        {
+            "config": job.config,
+            "data": job.data,
+            "num_workers": job.num_workers,
+            "use_gpu": job.use_gpu,
+            "mixed_precision": summary["mixed_precision"],
+            "input_shape": list(job.input_shape),
+            "num_shards": job.num_shards,
+            "steps_per_epoch": job.steps_per_epoch,
+            "validation_steps": job.validation_steps,
+            "train_counts": job.train_counts,
+            "class_weight": job.class_weight,
+            "model_file": MODEL_FILE,
+        },
+    )
 
 
 class _EpochTimer:
@@ -362,15 +443,23 @@ class _EpochScalars:
 
         class EpochScalars(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
             def on_train_begin(self, logs: Any = None) -> None:
-                self._writers = {name: tf.summary.create_file_writer(join(log_dir, name))
-                                 for name in ("train", "validation")}
+                self._writers = {
+                    name: tf.summary.create_file_writer(join(log_dir, name))
+                    for name in ("train", "validation")
+                }
 
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 for key, value in (logs or {}).items():
-                    name, metric = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                    name, metric = (
+                        ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                    )
                     with self._writers[name].as_default():
-                        tf.summary.write(f"epoch_{metric}", tf.constant(float(value), tf.float32),
-                                         step=epoch, metadata=metadata)
+                        tf.summary.write(
+                            f"epoch_{metric}",
+                            tf.constant(float(value), tf.float32),
+                            step=epoch,
+                            metadata=metadata,
+                        )
                 for writer in self._writers.values():
                     writer.flush()
 
@@ -413,15 +502,31 @@ def train(
 
     config = config or TrainConfig()
     spark = spark or get_spark()
-    job = plan_job(data, model_dir, config, model_fn=model_fn or zoo_model_fn(config),
-                   num_workers=num_workers, use_gpu=use_gpu, spark=spark)
+    job = plan_job(
+        data,
+        model_dir,
+        config,
+        model_fn=model_fn or zoo_model_fn(config),
+        num_workers=num_workers,
+        use_gpu=use_gpu,
+        spark=spark,
+    )
     if job.class_weight:
-        logger.info("train: class weights %s from train counts %s", job.class_weight, job.train_counts)
-    logger.info("train: %d worker(s), %d steps/epoch of %d patches, %d epochs", num_workers,
-                job.steps_per_epoch, config.batch_size, config.epochs)
+        logger.info(
+            "train: class weights %s from train counts %s", job.class_weight, job.train_counts
+        )
+    logger.info(
+        "train: %d worker(s), %d steps/epoch of %d patches, %d epochs",
+        num_workers,
+        job.steps_per_epoch,
+        config.batch_size,
+        config.epochs,
+    )
     results = TrainingRunner(num_workers, use_gpu=use_gpu, spark=spark).run(train_worker, job)
     digests = {r["weights_sha256"] for r in results}
     if len(digests) != 1:
-        raise TrainingError(f"Workers finished with different weights ({len(digests)} distinct). "
-                            "Expected identical replicas under MultiWorkerMirroredStrategy.")
+        raise TrainingError(
+            f"Workers finished with different weights ({len(digests)} distinct). "
+            "Expected identical replicas under MultiWorkerMirroredStrategy."
+        )
     return {**results[0], "workers": results, "model_path": join(model_dir, MODEL_FILE)}

@@ -30,8 +30,14 @@ if TYPE_CHECKING:
 
 #: Spark SQL type names a :class:`ScalarCodec` may carry (``pyspark.sql.types`` class names).
 SCALAR_SPARK_TYPES = (
-    "StringType", "BooleanType", "ByteType", "ShortType", "IntegerType", "LongType",
-    "FloatType", "DoubleType",
+    "StringType",
+    "BooleanType",
+    "ByteType",
+    "ShortType",
+    "IntegerType",
+    "LongType",
+    "FloatType",
+    "DoubleType",
 )
 _INTEGER_TYPES = ("ByteType", "ShortType", "IntegerType", "LongType")
 _FLOAT_TYPES = ("FloatType", "DoubleType")
@@ -43,14 +49,20 @@ class NdarrayCodec:
 
     def encode(self, field: Field, value: Any) -> bytearray:
         if not isinstance(value, np.ndarray):
-            raise ValueError(f"Field {field.name!r} expects a numpy array of "
-                             f"{np.dtype(field.numpy_dtype)}. Received: {type(value).__name__}.")
+            raise ValueError(
+                f"Field {field.name!r} expects a numpy array of "
+                f"{np.dtype(field.numpy_dtype)}. Received: {type(value).__name__}."
+            )
         if value.dtype.type is not field.numpy_dtype:
-            raise ValueError(f"Field {field.name!r} expects dtype {np.dtype(field.numpy_dtype)}. "
-                             f"Received: {value.dtype}.")
+            raise ValueError(
+                f"Field {field.name!r} expects dtype {np.dtype(field.numpy_dtype)}. "
+                f"Received: {value.dtype}."
+            )
         if not _shape_fits(value.shape, field.shape):
-            raise ValueError(f"Field {field.name!r} expects shape {field.shape} (None: any). "
-                             f"Received: {value.shape}.")
+            raise ValueError(
+                f"Field {field.name!r} expects shape {field.shape} (None: any). "
+                f"Received: {value.shape}."
+            )
         buffer = io.BytesIO()
         np.save(buffer, value)
         return bytearray(buffer.getvalue())
@@ -75,8 +87,10 @@ class ScalarCodec:
 
     def __post_init__(self) -> None:
         if self.spark_type not in SCALAR_SPARK_TYPES:
-            raise ValueError(f"ScalarCodec spark_type must be one of {SCALAR_SPARK_TYPES}. "
-                             f"Received: {self.spark_type!r}.")
+            raise ValueError(
+                f"ScalarCodec spark_type must be one of {SCALAR_SPARK_TYPES}. "
+                f"Received: {self.spark_type!r}."
+            )
 
     def encode(self, field: Field, value: Any) -> Any:
         if isinstance(value, np.ndarray) and value.shape == ():
@@ -88,8 +102,9 @@ class ScalarCodec:
         if self.spark_type == "BooleanType":
             return bool(value)
         if not isinstance(value, str):
-            raise ValueError(f"Field {field.name!r} expects a string. "
-                             f"Received: {type(value).__name__}.")
+            raise ValueError(
+                f"Field {field.name!r} expects a string. Received: {type(value).__name__}."
+            )
         return value
 
     def decode(self, field: Field, value: Any) -> Any:
@@ -127,8 +142,11 @@ class Schema:
         return f"Schema({self.name!r}, {list(self.fields.values())!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Schema) and self.name == other.name
-                and list(self.fields.values()) == list(other.fields.values()))
+        return (
+            isinstance(other, Schema)
+            and self.name == other.name
+            and list(self.fields.values()) == list(other.fields.values())
+        )
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking class: unhashable, as Unischema
 
@@ -136,8 +154,12 @@ class Schema:
         """The Spark ``StructType`` the encoded rows of :meth:`encode_row` fit."""
         from pyspark.sql.types import StructField, StructType
 
-        return StructType([StructField(f.name, spark_type(f.codec.spark_type_name()), f.nullable)
-                           for f in self.fields.values()])
+        return StructType(
+            [
+                StructField(f.name, spark_type(f.codec.spark_type_name()), f.nullable)
+                for f in self.fields.values()
+            ]
+        )
 
     def encode_row(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         """The stored values of ``row`` in field order (Petastorm's ``dict_to_spark_row``).
@@ -147,14 +169,18 @@ class Schema:
         missing = [name for name in self.fields if name not in row]
         extra = [name for name in row if name not in self.fields]
         if missing or extra:
-            raise ValueError(f"A {self.name} row must hold exactly its fields. Missing: "
-                             f"{missing}; not in the schema: {extra}.")
+            raise ValueError(
+                f"A {self.name} row must hold exactly its fields. Missing: "
+                f"{missing}; not in the schema: {extra}."
+            )
         values = []
         for name, field in self.fields.items():
             value = row[name]
             if value is None:
                 if not field.nullable:
-                    raise ValueError(f"Field {name!r} of {self.name} is not nullable. Received: None.")
+                    raise ValueError(
+                        f"Field {name!r} of {self.name} is not nullable. Received: None."
+                    )
                 values.append(None)
             else:
                 values.append(field.codec.encode(field, value))
@@ -165,8 +191,11 @@ class Schema:
         decoded = {}
         for name, value in row.items():
             field = self.fields.get(name)
-            decoded[name] = (field.codec.decode(field, value)
-                             if field is not None and value is not None else value)
+            decoded[name] = (
+                field.codec.decode(field, value)
+                if field is not None and value is not None
+                else value
+            )
         return decoded
 
 

@@ -21,10 +21,26 @@ from .schemas import VolumeSchema
 from .writer import to_frame, write_dataset
 
 _SLICE_COLUMNS = [
-    "sop_uid", "series_uid", "study_uid", "patient_id", "frame_of_reference_uid",
-    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
-    "RescaleSlope", "RescaleIntercept", "ImageType", "SliceThickness", "AcquisitionNumber",
-    "InstanceNumber", "GantryDetectorTilt", "NumberOfFrames", "pixels", "pixel_dtype",
+    "sop_uid",
+    "series_uid",
+    "study_uid",
+    "patient_id",
+    "frame_of_reference_uid",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "ImageType",
+    "SliceThickness",
+    "AcquisitionNumber",
+    "InstanceNumber",
+    "GantryDetectorTilt",
+    "NumberOfFrames",
+    "pixels",
+    "pixel_dtype",
 ]
 
 #: What assembly says of each instance: joined onto the catalog by ``sop_uid``.
@@ -34,8 +50,13 @@ OUTCOME_SCHEMA = StructType([StructField("sop_uid", StringType(), False), *VOLUM
 VOLUME_ROW_GROUP_MB = 32
 
 
-def build_volumes(spark: SparkSession, accepted: DataFrame, options: VolumeOptions,
-                  url: str, keep: DataFrame | None = None) -> DataFrame:
+def build_volumes(
+    spark: SparkSession,
+    accepted: DataFrame,
+    options: VolumeOptions,
+    url: str,
+    keep: DataFrame | None = None,
+) -> DataFrame:
     """Assemble every CT series into HU volumes written to ``url`` (Petastorm).
 
     ``keep`` holds volume rows of an earlier run (as stored) to write along with the new ones;
@@ -53,7 +74,9 @@ def build_volumes(spark: SparkSession, accepted: DataFrame, options: VolumeOptio
     # and a None per volume, counted in the same pass.
     collected = results.map(lambda r: r[1] if r[0] == "outcome" else None).collect()
     outcomes = spark.createDataFrame([r for r in collected if r is not None], OUTCOME_SCHEMA)
-    frame = to_frame(spark, results.filter(lambda r: r[0] == "volume").map(lambda r: r[1]), VolumeSchema)
+    frame = to_frame(
+        spark, results.filter(lambda r: r[0] == "volume").map(lambda r: r[1]), VolumeSchema
+    )
     has_volumes = any(r is None for r in collected)
     if keep is not None and not keep.isEmpty():
         frame, has_volumes = keep.select(*frame.columns).unionByName(frame), True
@@ -75,5 +98,3 @@ def _assemble(rows: Iterable[dict[str, Any]], options: VolumeOptions) -> Iterato
         yield "volume", volume.to_row()
     for sop_uid, outcome in result.instances.items():
         yield "outcome", (sop_uid, outcome.volume_id, outcome.status, outcome.reason)
-
-

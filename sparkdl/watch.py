@@ -45,7 +45,8 @@ def watch(
     checkpoint = checkpoint or output.rstrip("/") + "_checkpoint"
     schema = "path STRING, modificationTime TIMESTAMP, length LONG, content BINARY"
     stream = (
-        spark.readStream.format("binaryFile").schema(schema)
+        spark.readStream.format("binaryFile")
+        .schema(schema)
         .option("recursiveFileLookup", "true")
         .option("maxFilesPerTrigger", max_files_per_batch)
         .load(landing)
@@ -57,15 +58,27 @@ def watch(
         if not paths:
             return
         manifest: dict[str, Any] = ingest(
-            paths, output, spark=batch.sparkSession, labels=labels, config=config,
-            key_file=key_file, mode="append",
+            paths,
+            output,
+            spark=batch.sparkSession,
+            labels=labels,
+            config=config,
+            key_file=key_file,
+            mode="append",
         )
-        logger.info("watch: micro-batch %d: %d files, %s new units", batch_id, len(paths),
-                    manifest.get("last_run", {}).get("new_units"))
+        logger.info(
+            "watch: micro-batch %d: %d files, %s new units",
+            batch_id,
+            len(paths),
+            manifest.get("last_run", {}).get("new_units"),
+        )
 
     writer = stream.writeStream.foreachBatch(run_batch).option("checkpointLocation", checkpoint)
-    writer = writer.trigger(availableNow=True) if once else writer.trigger(
-        processingTime=f"{trigger_seconds} seconds")
+    writer = (
+        writer.trigger(availableNow=True)
+        if once
+        else writer.trigger(processingTime=f"{trigger_seconds} seconds")
+    )
     query = writer.start()
     logger.info("watch: %s → %s (checkpoint %s)", landing, output, checkpoint)
     query.awaitTermination()

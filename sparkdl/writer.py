@@ -22,8 +22,9 @@ def to_frame(spark: SparkSession, rows: RDD[dict[str, Any]], schema: Schema) -> 
     return spark.createDataFrame(rows.map(schema.encode_row), schema.as_spark_schema())
 
 
-def write_dataset(frame: DataFrame, schema: Schema, url: str, row_group_mb: int,
-                  num_files: int | None = None) -> None:
+def write_dataset(
+    frame: DataFrame, schema: Schema, url: str, row_group_mb: int, num_files: int | None = None
+) -> None:
     """Write ``frame`` as a Petastorm dataset at ``url``: the Parquet parts, then ``_common_metadata``."""
     url = to_url(url)
     if num_files is not None:
@@ -32,7 +33,7 @@ def write_dataset(frame: DataFrame, schema: Schema, url: str, row_group_mb: int,
     # (patches) or MB (volumes) that is far past the target, so patch files came out
     # as [100, rest] and volume groups held 100 series. Measuring from the first row
     # on gives row groups of about the target size. Both options apply to this write only.
-    frame.write.mode("overwrite").option("compression", PARQUET_COMPRESSION) \
-        .option("parquet.block.size", row_group_mb * 1024 * 1024) \
-        .option("parquet.page.size.row.check.min", 1).parquet(url)
+    frame.write.mode("overwrite").option("compression", PARQUET_COMPRESSION).option(
+        "parquet.block.size", row_group_mb * 1024 * 1024
+    ).option("parquet.page.size.row.check.min", 1).parquet(url)
     write_metadata(url, schema)

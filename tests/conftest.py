@@ -17,8 +17,9 @@ TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
 def spark() -> Iterator[pyspark.sql.SparkSession]:  # noqa: F821
     from sparkdl.spark import get_spark
 
-    session = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4",
-                                     "spark.default.parallelism": "2"})
+    session = get_spark(
+        "local[2]", {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"}
+    )
     yield session
     session.stop()
 
@@ -46,13 +47,15 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import site
 
     env = tmp_path_factory.mktemp("bare") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120
+    )
     (purelib,) = (env / "lib").glob("python3*/site-packages")
     (purelib / "stack.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     python = env / "bin" / "python"
     imports = "import numpy, pydicom, pyspark, pyarrow; import sparkdl"
-    probe = subprocess.run([str(python), "-c", imports],
-                           capture_output=True, text=True, timeout=120, cwd=env)
+    probe = subprocess.run(
+        [str(python), "-c", imports], capture_output=True, text=True, timeout=120, cwd=env
+    )
     assert "No module named 'sparkdl'" in probe.stderr, probe.stderr  # the stack yes, sparkdl no
     return python

@@ -59,7 +59,9 @@ def test_tar_members_and_hostile_entries(mode: str) -> None:
         folder = tarfile.TarInfo("a")
         folder.type = tarfile.DIRTYPE
         archive.addfile(folder)
-    units = {u.member: u for u in _units("x.tar.gz" if "gz" in mode else "x.tar", buffer.getvalue())}
+    units = {
+        u.member: u for u in _units("x.tar.gz" if "gz" in mode else "x.tar", buffer.getvalue())
+    }
     assert units["a/1.dcm"].data == b"one"
     assert units["../evil.dcm"].reason == "unsafe_member_path"
     assert units["/abs.dcm"].reason == "unsafe_member_path"
@@ -101,4 +103,6 @@ def test_single_gzip_file_and_gzip_bomb() -> None:
     units = _units("scan.dcm.gz", gzip.compress(b"dicom bytes"))
     assert [(u.member, u.data) for u in units] == [("scan.dcm", b"dicom bytes")]
     bomb = gzip.compress(b"\0" * 3_000_000)
-    assert [u.reason for u in _units("b.gz", bomb, Limits(max_member_bytes=1_000_000))] == ["archive_bomb"]
+    assert [u.reason for u in _units("b.gz", bomb, Limits(max_member_bytes=1_000_000))] == [
+        "archive_bomb"
+    ]

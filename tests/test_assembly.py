@@ -32,18 +32,25 @@ def record_from_file(path: Path) -> dict[str, Any]:
         return None if value is None else [float(v) for v in value]
 
     return {
-        "sop_uid": ds.SOPInstanceUID, "series_uid": ds.SeriesInstanceUID,
-        "study_uid": ds.StudyInstanceUID, "patient_id": "pseudo-1",
+        "sop_uid": ds.SOPInstanceUID,
+        "series_uid": ds.SeriesInstanceUID,
+        "study_uid": ds.StudyInstanceUID,
+        "patient_id": "pseudo-1",
         "frame_of_reference_uid": ds.get("FrameOfReferenceUID"),
         "ImagePositionPatient": floats("ImagePositionPatient"),
         "ImageOrientationPatient": floats("ImageOrientationPatient"),
-        "PixelSpacing": floats("PixelSpacing"), "Rows": ds.Rows, "Columns": ds.Columns,
-        "RescaleSlope": ds.get("RescaleSlope"), "RescaleIntercept": ds.get("RescaleIntercept"),
-        "ImageType": list(ds.get("ImageType") or []), "SliceThickness": ds.get("SliceThickness"),
+        "PixelSpacing": floats("PixelSpacing"),
+        "Rows": ds.Rows,
+        "Columns": ds.Columns,
+        "RescaleSlope": ds.get("RescaleSlope"),
+        "RescaleIntercept": ds.get("RescaleIntercept"),
+        "ImageType": list(ds.get("ImageType") or []),
+        "SliceThickness": ds.get("SliceThickness"),
         "AcquisitionNumber": ds.get("AcquisitionNumber"),
         "InstanceNumber": ds.get("InstanceNumber"),
         "GantryDetectorTilt": ds.get("GantryDetectorTilt"),
-        "NumberOfFrames": ds.get("NumberOfFrames"), "pixels": ds.pixel_array,
+        "NumberOfFrames": ds.get("NumberOfFrames"),
+        "pixels": ds.pixel_array,
         "_hu": apply_modality_lut(ds.pixel_array, ds),
     }
 
@@ -64,53 +71,86 @@ def linear(world: np.ndarray) -> np.ndarray:
 
 
 def make_series(
-    ipps: Sequence[np.ndarray], row: Sequence[float], col: Sequence[float], *,
-    phantom: Callable[[np.ndarray], np.ndarray] = ball, shape: tuple[int, int] = (40, 44),
-    pixel_spacing: tuple[float, float] = (0.8, 0.7), slope: float = 1.0,
-    intercept: float = -1024.0, dtype: type = np.uint16, series: str = "2.25.1", **extra: Any,
+    ipps: Sequence[np.ndarray],
+    row: Sequence[float],
+    col: Sequence[float],
+    *,
+    phantom: Callable[[np.ndarray], np.ndarray] = ball,
+    shape: tuple[int, int] = (40, 44),
+    pixel_spacing: tuple[float, float] = (0.8, 0.7),
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    dtype: type = np.uint16,
+    series: str = "2.25.1",
+    **extra: Any,
 ) -> list[dict[str, Any]]:
     """One record per IPP, pixels sampled from ``phantom`` at each pixel's world position."""
     row_v, col_v = np.asarray(row, float), np.asarray(col, float)
     ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     records = []
     for k, ipp in enumerate(ipps):
-        world = (np.asarray(ipp)[None, None, :] + (jj * pixel_spacing[1])[..., None] * row_v
-                 + (ii * pixel_spacing[0])[..., None] * col_v)
+        world = (
+            np.asarray(ipp)[None, None, :]
+            + (jj * pixel_spacing[1])[..., None] * row_v
+            + (ii * pixel_spacing[0])[..., None] * col_v
+        )
         stored = np.rint((phantom(world) - intercept) / slope).astype(dtype)
-        records.append({
-            "sop_uid": f"{series}.{k}", "series_uid": series, "study_uid": "2.25.9",
-            "patient_id": "pseudo-7", "frame_of_reference_uid": "2.25.5",
-            "ImagePositionPatient": [float(v) for v in ipp],
-            "ImageOrientationPatient": [*map(float, row), *map(float, col)],
-            "PixelSpacing": list(pixel_spacing), "Rows": shape[0], "Columns": shape[1],
-            "RescaleSlope": slope, "RescaleIntercept": intercept,
-            "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"], "SliceThickness": 1.5,
-            "AcquisitionNumber": 1, "InstanceNumber": k + 1, "GantryDetectorTilt": None,
-            "NumberOfFrames": None, "pixels": stored, **extra,
-        })
+        records.append(
+            {
+                "sop_uid": f"{series}.{k}",
+                "series_uid": series,
+                "study_uid": "2.25.9",
+                "patient_id": "pseudo-7",
+                "frame_of_reference_uid": "2.25.5",
+                "ImagePositionPatient": [float(v) for v in ipp],
+                "ImageOrientationPatient": [*map(float, row), *map(float, col)],
+                "PixelSpacing": list(pixel_spacing),
+                "Rows": shape[0],
+                "Columns": shape[1],
+                "RescaleSlope": slope,
+                "RescaleIntercept": intercept,
+                "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
+                "SliceThickness": 1.5,
+                "AcquisitionNumber": 1,
+                "InstanceNumber": k + 1,
+                "GantryDetectorTilt": None,
+                "NumberOfFrames": None,
+                "pixels": stored,
+                **extra,
+            }
+        )
     return records
 
 
-def stack_ipps(row: Sequence[float], col: Sequence[float], positions: Sequence[float],
-               shape: tuple[int, int] = (40, 44), pixel_spacing: tuple[float, float] = (0.8, 0.7)
-               ) -> list[np.ndarray]:
+def stack_ipps(
+    row: Sequence[float],
+    col: Sequence[float],
+    positions: Sequence[float],
+    shape: tuple[int, int] = (40, 44),
+    pixel_spacing: tuple[float, float] = (0.8, 0.7),
+) -> list[np.ndarray]:
     """IPPs of slices at ``positions`` (mm along the normal) with the ball near the middle."""
     row_v, col_v = np.asarray(row, float), np.asarray(col, float)
     normal = np.cross(row_v, col_v)
-    corner = (BALL_CENTER - (shape[1] / 2 - 0.3) * pixel_spacing[1] * row_v
-              - (shape[0] / 2 + 0.4) * pixel_spacing[0] * col_v)
+    corner = (
+        BALL_CENTER
+        - (shape[1] / 2 - 0.3) * pixel_spacing[1] * row_v
+        - (shape[0] / 2 + 0.4) * pixel_spacing[0] * col_v
+    )
     return [corner + p * normal for p in positions]
 
 
 def ball_centroid_world(result: AssemblyResult) -> np.ndarray:
     (volume,) = result.volumes
     index = np.argwhere(volume.volume > (BALL_HU + BACKGROUND_HU) / 2)
-    return geometry.voxel_to_world(index.mean(axis=0), volume.origin, volume.spacing,
-                                   volume.direction)
+    return geometry.voxel_to_world(
+        index.mean(axis=0), volume.origin, volume.spacing, volume.direction
+    )
 
 
-def assert_every_instance_has_an_outcome(records: list[dict[str, Any]],
-                                         result: AssemblyResult) -> None:
+def assert_every_instance_has_an_outcome(
+    records: list[dict[str, Any]], result: AssemblyResult
+) -> None:
     assert set(result.instances) == {r["sop_uid"] for r in records}
     for volume in result.volumes:
         assert all(result.instances[s].volume_id == volume.volume_id for s in volume.sop_uids)
@@ -129,7 +169,8 @@ def reasons(result: AssemblyResult) -> dict[str, int]:
 
 
 ROTATION = geometry.direction_from_iop(
-    [0.9396926, 0.3420201, 0.0, -0.0593912, 0.1631759, -0.9848078])
+    [0.9396926, 0.3420201, 0.0, -0.0593912, 0.1631759, -0.9848078]
+)
 ORIENTATIONS = {
     "head_first": ([1, 0, 0], [0, 1, 0]),
     "feet_first": ([-1, 0, 0], [0, 1, 0]),
@@ -155,7 +196,9 @@ def test_ct5n_slices_follow_the_normal_not_instance_number() -> None:
         np.testing.assert_array_equal(volume.volume[k].astype(float), record["_hu"])
         np.testing.assert_allclose(
             geometry.voxel_to_world([k, 0, 0], volume.origin, volume.spacing, volume.direction),
-            record["ImagePositionPatient"], atol=1e-4)
+            record["ImagePositionPatient"],
+            atol=1e-4,
+        )
     np.testing.assert_allclose(volume.spacing, [2.5, 0.488281, 0.488281])
     assert volume.warnings == []
     row = volume.to_row()
@@ -176,14 +219,22 @@ def test_ct2_with_a_large_gap_is_not_stacked() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(ORIENTATIONS))
-@pytest.mark.parametrize("slope, intercept, dtype", [(1.0, -1024.0, np.uint16),
-                                                      (2.0, -1024.0, np.uint16),
-                                                      (1.0, 0.0, np.int16)])
-def test_ball_lands_at_its_world_position(name: str, slope: float, intercept: float,
-                                          dtype: type) -> None:
+@pytest.mark.parametrize(
+    "slope, intercept, dtype",
+    [(1.0, -1024.0, np.uint16), (2.0, -1024.0, np.uint16), (1.0, 0.0, np.int16)],
+)
+def test_ball_lands_at_its_world_position(
+    name: str, slope: float, intercept: float, dtype: type
+) -> None:
     row, col = ORIENTATIONS[name]
-    records = make_series(stack_ipps(row, col, np.arange(-12, 12.1, 1.5) + 0.3), row, col,
-                          slope=slope, intercept=intercept, dtype=dtype)
+    records = make_series(
+        stack_ipps(row, col, np.arange(-12, 12.1, 1.5) + 0.3),
+        row,
+        col,
+        slope=slope,
+        intercept=intercept,
+        dtype=dtype,
+    )
     for k, record in enumerate(records):
         record["InstanceNumber"] = len(records) - k  # reversed on purpose
     shuffled = [records[i] for i in np.random.default_rng(3).permutation(len(records))]
@@ -194,8 +245,9 @@ def test_ball_lands_at_its_world_position(name: str, slope: float, intercept: fl
     assert volume.sop_uids == [r["sop_uid"] for r in records]
     np.testing.assert_allclose(volume.spacing, [1.5, 0.8, 0.7])
     assert np.linalg.det(volume.direction.reshape(3, 3)) == pytest.approx(1.0)
-    index = np.rint(geometry.world_to_voxel(BALL_CENTER, volume.origin, volume.spacing,
-                                            volume.direction)).astype(int)
+    index = np.rint(
+        geometry.world_to_voxel(BALL_CENTER, volume.origin, volume.spacing, volume.direction)
+    ).astype(int)
     assert volume.volume[tuple(index)] == BALL_HU
     np.testing.assert_allclose(ball_centroid_world(result), BALL_CENTER, atol=0.3)
     if name == "feet_first":
@@ -214,14 +266,14 @@ def test_gantry_tilt_is_resampled_to_true_world_positions() -> None:
         (volume,) = result.volumes
         assert "resampled_gantry_tilt" in codes(result)
         np.testing.assert_allclose(volume.spacing, [1.5 * np.cos(tilt), 0.8, 0.7])
-        np.testing.assert_allclose(volume.direction.reshape(3, 3)[:, 2],
-                                   [0, -np.sin(tilt), np.cos(tilt)], atol=1e-7)
+        np.testing.assert_allclose(
+            volume.direction.reshape(3, 3)[:, 2], [0, -np.sin(tilt), np.cos(tilt)], atol=1e-7
+        )
         if phantom is ball:
             np.testing.assert_allclose(ball_centroid_world(result), BALL_CENTER, atol=0.3)
         else:
             index = np.argwhere(volume.volume != -1000)  # inside every slice's field of view
-            world = geometry.voxel_to_world(index, volume.origin, volume.spacing,
-                                            volume.direction)
+            world = geometry.voxel_to_world(index, volume.origin, volume.spacing, volume.direction)
             expected = linear(world)
             assert len(index) > 0.6 * volume.volume.size
             assert np.abs(volume.volume[tuple(index.T)] - expected).max() <= LINEAR_TOLERANCE_HU
@@ -231,8 +283,10 @@ def test_gantry_tilt_is_resampled_to_true_world_positions() -> None:
 
 def test_in_plane_shift_without_tilted_orientation_is_tilt_too() -> None:
     row, col = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
-    ipps = [p + np.array([0.0, 0.4 * k, 0.0]) for k, p in
-            enumerate(stack_ipps(row, col, np.arange(-12, 12.1, 1.5)))]
+    ipps = [
+        p + np.array([0.0, 0.4 * k, 0.0])
+        for k, p in enumerate(stack_ipps(row, col, np.arange(-12, 12.1, 1.5)))
+    ]
     records = make_series(ipps, row, col, phantom=linear)
     result = assemble_series(records, SMALL)
     (volume,) = result.volumes
@@ -245,8 +299,34 @@ def test_in_plane_shift_without_tilted_orientation_is_tilt_too() -> None:
 def test_uneven_spacing_is_resampled_at_the_median_spacing() -> None:
     name = "oblique"
     row, col = ORIENTATIONS[name]
-    positions = np.cumsum([0, 1.0, 1.0, 1.5, 1.0, 2.0, 1.0, 1.0, 1.5, 1.0, 1.0, 1.0, 1.5,
-                           1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.5, 1.0]) - 12.0
+    positions = (
+        np.cumsum(
+            [
+                0,
+                1.0,
+                1.0,
+                1.5,
+                1.0,
+                2.0,
+                1.0,
+                1.0,
+                1.5,
+                1.0,
+                1.0,
+                1.0,
+                1.5,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                1.5,
+                1.0,
+            ]
+        )
+        - 12.0
+    )
     for phantom in (ball, linear):
         records = make_series(stack_ipps(row, col, positions), row, col, phantom=phantom)
         result = assemble_series(records, SMALL)
@@ -260,8 +340,7 @@ def test_uneven_spacing_is_resampled_at_the_median_spacing() -> None:
             np.testing.assert_allclose(ball_centroid_world(result), BALL_CENTER, atol=0.3)
         else:
             index = np.argwhere(np.ones(volume.volume.shape, dtype=bool))
-            world = geometry.voxel_to_world(index, volume.origin, volume.spacing,
-                                            volume.direction)
+            world = geometry.voxel_to_world(index, volume.origin, volume.spacing, volume.direction)
             assert np.abs(volume.volume.reshape(-1) - linear(world)).max() <= LINEAR_TOLERANCE_HU
     excluded = assemble_series(records, VolumeOptions(min_slices=4, on_uneven="exclude"))
     assert reasons(excluded) == {"uneven_spacing": len(records)}
@@ -322,8 +401,12 @@ def test_unusable_instances_are_excluded_with_their_reason() -> None:
     records[3] = {**records[3], "pixels": records[3]["pixels"][:-1]}
     result = assemble_series(records, SMALL)
     assert_every_instance_has_an_outcome(records, result)
-    assert reasons(result) == {"missing_geometry": 1, "localizer": 1,
-                               "multiframe_unsupported": 1, "invalid_pixels": 1}
+    assert reasons(result) == {
+        "missing_geometry": 1,
+        "localizer": 1,
+        "multiframe_unsupported": 1,
+        "invalid_pixels": 1,
+    }
     assert result.volumes[0].volume.shape[0] == 6
 
 
@@ -353,28 +436,34 @@ def test_tilt_tag_without_sheared_slices_is_used_as_is() -> None:
 
 
 def test_hu_outside_int16_is_clipped_and_counted() -> None:
-    records = _axial(slope=100.0, intercept=0.0, dtype=np.int16,
-                     phantom=lambda w: np.full(w.shape[:-1], 40000.0))
+    records = _axial(
+        slope=100.0, intercept=0.0, dtype=np.int16, phantom=lambda w: np.full(w.shape[:-1], 40000.0)
+    )
     result = assemble_series(records, SMALL)
     assert codes(result) == ["hu_clipped"]
     assert int(result.volumes[0].volume.max()) == 32767
 
 
-@pytest.mark.parametrize("values, key", [({"min_slices": 0}, "min_slices"),
-                                         ({"on_tilt": "skip"}, "on_tilt"),
-                                         ({"max_gap_slices": 0.5}, "max_gap_slices"),
-                                         ({"max_gap_slices": float("nan")}, "max_gap_slices"),
-                                         ({"spacing_tolerance": float("inf")},
-                                          "spacing_tolerance"),
-                                         ({"min_slice": 3}, "min_slice")])
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"min_slices": 0}, "min_slices"),
+        ({"on_tilt": "skip"}, "on_tilt"),
+        ({"max_gap_slices": 0.5}, "max_gap_slices"),
+        ({"max_gap_slices": float("nan")}, "max_gap_slices"),
+        ({"spacing_tolerance": float("inf")}, "spacing_tolerance"),
+        ({"min_slice": 3}, "min_slice"),
+    ],
+)
 def test_volume_options_name_the_bad_key(values: Mapping[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         VolumeOptions.from_mapping(values)
 
 
 def test_volume_options_from_mapping() -> None:
-    options = VolumeOptions.from_mapping({"min_slices": 4, "on_uneven": "exclude",
-                                          "spacing_tolerance_mm": 0})
+    options = VolumeOptions.from_mapping(
+        {"min_slices": 4, "on_uneven": "exclude", "spacing_tolerance_mm": 0}
+    )
     assert options == VolumeOptions(min_slices=4, on_uneven="exclude", spacing_tolerance_mm=0.0)
 
 

@@ -26,7 +26,9 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_key_and_value() -> None:
-    with pytest.raises(ConfigError, match=r"volumes.min_slices: expected an integer. Received: 'many'"):
+    with pytest.raises(
+        ConfigError, match=r"volumes.min_slices: expected an integer. Received: 'many'"
+    ):
         from_mapping(IngestConfig, {"volumes": {"min_slices": "many"}}, where="x")
 
 

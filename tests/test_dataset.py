@@ -52,8 +52,11 @@ def patches_url(data: Dataset) -> str:
 def _make(data: Dataset | str, **kwargs: Any) -> Any:
     """make_dataset with ReadOptions fields given as keywords too."""
     options = ReadOptions(**{k: v for k, v in kwargs.items() if k in _OPTIONS})
-    return make_dataset(data, options=options,
-                        **{"batch_size": 8, **{k: v for k, v in kwargs.items() if k not in _OPTIONS}})
+    return make_dataset(
+        data,
+        options=options,
+        **{"batch_size": 8, **{k: v for k, v in kwargs.items() if k not in _OPTIONS}},
+    )
 
 
 def _read(data: Dataset, **kwargs: Any) -> tuple[list[int], list[float], list[np.ndarray]]:
@@ -69,8 +72,9 @@ def _read(data: Dataset, **kwargs: Any) -> tuple[list[int], list[float], list[np
 
 
 @pytest.mark.parametrize("num_shards", [1, 2, 3])
-def test_every_row_once_per_epoch_across_uneven_shards(data: Dataset, patches_url: str,
-                                                       num_shards: int) -> None:
+def test_every_row_once_per_epoch_across_uneven_shards(
+    data: Dataset, patches_url: str, num_shards: int
+) -> None:
     counts = shard_row_counts(patches_url, num_shards)
     assert sum(counts) == NUM_ROWS
     if num_shards > 1:
@@ -162,8 +166,15 @@ def test_plan_shards_and_infinite_epochs_give_equal_steps(data: Dataset, patches
     assert plan.shard_rows == tuple(counts)
     assert plan.num_shards == 2 and plan.steps_per_epoch == min(counts) // 4 >= 1
     for shard in range(2):
-        dataset = _make(data, batch_size=4, split="train", shard_index=shard, num_shards=2,
-                        num_epochs=None, seed=0)
+        dataset = _make(
+            data,
+            batch_size=4,
+            split="train",
+            shard_index=shard,
+            num_shards=2,
+            num_epochs=None,
+            seed=0,
+        )
         sizes = [int(x.shape[0]) for x, _ in dataset.take(3 * plan.steps_per_epoch)]
         assert sizes == [4] * (3 * plan.steps_per_epoch)  # the small shard repeats
     assert plan_shards(data, batch_size=1000, num_workers=2, split=None).steps_per_epoch == 1
@@ -183,10 +194,17 @@ def test_empty_shard_and_too_many_shards_are_errors(data: Dataset, patches_url: 
     assert plan.num_shards == 1 and len(plan.shard_rows) == 1  # fewer row groups than workers
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"batch_size": 0}, {"shard_index": 2, "num_shards": 2}, {"split": "training"},
-    {"label_field": "diameter_mm"}, {"window": (-600.0, 0.0)}, {"num_epochs": 0},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"batch_size": 0},
+        {"shard_index": 2, "num_shards": 2},
+        {"split": "training"},
+        {"label_field": "diameter_mm"},
+        {"window": (-600.0, 0.0)},
+        {"num_epochs": 0},
+    ],
+)
 def test_invalid_arguments_say_what_was_received(data: Dataset, kwargs: dict) -> None:
     with pytest.raises(ConfigError, match="Received"):
         _make(data, **{"batch_size": 4, **kwargs})
@@ -212,11 +230,13 @@ def test_decode_whole_column_and_fallback() -> None:
     rng = np.random.default_rng(0)
     arrays = [rng.integers(-1024, 3000, (4, 5, 6), dtype=np.int16) for _ in range(7)]
     cells = _cells(arrays)
-    np.testing.assert_array_equal(decode_ndarray_cells(cells, (4, 5, 6), np.int16),
-                                  np.stack(arrays))
+    np.testing.assert_array_equal(
+        decode_ndarray_cells(cells, (4, 5, 6), np.int16), np.stack(arrays)
+    )
     # A slice has a non-zero offset into the same buffers.
-    np.testing.assert_array_equal(decode_ndarray_cells(cells.slice(2, 3), (4, 5, 6), np.int16),
-                                  np.stack(arrays[2:5]))
+    np.testing.assert_array_equal(
+        decode_ndarray_cells(cells.slice(2, 3), (4, 5, 6), np.int16), np.stack(arrays[2:5])
+    )
     # Fortran order and big-endian cells cannot be viewed: decoded one by one, still right.
     odd = [np.asfortranarray(arrays[0]), arrays[1].astype(">i2"), arrays[2]]
     with pytest.warns(RuntimeWarning, match="one by one"):
@@ -229,8 +249,9 @@ def test_decode_chunked_column_without_combining() -> None:
     rng = np.random.default_rng(1)
     arrays = [rng.integers(-1024, 3000, (2, 3, 4), dtype=np.int16) for _ in range(5)]
     chunked = pa.chunked_array([_cells(arrays[:2]), _cells(arrays[2:])])
-    np.testing.assert_array_equal(decode_ndarray_cells(chunked, (2, 3, 4), np.int16),
-                                  np.stack(arrays))
+    np.testing.assert_array_equal(
+        decode_ndarray_cells(chunked, (2, 3, 4), np.int16), np.stack(arrays)
+    )
     single = pa.chunked_array([_cells(arrays)])
     decoded = decode_ndarray_cells(single, (2, 3, 4), np.int16)
     np.testing.assert_array_equal(decoded, np.stack(arrays))
@@ -238,8 +259,10 @@ def test_decode_chunked_column_without_combining() -> None:
     assert values.address <= decoded.ctypes.data < values.address + values.size
 
 
-@pytest.mark.parametrize("window", [(-600.0, 1500.0), (40.0, 401.0), (0.25, 3.5),
-                                    (40.5, 400.0), (0.0, 70000.0), (-600.3, 1500.7)])
+@pytest.mark.parametrize(
+    "window",
+    [(-600.0, 1500.0), (40.0, 401.0), (0.25, 3.5), (40.5, 400.0), (0.0, 70000.0), (-600.3, 1500.7)],
+)
 def test_hu_window_matches_the_formula(window: tuple[float, float]) -> None:
     from sparkdl.patch_reader import HuWindow
 
@@ -258,8 +281,10 @@ def test_batch_assembler_rows_once_and_buffers_reused_only_when_free() -> None:
 
     shape = (2, 2, 2)
     window = HuWindow(0.0, 2000.0, shape, np.dtype(np.int16))
-    chunks = [np.arange(n, dtype=np.int16).repeat(8).reshape(n, *shape) + 100 * k
-              for k, n in enumerate([7, 3, 11, 5])]
+    chunks = [
+        np.arange(n, dtype=np.int16).repeat(8).reshape(n, *shape) + 100 * k
+        for k, n in enumerate([7, 3, 11, 5])
+    ]
     assembler = BatchAssembler(4, 9, np.random.default_rng(0), window, shape, max_buffers=2)
     batches = []
     for chunk in chunks:

@@ -48,11 +48,38 @@ UID_REF_DEEP = "1.2.826.0.1.3680043.8.498.100006"
 UID_UNLISTED = "1.2.826.0.1.3680043.8.498.100007"
 
 PHI = [
-    "Doe", "DOE", "Jonathan", "MRN-7734421", "19610423", "Wallaby", "Elsewhere",
-    "Hospital Road", "Kildare", "Welby", "Ratched", "Casey", "ACC90210X", "STUDY5150",
-    "CTSCANNER", "OTHERID-5523", "REGIONAL-HIS", "HOSPPACS7", "20200315", "20200317",
-    "20200310", "ACME", "OVERLAYPHI", "CURVEPHI", "Observer^Olga",
-    UID_SOP, UID_STUDY, UID_SERIES, UID_FOR, UID_REF, UID_REF_DEEP, UID_UNLISTED,
+    "Doe",
+    "DOE",
+    "Jonathan",
+    "MRN-7734421",
+    "19610423",
+    "Wallaby",
+    "Elsewhere",
+    "Hospital Road",
+    "Kildare",
+    "Welby",
+    "Ratched",
+    "Casey",
+    "ACC90210X",
+    "STUDY5150",
+    "CTSCANNER",
+    "OTHERID-5523",
+    "REGIONAL-HIS",
+    "HOSPPACS7",
+    "20200315",
+    "20200317",
+    "20200310",
+    "ACME",
+    "OVERLAYPHI",
+    "CURVEPHI",
+    "Observer^Olga",
+    UID_SOP,
+    UID_STUDY,
+    UID_SERIES,
+    UID_FOR,
+    UID_REF,
+    UID_REF_DEEP,
+    UID_UNLISTED,
 ]
 
 
@@ -99,19 +126,35 @@ def phi_dataset(patient_id: str = "MRN-7734421", sop_uid: str = UID_SOP) -> Data
     ds.PatientAddress = "42 Wallaby Way, Sydney"
     ds.PatientSex = "F"
     ds.PatientAge = "058Y"
-    ds.OtherPatientIDsSequence = [_item(PatientID="OTHERID-5523",
-                                        IssuerOfPatientID="REGIONAL-HIS")]
-    deep = _item(CodeValue="121311", CodingSchemeDesignator="DCM", CodeMeaning="Localizer",
-                 ReferringPhysicianName="Kildare^James", InstitutionName="St Elsewhere",
-                 StudyDate="20200310", FrameOfReferenceUID=UID_FOR,
-                 ReferencedSOPClassUID=CTImageStorage, ReferencedSOPInstanceUID=UID_REF_DEEP)
-    ds.ReferencedImageSequence = [_item(ReferencedSOPClassUID=CTImageStorage,
-                                        ReferencedSOPInstanceUID=UID_REF,
-                                        PurposeOfReferenceCodeSequence=[deep])]
-    ds.ContentSequence = [_item(ValueType="TEXT", TextValue="Jonathan Doe complains",
-                                ConceptNameCodeSequence=[_item(CodeValue="Doe")])]
-    ds.VerifyingObserverSequence = [_item(VerifyingObserverName="Observer^Olga",
-                                          VerificationDateTime="20200317110000")]
+    ds.OtherPatientIDsSequence = [_item(PatientID="OTHERID-5523", IssuerOfPatientID="REGIONAL-HIS")]
+    deep = _item(
+        CodeValue="121311",
+        CodingSchemeDesignator="DCM",
+        CodeMeaning="Localizer",
+        ReferringPhysicianName="Kildare^James",
+        InstitutionName="St Elsewhere",
+        StudyDate="20200310",
+        FrameOfReferenceUID=UID_FOR,
+        ReferencedSOPClassUID=CTImageStorage,
+        ReferencedSOPInstanceUID=UID_REF_DEEP,
+    )
+    ds.ReferencedImageSequence = [
+        _item(
+            ReferencedSOPClassUID=CTImageStorage,
+            ReferencedSOPInstanceUID=UID_REF,
+            PurposeOfReferenceCodeSequence=[deep],
+        )
+    ]
+    ds.ContentSequence = [
+        _item(
+            ValueType="TEXT",
+            TextValue="Jonathan Doe complains",
+            ConceptNameCodeSequence=[_item(CodeValue="Doe")],
+        )
+    ]
+    ds.VerifyingObserverSequence = [
+        _item(VerifyingObserverName="Observer^Olga", VerificationDateTime="20200317110000")
+    ]
     ds.add_new(0x00189900, "UI", UID_UNLISTED)  # unlisted UI: must be remapped anyway
     block = ds.private_block(0x0009, "ACME 1.0", create=True)
     block.add_new(0x01, "LO", "Doe Jonathan private")
@@ -174,14 +217,34 @@ def test_synthetic_instance_has_no_phi_left() -> None:
     assert pydicom.dcmread(io.BytesIO(_written(ds))).PatientID == ds.PatientID
 
 
-PHI_KEYWORDS = {"PatientName", "PatientID", "PatientBirthDate", "InstitutionName",
-                "InstitutionAddress", "ReferringPhysicianName", "OperatorsName",
-                "PerformingPhysicianName", "StationName", "AccessionNumber",
-                "StudyDescription", "OtherPatientIDs", "RequestingPhysician"}
+PHI_KEYWORDS = {
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
+    "OperatorsName",
+    "PerformingPhysicianName",
+    "StationName",
+    "AccessionNumber",
+    "StudyDescription",
+    "OtherPatientIDs",
+    "RequestingPhysician",
+}
 
 
-@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "test-SR.dcm",
-                                  "examples_overlay.dcm", "MR_small_implicit.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small.dcm",
+        "rtplan.dcm",
+        "test-SR.dcm",
+        "examples_overlay.dcm",
+        "MR_small_implicit.dcm",
+    ],
+)
 def test_pydicom_files_have_no_phi_left(name: str) -> None:
     ds = pydicom.dcmread(get_testdata_file(name))
     original = copy.deepcopy(ds)
@@ -196,8 +259,11 @@ def test_pydicom_files_have_no_phi_left(name: str) -> None:
                 continue
             if elem.VR == "PN" or elem.keyword in PHI_KEYWORDS:
                 phi.add(text)
-            if (elem.VR == "UI" and text not in UID_dictionary
-                    and not elem.keyword.endswith("ClassUID")):
+            if (
+                elem.VR == "UI"
+                and text not in UID_dictionary
+                and not elem.keyword.endswith("ClassUID")
+            ):
                 phi.add(text)
     phi = {value for value in phi if not any(value in k for k in kept)}
     assert len(phi) >= 5
@@ -207,7 +273,8 @@ def test_pydicom_files_have_no_phi_left(name: str) -> None:
     assert ds.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
     assert ds.SOPInstanceUID == result.sop_uid == remap_uid(KEY, original.SOPInstanceUID)
     assert ds.file_meta.MediaStorageSOPInstanceUID == remap_uid(
-        KEY, original.file_meta.MediaStorageSOPInstanceUID)  # rtplan.dcm's differ already
+        KEY, original.file_meta.MediaStorageSOPInstanceUID
+    )  # rtplan.dcm's differ already
     if "PixelData" in original:
         assert ds.PixelData == original.PixelData
 
@@ -264,18 +331,28 @@ def test_patient_pseudonym_and_date_shift_keep_intervals() -> None:
     assert deidentify(again, KEY, DeidOptions()).patient_id == result.patient_id
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("20200315", "20200305"), ("2020.03.15", "20200305"),
-    ("20200301-20200315", "20200220-20200305"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("20200315", "20200305"),
+        ("2020.03.15", "20200305"),
+        ("20200301-20200315", "20200220-20200305"),
+    ],
+)
 def test_shift_date_formats(value: str, expected: str) -> None:
     assert _shift_date(value, -10) == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("20200315101500", "20200305101500"), ("20200315101500.5-0500", "20200305101500.5-0500"),
-    ("202003", "202002"), ("2020", "2020"), ("20200105", "20191226"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("20200315101500", "20200305101500"),
+        ("20200315101500.5-0500", "20200305101500.5-0500"),
+        ("202003", "202002"),
+        ("2020", "2020"),
+        ("20200105", "20191226"),
+    ],
+)
 def test_shift_datetime_keeps_precision_and_zone(value: str, expected: str) -> None:
     assert _shift_datetime(value, -10) == expected
 
@@ -302,14 +379,14 @@ def test_header_records_profile_and_options() -> None:
     ds = phi_dataset()
     deidentify(ds, KEY, DeidOptions())
     assert ds.PatientIdentityRemoved == "YES"
-    codes = {(i.CodeValue, i.CodingSchemeDesignator) for i in
-             ds.DeidentificationMethodCodeSequence}
+    codes = {(i.CodeValue, i.CodingSchemeDesignator) for i in ds.DeidentificationMethodCodeSequence}
     assert codes == {("113100", "DCM"), ("113107", "DCM"), ("113108", "DCM")}
     assert "Basic Application Confidentiality Profile" in ds.DeidentificationMethod[0]
     assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
     full = phi_dataset()
-    result = deidentify(full, KEY, DeidOptions(retain_long_full_dates=True,
-                                               retain_long_modified_dates=False))
+    result = deidentify(
+        full, KEY, DeidOptions(retain_long_full_dates=True, retain_long_modified_dates=False)
+    )
     assert full.LongitudinalTemporalInformationModified == "UNMODIFIED"
     assert "113106" in {i.CodeValue for i in full.DeidentificationMethodCodeSequence}
     assert full.StudyDate == "20200315" and result.date_offset_days == 0
@@ -324,8 +401,11 @@ def test_options_change_what_is_kept() -> None:
     deidentify(institution, KEY, DeidOptions(retain_institution_identity=True))
     assert institution.InstitutionName == "St Elsewhere General Hospital"
     basic = phi_dataset()
-    deidentify(basic, KEY, DeidOptions(retain_patient_characteristics=False,
-                                       retain_long_modified_dates=False))
+    deidentify(
+        basic,
+        KEY,
+        DeidOptions(retain_patient_characteristics=False, retain_long_modified_dates=False),
+    )
     assert basic.PatientSex == "" and "PatientAge" not in basic
     assert basic.StudyDate == "" and basic.SeriesDate == "19000101"  # Z; X/D → D
     assert basic.LongitudinalTemporalInformationModified in ("MODIFIED", "REMOVED")
@@ -398,11 +478,13 @@ def test_env_key_is_used(deid_key: str) -> None:
 def test_options_validation() -> None:
     assert DeidOptions.from_mapping({}) == DeidOptions()
     assert DeidOptions.from_mapping({"clean_descriptors": True}).clean_descriptors
-    with pytest.raises(ConfigError,
-                       match=r"deid: unknown key\(s\) retain_everything\. Expected one of"):
+    with pytest.raises(
+        ConfigError, match=r"deid: unknown key\(s\) retain_everything\. Expected one of"
+    ):
         DeidOptions.from_mapping({"retain_everything": True})
-    with pytest.raises(ConfigError,
-                       match=r"deid\.retain_uids: expected true or false\. Received: 'yes'"):
+    with pytest.raises(
+        ConfigError, match=r"deid\.retain_uids: expected true or false\. Received: 'yes'"
+    ):
         DeidOptions.from_mapping({"retain_uids": "yes"})
     with pytest.raises(ConfigError, match=r"deid.*mapping"):
         DeidOptions.from_mapping(True)  # type: ignore[arg-type]
@@ -416,8 +498,11 @@ def test_options_validation() -> None:
 
 def test_rules_json_is_generated_from_the_reference(tmp_path: Path) -> None:
     out = tmp_path / "rules.json"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_deid_rules.py"),
-                    "--output", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_deid_rules.py"), "--output", str(out)],
+        check=True,
+        capture_output=True,
+    )
     committed = ROOT / "sparkdl" / "deid" / "rules.json"
     assert out.read_bytes() == committed.read_bytes(), "regenerate with gen_deid_rules.py"
     doc = json.loads(committed.read_text())

@@ -29,16 +29,24 @@ def test_to_hounsfield_equals_pydicom_modality_lut() -> None:
 def test_ct_small_as_a_one_slice_volume_has_pydicom_hu() -> None:
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     record = {
-        "sop_uid": ds.SOPInstanceUID, "series_uid": ds.SeriesInstanceUID,
-        "study_uid": ds.StudyInstanceUID, "patient_id": "p", "frame_of_reference_uid":
-        ds.get("FrameOfReferenceUID"), "ImagePositionPatient": [float(v) for v in
-                                                                ds.ImagePositionPatient],
+        "sop_uid": ds.SOPInstanceUID,
+        "series_uid": ds.SeriesInstanceUID,
+        "study_uid": ds.StudyInstanceUID,
+        "patient_id": "p",
+        "frame_of_reference_uid": ds.get("FrameOfReferenceUID"),
+        "ImagePositionPatient": [float(v) for v in ds.ImagePositionPatient],
         "ImageOrientationPatient": [float(v) for v in ds.ImageOrientationPatient],
-        "PixelSpacing": [float(v) for v in ds.PixelSpacing], "Rows": ds.Rows,
-        "Columns": ds.Columns, "RescaleSlope": float(ds.RescaleSlope),
-        "RescaleIntercept": float(ds.RescaleIntercept), "ImageType": list(ds.ImageType),
-        "SliceThickness": float(ds.SliceThickness), "AcquisitionNumber": None,
-        "InstanceNumber": None, "GantryDetectorTilt": None, "NumberOfFrames": None,
+        "PixelSpacing": [float(v) for v in ds.PixelSpacing],
+        "Rows": ds.Rows,
+        "Columns": ds.Columns,
+        "RescaleSlope": float(ds.RescaleSlope),
+        "RescaleIntercept": float(ds.RescaleIntercept),
+        "ImageType": list(ds.ImageType),
+        "SliceThickness": float(ds.SliceThickness),
+        "AcquisitionNumber": None,
+        "InstanceNumber": None,
+        "GantryDetectorTilt": None,
+        "NumberOfFrames": None,
         "pixels": ds.pixel_array,
     }
     assert assemble_series([record]).instances[ds.SOPInstanceUID].reason == "too_few_slices"
@@ -52,12 +60,15 @@ def test_ct_small_as_a_one_slice_volume_has_pydicom_hu() -> None:
     assert [w["code"] for w in volume.warnings] == ["single_slice_spacing"]
 
 
-@pytest.mark.parametrize("iop, normal", [
-    ([1, 0, 0, 0, 1, 0], [0, 0, 1]),     # axial, head first supine
-    ([-1, 0, 0, 0, 1, 0], [0, 0, -1]),   # axial, feet first supine
-    ([0, 1, 0, 0, 0, -1], [-1, 0, 0]),   # sagittal
-    ([1, 0, 0, 0, 0, -1], [0, 1, 0]),    # coronal
-])
+@pytest.mark.parametrize(
+    "iop, normal",
+    [
+        ([1, 0, 0, 0, 1, 0], [0, 0, 1]),  # axial, head first supine
+        ([-1, 0, 0, 0, 1, 0], [0, 0, -1]),  # axial, feet first supine
+        ([0, 1, 0, 0, 0, -1], [-1, 0, 0]),  # sagittal
+        ([1, 0, 0, 0, 0, -1], [0, 1, 0]),  # coronal
+    ],
+)
 def test_slice_normal_is_row_cross_column(iop: list[float], normal: list[float]) -> None:
     np.testing.assert_allclose(geometry.slice_normal(iop), normal, atol=1e-12)
     direction = geometry.direction_from_iop(iop)
@@ -80,14 +91,19 @@ def test_voxel_to_world_uses_each_axis_direction_and_spacing() -> None:
     spacing_zyx = np.array([2.5, 0.7, 0.6])
     x_axis, y_axis, z_axis = direction[:, 0], direction[:, 1], direction[:, 2]
     flat = direction.reshape(9)
-    np.testing.assert_allclose(geometry.voxel_to_world([0, 0, 0], origin, spacing_zyx, flat),
-                               origin)
-    np.testing.assert_allclose(geometry.voxel_to_world([0, 0, 1], origin, spacing_zyx, flat),
-                               origin + 0.6 * x_axis)
-    np.testing.assert_allclose(geometry.voxel_to_world([0, 1, 0], origin, spacing_zyx, flat),
-                               origin + 0.7 * y_axis)
-    np.testing.assert_allclose(geometry.voxel_to_world([3, 2, 5], origin, spacing_zyx, flat),
-                               origin + 7.5 * z_axis + 1.4 * y_axis + 3.0 * x_axis)
+    np.testing.assert_allclose(
+        geometry.voxel_to_world([0, 0, 0], origin, spacing_zyx, flat), origin
+    )
+    np.testing.assert_allclose(
+        geometry.voxel_to_world([0, 0, 1], origin, spacing_zyx, flat), origin + 0.6 * x_axis
+    )
+    np.testing.assert_allclose(
+        geometry.voxel_to_world([0, 1, 0], origin, spacing_zyx, flat), origin + 0.7 * y_axis
+    )
+    np.testing.assert_allclose(
+        geometry.voxel_to_world([3, 2, 5], origin, spacing_zyx, flat),
+        origin + 7.5 * z_axis + 1.4 * y_axis + 3.0 * x_axis,
+    )
 
 
 def test_world_to_voxel_inverts_voxel_to_world() -> None:
@@ -128,11 +144,17 @@ def test_geometry_value_object_maps_world_and_voxel_both_ways() -> None:
     world = grid.to_world(index)
     np.testing.assert_allclose(world[0], [-30.0, 12.0, -250.0])
     # x (column) runs along +y LPS at 0.8 mm, y (row) along -z at 0.7 mm, z along the normal.
-    np.testing.assert_allclose(world[1] - world[0], 7 * 0.8 * np.array([0, 1, 0]) + 4.5 * 0.7 *
-                               np.array([0, 0, -1]) + 3 * 2.5 * np.cross([0, 1, 0], [0, 0, -1]))
+    np.testing.assert_allclose(
+        world[1] - world[0],
+        7 * 0.8 * np.array([0, 1, 0])
+        + 4.5 * 0.7 * np.array([0, 0, -1])
+        + 3 * 2.5 * np.cross([0, 1, 0], [0, 0, -1]),
+    )
     np.testing.assert_allclose(grid.to_voxel(world), index, atol=1e-9)
-    assert Geometry.of({"spacing": grid.spacing, "origin": grid.origin,
-                        "direction": grid.direction}) == grid
+    assert (
+        Geometry.of({"spacing": grid.spacing, "origin": grid.origin, "direction": grid.direction})
+        == grid
+    )
     with pytest.raises(ValueError, match="spacing must be finite and > 0"):
         Geometry([0.0, 1.0, 1.0], [0, 0, 0], np.eye(3))
     with pytest.raises(ValueError, match="3×3 direction"):

@@ -24,8 +24,11 @@ def _axial_files(dicom_dir: Path) -> dict[str, list[tuple[float, Path]]]:
         if not path.is_file():
             continue
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        if ds.get("Modality") != "CT" or "ImageOrientationPatient" not in ds \
-                or "LOCALIZER" in list(ds.get("ImageType", [])):
+        if (
+            ds.get("Modality") != "CT"
+            or "ImageOrientationPatient" not in ds
+            or "LOCALIZER" in list(ds.get("ImageType", []))
+        ):
             continue
         iop = np.array(ds.ImageOrientationPatient, dtype=float)
         normal = np.cross(iop[:3], iop[3:])
@@ -53,12 +56,20 @@ def landing(tmp_path: Path) -> dict:
             for _, path in slices:
                 shutil.move(path, day2 / path.name)
     for path in list(day1.rglob("*")):  # the second patient's other objects land on day 2 too
-        if path.is_file() and pydicom.dcmread(path, stop_before_pixels=True).PatientID == patients[1]:
+        if (
+            path.is_file()
+            and pydicom.dcmread(path, stop_before_pixels=True).PatientID == patients[1]
+        ):
             shutil.move(path, day2 / path.name)
     renamed = day2 / "renamed_copy.dcm"
     shutil.copy(next(p for _, p in series[grown_key] if p.exists()), renamed)
-    return {"cohort": cohort, "day1": day1, "day2": day2, "grown": grown_key.split("|")[1],
-            "num_day2_new": sum(1 for p in day2.iterdir()) - 1}
+    return {
+        "cohort": cohort,
+        "day1": day1,
+        "day2": day2,
+        "grown": grown_key.split("|")[1],
+        "num_day2_new": sum(1 for p in day2.iterdir()) - 1,
+    }
 
 
 def _part_files(table: Path) -> dict[str, int]:
@@ -84,12 +95,22 @@ def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: 
     slices_before = int(volumes1.loc[volumes1.series_uid == grown, "num_slices"].iloc[0])
     catalog1 = pd.read_parquet(Path(out) / "catalog")
     volume_files1 = _part_files(Path(out) / "volumes")
-    grown_files = {name for name in volume_files1 if grown in set(
-        pd.read_parquet(Path(out) / "volumes" / name, columns=["series_uid"]).series_uid)}
+    grown_files = {
+        name
+        for name in volume_files1
+        if grown
+        in set(pd.read_parquet(Path(out) / "volumes" / name, columns=["series_uid"]).series_uid)
+    }
     assert len(grown_files) == 1
     lineage_files1 = _part_files(Path(out) / "_restricted/lineage")
 
-    again = ingest([str(landing["day1"])], out, spark=spark, labels=Labels(annotations=annotations), mode="append")
+    again = ingest(
+        [str(landing["day1"])],
+        out,
+        spark=spark,
+        labels=Labels(annotations=annotations),
+        mode="append",
+    )
     assert again["changed"] is False and again["last_run"]["new_units"] == 0
     assert again["last_run"]["files_read"] == 0  # seen unchanged: not even opened
     assert again["counts"] == first["counts"]
@@ -121,8 +142,11 @@ def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: 
     # lineage only gained files, and Petastorm's metadata describes the table as it now is.
     volume_files = _part_files(Path(out) / "volumes")
     assert set(volume_files1) - set(volume_files) == grown_files
-    assert all(volume_files[name] == mtime for name, mtime in volume_files1.items()
-               if name not in grown_files)
+    assert all(
+        volume_files[name] == mtime
+        for name, mtime in volume_files1.items()
+        if name not in grown_files
+    )
     lineage_files = _part_files(Path(out) / "_restricted/lineage")
     assert set(lineage_files1) < set(lineage_files)
     assert all(lineage_files[name] == mtime for name, mtime in lineage_files1.items())
@@ -151,7 +175,8 @@ ingest(sys.argv[1:-1], sys.argv[-1], spark=spark, labels=Labels(annotations=os.e
 
 
 def test_append_killed_while_publishing_is_finished_by_the_next_run(
-        spark, deid_key: str, landing: dict, tmp_path: Path) -> None:
+    spark, deid_key: str, landing: dict, tmp_path: Path
+) -> None:
     import os
     import signal
     import subprocess
@@ -159,18 +184,27 @@ def test_append_killed_while_publishing_is_finished_by_the_next_run(
 
     out = tmp_path / "out"
     annotations = str(landing["cohort"].annotations_csv)
-    first = ingest([str(landing["day1"])], str(out), spark=spark, labels=Labels(annotations=annotations))
+    first = ingest(
+        [str(landing["day1"])], str(out), spark=spark, labels=Labels(annotations=annotations)
+    )
     both = [str(landing["day1"]), str(landing["day2"])]
     env = {**os.environ, "ANNOTATIONS": annotations, "PYTHONPATH": str(Path(__file__).parents[1])}
-    killed = subprocess.run([sys.executable, "-c", _KILL_AFTER_COMMIT_POINT, *both, str(out)],
-                            env=env, capture_output=True, text=True, timeout=600,
-                            start_new_session=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_AFTER_COMMIT_POINT, *both, str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (out / "manifest.json").exists()  # half published: does not look complete
     assert list(out.glob("_staging/*/_commit.json"))
 
     # The next append run finishes that commit, then finds nothing new: no manual step.
-    again = ingest(both, str(out), spark=spark, labels=Labels(annotations=annotations), mode="append")
+    again = ingest(
+        both, str(out), spark=spark, labels=Labels(annotations=annotations), mode="append"
+    )
     assert again["changed"] is False and again["last_run"]["files_read"] == 0
     assert not (out / "_staging").exists()
     assert again["counts"]["units"] == first["counts"]["units"] + landing["num_day2_new"]

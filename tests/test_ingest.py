@@ -59,9 +59,13 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
     ds.Rows, ds.Columns, ds.NumberOfFrames = 65535, 65535, 1000
     ds.SOPInstanceUID = "1.2.3.4.5.6.7.2"
     put("huge.dcm", _encoded(ds), "declared_size_too_large")
-    for number, (syntax, reason) in enumerate([
+    for number, (syntax, reason) in enumerate(
+        [
             (pydicom.uid.JPEGLSLossless, "pixel_decode_error"),  # decodable, but a corrupt stream
-            (pydicom.uid.MPEG4HP41, "unsupported_transfer_syntax")], start=3):  # no decoder
+            (pydicom.uid.MPEG4HP41, "unsupported_transfer_syntax"),
+        ],
+        start=3,
+    ):  # no decoder
         ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
         ds.file_meta.TransferSyntaxUID = syntax
         ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8" + b"\0" * 64])
@@ -83,17 +87,31 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("cohort")
     loose = synthesize_cohort(base / "loose", num_patients=7, seed=3, image_size=64)
-    zipped = synthesize_cohort(base / "zipped", num_patients=2, seed=4, archive="zip", image_size=64)
-    tarred = synthesize_cohort(base / "tarred", num_patients=1, seed=5, archive="tar", image_size=64)
+    zipped = synthesize_cohort(
+        base / "zipped", num_patients=2, seed=4, archive="zip", image_size=64
+    )
+    tarred = synthesize_cohort(
+        base / "tarred", num_patients=1, seed=5, archive="tar", image_size=64
+    )
     bad = _bad_inputs(base / "bad")
     annotations = pd.concat([pd.read_csv(c.annotations_csv) for c in (loose, zipped, tarred)])
     annotations.to_csv(base / "annotations.csv", index=False)
     phi = set()
     for c in (loose, zipped, tarred):
         phi |= {s for s in json.loads(c.phi_json.read_text()) if len(str(s)) >= 4}
-    return {"base": base, "summaries": (loose, zipped, tarred), "bad": bad, "phi": phi,
-            "inputs": [str(loose.dicom_dir), str(zipped.dicom_dir), str(tarred.dicom_dir), str(base / "bad")],
-            "annotations": str(base / "annotations.csv")}
+    return {
+        "base": base,
+        "summaries": (loose, zipped, tarred),
+        "bad": bad,
+        "phi": phi,
+        "inputs": [
+            str(loose.dicom_dir),
+            str(zipped.dicom_dir),
+            str(tarred.dicom_dir),
+            str(base / "bad"),
+        ],
+        "annotations": str(base / "annotations.csv"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +119,31 @@ def ingested(cohort: dict) -> dict:
     out = cohort["base"] / "out"
     env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "sparkdl", "ingest", *cohort["inputs"], "--output", str(out),
-         "--annotations", cohort["annotations"], "--export-dicom", "--master", "local[2]"],
-        env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "sparkdl",
+            "ingest",
+            *cohort["inputs"],
+            "--output",
+            str(out),
+            "--annotations",
+            cohort["annotations"],
+            "--export-dicom",
+            "--master",
+            "local[2]",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"out": out, "logs": proc.stdout + proc.stderr,
-            "manifest": json.loads((out / "manifest.json").read_text())}
+    return {
+        "out": out,
+        "logs": proc.stdout + proc.stderr,
+        "manifest": json.loads((out / "manifest.json").read_text()),
+    }
 
 
 def _table(path: Path) -> pd.DataFrame:
@@ -171,8 +207,11 @@ def test_no_phi_in_any_deidentified_output_or_log(cohort: dict, ingested: dict) 
     assert header["00120062"]["Value"] == ["YES"]  # PatientIdentityRemoved
     for name in ("volumes", "patches"):
         table = _table(out / name)
-        texts += [table[c].str.cat(sep="\n") for c in table.columns
-                  if len(table) and isinstance(table[c].iloc[0], str)]
+        texts += [
+            table[c].str.cat(sep="\n")
+            for c in table.columns
+            if len(table) and isinstance(table[c].iloc[0], str)
+        ]
     blob = "\n".join(texts)
     leaked = sorted(s for s in phi if s in blob)
     assert not leaked, f"PHI found in outputs/logs: {leaked[:5]}"
@@ -195,8 +234,11 @@ def test_volumes_and_patches_read_back(cohort: dict, ingested: dict) -> None:
     patches = [SimpleNamespace(**row) for row in read_rows(str(out / "patches"))]
     volumes = {row["series_uid"]: row for row in read_rows(str(out / "volumes"))}
     loose = cohort["summaries"][0]
-    variants = {remap_uid(TEST_KEY.encode(), s.series_uid): s.variant
-                for s in loose.series if s.kind == "axial_ct"}
+    variants = {
+        remap_uid(TEST_KEY.encode(), s.series_uid): s.variant
+        for s in loose.series
+        if s.kind == "axial_ct"
+    }
     assert set(variants.values()) <= {variants[u] for u in volumes if u in variants}
     positives = [p for p in patches if p.label == 1]
     negatives = [p for p in patches if p.label == 0]
@@ -204,7 +246,11 @@ def test_volumes_and_patches_read_back(cohort: dict, ingested: dict) -> None:
     seen_variants = set()
     for patch in positives:
         size = patch.patch.shape[0]
-        core = patch.patch[size // 2 - 1: size // 2 + 1, size // 2 - 1: size // 2 + 1, size // 2 - 1: size // 2 + 1]
+        core = patch.patch[
+            size // 2 - 1 : size // 2 + 1,
+            size // 2 - 1 : size // 2 + 1,
+            size // 2 - 1 : size // 2 + 1,
+        ]
         assert core.mean() > -700, (variants.get(patch.series_uid), core.mean())
         seen_variants.add(variants.get(patch.series_uid))
     assert set(variants.values()) <= seen_variants
@@ -217,18 +263,22 @@ def test_volumes_and_patches_read_back(cohort: dict, ingested: dict) -> None:
     assert all(len(splits) == 1 for splits in by_patient.values())
 
 
-def test_rerun_gives_same_pseudonyms_and_rows(spark, cohort: dict, ingested: dict, tmp_path: Path,
-                                              deid_key: str) -> None:
+def test_rerun_gives_same_pseudonyms_and_rows(
+    spark, cohort: dict, ingested: dict, tmp_path: Path, deid_key: str
+) -> None:
     from sparkdl.ingestion import ingest
 
     tarred = cohort["summaries"][2]
     ingest([str(tarred.dicom_dir)], str(tmp_path / "again"), spark=spark)
-    again = _table(tmp_path / "again/catalog").drop(columns=["volume_id", "volume_status", "volume_reason"])
+    again = _table(tmp_path / "again/catalog").drop(
+        columns=["volume_id", "volume_status", "volume_reason"]
+    )
     first = _table(ingested["out"] / "catalog")
     first = first[first["sop_uid"].isin(again["sop_uid"])][again.columns]
     key = ["sop_uid"]
-    pd.testing.assert_frame_equal(again.sort_values(key).reset_index(drop=True),
-                                  first.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        again.sort_values(key).reset_index(drop=True), first.sort_values(key).reset_index(drop=True)
+    )
 
 
 def test_pydicom_test_files_are_all_accounted_for(spark, tmp_path: Path, deid_key: str) -> None:
@@ -244,15 +294,29 @@ def test_pydicom_test_files_are_all_accounted_for(spark, tmp_path: Path, deid_ke
 def test_ingest_refuses_to_start_without_a_key(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SPARKDL_DEID_KEY"}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-m", "sparkdl", "ingest", str(tmp_path), "--output",
-                           str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparkdl",
+            "ingest",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "SPARKDL_DEID_KEY" in proc.stderr and "token_hex" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_failed_run_leaves_nothing_that_looks_complete(spark, cohort: dict, tmp_path: Path,
-                                                       deid_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_run_leaves_nothing_that_looks_complete(
+    spark, cohort: dict, tmp_path: Path, deid_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sparkdl.ingestion as ingest_module
 
     def fail(*args: object, **kwargs: object) -> None:
@@ -262,8 +326,12 @@ def test_failed_run_leaves_nothing_that_looks_complete(spark, cohort: dict, tmp_
     out = tmp_path / "out"
     monkeypatch.setattr(ingest_module, "build_patches", fail)
     with pytest.raises(RuntimeError):
-        ingest_module.ingest([str(tarred.dicom_dir)], str(out), spark=spark,
-                             labels=Labels(annotations=str(tarred.annotations_csv)))
+        ingest_module.ingest(
+            [str(tarred.dicom_dir)],
+            str(out),
+            spark=spark,
+            labels=Labels(annotations=str(tarred.annotations_csv)),
+        )
     assert not (out / "manifest.json").exists() and not (out / "catalog").exists()
     monkeypatch.undo()
     monkeypatch.setenv("SPARKDL_DEID_KEY", TEST_KEY)

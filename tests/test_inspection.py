@@ -35,8 +35,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Iterator[Pa
     previous = os.environ.get("SPARKDL_DEID_KEY")
     os.environ["SPARKDL_DEID_KEY"] = TEST_KEY
     try:
-        ingest([str(cohort.dicom_dir)], str(base / "out"), spark=spark,
-               labels=Labels(annotations=str(cohort.annotations_csv)))
+        ingest(
+            [str(cohort.dicom_dir)],
+            str(base / "out"),
+            spark=spark,
+            labels=Labels(annotations=str(cohort.annotations_csv)),
+        )
     finally:
         if previous is None:
             os.environ.pop("SPARKDL_DEID_KEY", None)
@@ -75,11 +79,17 @@ def test_counts_agree_with_manifest_and_tables(dataset: Path, summary: dict[str,
 
     catalog = _table(dataset / "catalog", ["Modality", "volume_status"])
     assert summary["catalog"]["by_modality"] == dict(Counter(catalog["Modality"]))
-    assert summary["catalog"]["by_volume_outcome"]["volume"] == int((catalog["volume_status"] == "volume").sum())
+    assert summary["catalog"]["by_volume_outcome"]["volume"] == int(
+        (catalog["volume_status"] == "volume").sum()
+    )
 
     patches = _table(dataset / "patches", ["label", "malignancy", "source"])
-    assert summary["patches"]["by_label"] == {str(k): v for k, v in Counter(patches["label"]).items()}
-    assert summary["patches"]["by_malignancy"] == {str(k): v for k, v in Counter(patches["malignancy"]).items()}
+    assert summary["patches"]["by_label"] == {
+        str(k): v for k, v in Counter(patches["label"]).items()
+    }
+    assert summary["patches"]["by_malignancy"] == {
+        str(k): v for k, v in Counter(patches["malignancy"]).items()
+    }
     assert summary["patches"]["by_source"] == dict(Counter(patches["source"]))
     assert sum(sum(row.values()) for row in summary["patches"]["by_split"].values()) == len(patches)
 
@@ -90,8 +100,11 @@ def test_counts_agree_with_manifest_and_tables(dataset: Path, summary: dict[str,
     codes = Counter(w["code"] for cell in volumes["warnings"] for w in json.loads(cell))
     assert {k: v["occurrences"] for k, v in summary["volumes"]["warnings"].items()} == dict(codes)
     assert all("?" not in shape for shape in summary["volumes"]["shape_zyx"])
-    assert sorted(int(s.split("x")[0]) for s in summary["volumes"]["shape_zyx"]
-                  for _ in range(summary["volumes"]["shape_zyx"][s])) == sorted(volumes["num_slices"])
+    assert sorted(
+        int(s.split("x")[0])
+        for s in summary["volumes"]["shape_zyx"]
+        for _ in range(summary["volumes"]["shape_zyx"][s])
+    ) == sorted(volumes["num_slices"])
     json.dumps(summary)  # JSON-able
 
 

@@ -38,18 +38,24 @@ pytestmark = pytest.mark.slow
 def petastorm_python() -> Path:
     setting = os.environ.get("SPARKDL_INTEROP_PYTHON", "")
     if setting.startswith("unavailable:"):
-        pytest.skip(f"Petastorm venv not built on this machine: {setting[len('unavailable:'):]}")
+        pytest.skip(f"Petastorm venv not built on this machine: {setting[len('unavailable:') :]}")
     python = Path(setting) if setting else ROOT / ".venv-interop" / "bin" / "python"
     if not python.exists():
-        pytest.fail(f"No Petastorm venv at {python}: run scripts/setup_interop.sh "
-                    "(scripts/test.sh does).")
+        pytest.fail(
+            f"No Petastorm venv at {python}: run scripts/setup_interop.sh (scripts/test.sh does)."
+        )
     return python
 
 
 def _petastorm(python: Path, command: str, url: str) -> Any:
-    done = subprocess.run([str(python), str(SIDE), command, url], capture_output=True,
-                          text=True, timeout=600, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": "", "PYSPARK_PYTHON": str(python)})
+    done = subprocess.run(
+        [str(python), str(SIDE), command, url],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": "", "PYSPARK_PYTHON": str(python)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -63,8 +69,9 @@ def _shard_ids(url: str, key: str, num_shards: int) -> list[list[str]]:
     shards = []
     for index in range(num_shards):
         fs, groups = shard_groups(url, index, num_shards)
-        shards.append([str(v) for g in groups for v in read_row_group(fs, g, [key])
-                       .column(key).to_pylist()])
+        shards.append(
+            [str(v) for g in groups for v in read_row_group(fs, g, [key]).column(key).to_pylist()]
+        )
     return shards
 
 
@@ -73,24 +80,35 @@ def _volume_rows() -> list[dict[str, Any]]:
     rows = []
     # ~3.6 MB of noise in 1 MB row groups: at least 3 row groups however Spark spreads the
     # rows over the files, so that 3 shards are never empty.
-    shapes = [(40, 64, 80), (9, 8, 8), (3, 20, 20), (7, 4, 6)] + [(50, 64, 64 + i) for i in range(5)]
+    shapes = [(40, 64, 80), (9, 8, 8), (3, 20, 20), (7, 4, 6)] + [
+        (50, 64, 64 + i) for i in range(5)
+    ]
     for i, shape in enumerate(shapes):
-        rows.append({
-            "series_uid": f"2.25.{100 + i}", "patient_id": f"pat{i}", "study_uid": f"2.25.{i}",
-            "volume_id": f"v{i}", "volume": rng.integers(-1024, 2000, shape).astype(np.int16),
-            "spacing": np.array([2.5, 0.7, 0.7 + i / 10]), "origin": np.array([-100.0, i, 3.0]),
-            "direction": np.eye(3).ravel(), "num_slices": np.int32(shape[0]),
-            "warnings": json.dumps([{"code": "gantry_tilt"}] if i == 2 else []),
-        })
+        rows.append(
+            {
+                "series_uid": f"2.25.{100 + i}",
+                "patient_id": f"pat{i}",
+                "study_uid": f"2.25.{i}",
+                "volume_id": f"v{i}",
+                "volume": rng.integers(-1024, 2000, shape).astype(np.int16),
+                "spacing": np.array([2.5, 0.7, 0.7 + i / 10]),
+                "origin": np.array([-100.0, i, 3.0]),
+                "direction": np.eye(3).ravel(),
+                "num_slices": np.int32(shape[0]),
+                "warnings": json.dumps([{"code": "gantry_tilt"}] if i == 2 else []),
+            }
+        )
     return rows
 
 
-def test_petastorm_reads_volumes_sparkdl_writes(spark: Any, petastorm_python: Path,
-                                                tmp_path: Path) -> None:
+def test_petastorm_reads_volumes_sparkdl_writes(
+    spark: Any, petastorm_python: Path, tmp_path: Path
+) -> None:
     rows = _volume_rows()
     url = (tmp_path / "volumes").as_uri()
-    frame = spark.createDataFrame([VolumeSchema.encode_row(r) for r in rows],
-                                  VolumeSchema.as_spark_schema())
+    frame = spark.createDataFrame(
+        [VolumeSchema.encode_row(r) for r in rows], VolumeSchema.as_spark_schema()
+    )
     write_dataset(frame, VolumeSchema, url, row_group_mb=1, num_files=3)
     seen = _petastorm(petastorm_python, "read", url)
     expected = _digests(rows, "series_uid")
@@ -100,8 +118,9 @@ def test_petastorm_reads_volumes_sparkdl_writes(spark: Any, petastorm_python: Pa
         assert seen["shards"][str(num_shards)] == _shard_ids(url, "series_uid", num_shards)
 
 
-def test_petastorm_reads_patches_sparkdl_writes(spark: Any, petastorm_python: Path,
-                                                tmp_path: Path) -> None:
+def test_petastorm_reads_patches_sparkdl_writes(
+    spark: Any, petastorm_python: Path, tmp_path: Path
+) -> None:
     url = (tmp_path / "patches").as_uri()
     total = write_patches(spark, url, size=8)
     seen = _petastorm(petastorm_python, "read", url)
@@ -123,8 +142,9 @@ def test_sparkdl_reads_what_petastorm_writes(petastorm_python: Path, tmp_path: P
     assert patch_shape(url) == ((8, 8, 8), np.dtype(np.int16))
     fs, groups = shard_groups(url, 0, 1)
     read = patch_chunk_reader("train", "label", (8, 8, 8), np.dtype(np.int16))
-    with RowGroupReader(fs, groups, read, num_epochs=1, shuffle=False, seed=0,
-                        workers_count=2, results_queue_size=4) as reader:
+    with RowGroupReader(
+        fs, groups, read, num_epochs=1, shuffle=False, seed=0, workers_count=2, results_queue_size=4
+    ) as reader:
         chunks = list(reader)
     patches = np.concatenate([p for p, _ in chunks])
     train = [w for w in written.values() if w["split"] == "train"]

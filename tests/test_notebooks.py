@@ -41,11 +41,15 @@ def _kernel_manager(tmp: Path) -> Any:
 
     spec_dir = tmp / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "sparkdl (test)",
-        "language": "python",
-    }))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "sparkdl (test)",
+                "language": "python",
+            }
+        )
+    )
     specs = KernelSpecManager(kernel_dirs=[str(tmp / "kernels")])
     return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
 
@@ -54,11 +58,19 @@ def run_notebook(name: str, tmp: Path, **env: str) -> Any:
     """Execute ``notebooks/<name>`` with ``env`` added; return the executed notebook."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    kernel_env = {**os.environ, "SPARKDL_NB_FAST": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-                  "PYTHONPATH": python_path, **env}
-    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S,
-                                     km=_kernel_manager(tmp / f"{name}.kernel"),
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    kernel_env = {
+        **os.environ,
+        "SPARKDL_NB_FAST": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": python_path,
+        **env,
+    }
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        km=_kernel_manager(tmp / f"{name}.kernel"),
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
     client.execute(env=kernel_env)
     nbformat.write(nb, tmp / name)  # the executed copy, for a look when a test fails
     return nb
@@ -66,28 +78,46 @@ def run_notebook(name: str, tmp: Path, **env: str) -> Any:
 
 def outputs(nb: Any, kind: str) -> list[Any]:
     """Every output of one ``output_type`` (``stream``, ``display_data``, ...)."""
-    return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
-            if out.output_type == kind]
+    return [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if out.output_type == kind
+    ]
 
 
 def text_of(nb: Any) -> str:
     parts = [out.text for out in outputs(nb, "stream")]
-    parts += [out.data.get("text/plain", "") for kind in ("execute_result", "display_data")
-              for out in outputs(nb, kind)]
+    parts += [
+        out.data.get("text/plain", "")
+        for kind in ("execute_result", "display_data")
+        for out in outputs(nb, kind)
+    ]
     return "\n".join(parts)
 
 
 def pngs(nb: Any) -> list[bytes]:
-    return [base64.b64decode(out.data["image/png"]) for kind in ("display_data", "execute_result")
-            for out in outputs(nb, kind) if "image/png" in out.data]
+    return [
+        base64.b64decode(out.data["image/png"])
+        for kind in ("display_data", "execute_result")
+        for out in outputs(nb, kind)
+        if "image/png" in out.data
+    ]
 
 
 @pytest.fixture(scope="module")
 def explored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     tmp = tmp_path_factory.mktemp("notebooks")
     workdir = tmp / "work"
-    nb = run_notebook("01_explore_dataset.ipynb", tmp, SPARKDL_NB_DATA="", SPARKDL_NB_MODEL="",
-                      SPARKDL_NB_WORKDIR=str(workdir), SPARKDL_DEID_KEY=TEST_KEY)
+    nb = run_notebook(
+        "01_explore_dataset.ipynb",
+        tmp,
+        SPARKDL_NB_DATA="",
+        SPARKDL_NB_MODEL="",
+        SPARKDL_NB_WORKDIR=str(workdir),
+        SPARKDL_DEID_KEY=TEST_KEY,
+    )
     return nb, workdir
 
 
@@ -107,8 +137,11 @@ def test_notebooks_use_the_public_api_only() -> None:
     import sparkdl
 
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        source = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells
-                           if cell.cell_type == "code")
+        source = "\n".join(
+            cell.source
+            for cell in nbformat.read(path, as_version=4).cells
+            if cell.cell_type == "code"
+        )
         assert not re.findall(r"(?:from|import)\s+sparkdl\.\w+", source), path
         for names in re.findall(r"from sparkdl import ([\w, ]+)", source):
             assert {n.strip() for n in names.split(",")} <= set(sparkdl.__all__), path
@@ -136,8 +169,13 @@ def test_train_evaluate_notebook_trains_evaluates_and_predicts(
     _, workdir = explored
     data = workdir / "dataset"
     train_dir = tmp_path / "work"
-    nb = run_notebook("02_train_evaluate.ipynb", tmp_path, SPARKDL_NB_DATA=str(data),
-                      SPARKDL_NB_MODEL="", SPARKDL_NB_WORKDIR=str(train_dir))
+    nb = run_notebook(
+        "02_train_evaluate.ipynb",
+        tmp_path,
+        SPARKDL_NB_DATA=str(data),
+        SPARKDL_NB_MODEL="",
+        SPARKDL_NB_WORKDIR=str(train_dir),
+    )
     history = json.loads((train_dir / "model" / "history.json").read_text())
     assert history["epoch"] == [0, 1]  # FAST: two epochs
     metrics = json.loads((train_dir / "report" / "metrics.json").read_text())

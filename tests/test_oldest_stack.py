@@ -26,17 +26,29 @@ def oldest_python() -> Path:
     setting = os.environ.get("SPARKDL_OLDEST_PYTHON", "")
     python = Path(setting) if setting else ROOT / ".venv-oldest" / "bin" / "python"
     if not python.exists():
-        pytest.fail(f"No oldest-stack venv at {python}: run scripts/setup_oldest.sh "
-                    "(scripts/test.sh does).")
+        pytest.fail(
+            f"No oldest-stack venv at {python}: run scripts/setup_oldest.sh (scripts/test.sh does)."
+        )
     return python
 
 
 def _sparkdl(python: Path, *args: str) -> str:
-    env = {**os.environ, "SPARKDL_DEID_KEY": KEY, "PYSPARK_PYTHON": str(python),
-           "PYSPARK_DRIVER_PYTHON": str(python), "TF_USE_LEGACY_KERAS": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([str(python), "-m", "sparkdl", *args], capture_output=True,
-                          text=True, timeout=900, env=env, cwd=ROOT)
+    env = {
+        **os.environ,
+        "SPARKDL_DEID_KEY": KEY,
+        "PYSPARK_PYTHON": str(python),
+        "PYSPARK_DRIVER_PYTHON": str(python),
+        "TF_USE_LEGACY_KERAS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    done = subprocess.run(
+        [str(python), "-m", "sparkdl", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, (args[0], done.stdout[-2000:], done.stderr[-4000:])
     return done.stdout
 
@@ -45,17 +57,46 @@ def test_synth_ingest_train_evaluate_on_spark_4_0(oldest_python: Path, tmp_path:
     cohort, data = tmp_path / "cohort", tmp_path / "dataset"
     model, report = tmp_path / "model", tmp_path / "report"
     _sparkdl(oldest_python, "synth", str(cohort), "--patients", "10", "--seed", "5")
-    _sparkdl(oldest_python, "ingest", str(cohort / "dicom"), "--output", str(data),
-             "--annotations", str(cohort / "annotations.csv"), "--master", "local[2]")
+    _sparkdl(
+        oldest_python,
+        "ingest",
+        str(cohort / "dicom"),
+        "--output",
+        str(data),
+        "--annotations",
+        str(cohort / "annotations.csv"),
+        "--master",
+        "local[2]",
+    )
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest["versions"]["pyspark"] == "4.0.1"
     assert manifest["versions"]["pyarrow"] == "18.0.0"
     assert manifest["counts"]["patches"] > 0
-    _sparkdl(oldest_python, "train", "--data", str(data), "--model-dir", str(model),
-             "--num-workers", "2", "--epochs", "2", "--master", "local[2]")
+    _sparkdl(
+        oldest_python,
+        "train",
+        "--data",
+        str(data),
+        "--model-dir",
+        str(model),
+        "--num-workers",
+        "2",
+        "--epochs",
+        "2",
+        "--master",
+        "local[2]",
+    )
     assert (model / "model.keras").is_file()
     assert len(json.loads((model / "history.json").read_text())["metrics"]["loss"]) == 2
-    _sparkdl(oldest_python, "evaluate", "--model-dir", str(model), "--data", str(data),
-             "--report", str(report))
+    _sparkdl(
+        oldest_python,
+        "evaluate",
+        "--model-dir",
+        str(model),
+        "--data",
+        str(data),
+        "--report",
+        str(report),
+    )
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["n"] > metrics["positives"] > 0 and 0.0 <= metrics["auc"] <= 1.0

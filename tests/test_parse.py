@@ -65,13 +65,15 @@ def test_raw_dataset_is_read_decoded_and_exported(encoding: str) -> None:
 
 @pytest.mark.parametrize("start", [b"\x08\x00", b"\x00\x08", b"\x02\x00"])
 def test_junk_with_a_tag_like_start_is_not_dicom(start: bytes) -> None:
-    outcome = process_instance(start + bytes(range(256)) * 8, TEST_KEY.encode(), DeidOptions(),
-                               Limits(), False)
+    outcome = process_instance(
+        start + bytes(range(256)) * 8, TEST_KEY.encode(), DeidOptions(), Limits(), False
+    )
     assert isinstance(outcome, Rejected) and outcome.reason == "not_dicom", outcome
 
 
 def test_non_conformant_values_are_not_quoted_in_warnings_or_logs(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # Real exports break VR rules (letters in a UID, dates as dd.mm.yyyy); pydicom's reading
     # checks would warn quoting the value: an identifying UID in the executor's log.
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
@@ -81,15 +83,20 @@ def test_non_conformant_values_are_not_quoted_in_warnings_or_logs(
         buffer = io.BytesIO()
         ds.save_as(buffer)
     caplog.set_level(logging.DEBUG)
-    modes = (pydicom.config.settings.reading_validation_mode,
-             pydicom.config.settings.writing_validation_mode)
+    modes = (
+        pydicom.config.settings.reading_validation_mode,
+        pydicom.config.settings.writing_validation_mode,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        outcome = process_instance(buffer.getvalue(), TEST_KEY.encode(), DeidOptions(),
-                                   Limits(), True)
+        outcome = process_instance(
+            buffer.getvalue(), TEST_KEY.encode(), DeidOptions(), Limits(), True
+        )
     assert isinstance(outcome, Accepted), outcome
-    assert (pydicom.config.settings.reading_validation_mode,  # the caller's settings are back
-            pydicom.config.settings.writing_validation_mode) == modes
+    assert (
+        pydicom.config.settings.reading_validation_mode,  # the caller's settings are back
+        pydicom.config.settings.writing_validation_mode,
+    ) == modes
     said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
     assert not [text for text in said if "SMITH" in text or "1957" in text], said
     exported = pydicom.dcmread(io.BytesIO(outcome.dicom_bytes))
@@ -98,7 +105,13 @@ def test_non_conformant_values_are_not_quoted_in_warnings_or_logs(
 
 
 #: Compressed syntaxes a PACS export of CT commonly uses, and the pydicom keyword of each.
-COMPRESSED = ["JPEGLosslessSV1", "JPEGLossless", "JPEGLSLossless", "JPEG2000Lossless", "RLELossless"]
+COMPRESSED = [
+    "JPEGLosslessSV1",
+    "JPEGLossless",
+    "JPEGLSLossless",
+    "JPEG2000Lossless",
+    "RLELossless",
+]
 
 
 def _compress(source: str, keyword: str, target: Path) -> bytes:
@@ -110,8 +123,9 @@ def _compress(source: str, keyword: str, target: Path) -> bytes:
     reader.SetFileName(source)
     assert reader.Read()
     change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.GetTSType(
-        str(getattr(pydicom.uid, keyword)))))
+    change.SetTransferSyntax(
+        gdcm.TransferSyntax(gdcm.TransferSyntax.GetTSType(str(getattr(pydicom.uid, keyword))))
+    )
     change.SetInput(reader.GetImage())
     assert change.Change()
     writer = gdcm.ImageWriter()
@@ -126,7 +140,9 @@ def _compress(source: str, keyword: str, target: Path) -> bytes:
 def test_compressed_ct_is_decoded(keyword: str, tmp_path: Path) -> None:
     source = get_testdata_file("CT_small.dcm")
     data = _compress(source, keyword, tmp_path / "compressed.dcm")
-    assert pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID == getattr(pydicom.uid, keyword)
+    assert pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID == getattr(
+        pydicom.uid, keyword
+    )
 
     outcome = process_instance(data, TEST_KEY.encode(), DeidOptions(), Limits(), False)
 

@@ -28,14 +28,20 @@ from sparkdl.schemas import patch_schema
 
 KEY = b"test-key-0123456789abcdef0123456789abcdef"
 DIRECTION = geometry.direction_from_iop(
-    [0.9396926, 0.3420201, 0.0, -0.0593912, 0.1631759, -0.9848078]).reshape(9)
+    [0.9396926, 0.3420201, 0.0, -0.0593912, 0.1631759, -0.9848078]
+).reshape(9)
 SPACING = np.array([1.25, 0.7, 0.8])
 ORIGIN = np.array([-30.0, 12.0, -250.0])
 GRID = Geometry(SPACING, ORIGIN, DIRECTION)
 
 
-def field_volume(shape: tuple[int, int, int], fn: Any, direction: np.ndarray = DIRECTION,
-                 spacing: np.ndarray = SPACING, origin: np.ndarray = ORIGIN) -> np.ndarray:
+def field_volume(
+    shape: tuple[int, int, int],
+    fn: Any,
+    direction: np.ndarray = DIRECTION,
+    spacing: np.ndarray = SPACING,
+    origin: np.ndarray = ORIGIN,
+) -> np.ndarray:
     index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
     world = geometry.voxel_to_world(index, origin, spacing, direction)
     return np.rint(fn(world)).astype(np.int16)
@@ -44,8 +50,9 @@ def field_volume(shape: tuple[int, int, int], fn: Any, direction: np.ndarray = D
 def test_patch_centre_is_the_world_point() -> None:
     shape = (40, 60, 56)
     center = geometry.voxel_to_world([17.3, 31.6, 25.2], ORIGIN, SPACING, DIRECTION)
-    volume = field_volume(shape, lambda w: np.where(
-        np.linalg.norm(w - center, axis=-1) <= 4.0, 300, -900))
+    volume = field_volume(
+        shape, lambda w: np.where(np.linalg.norm(w - center, axis=-1) <= 4.0, 300, -900)
+    )
     patch = extract_patch(volume, GRID, center, 32, 1.0)
     assert patch.shape == (32, 32, 32) and patch.dtype == np.int16
     assert np.all(patch[15:17, 15:17, 15:17] == 300)
@@ -88,14 +95,21 @@ def chest(shape: tuple[int, int, int] = (36, 80, 96)) -> tuple[np.ndarray, list[
     volume[body] = 40
     for cx in (28, 68):
         volume[body & (((y - 40) / 24.0) ** 2 + ((x - cx) / 15.0) ** 2 <= 1)] = -850
-    spacing, origin, direction = np.array([2.0, 0.9, 0.9]), np.array([-40.0, -30.0, -60.0]), \
-        np.eye(3).reshape(9)
+    spacing, origin, direction = (
+        np.array([2.0, 0.9, 0.9]),
+        np.array([-40.0, -30.0, -60.0]),
+        np.eye(3).reshape(9),
+    )
     nodules = []
     for zyx, radius in (((18, 40, 28), 4.0), ((10, 30, 68), 6.0)):
         world = geometry.voxel_to_world(zyx, origin, spacing, direction)
         index = np.stack([z, y, x], axis=-1)
-        inside = np.linalg.norm(geometry.voxel_to_world(index, origin, spacing, direction)
-                                - world, axis=-1) <= radius
+        inside = (
+            np.linalg.norm(
+                geometry.voxel_to_world(index, origin, spacing, direction) - world, axis=-1
+            )
+            <= radius
+        )
         volume[inside] = 30
         nodules.append((tuple(world), radius))
     return volume, [spacing, origin, direction, nodules]
@@ -106,19 +120,19 @@ def test_negatives_are_in_the_lungs_and_away_from_nodules() -> None:
     mask = lung_mask(volume, spacing)
     assert mask.any() and not mask[:, 0, :].any() and not np.any(volume[mask] > -400)
     grid = Geometry(spacing, origin, direction)
-    points = sample_negatives(volume, grid, nodules, 40,
-                              np.random.default_rng(0), margin_mm=10.0)
+    points = sample_negatives(volume, grid, nodules, 40, np.random.default_rng(0), margin_mm=10.0)
     assert len(points) == 40 and len(set(points)) == 40
     for point in points:
         index = np.rint(geometry.world_to_voxel(point, origin, spacing, direction)).astype(int)
         assert volume[tuple(index)] == -850  # lung, not the air around the body
         for center, radius in nodules:
             assert np.linalg.norm(np.subtract(point, center)) > radius + 10.0
-    again = sample_negatives(volume, grid, nodules, 40,
-                             np.random.default_rng(0), margin_mm=10.0)
+    again = sample_negatives(volume, grid, nodules, 40, np.random.default_rng(0), margin_mm=10.0)
     assert again == points
-    assert sample_negatives(np.full((4, 20, 20), 40, np.int16), grid,
-                            [], 5, np.random.default_rng(0)) == []
+    assert (
+        sample_negatives(np.full((4, 20, 20), 40, np.int16), grid, [], 5, np.random.default_rng(0))
+        == []
+    )
 
 
 def test_split_is_one_per_patient_with_configured_proportions() -> None:
@@ -137,9 +151,16 @@ def test_split_is_one_per_patient_with_configured_proportions() -> None:
 
 def _volume(patient: str, series: str) -> AssembledVolume:
     volume, (spacing, origin, direction, _) = chest()
-    return AssembledVolume(volume_id=series + ".0", series_uid=series, study_uid="2.25.3",
-                           patient_id=patient, volume=volume, spacing=spacing, origin=origin,
-                           direction=direction)
+    return AssembledVolume(
+        volume_id=series + ".0",
+        series_uid=series,
+        study_uid="2.25.3",
+        patient_id=patient,
+        volume=volume,
+        spacing=spacing,
+        origin=origin,
+        direction=direction,
+    )
 
 
 def test_patch_rows_fit_the_schema_and_skip_outside_points() -> None:
@@ -147,12 +168,22 @@ def test_patch_rows_fit_the_schema_and_skip_outside_points() -> None:
     _, (_, _, _, nodules) = chest()
     options = PatchOptions(size=16)
     points = [
-        {"center_xyz": nodules[0][0], "label": 1, "malignancy": 1, "diameter_mm": 8.0,
-         "source": "annotation"},
+        {
+            "center_xyz": nodules[0][0],
+            "label": 1,
+            "malignancy": 1,
+            "diameter_mm": 8.0,
+            "source": "annotation",
+        },
         {"center_xyz": nodules[0][0], "label": 1, "source": "annotation"},  # repeated
         {"center_xyz": (500.0, 0.0, 0.0), "label": 1, "source": "annotation"},
-        {"center_xyz": nodules[1][0], "label": 0, "source": "candidate", "malignancy": None,
-         "diameter_mm": float("nan")},
+        {
+            "center_xyz": nodules[1][0],
+            "label": 0,
+            "source": "candidate",
+            "malignancy": None,
+            "diameter_mm": float("nan"),
+        },
     ]
     rows, skipped = make_patch_rows(volume, points, options, KEY)
     assert skipped == 1 and len(rows) == 3
@@ -160,8 +191,9 @@ def test_patch_rows_fit_the_schema_and_skip_outside_points() -> None:
     for row in rows:
         schema.encode_row(row)
     assert len({r["patch_id"] for r in rows}) == 3
-    assert [r["patch_id"] for r in make_patch_rows(volume, points, options, KEY)[0]] == \
-        [r["patch_id"] for r in rows]
+    assert [r["patch_id"] for r in make_patch_rows(volume, points, options, KEY)[0]] == [
+        r["patch_id"] for r in rows
+    ]
     assert rows[0]["malignancy"] == 1 and rows[1]["malignancy"] == -1
     assert rows[1]["diameter_mm"] == -1.0 and rows[2]["diameter_mm"] == -1.0
     assert {r["split"] for r in rows} == {assign_split(KEY, "pseudo-1", options.fractions)}
@@ -174,22 +206,34 @@ def test_patch_rows_fit_the_schema_and_skip_outside_points() -> None:
 
 
 def test_read_luna16_csvs() -> None:
-    annotations = read_points_csv(io.StringIO(
-        "seriesuid,coordX,coordY,coordZ,diameter_mm\n1.2.3,-10.5,20,-300.25,6.1\n"
-        "1.2.4,1,2,3,4\n"), "annotations")
+    annotations = read_points_csv(
+        io.StringIO(
+            "seriesuid,coordX,coordY,coordZ,diameter_mm\n1.2.3,-10.5,20,-300.25,6.1\n"
+            "1.2.4,1,2,3,4\n"
+        ),
+        "annotations",
+    )
     assert annotations["malignancy"].tolist() == [-1, -1]
     assert annotations["seriesuid"].tolist() == ["1.2.3", "1.2.4"]
     points = points_from_frame(annotations, "annotations")
-    assert points[0] == {"center_xyz": (-10.5, 20.0, -300.25), "label": 1,
-                         "source": "annotation", "malignancy": -1, "diameter_mm": 6.1}
-    candidates = read_points_csv(io.StringIO(
-        "seriesuid,coordX,coordY,coordZ,class\n1.2.3,1,2,3,0\n1.2.3,4,5,6,1\n"), "candidates")
+    assert points[0] == {
+        "center_xyz": (-10.5, 20.0, -300.25),
+        "label": 1,
+        "source": "annotation",
+        "malignancy": -1,
+        "diameter_mm": 6.1,
+    }
+    candidates = read_points_csv(
+        io.StringIO("seriesuid,coordX,coordY,coordZ,class\n1.2.3,1,2,3,0\n1.2.3,4,5,6,1\n"),
+        "candidates",
+    )
     assert [p["label"] for p in points_from_frame(candidates, "candidates")] == [0, 1]
     with pytest.raises(InputError, match=r"lacks column\(s\) \['diameter_mm'\]"):
         read_points_csv(io.StringIO("seriesuid,coordX,coordY,coordZ\n1,2,3,4\n"), "annotations")
     with pytest.raises(InputError, match="coordY"):
-        read_points_csv(io.StringIO("seriesuid,coordX,coordY,coordZ,class\n1,2,x,4,0\n"),
-                        "candidates")
+        read_points_csv(
+            io.StringIO("seriesuid,coordX,coordY,coordZ,class\n1,2,x,4,0\n"), "candidates"
+        )
     with pytest.raises(InputError, match="not found"):
         read_points_csv("/nonexistent/annotations.csv", "annotations")
 

@@ -8,10 +8,28 @@ import sys
 import sparkdl
 
 EXPECTED = {
-    "ConfigError", "Dataset", "DeidKeyError", "Geometry", "IngestConfig", "InputError", "Labels", "ReadOptions",
-    "ShardPlan", "SparkdlError", "TrainConfig", "TrainingError", "TrainingRunner", "evaluate",
-    "ingest", "inspect_dataset", "make_dataset", "plan_shards", "predict", "read_rows",
-    "synthesize_cohort", "train",
+    "ConfigError",
+    "Dataset",
+    "DeidKeyError",
+    "Geometry",
+    "IngestConfig",
+    "InputError",
+    "Labels",
+    "ReadOptions",
+    "ShardPlan",
+    "SparkdlError",
+    "TrainConfig",
+    "TrainingError",
+    "TrainingRunner",
+    "evaluate",
+    "ingest",
+    "inspect_dataset",
+    "make_dataset",
+    "plan_shards",
+    "predict",
+    "read_rows",
+    "synthesize_cohort",
+    "train",
 }
 
 
@@ -33,7 +51,9 @@ def test_import_does_not_load_tensorflow() -> None:
 
 
 def test_cli_help_lists_the_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "sparkdl", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "sparkdl", "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0
     for command in ("synth", "ingest", "train", "evaluate", "predict", "inspect"):
         assert command in out.stdout
@@ -43,14 +63,18 @@ def test_stages_take_data_first_then_model_dir_then_output() -> None:
     import inspect
 
     expected = {
-        "make_dataset": ["data"], "plan_shards": ["data"], "train": ["data", "model_dir"],
-        "evaluate": ["data", "model_dir", "report_dir"], "predict": ["data", "model_dir", "output"],
-        "inspect_dataset": ["data"], "read_rows": ["url"],
+        "make_dataset": ["data"],
+        "plan_shards": ["data"],
+        "train": ["data", "model_dir"],
+        "evaluate": ["data", "model_dir", "report_dir"],
+        "predict": ["data", "model_dir", "output"],
+        "inspect_dataset": ["data"],
+        "read_rows": ["url"],
     }
     for name, leading in expected.items():
         parameters = list(inspect.signature(getattr(sparkdl, name)).parameters.values())
-        assert [p.name for p in parameters[:len(leading)]] == leading, name
-        assert all(p.kind is p.KEYWORD_ONLY for p in parameters[len(leading) + 1:]), name
+        assert [p.name for p in parameters[: len(leading)]] == leading, name
+        assert all(p.kind is p.KEYWORD_ONLY for p in parameters[len(leading) + 1 :]), name
 
 
 def test_no_public_function_takes_more_than_seven_parameters() -> None:

@@ -22,10 +22,16 @@ def _slow_read(fs: pafs.FileSystem, group: RowGroup) -> int:
 
 
 def _read_all(**options: object) -> list[int]:
-    defaults: dict[str, object] = {"num_epochs": 1, "shuffle": True, "seed": 3, "workers_count": 1,
-                                       "results_queue_size": 4}
-    with RowGroupReader(pafs.LocalFileSystem(), GROUPS, _slow_read,
-                        **{**defaults, **options}) as reader:  # type: ignore[arg-type]
+    defaults: dict[str, object] = {
+        "num_epochs": 1,
+        "shuffle": True,
+        "seed": 3,
+        "workers_count": 1,
+        "results_queue_size": 4,
+    }
+    with RowGroupReader(
+        pafs.LocalFileSystem(), GROUPS, _slow_read, **{**defaults, **options}
+    ) as reader:  # type: ignore[arg-type]
         return list(reader)
 
 
@@ -44,8 +50,16 @@ def test_epochs_reshuffle_and_unshuffled_keeps_stored_order() -> None:
 
 
 def test_forever_stops_when_closed() -> None:
-    reader = RowGroupReader(pafs.LocalFileSystem(), GROUPS, _slow_read, num_epochs=None,
-                            shuffle=True, seed=1, workers_count=2, results_queue_size=3)
+    reader = RowGroupReader(
+        pafs.LocalFileSystem(),
+        GROUPS,
+        _slow_read,
+        num_epochs=None,
+        shuffle=True,
+        seed=1,
+        workers_count=2,
+        results_queue_size=3,
+    )
     taken = list(itertools.islice(iter(reader), 30))
     reader.close()
     assert len(taken) == 30 and sorted(taken[:12]) == list(range(12))
@@ -63,8 +77,16 @@ def test_none_results_are_skipped_and_read_ahead_is_bounded() -> None:
             running[0] -= 1
         return None if group.index == 0 else group.index
 
-    with RowGroupReader(pafs.LocalFileSystem(), GROUPS, read, num_epochs=1, shuffle=False,
-                        seed=0, workers_count=4, results_queue_size=2) as reader:
+    with RowGroupReader(
+        pafs.LocalFileSystem(),
+        GROUPS,
+        read,
+        num_epochs=1,
+        shuffle=False,
+        seed=0,
+        workers_count=4,
+        results_queue_size=2,
+    ) as reader:
         results = list(reader)
     assert results == [1, 2, 3] * 3
     assert peak[0] <= 2
@@ -74,5 +96,13 @@ def test_shard_is_petastorms_modulo_rule_and_empty_groups_refused() -> None:
     assert shard(GROUPS, 1, 3) == GROUPS[1::3]
     assert sorted(g for s in range(3) for g in shard(GROUPS, s, 3)) == sorted(GROUPS)
     with pytest.raises(ValueError, match="at least one"):
-        RowGroupReader(pafs.LocalFileSystem(), [], _slow_read, num_epochs=1, shuffle=False,
-                       seed=0, workers_count=1, results_queue_size=1)
+        RowGroupReader(
+            pafs.LocalFileSystem(),
+            [],
+            _slow_read,
+            num_epochs=1,
+            shuffle=False,
+            seed=0,
+            workers_count=1,
+            results_queue_size=1,
+        )

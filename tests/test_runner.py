@@ -35,7 +35,9 @@ def _view_fn() -> Any:
         return {
             "rank": int(os.environ["SPARKDL_WORKER_RANK"]),
             "pid": os.getppid(),
-            "spark_gpus": os.environ["SPARKDL_TASK_GPUS"].split(",") if os.environ["SPARKDL_TASK_GPUS"] else None,
+            "spark_gpus": os.environ["SPARKDL_TASK_GPUS"].split(",")
+            if os.environ["SPARKDL_TASK_GPUS"]
+            else None,
             "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "TF_CONFIG": json.loads(os.environ["TF_CONFIG"]),
         }
@@ -44,6 +46,7 @@ def _view_fn() -> Any:
 
 
 # --- pure validation ------------------------------------------------------------------------
+
 
 def test_local_slots() -> None:
     assert local_slots("local", 8) == 1
@@ -62,31 +65,43 @@ def test_more_workers_than_slots() -> None:
 @pytest.mark.parametrize("amount", [None, "0", "x"])
 def test_gpu_on_cluster_needs_task_gpu_amount(amount: str | None) -> None:
     conf = {} if amount is None else {"spark.task.resource.gpu.amount": amount}
-    with pytest.raises(TrainingError, match=r"The Spark conf spark\.task\.resource\.gpu\.amount "
-                                            r"has a value of .*spark\.executor\.resource\.gpu"):
+    with pytest.raises(
+        TrainingError,
+        match=r"The Spark conf spark\.task\.resource\.gpu\.amount "
+        r"has a value of .*spark\.executor\.resource\.gpu",
+    ):
         check_training_conf(2, master="spark://h:7077", conf=conf, slots=4, use_gpu=True)
     # the same conf is fine on CPU, and a GPU amount (even fractional) passes
     check_training_conf(2, master="spark://h:7077", conf=conf, slots=4, use_gpu=False)
-    check_training_conf(2, master="yarn", conf={"spark.task.resource.gpu.amount": "0.5"},
-                        slots=4, use_gpu=True)
+    check_training_conf(
+        2, master="yarn", conf={"spark.task.resource.gpu.amount": "0.5"}, slots=4, use_gpu=True
+    )
 
 
 def test_gpu_in_local_mode_needs_driver_gpus() -> None:
     with pytest.raises(TrainingError, match=r"spark\.driver\.resource\.gpu\.amount"):
-        check_training_conf(2, master="local[2]", conf={}, slots=2, use_gpu=True,
-                            driver_gpus=["0"])
-    check_training_conf(2, master="local[2]", conf={}, slots=2, use_gpu=True,
-                        driver_gpus=["0", "1"])
+        check_training_conf(2, master="local[2]", conf={}, slots=2, use_gpu=True, driver_gpus=["0"])
+    check_training_conf(
+        2, master="local[2]", conf={}, slots=2, use_gpu=True, driver_gpus=["0", "1"]
+    )
     assert split_gpus(["0", "1", "2", "3", "4"], 2) == ["0,1", "2,3"]
 
 
 @pytest.mark.parametrize("key", ["spark.ssl.enabled", "spark.network.crypto.enabled"])
 def test_tls_needs_opt_in(key: str) -> None:
-    with pytest.raises(TrainingError, match=rf"{key} has a value of true.*not encrypted.*"
-                                            rf"{ALLOW_UNENCRYPTED_CONF}=true"):
+    with pytest.raises(
+        TrainingError,
+        match=rf"{key} has a value of true.*not encrypted.*"
+        rf"{ALLOW_UNENCRYPTED_CONF}=true",
+    ):
         check_training_conf(2, master="local[2]", conf={key: "true"}, slots=2, use_gpu=False)
-    check_training_conf(2, master="local[2]", conf={key: "true", ALLOW_UNENCRYPTED_CONF: "true"},
-                        slots=2, use_gpu=False)
+    check_training_conf(
+        2,
+        master="local[2]",
+        conf={key: "true", ALLOW_UNENCRYPTED_CONF: "true"},
+        slots=2,
+        use_gpu=False,
+    )
 
 
 def test_num_workers_must_be_positive() -> None:
@@ -95,6 +110,7 @@ def test_num_workers_must_be_positive() -> None:
 
 
 # --- real local[2] session ------------------------------------------------------------------
+
 
 def test_run_on_local_two_workers(spark: Any) -> None:
     views = TrainingRunner(2, spark=spark).run(_view_fn())
@@ -202,14 +218,23 @@ def test_local_cluster_with_fake_gpus(tmp_path: Path) -> None:
     from tests.spark_home import linked_spark_home
 
     env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
-    env.update(SPARK_HOME=str(linked_spark_home(tmp_path)), PYSPARK_PYTHON=sys.executable,
-               SPARK_LOCAL_DIRS=str(tmp_path))
+    env.update(
+        SPARK_HOME=str(linked_spark_home(tmp_path)),
+        PYSPARK_PYTHON=sys.executable,
+        SPARK_LOCAL_DIRS=str(tmp_path),
+    )
     code = _LOCAL_CLUSTER.format(tests=str(Path(__file__).parent), script=str(FAKE_GPUS))
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=420)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
-    views = json.loads(lines[-1][len("RESULT "):])
+    views = json.loads(lines[-1][len("RESULT ") :])
 
     assert [v["rank"] for v in views] == [0, 1]
     assert views[0]["pid"] != views[1]["pid"]  # two executors, one barrier task each
@@ -229,8 +254,9 @@ def test_executors_without_sparkdl_are_refused_at_once(bare_python: Path) -> Non
     # No PYTHONPATH: the driver finds sparkdl through its install, the executors must not.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYSPARK_PYTHON"] = str(bare_python)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=300, env=env)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(li for li in done.stdout.splitlines() if li.startswith(("REFUSED", "RAN")))
     assert line.startswith("REFUSED"), line

@@ -41,6 +41,7 @@ MB = 1024**2
 
 # --- helpers ------------------------------------------------------------------------------
 
+
 def _regular_files(folders: list[Path]) -> set[str]:
     return {str(p) for folder in folders for p in folder.rglob("*") if p.is_file()}
 
@@ -50,8 +51,9 @@ def _check_invariant(out: Path, files: set[str]) -> dict[str, Any]:
     manifest = json.loads((out / "manifest.json").read_text())
     catalog = pd.read_parquet(out / "catalog", columns=["sop_uid"])
     rejected = pd.read_parquet(out / "_restricted/rejected", columns=["source_path", "member"])
-    lineage = pd.read_parquet(out / "_restricted/lineage",
-                              columns=["source_path", "member", "sop_uid"])
+    lineage = pd.read_parquet(
+        out / "_restricted/lineage", columns=["source_path", "member", "sop_uid"]
+    )
     assert catalog["sop_uid"].is_unique
     assert len(lineage) == len(catalog) and set(lineage["sop_uid"]) == set(catalog["sop_uid"])
     keys = pd.concat([lineage[["source_path", "member"]], rejected])
@@ -67,9 +69,12 @@ def _check_invariant(out: Path, files: set[str]) -> dict[str, Any]:
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    env.update(SPARKDL_DEID_KEY=TEST_KEY, PYSPARK_PYTHON=sys.executable,
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-               **extra)
+    env.update(
+        SPARKDL_DEID_KEY=TEST_KEY,
+        PYSPARK_PYTHON=sys.executable,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        **extra,
+    )
     return env
 
 
@@ -157,18 +162,21 @@ _EXECUTOR_KILL = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_executor_killed_mid_ingest_keeps_every_input_once(tmp_path: Path,
-                                                           copies: list[Path]) -> None:
+def test_executor_killed_mid_ingest_keeps_every_input_once(
+    tmp_path: Path, copies: list[Path]
+) -> None:
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-c", _EXECUTOR_KILL, json.dumps([str(c) for c in copies]), str(out)],
         cwd=tmp_path,
         env=_env(SPARK_HOME=str(linked_spark_home(tmp_path)), SPARK_LOCAL_DIRS=str(tmp_path)),
-        capture_output=True, text=True, timeout=480,
+        capture_output=True,
+        text=True,
+        timeout=480,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-4000:]
-    report = json.loads(lines[-1][len("RESULT "):])
+    report = json.loads(lines[-1][len("RESULT ") :])
     print(f"executor kill: {report}")
 
     # Not vacuous: a live executor JVM of this application was killed while tasks ran, Spark
@@ -181,8 +189,10 @@ def test_executor_killed_mid_ingest_keeps_every_input_once(tmp_path: Path,
 
     manifest = _check_invariant(out, _regular_files(copies))
     assert manifest["counts"]["cataloged"] > 0
-    assert manifest["rejected_by_reason"].get("duplicate_instance", 0) \
-        == 3 * manifest["counts"]["cataloged"]  # 4 copies: one cataloged, three duplicates
+    assert (
+        manifest["rejected_by_reason"].get("duplicate_instance", 0)
+        == 3 * manifest["counts"]["cataloged"]
+    )  # 4 copies: one cataloged, three duplicates
 
 
 # --- 2. the driver killed mid-run; the next run recovers by itself --------------------------
@@ -216,16 +226,30 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_driver_killed_leaves_nothing_complete_and_next_run_recovers(
-        spark: Any, deid_key: str, tmp_path: Path, copies: list[Path]) -> None:
+    spark: Any, deid_key: str, tmp_path: Path, copies: list[Path]
+) -> None:
     source = copies[0]
     files = _regular_files([source])
     out = tmp_path / "out"
 
     # (a) killed during parsing, on a fresh output: the CLI driver, its JVM and Python workers.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sparkdl", "ingest", str(source), "--output", str(out),
-         "--master", "local[2]"],
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "sparkdl",
+            "ingest",
+            str(source),
+            "--output",
+            str(out),
+            "--master",
+            "local[2]",
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while not list(out.glob("_staging/*/records")) and time.time() < deadline:
@@ -242,9 +266,14 @@ def test_driver_killed_leaves_nothing_complete_and_next_run_recovers(
     assert _check_invariant(out, files)["counts"] == first["counts"]
 
     # (b) killed in the middle of publishing over that complete dataset: the worst moment.
-    killed = subprocess.run([sys.executable, "-c", _KILL_IN_PUBLISH, str(source), str(out)],
-                            env=_env(), capture_output=True, text=True, timeout=420,
-                            start_new_session=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_IN_PUBLISH, str(source), str(out)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=420,
+        start_new_session=True,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (out / "catalog").exists() and (out / "volumes").exists()  # half published ...
     assert not (out / "manifest.json").exists()  # ... and it does not look complete
@@ -255,6 +284,7 @@ def test_driver_killed_leaves_nothing_complete_and_next_run_recovers(
 
 
 # --- 3. size-balanced packing ---------------------------------------------------------------
+
 
 def test_many_small_files_are_packed_into_balanced_partitions() -> None:
     rng = np.random.default_rng(0)
@@ -305,8 +335,9 @@ class _Junk(io.RawIOBase):
         return n
 
 
-def _write_archives(folder: Path, num_junk: int, junk_bytes: int,
-                    dicoms: list[bytes]) -> list[Path]:
+def _write_archives(
+    folder: Path, num_junk: int, junk_bytes: int, dicoms: list[bytes]
+) -> list[Path]:
     names = [f"junk/blob{i:02d}.bin" for i in range(num_junk)]
     tar_path, zip_path = folder / "big.tar", folder / "big.zip"
     with tarfile.open(tar_path, "w") as archive:
@@ -365,18 +396,24 @@ def test_multi_gb_archives_stream_with_bounded_memory(tmp_path: Path) -> None:
     # 2 GB per archive when the disk allows (both archives exist at once), never under 1 GB.
     num_junk = int(min(20, max(10, (free - 4 * 1024**3) // (2 * member_bytes))))
     assert 2 * num_junk * member_bytes < free, f"not enough disk in {tmp_path}: {free} bytes free"
-    dicoms = [Path(get_testdata_file(name)).read_bytes()
-              for name in ("CT_small.dcm", "MR_small.dcm")]
+    dicoms = [
+        Path(get_testdata_file(name)).read_bytes() for name in ("CT_small.dcm", "MR_small.dcm")
+    ]
     archives = _write_archives(tmp_path, num_junk, member_bytes, dicoms)
     try:
         for path in archives:
             size = path.stat().st_size
             assert size >= num_junk * member_bytes
-            done = subprocess.run([sys.executable, "-c", _STREAM_UNITS, str(path), str(size)],
-                                  env=_env(), capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [sys.executable, "-c", _STREAM_UNITS, str(path), str(size)],
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             assert done.returncode == 0 and lines, done.stderr[-3000:]
-            result = json.loads(lines[-1][len("RESULT "):])
+            result = json.loads(lines[-1][len("RESULT ") :])
             units = dict(result["units"])
             # Every member, once.
             assert len(result["units"]) == len(units) == num_junk + len(dicoms)
@@ -384,8 +421,10 @@ def test_multi_gb_archives_stream_with_bounded_memory(tmp_path: Path) -> None:
             assert all(units[f"junk/blob{i:02d}.bin"] == "rejected" for i in range(num_junk))
             # Memory follows the largest member, not the archive: a few copies of one member.
             growth = result["peak"] - result["baseline"]
-            print(f"{path.name}: {size / MB:.0f} MB, peak RSS {result['peak'] / MB:.0f} MB "
-                  f"(+{growth / MB:.0f} MB over {result['baseline'] / MB:.0f} MB after imports)")
+            print(
+                f"{path.name}: {size / MB:.0f} MB, peak RSS {result['peak'] / MB:.0f} MB "
+                f"(+{growth / MB:.0f} MB over {result['baseline'] / MB:.0f} MB after imports)"
+            )
             assert growth < 4 * member_bytes and result["peak"] < 600 * MB < size / 3
     finally:
         for path in archives:

@@ -44,9 +44,13 @@ def _free_port() -> int:
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel and the --py-files zip, built once by scripts/package_env.sh."""
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([str(SCRIPTS / "package_env.sh"), "--dist", str(out)],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "SPARKDL_PYTHON": sys.executable})
+    proc = subprocess.run(
+        [str(SCRIPTS / "package_env.sh"), "--dist", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SPARKDL_PYTHON": sys.executable},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(out / "sparkdl-0.1.0.zip")
     return out
@@ -60,8 +64,13 @@ def test_zip_carries_the_package_and_its_rule_table(dist: Path, bare_python: Pat
         "table = load_rules(); print(sparkdl.cli.__file__); print(len(table.rules))"
     )
     zip_path = dist / "sparkdl-0.1.0.zip"
-    proc = subprocess.run([str(bare_python), "-c", code, str(zip_path)], capture_output=True,
-                          text=True, timeout=120, cwd=dist)
+    proc = subprocess.run(
+        [str(bare_python), "-c", code, str(zip_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=dist,
+    )
     assert proc.returncode == 0, proc.stderr
     where, num_rules = proc.stdout.split()
     assert where.startswith(str(zip_path))
@@ -73,13 +82,21 @@ def _dry_run(args: list[str], dist: Path, **env: str) -> subprocess.CompletedPro
     # No SPARK_HOME or SPARK_MASTER from the caller's shell: the script's own defaults are tested.
     inherited = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "SPARK_MASTER")}
     env = {**inherited, "SPARKDL_DIST": str(dist), "SPARKDL_PYTHON": sys.executable, **env}
-    return subprocess.run([str(SCRIPTS / "submit_ingest.sh"), "--dry-run", *args],
-                          capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [str(SCRIPTS / "submit_ingest.sh"), "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_submit_script_builds_the_spark_submit_command(dist: Path) -> None:
-    proc = _dry_run(["--conf", "spark.executor.memory=3g", "--", "/in", "--output", "/out"], dist,
-                    SPARK_MASTER="spark://127.0.0.1:7077")
+    proc = _dry_run(
+        ["--conf", "spark.executor.memory=3g", "--", "/in", "--output", "/out"],
+        dist,
+        SPARK_MASTER="spark://127.0.0.1:7077",
+    )
     assert proc.returncode == 0, proc.stderr
     cmd = proc.stdout.split()
     assert cmd[0] == os.path.join(_spark_home(), "bin", "spark-submit")
@@ -94,9 +111,24 @@ def test_submit_script_builds_the_spark_submit_command(dist: Path) -> None:
 
     # --master beats SPARK_MASTER; a packed venv is shipped and used by the executors (and by
     # the driver in cluster mode); the user's own properties file replaces conf/spark-local.conf.
-    proc = _dry_run(["--master", "yarn", "--deploy-mode", "cluster",
-                     "--env-archive", "hdfs://nn/env.tgz", "--properties-file", "my.conf",
-                     "--", "/in", "--output", "/out"], dist, SPARK_MASTER="spark://127.0.0.1:7077")
+    proc = _dry_run(
+        [
+            "--master",
+            "yarn",
+            "--deploy-mode",
+            "cluster",
+            "--env-archive",
+            "hdfs://nn/env.tgz",
+            "--properties-file",
+            "my.conf",
+            "--",
+            "/in",
+            "--output",
+            "/out",
+        ],
+        dist,
+        SPARK_MASTER="spark://127.0.0.1:7077",
+    )
     assert proc.returncode == 0, proc.stderr
     cmd = proc.stdout.split()
     assert cmd[cmd.index("--master") + 1] == "yarn"
@@ -156,20 +188,58 @@ def standalone_cluster(base: Path, env: dict[str, str]) -> Iterator[tuple[str, s
     procs: list[subprocess.Popen[bytes]] = []
     with open(logs, "wb") as log:
         try:
-            procs.append(subprocess.Popen(
-                [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                 "--port", str(port), "--webui-port", str(ui_port)],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            _wait_for("standalone master",
-                      lambda: _get_json(status_url)["status"] == "ALIVE", 150, logs)
-            procs.append(subprocess.Popen(
-                [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                 "--port", str(worker_port), "--webui-port", str(worker_ui_port), "--cores", "1",
-                 "--memory", "1g", "--work-dir", str(base / "work"), master_url],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            _wait_for("standalone worker",
-                      lambda: any(w["state"] == "ALIVE" for w in _get_json(status_url)["workers"]),
-                      150, logs)
+            procs.append(
+                subprocess.Popen(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.master.Master",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--webui-port",
+                        str(ui_port),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            _wait_for(
+                "standalone master", lambda: _get_json(status_url)["status"] == "ALIVE", 150, logs
+            )
+            procs.append(
+                subprocess.Popen(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.worker.Worker",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(worker_port),
+                        "--webui-port",
+                        str(worker_ui_port),
+                        "--cores",
+                        "1",
+                        "--memory",
+                        "1g",
+                        "--work-dir",
+                        str(base / "work"),
+                        master_url,
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            _wait_for(
+                "standalone worker",
+                lambda: any(w["state"] == "ALIVE" for w in _get_json(status_url)["workers"]),
+                150,
+                logs,
+            )
             yield master_url, status_url
         finally:
             for proc in reversed(procs):
@@ -177,35 +247,69 @@ def standalone_cluster(base: Path, env: dict[str, str]) -> Iterator[tuple[str, s
 
 
 @pytest.mark.slow
-def test_ingest_through_spark_submit_on_a_standalone_master(tmp_path: Path, dist: Path,
-                                                            bare_python: Path) -> None:
+def test_ingest_through_spark_submit_on_a_standalone_master(
+    tmp_path: Path, dist: Path, bare_python: Path
+) -> None:
     import pyarrow.parquet as pq
 
     from sparkdl.synth import synthesize_cohort
 
     cohort = synthesize_cohort(tmp_path / "cohort", num_patients=1, seed=2, image_size=48)
-    env = {**os.environ, "SPARK_HOME": _spark_home(), "SPARK_LOCAL_IP": "127.0.0.1",
-           "SPARK_LOCAL_DIRS": str(tmp_path / "local"), "SPARK_DAEMON_MEMORY": "384m",
-           "SPARKDL_DIST": str(dist), "SPARKDL_DEID_KEY": TEST_KEY}
+    env = {
+        **os.environ,
+        "SPARK_HOME": _spark_home(),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOCAL_DIRS": str(tmp_path / "local"),
+        "SPARK_DAEMON_MEMORY": "384m",
+        "SPARKDL_DIST": str(dist),
+        "SPARKDL_DEID_KEY": TEST_KEY,
+    }
     env.pop("SPARK_CONF_DIR", None)
     out = tmp_path / "out"
     with standalone_cluster(tmp_path, env) as (master_url, status_url):
         proc = subprocess.run(
-            [str(SCRIPTS / "submit_ingest.sh"), "--master", master_url,
-             "--conf", f"spark.pyspark.python={bare_python}",
-             "--conf", f"spark.pyspark.driver.python={bare_python}",
-             "--conf", "spark.driver.memory=1g", "--conf", "spark.executor.memory=768m",
-             "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.host=127.0.0.1",
-             "--conf", "spark.driver.bindAddress=127.0.0.1",
-             "--", str(cohort.dicom_dir), "--output", str(out),
-             "--annotations", str(cohort.annotations_csv)],
-            capture_output=True, text=True, timeout=420, env=env, cwd=tmp_path)
+            [
+                str(SCRIPTS / "submit_ingest.sh"),
+                "--master",
+                master_url,
+                "--conf",
+                f"spark.pyspark.python={bare_python}",
+                "--conf",
+                f"spark.pyspark.driver.python={bare_python}",
+                "--conf",
+                "spark.driver.memory=1g",
+                "--conf",
+                "spark.executor.memory=768m",
+                "--conf",
+                "spark.ui.enabled=false",
+                "--conf",
+                "spark.driver.host=127.0.0.1",
+                "--conf",
+                "spark.driver.bindAddress=127.0.0.1",
+                "--",
+                str(cohort.dicom_dir),
+                "--output",
+                str(out),
+                "--annotations",
+                str(cohort.annotations_csv),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=420,
+            env=env,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr[-5000:]
         finished = _wait_for(
             "the finished application on the master",
-            lambda: [app for app in _get_json(status_url)["completedapps"]
-                     if app["name"].startswith("sparkdl")],
-            60, tmp_path / "daemons.log")
+            lambda: [
+                app
+                for app in _get_json(status_url)["completedapps"]
+                if app["name"].startswith("sparkdl")
+            ],
+            60,
+            tmp_path / "daemons.log",
+        )
 
     (app,) = finished
     assert app["state"] == "FINISHED"

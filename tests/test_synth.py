@@ -78,6 +78,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 # --- the volume as the headers define it --------------------------------------------------
 
+
 def slice_normal(ds: Dataset) -> np.ndarray:
     iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
     return np.cross(iop[:3], iop[3:])
@@ -86,10 +87,12 @@ def slice_normal(ds: Dataset) -> np.ndarray:
 def world_to_hu(slices: list[Dataset], point: np.ndarray) -> tuple[float, tuple[int, int, int]]:
     """HU of the voxel nearest to a world point; slices ordered by IPP projected on the normal."""
     normal = slice_normal(slices[0])
-    ordered = sorted(slices, key=lambda d: float(np.dot(normal, np.asarray(d.ImagePositionPatient,
-                                                                           dtype=float))))
-    positions = np.array([np.dot(normal, np.asarray(d.ImagePositionPatient, dtype=float))
-                          for d in ordered])
+    ordered = sorted(
+        slices, key=lambda d: float(np.dot(normal, np.asarray(d.ImagePositionPatient, dtype=float)))
+    )
+    positions = np.array(
+        [np.dot(normal, np.asarray(d.ImagePositionPatient, dtype=float)) for d in ordered]
+    )
     k = int(np.argmin(np.abs(positions - normal @ point)))
     assert abs(positions[k] - normal @ point) <= np.max(np.diff(positions)) / 2 + 1e-3
     ds = ordered[k]
@@ -106,8 +109,10 @@ def world_to_hu(slices: list[Dataset], point: np.ndarray) -> tuple[float, tuple[
 
 # --- tests --------------------------------------------------------------------------------
 
-def test_every_file_is_dicom_and_counted(cohort: CohortSummary, raw_files: dict[str, bytes],
-                                         datasets: list[Dataset]) -> None:
+
+def test_every_file_is_dicom_and_counted(
+    cohort: CohortSummary, raw_files: dict[str, bytes], datasets: list[Dataset]
+) -> None:
     assert len(raw_files) == cohort.num_files == sum(s.num_instances for s in cohort.series)
     for data in raw_files.values():
         assert data[128:132] == b"DICM"
@@ -122,8 +127,9 @@ def test_every_file_is_dicom_and_counted(cohort: CohortSummary, raw_files: dict[
     assert all("/" in n for n in names)
 
 
-def test_every_variant_is_present_with_its_encoding(cohort: CohortSummary,
-                                                    by_series: dict[str, list[Dataset]]) -> None:
+def test_every_variant_is_present_with_its_encoding(
+    cohort: CohortSummary, by_series: dict[str, list[Dataset]]
+) -> None:
     variants = {s.variant: s for s in cohort.series if s.kind == "axial_ct"}
     assert set(variants) == set(VARIANTS)
     for record in cohort.series:
@@ -138,8 +144,11 @@ def test_every_variant_is_present_with_its_encoding(cohort: CohortSummary,
         normal = slice_normal(ds)
         ordered = sorted(slices, key=lambda d: normal @ np.asarray(d.ImagePositionPatient, float))
         z = np.array([float(d.ImagePositionPatient[2]) for d in ordered])
-        spacing = np.diff(ordered_positions := np.array(
-            [normal @ np.asarray(d.ImagePositionPatient, float) for d in ordered]))
+        spacing = np.diff(
+            ordered_positions := np.array(
+                [normal @ np.asarray(d.ImagePositionPatient, float) for d in ordered]
+            )
+        )
         assert np.allclose(spacing, spacing[0], atol=1e-3) and spacing[0] > 0
         assert 250 <= ordered_positions[-1] - ordered_positions[0] + spacing[0] <= 330
         instance = np.array([int(d.InstanceNumber) for d in ordered])
@@ -165,7 +174,8 @@ def test_every_variant_is_present_with_its_encoding(cohort: CohortSummary,
 
 
 def test_nodule_centres_lie_in_nodule_tissue_for_every_variant(
-        cohort: CohortSummary, by_series: dict[str, list[Dataset]]) -> None:
+    cohort: CohortSummary, by_series: dict[str, list[Dataset]]
+) -> None:
     variant_of = {s.series_uid: s.variant for s in cohort.series}
     checked: set[str] = set()
     for nodule in cohort.nodules:
@@ -179,27 +189,33 @@ def test_nodule_centres_lie_in_nodule_tissue_for_every_variant(
     assert checked == set(VARIANTS)
 
 
-def test_rescale_recovers_air_and_lung_hu(cohort: CohortSummary,
-                                          by_series: dict[str, list[Dataset]]) -> None:
+def test_rescale_recovers_air_and_lung_hu(
+    cohort: CohortSummary, by_series: dict[str, list[Dataset]]
+) -> None:
     """Corners of the image are air outside the body (-1000 HU), and the middle slice (through
     the lungs) holds lung parenchyma near -850 HU, in every variant."""
     for record in cohort.series:
         if record.kind != "axial_ct":
             continue
         slices = by_series[record.series_uid]
-        corners = np.concatenate([
-            (d.pixel_array[:6, :6] * float(d.RescaleSlope) + float(d.RescaleIntercept)).ravel()
-            for d in slices[:20]])
+        corners = np.concatenate(
+            [
+                (d.pixel_array[:6, :6] * float(d.RescaleSlope) + float(d.RescaleIntercept)).ravel()
+                for d in slices[:20]
+            ]
+        )
         assert abs(corners.mean() + 1000) < 5, record.variant
         normal = slice_normal(slices[0])
-        middle = sorted(slices, key=lambda d: normal @ np.asarray(d.ImagePositionPatient,
-                                                                   float))[len(slices) // 2]
+        middle = sorted(slices, key=lambda d: normal @ np.asarray(d.ImagePositionPatient, float))[
+            len(slices) // 2
+        ]
         hu = middle.pixel_array * float(middle.RescaleSlope) + float(middle.RescaleIntercept)
         assert (np.abs(hu - LUNG_HU) < 60).mean() > 0.06, record.variant  # ~12-18% written
 
 
-def test_annotations_and_candidates(cohort: CohortSummary,
-                                    by_series: dict[str, list[Dataset]]) -> None:
+def test_annotations_and_candidates(
+    cohort: CohortSummary, by_series: dict[str, list[Dataset]]
+) -> None:
     columns, annotations = read_csv(cohort.annotations_csv)
     assert columns == ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm", "malignancy"]
     assert len(annotations) == cohort.num_nodules == len(cohort.nodules)
@@ -229,17 +245,27 @@ def test_annotations_and_candidates(cohort: CohortSummary,
             assert -950 < hu < 300
 
 
-def test_phi_is_listed_and_written(cohort: CohortSummary, raw_files: dict[str, bytes],
-                                   datasets: list[Dataset]) -> None:
+def test_phi_is_listed_and_written(
+    cohort: CohortSummary, raw_files: dict[str, bytes], datasets: list[Dataset]
+) -> None:
     phi = json.loads(cohort.phi_json.read_text(encoding="utf-8"))
     assert isinstance(phi, list) and all(isinstance(s, str) and s for s in phi)
     blob = b"\n".join(raw_files.values())
     missing = [s for s in phi if s.encode("latin-1") not in blob]
     assert not missing
     for ds in datasets[:50]:
-        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientAddress",
-                        "AccessionNumber", "InstitutionName", "ReferringPhysicianName",
-                        "StationName", "DeviceSerialNumber", "StudyDescription"):
+        for keyword in (
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "PatientAddress",
+            "AccessionNumber",
+            "InstitutionName",
+            "ReferringPhysicianName",
+            "StationName",
+            "DeviceSerialNumber",
+            "StudyDescription",
+        ):
             assert str(ds.data_element(keyword).value) in phi, keyword
         assert ds.file_meta.SourceApplicationEntityTitle in phi
         nested = ds.OtherPatientIDsSequence[0].IssuerOfPatientIDQualifiersSequence[0]
@@ -254,16 +280,20 @@ def test_phi_is_listed_and_written(cohort: CohortSummary, raw_files: dict[str, b
         assert orphan.strip() in phi
 
 
-def test_localizer_dose_report_and_sr(cohort: CohortSummary,
-                                      by_series: dict[str, list[Dataset]]) -> None:
+def test_localizer_dose_report_and_sr(
+    cohort: CohortSummary, by_series: dict[str, list[Dataset]]
+) -> None:
     kinds = {s.kind for s in cohort.series}
     assert kinds == {"axial_ct", "localizer", "dose_report", "structured_report"}
     study_of = {uid: slices[0].StudyInstanceUID for uid, slices in by_series.items()}
     phi = set(json.loads(cohort.phi_json.read_text(encoding="utf-8")))
     for record in cohort.series:
         slices = by_series[record.series_uid]
-        same_patient_axial = [s.series_uid for s in cohort.series
-                              if s.patient_index == record.patient_index and s.kind == "axial_ct"]
+        same_patient_axial = [
+            s.series_uid
+            for s in cohort.series
+            if s.patient_index == record.patient_index and s.kind == "axial_ct"
+        ]
         assert all(study_of[uid] == study_of[record.series_uid] for uid in same_patient_axial)
         ds = slices[0]
         if record.kind == "localizer":
@@ -277,8 +307,10 @@ def test_localizer_dose_report_and_sr(cohort: CohortSummary,
             assert 0 < (ds.pixel_array > 0).mean() < 0.6
         elif record.kind == "structured_report":
             assert ds.SOPClassUID == COMPREHENSIVE_SR and "PixelData" not in ds
-            texts = [ds.ContentSequence[0].TextValue,
-                     ds.ContentSequence[1].ContentSequence[1].TextValue]
+            texts = [
+                ds.ContentSequence[0].TextValue,
+                ds.ContentSequence[1].ContentSequence[1].TextValue,
+            ]
             assert all(t in phi for t in texts)
             assert str(ds.VerifyingObserverSequence[0].VerifyingObserverName) in phi
 
@@ -286,9 +318,10 @@ def test_localizer_dose_report_and_sr(cohort: CohortSummary,
 @pytest.fixture(scope="module")
 def archived(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CohortSummary]:
     root = tmp_path_factory.mktemp("archived")
-    return {kind: synthesize_cohort(root / kind, num_patients=2, seed=5,
-                                    archive=kind, image_size=48)  # type: ignore[arg-type]
-            for kind in ("zip", "tar")}
+    return {
+        kind: synthesize_cohort(root / kind, num_patients=2, seed=5, archive=kind, image_size=48)  # type: ignore[arg-type]
+        for kind in ("zip", "tar")
+    }
 
 
 def test_archives_hold_nested_dicom_members(archived: dict[str, CohortSummary]) -> None:
@@ -308,8 +341,7 @@ def test_archives_hold_nested_dicom_members(archived: dict[str, CohortSummary]) 
 
 def test_same_seed_same_bytes(tmp_path: Path, archived: dict[str, CohortSummary]) -> None:
     for kind, a in archived.items():
-        b = synthesize_cohort(tmp_path / kind, num_patients=2, seed=5,
-                              archive=kind, image_size=48)  # type: ignore[arg-type]
+        b = synthesize_cohort(tmp_path / kind, num_patients=2, seed=5, archive=kind, image_size=48)  # type: ignore[arg-type]
         files_a = sorted(p.relative_to(a.out_dir) for p in a.out_dir.rglob("*") if p.is_file())
         files_b = sorted(p.relative_to(b.out_dir) for p in b.out_dir.rglob("*") if p.is_file())
         assert files_a == files_b
@@ -337,12 +369,14 @@ for d in sys.argv[1:]:
         print(p.name, ds.SOPClassUID, ds.PatientID)
 """
     dirs = [str(archived[kind].dicom_dir) for kind in ("zip", "tar")]
-    result = subprocess.run([sys.executable, "-c", script, *dirs], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *dirs], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 4 and all(line.split()[1].startswith("1.2.840.10008.5.1.4.1.1")
-                                   for line in lines)
+    assert len(lines) == 4 and all(
+        line.split()[1].startswith("1.2.840.10008.5.1.4.1.1") for line in lines
+    )
     assert any(line.split()[0].endswith(".tar.gz") for line in lines)
 
 
@@ -355,9 +389,14 @@ def test_fast_series_encoding_matches_full_datasets() -> None:
     for variant in ("standard", "rle_lossless", "implicit_vr"):
         rng = np.random.default_rng(1)
         ctx = dw.study_context(0, 0, make_identity(rng), rng)
-        spec = make_series_spec(rng, variant, image_size=32,
-                                sampling=draw_sampling(rng, variant, 32), body_center=(0, 0),
-                                lung_z_range=(-300, -60))
+        spec = make_series_spec(
+            rng,
+            variant,
+            image_size=32,
+            sampling=draw_sampling(rng, variant, 32),
+            body_center=(0, 0),
+            lung_z_range=(-300, -60),
+        )
         stored = to_stored(rng.normal(0, 300, spec.grid.shape).astype(np.float32), spec)
         files = dw.ct_series_files(ctx, spec, "2.25.7", 1, stored)
         for k in (0, spec.num_slices - 1):
@@ -380,12 +419,15 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         synthesize_cohort(tmp_path / "b", num_patients=1)
 
 
-@pytest.mark.parametrize("frame", [
-    np.random.default_rng(0).normal(0, 300, (40, 70)).astype(np.int16),  # mostly literals
-    np.full((3, 300), 7, dtype=np.uint16),  # runs longer than 128, crossing no row boundary
-    np.random.default_rng(1).integers(0, 2, (30, 61)).astype(np.int16),  # runs of 1-3
-    np.random.default_rng(2).integers(0, 3, (20, 257)).astype(np.uint8),
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        np.random.default_rng(0).normal(0, 300, (40, 70)).astype(np.int16),  # mostly literals
+        np.full((3, 300), 7, dtype=np.uint16),  # runs longer than 128, crossing no row boundary
+        np.random.default_rng(1).integers(0, 2, (30, 61)).astype(np.int16),  # runs of 1-3
+        np.random.default_rng(2).integers(0, 3, (20, 257)).astype(np.uint8),
+    ],
+)
 def test_rle_frames_decode_with_pydicom(frame: np.ndarray) -> None:
     from pydicom.dataset import FileMetaDataset
     from pydicom.encaps import encapsulate
@@ -404,13 +446,15 @@ def test_rle_frames_decode_with_pydicom(frame: np.ndarray) -> None:
     assert np.array_equal(ds.pixel_array, frame)
 
 
-def test_packaging_does_not_change_content(archived: dict[str, CohortSummary],
-                                           tmp_path: Path) -> None:
+def test_packaging_does_not_change_content(
+    archived: dict[str, CohortSummary], tmp_path: Path
+) -> None:
     loose = synthesize_cohort(tmp_path / "loose", num_patients=2, seed=5, image_size=48)
     members = dicom_members(loose.dicom_dir)
     for summary in archived.values():
         assert summary.series == loose.series and summary.nodules == loose.nodules
-        packed = {name.split("!", 1)[1]: data
-                  for name, data in dicom_members(summary.dicom_dir).items()}
+        packed = {
+            name.split("!", 1)[1]: data for name, data in dicom_members(summary.dicom_dir).items()
+        }
         assert packed == members  # same member paths, same bytes
         assert summary.annotations_csv.read_bytes() == loose.annotations_csv.read_bytes()

@@ -77,8 +77,9 @@ def _rows(patients: list[int], size: int) -> Any:
             }
 
 
-def write_cohort(spark: Any, url: str, *, num_patients: int = 30, size: int = 16,
-                 num_files: int = 3) -> int:
+def write_cohort(
+    spark: Any, url: str, *, num_patients: int = 30, size: int = 16, num_files: int = 3
+) -> int:
     """Write ``num_patients × ROWS_PER_PATIENT`` patches to ``url``, one row group per file
     (parquet-mr first checks the row-group size after 100 rows); return the row count."""
     from pyspark import cloudpickle
@@ -89,18 +90,32 @@ def write_cohort(spark: Any, url: str, *, num_patients: int = 30, size: int = 16
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     schema = patch_schema(size)
     groups = [list(range(num_patients))[i::num_files] for i in range(num_files)]
-    rdd = (spark.sparkContext.parallelize(groups, num_files)
-           .flatMap(lambda patients: _rows(patients, size))
-           .map(schema.encode_row))
-    (spark.createDataFrame(rdd, schema.as_spark_schema()).write.mode("overwrite")
-     .option("compression", "zstd").parquet(url))
+    rdd = (
+        spark.sparkContext.parallelize(groups, num_files)
+        .flatMap(lambda patients: _rows(patients, size))
+        .map(schema.encode_row)
+    )
+    (
+        spark.createDataFrame(rdd, schema.as_spark_schema())
+        .write.mode("overwrite")
+        .option("compression", "zstd")
+        .parquet(url)
+    )
     write_metadata(url, schema)
     return num_patients * ROWS_PER_PATIENT
 
 
 #: Small and quick: 16³ patches, two stages of 8/16 filters, no augmentation.
-TEST_CONFIG = {"base_filters": 8, "num_stages": 2, "dropout": 0.1, "epochs": 6, "batch_size": 16,
-                   "learning_rate": 0.003, "augment": False, "seed": 1}
+TEST_CONFIG = {
+    "base_filters": 8,
+    "num_stages": 2,
+    "dropout": 0.1,
+    "epochs": 6,
+    "batch_size": 16,
+    "learning_rate": 0.003,
+    "augment": False,
+    "seed": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +130,9 @@ def trained(spark: Any, cohort: Path, tmp_path_factory: pytest.TempPathFactory) 
     from sparkdl.training import train
 
     model_dir = tmp_path_factory.mktemp("model")
-    result = train(str(cohort), str(model_dir), config=TrainConfig(**TEST_CONFIG),
-                   num_workers=2, spark=spark)
+    result = train(
+        str(cohort), str(model_dir), config=TrainConfig(**TEST_CONFIG), num_workers=2, spark=spark
+    )
     return {"result": result, "model_dir": model_dir, "data_dir": cohort}
 
 
@@ -129,15 +145,26 @@ def test_config_loads_yaml_with_overrides(tmp_path: Path) -> None:
     path = tmp_path / "train.yaml"
     path.write_text("model: resnet3d\ntask: malignancy\nwindow: [-500, 1400]\nepochs: 3\n")
     config = TrainConfig.load(path, epochs=7, batch_size=None)
-    assert (config.model, config.task, config.window, config.epochs) == ("resnet3d", "malignancy",
-                                                                          (-500.0, 1400.0), 7)
+    assert (config.model, config.task, config.window, config.epochs) == (
+        "resnet3d",
+        "malignancy",
+        (-500.0, 1400.0),
+        7,
+    )
     assert config.label_field == "malignancy"
 
 
-@pytest.mark.parametrize("text, key", [("modle: cnn3d\n", "modle"), ("model: vgg\n", "model"),
-                                       ("epochs: 0\n", "epochs"), ("task: fracture\n", "task"),
-                                       ("learning_rate: fast\n", "learning_rate"),
-                                       ("min_steps_per_epoch: -1\n", "min_steps_per_epoch")])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("modle: cnn3d\n", "modle"),
+        ("model: vgg\n", "model"),
+        ("epochs: 0\n", "epochs"),
+        ("task: fracture\n", "task"),
+        ("learning_rate: fast\n", "learning_rate"),
+        ("min_steps_per_epoch: -1\n", "min_steps_per_epoch"),
+    ],
+)
 def test_config_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -179,16 +206,37 @@ def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Pa
     config = TrainConfig(**TEST_CONFIG)
     train_rows = 21 * ROWS_PER_PATIENT  # patients with patient % 10 in 0..6
     model_fn = zoo_model_fn(config)
-    job = plan_job(str(cohort), str(tmp_path), config, model_fn=model_fn, num_workers=2,
-                   use_gpu=False, spark=spark)
+    job = plan_job(
+        str(cohort),
+        str(tmp_path),
+        config,
+        model_fn=model_fn,
+        num_workers=2,
+        use_gpu=False,
+        spark=spark,
+    )
     assert (job.num_shards, job.steps_per_epoch) == (2, 8)  # 56 // 8 = 7 steps, raised to 8
     one_pass = replace(config, min_steps_per_epoch=0)
-    job = plan_job(str(cohort), str(tmp_path), one_pass, model_fn=model_fn, num_workers=2,
-                   use_gpu=False, spark=spark)
+    job = plan_job(
+        str(cohort),
+        str(tmp_path),
+        one_pass,
+        model_fn=model_fn,
+        num_workers=2,
+        use_gpu=False,
+        spark=spark,
+    )
     assert (job.num_shards, job.steps_per_epoch) == (2, 56 // 8)  # shards of 112 and 56 rows
     # Three row groups cannot feed four shards: every worker reads the whole split.
-    job = plan_job(str(cohort), str(tmp_path), config, model_fn=model_fn, num_workers=4,
-                   use_gpu=False, spark=spark)
+    job = plan_job(
+        str(cohort),
+        str(tmp_path),
+        config,
+        model_fn=model_fn,
+        num_workers=4,
+        use_gpu=False,
+        spark=spark,
+    )
     assert (job.num_shards, job.steps_per_epoch) == (1, train_rows // 16)
 
 
@@ -225,8 +273,15 @@ def test_summary_warns_on_a_small_split() -> None:
     from sparkdl.evaluation import auc_interval, binary_metrics, summary_text
 
     def summary(y: np.ndarray, s: np.ndarray) -> str:
-        return summary_text({"task": "nodule", "model": "cnn3d", "split": "test",
-                             **binary_metrics(y, s, 0.5), "auc_ci95": auc_interval(y, s)})
+        return summary_text(
+            {
+                "task": "nodule",
+                "model": "cnn3d",
+                "split": "test",
+                **binary_metrics(y, s, 0.5),
+                "auc_ci95": auc_interval(y, s),
+            }
+        )
 
     tiny = summary(np.array([1, 0, 0, 0, 0]), np.array([0.9, 0.1, 0.2, 0.3, 0.4]))
     assert "AUC: 1.000 (95 % bootstrap interval 1.000-1.000)" in tiny
@@ -338,7 +393,6 @@ def test_predict_scores_every_patch(spark: Any, trained: dict[str, Any], tmp_pat
 # -- fault tolerance ----------------------------------------------------------------------
 
 
-
 @pytest.mark.slow
 def test_killed_worker_resumes_from_backup(cohort: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
@@ -346,9 +400,14 @@ def test_killed_worker_resumes_from_backup(cohort: Path, tmp_path: Path) -> None
     script = ROOT / "tests" / "scripts" / "train_fault.py"
     config = {**TEST_CONFIG, "epochs": 5}
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([sys.executable, str(script), str(cohort), str(model_dir),
-                           json.dumps(config)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script), str(cohort), str(model_dir), json.dumps(config)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     results = json.loads(done.stdout.split("RESULTS ", 1)[1].splitlines()[0])
     assert (model_dir / "killed").exists()  # the first attempt did lose a worker

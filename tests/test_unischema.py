@@ -16,8 +16,7 @@ from sparkdl.unischema import Field, NdarrayCodec, ScalarCodec, Schema
 
 def _globals(data: bytes) -> set[str]:
     """Every ``module name`` global a pickle names (GLOBAL opcodes, as written by dumps)."""
-    return {arg.replace(" ", ".") for op, arg, _ in pickletools.genops(data)
-            if op.name == "GLOBAL"}
+    return {arg.replace(" ", ".") for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"}
 
 
 def test_pickle_round_trip_and_names_petastorms_classes() -> None:
@@ -25,8 +24,12 @@ def test_pickle_round_trip_and_names_petastorms_classes() -> None:
         data = dumps(schema)
         assert loads(data) == schema
         names = _globals(data)
-        assert {"petastorm.unischema.Unischema", "petastorm.unischema.UnischemaField",
-                "petastorm.codecs.NdarrayCodec", "collections.OrderedDict"} <= names
+        assert {
+            "petastorm.unischema.Unischema",
+            "petastorm.unischema.UnischemaField",
+            "petastorm.codecs.NdarrayCodec",
+            "collections.OrderedDict",
+        } <= names
         # Petastorm's RestrictedUnpickler allows only these packages.
         allowed = {"petastorm", "collections", "numpy", "pyspark", "decimal", "builtins"}
         assert {name.split(".")[0] for name in names} <= allowed
@@ -37,11 +40,14 @@ def test_plain_pickle_cannot_load_it_without_petastorm() -> None:
         pickle.loads(dumps(VolumeSchema))
 
 
-@pytest.mark.parametrize("payload", [
-    pickle.dumps(print),
-    pickle.dumps(eval),
-    b"cos\nsystem\n(S'echo pwned'\ntR.",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pickle.dumps(print),
+        pickle.dumps(eval),
+        b"cos\nsystem\n(S'echo pwned'\ntR.",
+    ],
+)
 def test_restricted_unpickler_refuses_other_globals(payload: bytes) -> None:
     with pytest.raises(SchemaPickleError, match="refused"):
         loads(payload)
@@ -62,10 +68,18 @@ def test_numpy_1_spellings_of_old_pickles_map_to_numpy_2() -> None:
 
 def test_encode_row_checks_keys_dtypes_and_shapes() -> None:
     schema = patch_schema(4)
-    row = {"patch_id": "p", "series_uid": "s", "patient_id": "q",
-           "patch": np.zeros((4, 4, 4), np.int16), "label": 1, "malignancy": -1,
-           "diameter_mm": np.float32(3.5), "center": np.zeros(3), "source": "annotation",
-           "split": "train"}
+    row = {
+        "patch_id": "p",
+        "series_uid": "s",
+        "patient_id": "q",
+        "patch": np.zeros((4, 4, 4), np.int16),
+        "label": 1,
+        "malignancy": -1,
+        "diameter_mm": np.float32(3.5),
+        "center": np.zeros(3),
+        "source": "annotation",
+        "split": "train",
+    }
     stored = schema.encode_row(row)
     assert len(stored) == len(schema.fields)
     patch = np.load(io.BytesIO(bytes(stored[3])))

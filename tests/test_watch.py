@@ -22,7 +22,9 @@ def _land(files: list[Path], landing: Path) -> None:
         tmp.rename(landing / path.name)
 
 
-def test_watch_catalogs_each_file_once_across_restarts(spark, deid_key: str, tmp_path: Path) -> None:
+def test_watch_catalogs_each_file_once_across_restarts(
+    spark, deid_key: str, tmp_path: Path
+) -> None:
     cohort = synthesize_cohort(tmp_path / "cohort", num_patients=1, seed=21, image_size=48)
     files = sorted(p for p in Path(cohort.dicom_dir).rglob("*") if p.is_file())
     landing, out, checkpoint = tmp_path / "landing", tmp_path / "out", tmp_path / "checkpoint"
@@ -42,8 +44,10 @@ def test_watch_catalogs_each_file_once_across_restarts(spark, deid_key: str, tmp
     assert catalog["sop_uid"].is_unique
 
     # A crash after the ingest but before the stream's commit: the batch is replayed.
-    commits = sorted((p for p in (checkpoint / "commits").iterdir() if p.name.isdigit()),
-                     key=lambda p: int(p.name))
+    commits = sorted(
+        (p for p in (checkpoint / "commits").iterdir() if p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
     commits[-1].unlink()
     (checkpoint / "commits" / f".{commits[-1].name}.crc").unlink(missing_ok=True)
     watch(str(landing), str(out), spark=spark, checkpoint=str(checkpoint), once=True)

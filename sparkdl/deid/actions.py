@@ -67,11 +67,31 @@ _NUMBER_VRS = frozenset({"AT", "FD", "FL", "SL", "SS", "SV", "UL", "US", "UV"})
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _TEXT_OR_BINARY_VRS = _TEXT_VRS | _BINARY_VRS
 _DUMMY: Mapping[str, object] = {
-    "AE": "ANONYMIZED", "AS": "000Y", "CS": "ANONYMIZED", "DA": "19000101",
-    "DT": "19000101000000", "TM": "000000", "DS": "0", "IS": "0", "LO": "ANONYMIZED",
-    "LT": "ANONYMIZED", "SH": "ANONYMIZED", "ST": "ANONYMIZED", "UT": "ANONYMIZED",
-    "UC": "ANONYMIZED", "UR": "ANONYMIZED", "PN": "ANONYMOUS", "FL": 0.0, "FD": 0.0,
-    "SL": 0, "SS": 0, "UL": 0, "US": 0, "SV": 0, "UV": 0, "AT": 0,
+    "AE": "ANONYMIZED",
+    "AS": "000Y",
+    "CS": "ANONYMIZED",
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "TM": "000000",
+    "DS": "0",
+    "IS": "0",
+    "LO": "ANONYMIZED",
+    "LT": "ANONYMIZED",
+    "SH": "ANONYMIZED",
+    "ST": "ANONYMIZED",
+    "UT": "ANONYMIZED",
+    "UC": "ANONYMIZED",
+    "UR": "ANONYMIZED",
+    "PN": "ANONYMOUS",
+    "FL": 0.0,
+    "FD": 0.0,
+    "SL": 0,
+    "SS": 0,
+    "UL": 0,
+    "US": 0,
+    "SV": 0,
+    "UV": 0,
+    "AT": 0,
 }
 # Dummies where "ANONYMIZED" would not be a valid value: TimezoneOffsetFromUTC is &ZZXX.
 _DUMMY_BY_TAG: Mapping[int, object] = {0x00080201: "+0000"}
@@ -79,16 +99,23 @@ _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 # File meta elements outside Table E.1-1 that name systems or carry private data.
 _EXTRA_REMOVE = frozenset({0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102})
 
-_SECONDARY_CAPTURE = frozenset({
-    "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.1", "1.2.840.10008.5.1.4.1.1.7.2",
-    "1.2.840.10008.5.1.4.1.1.7.3", "1.2.840.10008.5.1.4.1.1.7.4",
-})
-_DOSE_SR = frozenset({
-    "1.2.840.10008.5.1.4.1.1.88.67",  # X-Ray Radiation Dose SR
-    "1.2.840.10008.5.1.4.1.1.88.68",  # Radiopharmaceutical Radiation Dose SR
-    "1.2.840.10008.5.1.4.1.1.88.73",  # Patient Radiation Dose SR
-    "1.2.840.10008.5.1.4.1.1.88.76",  # Enhanced X-Ray Radiation Dose SR
-})
+_SECONDARY_CAPTURE = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.7",
+        "1.2.840.10008.5.1.4.1.1.7.1",
+        "1.2.840.10008.5.1.4.1.1.7.2",
+        "1.2.840.10008.5.1.4.1.1.7.3",
+        "1.2.840.10008.5.1.4.1.1.7.4",
+    }
+)
+_DOSE_SR = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.88.67",  # X-Ray Radiation Dose SR
+        "1.2.840.10008.5.1.4.1.1.88.68",  # Radiopharmaceutical Radiation Dose SR
+        "1.2.840.10008.5.1.4.1.1.88.73",  # Patient Radiation Dose SR
+        "1.2.840.10008.5.1.4.1.1.88.76",  # Enhanced X-Ray Radiation Dose SR
+    }
+)
 
 # CID 7050 De-identification Method, scheme DCM, in the order we list them.
 _METHOD_CODES = (
@@ -97,10 +124,16 @@ _METHOD_CODES = (
     ("retain_device_identity", "113109", "Retain Device Identity Option"),
     ("retain_institution_identity", "113112", "Retain Institution Identity Option"),
     ("retain_patient_characteristics", "113108", "Retain Patient Characteristics Option"),
-    ("retain_long_full_dates", "113106",
-     "Retain Longitudinal Temporal Information Full Dates Option"),
-    ("retain_long_modified_dates", "113107",
-     "Retain Longitudinal Temporal Information Modified Dates Option"),
+    (
+        "retain_long_full_dates",
+        "113106",
+        "Retain Longitudinal Temporal Information Full Dates Option",
+    ),
+    (
+        "retain_long_modified_dates",
+        "113107",
+        "Retain Longitudinal Temporal Information Modified Dates Option",
+    ),
     ("clean_descriptors", "113105", "Clean Descriptors Option"),
     ("clean_structured_content", "113104", "Clean Structured Content Option"),
     ("clean_graphics", "113103", "Clean Graphics Option"),
@@ -196,8 +229,10 @@ def burned_in_reason(ds: Dataset) -> str | None:
     image_type = {str(v).strip().upper() for v in _values(ds.get("ImageType"))}
     capture = sop_class in _SECONDARY_CAPTURE or "SCREEN SAVE" in image_type
     description = str(ds.get("SeriesDescription", "") or "").upper()
-    if sop_class in _DOSE_SR or (capture and (
-            "DOSE" in description or "DOSE INFO" in image_type or "CSA REPORT" in image_type)):
+    if sop_class in _DOSE_SR or (
+        capture
+        and ("DOSE" in description or "DOSE INFO" in image_type or "CSA REPORT" in image_type)
+    ):
         return "dose_report"
     if "SCREEN SAVE" in image_type:
         return "screen_save"
@@ -299,8 +334,12 @@ def _apply(ds: Dataset, t: int, action: str, ctx: _Context, dummy_scope: bool) -
 
 def _remap(ctx: _Context, keyword: str, value: str) -> str:
     uid = str(value).strip("\x00 ")
-    if (not uid or keyword.endswith("ClassUID") or "TransferSyntaxUID" in keyword
-            or uid in UID_dictionary):
+    if (
+        not uid
+        or keyword.endswith("ClassUID")
+        or "TransferSyntaxUID" in keyword
+        or uid in UID_dictionary
+    ):
         return uid
     return remap_uid(ctx.key, uid)
 
@@ -344,18 +383,18 @@ def _shift_datetime(value: str, offset: int) -> str:
     digits = len(text[:8])
     if digits not in (4, 6, 8) or not text[:digits].isdigit():
         raise ValueError("not a DT value")
-    full = text[:digits] + "0701"[digits - 4:] if digits < 8 else text[:8]
+    full = text[:digits] + "0701"[digits - 4 :] if digits < 8 else text[:8]
     shifted = _shift_date(full, offset)
     return shifted[:digits] + text[digits:] + suffix
 
 
 def _mark(ds: Dataset, options: DeidOptions, ctx: _Context) -> None:
     """Record what was done: PS3.3 C.7.1.1 (Patient) and C.12.1 (SOP Common)."""
-    applied = [(code, meaning) for name, code, meaning in _METHOD_CODES
-               if getattr(options, name)]
+    applied = [(code, meaning) for name, code, meaning in _METHOD_CODES if getattr(options, name)]
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = ["sparkdl PS3.15 Basic Application Confidentiality Profile"] + [
-        meaning[:64] for _, meaning in applied]
+        meaning[:64] for _, meaning in applied
+    ]
     items = []
     for code, meaning in [("113100", "Basic Application Confidentiality Profile"), *applied]:
         item = Dataset()

@@ -71,13 +71,24 @@ def load_rules() -> RuleTable:
     known = {f.name for f in dataclasses.fields(DeidOptions)}
     unknown = set(doc["options"]) - known
     if unknown:
-        raise RuntimeError(f"rules.json names options DeidOptions lacks: {sorted(unknown)}; "
-                           "regenerate it with scripts/gen_deid_rules.py.")
-    rules = tuple(Rule(tag=r["tag"], keyword=r["keyword"], name=r["name"],
-                       basic=r["basic"], options=r["options"]) for r in doc["rules"])
+        raise RuntimeError(
+            f"rules.json names options DeidOptions lacks: {sorted(unknown)}; "
+            "regenerate it with scripts/gen_deid_rules.py."
+        )
+    rules = tuple(
+        Rule(
+            tag=r["tag"],
+            keyword=r["keyword"],
+            name=r["name"],
+            basic=r["basic"],
+            options=r["options"],
+        )
+        for r in doc["rules"]
+    )
     p = doc["private_attributes"]
-    private = Rule(tag="ggggeeee", keyword=None, name=p["name"], basic=p["basic"],
-                   options=p["options"])
+    private = Rule(
+        tag="ggggeeee", keyword=None, name=p["name"], basic=p["basic"], options=p["options"]
+    )
     return RuleTable(rules=rules, private=private, source=doc["source"])
 
 
@@ -127,5 +138,4 @@ def resolve_actions(options: DeidOptions) -> ActionMap:
             patterns.append((*_pattern(rule.tag), code))
         else:
             exact[int(rule.tag, 16)] = code
-    return ActionMap(exact=exact, patterns=tuple(patterns),
-                     private=table.private.action(options))
+    return ActionMap(exact=exact, patterns=tuple(patterns), private=table.private.action(options))

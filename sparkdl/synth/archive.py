@@ -61,8 +61,14 @@ class ArchiveWriter:
     """Writes each patient's files under ``dicom_dir``: loose in random order, or several
     patients per archive (``tar`` alternates ``.tar`` and ``.tar.gz``)."""
 
-    def __init__(self, dicom_dir: Path, kind: str, num_patients: int,
-                 names_rng: np.random.Generator, archives_rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        dicom_dir: Path,
+        kind: str,
+        num_patients: int,
+        names_rng: np.random.Generator,
+        archives_rng: np.random.Generator,
+    ) -> None:
         self._dir, self._kind = dicom_dir, kind
         self._rng, self._archives_rng = names_rng, archives_rng
         # At least two archives once there are two patients, at most three patients per archive.

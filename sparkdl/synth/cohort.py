@@ -112,8 +112,14 @@ class _Patient:
     phi: list[str] = field(default_factory=list)
 
 
-def synthesize_cohort(out_dir: str | Path, *, num_patients: int = 10, seed: int = 0,
-                      archive: ArchiveKind = "none", image_size: int = 128) -> CohortSummary:
+def synthesize_cohort(
+    out_dir: str | Path,
+    *,
+    num_patients: int = 10,
+    seed: int = 0,
+    archive: ArchiveKind = "none",
+    image_size: int = 128,
+) -> CohortSummary:
     """Write a synthetic chest-CT cohort to ``out_dir`` (see the module docstring).
 
     Any cohort of 7 or more patients holds every variant in ``VARIANTS`` at least once: the
@@ -132,13 +138,16 @@ def synthesize_cohort(out_dir: str | Path, *, num_patients: int = 10, seed: int 
     out = Path(out_dir)
     dicom_dir = out / "dicom"
     if dicom_dir.exists() and any(dicom_dir.iterdir()):
-        raise InputError(f"{dicom_dir} already holds files; synthesize into an empty or new "
-                         "directory so the cohort is not mixed with another one")
+        raise InputError(
+            f"{dicom_dir} already holds files; synthesize into an empty or new "
+            "directory so the cohort is not mixed with another one"
+        )
     dicom_dir.mkdir(parents=True, exist_ok=True)
 
     # Separate streams, so the packaging never changes the content and vice versa.
     cohort_rng, names_rng, archives_rng = (
-        np.random.default_rng(np.random.SeedSequence([seed, stream])) for stream in (2, 3, 4))
+        np.random.default_rng(np.random.SeedSequence([seed, stream])) for stream in (2, 3, 4)
+    )
     writer = ArchiveWriter(dicom_dir, archive, num_patients, names_rng, archives_rng)
     records: list[SeriesRecord] = []
     nodules: list[NoduleRecord] = []
@@ -154,28 +163,53 @@ def synthesize_cohort(out_dir: str | Path, *, num_patients: int = 10, seed: int 
         nodules += patient.nodules
         candidates += patient.candidates
         phi.update(patient.phi)
-        logger.info("synthetic patient %d: %d series, %d files", index, len(patient.series),
-                    len(patient.files))
+        logger.info(
+            "synthetic patient %d: %d series, %d files",
+            index,
+            len(patient.series),
+            len(patient.files),
+        )
     num_archives = writer.close()
 
-    annotations_csv, candidates_csv, phi_json = (out / "annotations.csv", out / "candidates.csv",
-                                                 out / "phi.json")
-    _write_csv(annotations_csv, ANNOTATION_COLUMNS,
-               [(n.series_uid, *(f"{v:.3f}" for v in n.center_mm), f"{n.diameter_mm:.2f}",
-                 n.malignancy) for n in nodules])
-    _write_csv(candidates_csv, CANDIDATE_COLUMNS,
-               [(uid, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", label)
-                for uid, x, y, z, label in candidates])
-    phi_json.write_text(json.dumps(sorted(phi), ensure_ascii=False, indent=1) + "\n",
-                        encoding="utf-8")
+    annotations_csv, candidates_csv, phi_json = (
+        out / "annotations.csv",
+        out / "candidates.csv",
+        out / "phi.json",
+    )
+    _write_csv(
+        annotations_csv,
+        ANNOTATION_COLUMNS,
+        [
+            (n.series_uid, *(f"{v:.3f}" for v in n.center_mm), f"{n.diameter_mm:.2f}", n.malignancy)
+            for n in nodules
+        ],
+    )
+    _write_csv(
+        candidates_csv,
+        CANDIDATE_COLUMNS,
+        [(uid, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", label) for uid, x, y, z, label in candidates],
+    )
+    phi_json.write_text(
+        json.dumps(sorted(phi), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
     axial = [r for r in records if r.kind == "axial_ct"]
     return CohortSummary(
-        out_dir=out, dicom_dir=dicom_dir, annotations_csv=annotations_csv,
-        candidates_csv=candidates_csv, phi_json=phi_json, archive=archive,
-        num_patients=num_patients, num_series=len(axial),
-        num_other_series=len(records) - len(axial), num_files=num_files,
-        num_archives=num_archives, num_nodules=len(nodules), num_candidates=len(candidates),
-        series=tuple(records), nodules=tuple(nodules))
+        out_dir=out,
+        dicom_dir=dicom_dir,
+        annotations_csv=annotations_csv,
+        candidates_csv=candidates_csv,
+        phi_json=phi_json,
+        archive=archive,
+        num_patients=num_patients,
+        num_series=len(axial),
+        num_other_series=len(records) - len(axial),
+        num_files=num_files,
+        num_archives=num_archives,
+        num_nodules=len(nodules),
+        num_candidates=len(candidates),
+        series=tuple(records),
+        nodules=tuple(nodules),
+    )
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
@@ -185,10 +219,12 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...
         out.writerows(rows)
 
 
-def _synthesize_patient(seed: int, index: int, image_size: int, axial_before: int,
-                        cohort_rng: np.random.Generator) -> _Patient:
+def _synthesize_patient(
+    seed: int, index: int, image_size: int, axial_before: int, cohort_rng: np.random.Generator
+) -> _Patient:
     plan, who, anatomy, geometry, noise, extras = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1, index]).spawn(6))
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1, index]).spawn(6)
+    )
     num_axial = 2 if index == 0 else 1 + int(plan.uniform() < 0.25)
     with_localizer = index == 0 or plan.uniform() < 0.5
     with_dose_report = index == 0 or plan.uniform() < 0.4
@@ -197,8 +233,7 @@ def _synthesize_patient(seed: int, index: int, image_size: int, axial_before: in
     variants = []
     for j in range(num_axial):
         n = axial_before + j
-        variants.append(VARIANTS[n] if n < len(VARIANTS)
-                        else str(cohort_rng.choice(VARIANTS)))
+        variants.append(VARIANTS[n] if n < len(VARIANTS) else str(cohort_rng.choice(VARIANTS)))
 
     identity = make_identity(who)
     ctx = dw.study_context(seed, index, identity, who)
@@ -207,23 +242,43 @@ def _synthesize_patient(seed: int, index: int, image_size: int, axial_before: in
     phantom = make_phantom(anatomy, min_nodule_radius_mm=min_radius, num_nodules=num_nodules)
     negatives_per_nodule = [int(anatomy.integers(3, 6)) for _ in phantom.nodules]
     num_negatives = sum(negatives_per_nodule)
-    negatives = sample_negatives(anatomy, phantom, num_negatives - num_negatives // 2,
-                                 num_negatives // 2)
+    negatives = sample_negatives(
+        anatomy, phantom, num_negatives - num_negatives // 2, num_negatives // 2
+    )
     patient = _Patient(phi=phi_strings(identity, with_report=with_report))
 
     for j, (variant, sampling) in enumerate(zip(variants, samplings)):
         number = j + 1
         series_uid = dw.make_uid(seed, index, number, "series")
-        spec = make_series_spec(geometry, variant, image_size=image_size, sampling=sampling,
-                                body_center=phantom.center, lung_z_range=phantom.lung_z_range)
+        spec = make_series_spec(
+            geometry,
+            variant,
+            image_size=image_size,
+            sampling=sampling,
+            body_center=phantom.center,
+            lung_z_range=phantom.lung_z_range,
+        )
         stored = to_stored(add_noise(render_hu(phantom, spec.grid), noise, spec.noise_hu), spec)
-        patient.files += [(series_uid, data)
-                          for data in dw.ct_series_files(ctx, spec, series_uid, number, stored)]
-        patient.series.append(SeriesRecord(series_uid, index, "axial_ct", variant,
-                                           spec.num_slices, spec.transfer_syntax_uid))
+        patient.files += [
+            (series_uid, data) for data in dw.ct_series_files(ctx, spec, series_uid, number, stored)
+        ]
+        patient.series.append(
+            SeriesRecord(
+                series_uid, index, "axial_ct", variant, spec.num_slices, spec.transfer_syntax_uid
+            )
+        )
         for n in phantom.nodules:
-            patient.nodules.append(NoduleRecord(series_uid, index, n.center, n.diameter_mm,
-                                                int(n.malignant), n.texture, n.margin))
+            patient.nodules.append(
+                NoduleRecord(
+                    series_uid,
+                    index,
+                    n.center,
+                    n.diameter_mm,
+                    int(n.malignant),
+                    n.texture,
+                    n.margin,
+                )
+            )
         rows = [(series_uid, *n.center, 1) for n in phantom.nodules]
         rows += [(series_uid, *p, 0) for p in negatives]
         patient.candidates += [rows[i] for i in extras.permutation(len(rows))]
@@ -233,10 +288,17 @@ def _synthesize_patient(seed: int, index: int, image_size: int, axial_before: in
         number += 1
         uid = dw.make_uid(seed, index, number, "series")
         views = _localizer_grids(phantom, image_size)[: 1 + int(extras.uniform() < 0.5)]
-        _add_series(patient, index, "localizer", [
-            dw.localizer_image(ctx, uid, number, i, grid,
-                               add_noise(render_hu(phantom, grid), noise, 10.0)[0])
-            for i, grid in enumerate(views)])
+        _add_series(
+            patient,
+            index,
+            "localizer",
+            [
+                dw.localizer_image(
+                    ctx, uid, number, i, grid, add_noise(render_hu(phantom, grid), noise, 10.0)[0]
+                )
+                for i, grid in enumerate(views)
+            ],
+        )
     if with_dose_report:
         number += 1
         uid = dw.make_uid(seed, index, number, "series")
@@ -244,18 +306,24 @@ def _synthesize_patient(seed: int, index: int, image_size: int, axial_before: in
     if with_report:
         number += 1
         uid = dw.make_uid(seed, index, number, "series")
-        _add_series(patient, index, "structured_report",
-                    [dw.structured_report(ctx, uid, number)])
+        _add_series(patient, index, "structured_report", [dw.structured_report(ctx, uid, number)])
     return patient
 
 
-def _add_series(patient: _Patient, index: int, kind: SeriesKind,
-                instances: list[Dataset]) -> None:
+def _add_series(patient: _Patient, index: int, kind: SeriesKind, instances: list[Dataset]) -> None:
     """Encode a non-axial series (one dataset per instance) and record it."""
     first = instances[0]
     patient.files += [(first.SeriesInstanceUID, encode(ds)) for ds in instances]
-    patient.series.append(SeriesRecord(first.SeriesInstanceUID, index, kind, kind,
-                                       len(instances), first.file_meta.TransferSyntaxUID))
+    patient.series.append(
+        SeriesRecord(
+            first.SeriesInstanceUID,
+            index,
+            kind,
+            kind,
+            len(instances),
+            first.file_meta.TransferSyntaxUID,
+        )
+    )
 
 
 def _localizer_grids(phantom: Phantom, image_size: int) -> list[Grid]:
@@ -265,10 +333,14 @@ def _localizer_grids(phantom: Phantom, image_size: int) -> list[Grid]:
     cx, _ = phantom.center
     _, ly, lz = phantom.lung_centers[0]
     top = lz + half
-    coronal = Grid(origin=(cx - half, ly, top),
-                   steps=((0.0, 1.0, 0.0), (0.0, 0.0, -spacing), (spacing, 0.0, 0.0)),
-                   shape=(1, image_size, image_size))
-    lateral = Grid(origin=(cx, ly - half, top),
-                   steps=((-1.0, 0.0, 0.0), (0.0, 0.0, -spacing), (0.0, spacing, 0.0)),
-                   shape=(1, image_size, image_size))
+    coronal = Grid(
+        origin=(cx - half, ly, top),
+        steps=((0.0, 1.0, 0.0), (0.0, 0.0, -spacing), (spacing, 0.0, 0.0)),
+        shape=(1, image_size, image_size),
+    )
+    lateral = Grid(
+        origin=(cx, ly - half, top),
+        steps=((-1.0, 0.0, 0.0), (0.0, 0.0, -spacing), (0.0, spacing, 0.0)),
+        shape=(1, image_size, image_size),
+    )
     return [coronal, lateral]

@@ -39,10 +39,12 @@ PRIVATE_CREATOR = "SYNTHVENDOR PHI 1.0"
 PRIVATE_GROUP = 0x0009
 ORPHAN_PRIVATE_TAG = 0x00111010
 
-_SCANNERS = (("SIEMENS", "SOMATOM Definition AS+", "B30f", "syngo CT VA48A"),
-             ("GE MEDICAL SYSTEMS", "LightSpeed VCT", "STANDARD", "07MW18.4"),
-             ("Philips", "Brilliance 64", "B", "4.1.6"),
-             ("TOSHIBA", "Aquilion ONE", "FC07", "V6.0"))
+_SCANNERS = (
+    ("SIEMENS", "SOMATOM Definition AS+", "B30f", "syngo CT VA48A"),
+    ("GE MEDICAL SYSTEMS", "LightSpeed VCT", "STANDARD", "07MW18.4"),
+    ("Philips", "Brilliance 64", "B", "4.1.6"),
+    ("TOSHIBA", "Aquilion ONE", "FC07", "V6.0"),
+)
 
 
 def make_uid(seed: int, *parts: object) -> str:
@@ -67,14 +69,19 @@ class StudyContext:
     scanner: int  # index into the scanner list
 
 
-def study_context(seed: int, patient_index: int, identity: Identity,
-                  rng: np.random.Generator) -> StudyContext:
+def study_context(
+    seed: int, patient_index: int, identity: Identity, rng: np.random.Generator
+) -> StudyContext:
     hour, minute, second = int(rng.integers(7, 19)), int(rng.integers(60)), int(rng.integers(60))
     return StudyContext(
-        seed=seed, patient_index=patient_index, identity=identity,
+        seed=seed,
+        patient_index=patient_index,
+        identity=identity,
         study_uid=make_uid(seed, patient_index, "study"),
         frame_of_reference_uid=make_uid(seed, patient_index, "frame-of-reference"),
-        study_time=f"{hour:02d}{minute:02d}{second:02d}", scanner=int(rng.integers(len(_SCANNERS))))
+        study_time=f"{hour:02d}{minute:02d}{second:02d}",
+        scanner=int(rng.integers(len(_SCANNERS))),
+    )
 
 
 def _ds(value: float) -> str:
@@ -118,7 +125,8 @@ def _new_dataset(ctx: StudyContext, sop_class: str, sop_uid: str, syntax: str) -
     referrer = Dataset()
     referrer.InstitutionName = ident.institution_name
     referrer.PersonIdentificationCodeSequence = DicomSequence(
-        [_code(ident.referring_physician_id, "99SYNTH", ident.referring_physician)])
+        [_code(ident.referring_physician_id, "99SYNTH", ident.referring_physician)]
+    )
     ds.ReferringPhysicianIdentificationSequence = DicomSequence([referrer])
     ds.StationName = ident.station_name
     ds.StudyDescription = ident.study_description
@@ -149,7 +157,8 @@ def _new_dataset(ctx: StudyContext, sop_class: str, sop_uid: str, syntax: str) -
     request.ScheduledProcedureStepID = ident.scheduled_step_id
     request.RequestedProcedureDescription = ident.requested_procedure_description
     request.ScheduledProtocolCodeSequence = DicomSequence(
-        [_code("CTCHESTLD", "99SYNTH", ident.procedure_title)])
+        [_code("CTCHESTLD", "99SYNTH", ident.procedure_title)]
+    )
     ds.RequestAttributesSequence = DicomSequence([request])
     block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
     block.add_new(0x01, "LO", ident.private_name_value)
@@ -158,8 +167,9 @@ def _new_dataset(ctx: StudyContext, sop_class: str, sop_uid: str, syntax: str) -
     return ds
 
 
-def _series(ds: Dataset, ctx: StudyContext, series_uid: str, number: int, modality: str,
-            description: str) -> None:
+def _series(
+    ds: Dataset, ctx: StudyContext, series_uid: str, number: int, modality: str, description: str
+) -> None:
     ds.SeriesDate = ds.ContentDate = ctx.identity.study_date
     ds.SeriesTime = ds.ContentTime = _later(ctx.study_time, number)
     ds.Modality, ds.SeriesDescription = modality, description
@@ -183,8 +193,15 @@ def _ct_acquisition(ds: Dataset, ctx: StudyContext, position: str) -> None:
     ds.PositionReferenceIndicator = ""
 
 
-def _pixel_module(ds: Dataset, shape: tuple[int, ...], *, bits_stored: int,
-                  representation: int, slope: float, intercept: float) -> None:
+def _pixel_module(
+    ds: Dataset,
+    shape: tuple[int, ...],
+    *,
+    bits_stored: int,
+    representation: int,
+    slope: float,
+    intercept: float,
+) -> None:
     """Image Pixel (16-bit MONOCHROME2) and CT rescale elements; PixelData is the caller's."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -208,14 +225,21 @@ def _position(grid: Grid, k: int) -> np.ndarray:
     return np.asarray(grid.origin) + k * np.asarray(grid.steps[0])
 
 
-def _ct_template(ctx: StudyContext, spec: SeriesSpec, series_uid: str,
-                 series_number: int) -> Dataset:
+def _ct_template(
+    ctx: StudyContext, spec: SeriesSpec, series_uid: str, series_number: int
+) -> Dataset:
     """Everything but the per-slice elements (see :func:`_ct_slice_elements`)."""
     sop_uid = make_uid(ctx.seed, ctx.patient_index, series_number, "ct", 0)
     ds = _new_dataset(ctx, CTImageStorage, sop_uid, spec.transfer_syntax_uid)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    _series(ds, ctx, series_uid, series_number, "CT",
-            f"THORAX {spec.slice_thickness_mm:g}MM {_SCANNERS[ctx.scanner][2]}")
+    _series(
+        ds,
+        ctx,
+        series_uid,
+        series_number,
+        "CT",
+        f"THORAX {spec.slice_thickness_mm:g}MM {_SCANNERS[ctx.scanner][2]}",
+    )
     _ct_acquisition(ds, ctx, spec.patient_position)
     ds.AcquisitionTime = _later(ctx.study_time, series_number)
     ds.ScanOptions = "HELICAL MODE"
@@ -227,15 +251,21 @@ def _ct_template(ctx: StudyContext, spec: SeriesSpec, series_uid: str,
     _plane(ds, spec.grid)
     ds.WindowCenter, ds.WindowWidth = ["-600", "40"], ["1500", "400"]
     ds.WindowCenterWidthExplanation = ["LUNG", "MEDIASTINUM"]
-    _pixel_module(ds, spec.grid.shape[1:], bits_stored=spec.bits_stored,
-                  representation=spec.pixel_representation, slope=spec.rescale_slope,
-                  intercept=spec.rescale_intercept)
+    _pixel_module(
+        ds,
+        spec.grid.shape[1:],
+        bits_stored=spec.bits_stored,
+        representation=spec.pixel_representation,
+        slope=spec.rescale_slope,
+        intercept=spec.rescale_intercept,
+    )
     del ds.SOPInstanceUID  # per slice
     return ds
 
 
-def _ct_slice_elements(ctx: StudyContext, spec: SeriesSpec, series_number: int, k: int,
-                       stored: np.ndarray) -> Dataset:
+def _ct_slice_elements(
+    ctx: StudyContext, spec: SeriesSpec, series_number: int, k: int, stored: np.ndarray
+) -> Dataset:
     """The elements that differ between slices: UID, InstanceNumber, position, pixels."""
     ds = Dataset()
     ds.SOPInstanceUID = make_uid(ctx.seed, ctx.patient_index, series_number, "ct", k)
@@ -244,15 +274,24 @@ def _ct_slice_elements(ctx: StudyContext, spec: SeriesSpec, series_number: int, 
     ds.ImagePositionPatient = [_ds(v) for v in position]
     ds.SliceLocation = _ds(position[2])
     if spec.transfer_syntax_uid == RLELossless:
-        ds.add(DataElement(0x7FE00010, "OB", encapsulate([encode_rle_frame(stored)]),
-                           is_undefined_length=True))
+        ds.add(
+            DataElement(
+                0x7FE00010, "OB", encapsulate([encode_rle_frame(stored)]), is_undefined_length=True
+            )
+        )
     else:
         ds.add(DataElement(0x7FE00010, "OW", stored.tobytes()))
     return ds
 
 
-def ct_slice(ctx: StudyContext, spec: SeriesSpec, series_uid: str, series_number: int, k: int,
-             stored: np.ndarray) -> Dataset:
+def ct_slice(
+    ctx: StudyContext,
+    spec: SeriesSpec,
+    series_uid: str,
+    series_number: int,
+    k: int,
+    stored: np.ndarray,
+) -> Dataset:
     """Slice ``k`` (along the slice normal) of an axial CT series as one complete dataset;
     ``stored`` is its (rows, cols) stored values. :func:`ct_series_files` writes the same
     bytes faster."""
@@ -262,16 +301,23 @@ def ct_slice(ctx: StudyContext, spec: SeriesSpec, series_uid: str, series_number
     return ds
 
 
-def ct_series_files(ctx: StudyContext, spec: SeriesSpec, series_uid: str, series_number: int,
-                    stored: np.ndarray) -> list[bytes]:
+def ct_series_files(
+    ctx: StudyContext, spec: SeriesSpec, series_uid: str, series_number: int, stored: np.ndarray
+) -> list[bytes]:
     """Part 10 files of every slice of an axial series; ``stored`` is (slices, rows, cols)."""
     template = _ct_template(ctx, spec, series_uid, series_number)
-    return encode_series(template, [_ct_slice_elements(ctx, spec, series_number, k, stored[k])
-                                    for k in range(spec.num_slices)])
+    return encode_series(
+        template,
+        [
+            _ct_slice_elements(ctx, spec, series_number, k, stored[k])
+            for k in range(spec.num_slices)
+        ],
+    )
 
 
-def localizer_image(ctx: StudyContext, series_uid: str, series_number: int, index: int,
-                    grid: Grid, hu: np.ndarray) -> Dataset:
+def localizer_image(
+    ctx: StudyContext, series_uid: str, series_number: int, index: int, grid: Grid, hu: np.ndarray
+) -> Dataset:
     """One scout image (ImageType ORIGINAL\\PRIMARY\\LOCALIZER) on ``grid``'s single plane."""
     sop_uid = make_uid(ctx.seed, ctx.patient_index, series_number, "localizer", index)
     ds = _new_dataset(ctx, CTImageStorage, sop_uid, ExplicitVRLittleEndian)
@@ -285,14 +331,14 @@ def localizer_image(ctx: StudyContext, series_uid: str, series_number: int, inde
     _plane(ds, grid)
     ds.WindowCenter, ds.WindowWidth = "0", "2000"
     stored = np.clip(np.rint(hu + 1024.0), 0, 4095).astype(np.uint16)
-    _pixel_module(ds, stored.shape, bits_stored=12, representation=0, slope=1.0,
-                  intercept=-1024.0)
+    _pixel_module(ds, stored.shape, bits_stored=12, representation=0, slope=1.0, intercept=-1024.0)
     ds.PixelData = stored.tobytes()
     return ds
 
 
-def dose_report(ctx: StudyContext, series_uid: str, series_number: int,
-                rng: np.random.Generator) -> Dataset:
+def dose_report(
+    ctx: StudyContext, series_uid: str, series_number: int, rng: np.random.Generator
+) -> Dataset:
     """A scanner dose report saved as a Secondary Capture with burned-in text."""
     sop_uid = make_uid(ctx.seed, ctx.patient_index, series_number, "dose-report")
     ds = _new_dataset(ctx, SecondaryCaptureImageStorage, sop_uid, ExplicitVRLittleEndian)
@@ -308,7 +354,7 @@ def dose_report(ctx: StudyContext, series_uid: str, series_number: int,
             width = int(rng.integers(12, 48))
             glyphs = rng.integers(0, 2, size=(7, max(width // 2, 1)), dtype=np.uint8) * 220
             block = np.repeat(glyphs, 2, axis=1)[:, : min(width, 248 - col)]
-            image[10 + 20 * line:17 + 20 * line, col:col + block.shape[1]] = block
+            image[10 + 20 * line : 17 + 20 * line, col : col + block.shape[1]] = block
             col += width + 8
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.Rows, ds.Columns = image.shape
@@ -335,15 +381,22 @@ def structured_report(ctx: StudyContext, series_uid: str, series_number: int) ->
     ds.PerformedProcedureCodeSequence = DicomSequence()
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = DicomSequence(
-        [_code("18748-4", "LN", "Diagnostic Imaging Report")])
+        [_code("18748-4", "LN", "Diagnostic Imaging Report")]
+    )
     ds.ContinuityOfContent = "SEPARATE"
-    ds.ContentSequence = DicomSequence([
-        _text_item("121060", "History", ident.report_text),
-        _container("121070", "Findings", [
-            _text_item("121071", "Finding", "Pulmonary nodule(s), see annotations."),
-            _text_item("121073", "Impression", ident.report_addendum),
-        ]),
-    ])
+    ds.ContentSequence = DicomSequence(
+        [
+            _text_item("121060", "History", ident.report_text),
+            _container(
+                "121070",
+                "Findings",
+                [
+                    _text_item("121071", "Finding", "Pulmonary nodule(s), see annotations."),
+                    _text_item("121073", "Impression", ident.report_addendum),
+                ],
+            ),
+        ]
+    )
     return ds
 
 

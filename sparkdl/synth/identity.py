@@ -13,21 +13,83 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-_FAMILY = ("MÜLLER", "GARCÍA", "NGUYEN", "OKONKWO", "JOHANSSON", "KOWALSKI", "THOMPSON",
-           "FERREIRA", "DUBOIS", "HASHEMI", "O'BRIEN", "LINDQVIST", "MORETTI", "PETROV",
-           "ABERNATHY", "YAMAMOTO", "FITZGERALD", "HALVORSEN", "BRENNAN", "CASTELLANOS")
-_GIVEN = ("ANNA", "JOSÉ", "MARGARET", "OLUWASEUN", "HENRIK", "ZOFIA", "DOROTHY", "TIAGO",
-          "CÉLINE", "DARIUS", "FIONA", "INGRID", "LORENZO", "ALEKSANDR", "WINIFRED", "KENJI",
-          "SEAMUS", "SOLVEIG", "PATRICK", "MARISOL")
-_STREETS = ("MAPLE AVENUE", "OAK STREET", "HIGHLAND ROAD", "KINGS LANE", "RIVERSIDE DRIVE",
-            "ELM COURT", "STATION ROAD", "BIRCH BOULEVARD", "MILL STREET", "CEDAR WAY")
-_CITIES = (("SPRINGFIELD", "IL", "627"), ("RIVERTON", "WY", "825"), ("FAIRVIEW", "OR", "970"),
-           ("GREENVILLE", "SC", "296"), ("MADISON", "WI", "537"), ("CLINTON", "IA", "527"))
-_HOSPITALS = ("ST. BRIGID MEMORIAL HOSPITAL", "MERCY VALLEY MEDICAL CENTER",
-              "NORTHGATE GENERAL HOSPITAL", "LAKESHORE UNIVERSITY CLINIC",
-              "HOLY CROSS REGIONAL HOSPITAL")
-_PROCEDURES = ("CT CHEST LOW DOSE SCREENING", "CT CHEST WITHOUT CONTRAST",
-               "CT THORAX NODULE FOLLOW-UP", "CT CHEST HIGH RESOLUTION")
+_FAMILY = (
+    "MÜLLER",
+    "GARCÍA",
+    "NGUYEN",
+    "OKONKWO",
+    "JOHANSSON",
+    "KOWALSKI",
+    "THOMPSON",
+    "FERREIRA",
+    "DUBOIS",
+    "HASHEMI",
+    "O'BRIEN",
+    "LINDQVIST",
+    "MORETTI",
+    "PETROV",
+    "ABERNATHY",
+    "YAMAMOTO",
+    "FITZGERALD",
+    "HALVORSEN",
+    "BRENNAN",
+    "CASTELLANOS",
+)
+_GIVEN = (
+    "ANNA",
+    "JOSÉ",
+    "MARGARET",
+    "OLUWASEUN",
+    "HENRIK",
+    "ZOFIA",
+    "DOROTHY",
+    "TIAGO",
+    "CÉLINE",
+    "DARIUS",
+    "FIONA",
+    "INGRID",
+    "LORENZO",
+    "ALEKSANDR",
+    "WINIFRED",
+    "KENJI",
+    "SEAMUS",
+    "SOLVEIG",
+    "PATRICK",
+    "MARISOL",
+)
+_STREETS = (
+    "MAPLE AVENUE",
+    "OAK STREET",
+    "HIGHLAND ROAD",
+    "KINGS LANE",
+    "RIVERSIDE DRIVE",
+    "ELM COURT",
+    "STATION ROAD",
+    "BIRCH BOULEVARD",
+    "MILL STREET",
+    "CEDAR WAY",
+)
+_CITIES = (
+    ("SPRINGFIELD", "IL", "627"),
+    ("RIVERTON", "WY", "825"),
+    ("FAIRVIEW", "OR", "970"),
+    ("GREENVILLE", "SC", "296"),
+    ("MADISON", "WI", "537"),
+    ("CLINTON", "IA", "527"),
+)
+_HOSPITALS = (
+    "ST. BRIGID MEMORIAL HOSPITAL",
+    "MERCY VALLEY MEDICAL CENTER",
+    "NORTHGATE GENERAL HOSPITAL",
+    "LAKESHORE UNIVERSITY CLINIC",
+    "HOLY CROSS REGIONAL HOSPITAL",
+)
+_PROCEDURES = (
+    "CT CHEST LOW DOSE SCREENING",
+    "CT CHEST WITHOUT CONTRAST",
+    "CT THORAX NODULE FOLLOW-UP",
+    "CT CHEST HIGH RESOLUTION",
+)
 
 
 @dataclass(frozen=True)
@@ -102,8 +164,10 @@ def make_identity(rng: np.random.Generator) -> Identity:
         issuer_of_patient_id=f"{short} MRN",
         issuer_universal_id=f"{short.lower()}.hospital.example",
         patient_birth_date=birth.strftime("%Y%m%d"),
-        patient_address=(f"{int(rng.integers(1, 9999))} {rng.choice(_STREETS)}, {city}, "
-                         f"{state} {zip3}{_digits(rng, 2)}"),
+        patient_address=(
+            f"{int(rng.integers(1, 9999))} {rng.choice(_STREETS)}, {city}, "
+            f"{state} {zip3}{_digits(rng, 2)}"
+        ),
         patient_telephone=f"({zip3}) 555-{_digits(rng, 4)}",
         institution_name=hospital,
         institution_address=f"{int(rng.integers(1, 999))} {rng.choice(_STREETS)}, {city}, {state}",
@@ -125,8 +189,10 @@ def make_identity(rng: np.random.Generator) -> Identity:
         private_name_value=f"{given} {family} DOB {birth.strftime('%d.%m.%Y')}",
         private_mrn_value=f"MRN:{mrn}",
         orphan_private_value=f"TECH {op_given} {op_family} EXT {_digits(rng, 4)}",
-        report_text=(f"Patient {given} {family} (MRN {mrn}) was referred by Dr {ref_family} "
-                     f"for {procedure.lower()}."),
+        report_text=(
+            f"Patient {given} {family} (MRN {mrn}) was referred by Dr {ref_family} "
+            f"for {procedure.lower()}."
+        ),
         report_addendum=f"Results phoned to Dr {ref_family} at ({zip3}) 555-{_digits(rng, 4)}.",
         study_date=study.strftime("%Y%m%d"),
         patient_sex=str(rng.choice(["F", "M"])),

@@ -63,8 +63,7 @@ def encode_series(template: Dataset, instances: Sequence[Dataset]) -> list[bytes
     return files
 
 
-def _encode_elements(ds: Dataset, implicit: bool,
-                     charset: str | list[str] | None) -> bytes:
+def _encode_elements(ds: Dataset, implicit: bool, charset: str | list[str] | None) -> bytes:
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, implicit
     for tag in sorted(ds.keys()):

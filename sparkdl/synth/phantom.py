@@ -63,8 +63,9 @@ class Grid:
 
     def index_box(self, lo: np.ndarray, hi: np.ndarray) -> tuple[slice, slice, slice] | None:
         """Voxel index ranges covering the world axis-aligned box ``[lo, hi]``, or None."""
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                            for z in (lo[2], hi[2])])
+        corners = np.array(
+            [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+        )
         m = np.asarray(self.steps, dtype=np.float64).T  # world = origin + m @ (k, r, c)
         idx = np.linalg.solve(m, (corners - np.asarray(self.origin)).T).T
         bounds = []
@@ -144,8 +145,9 @@ class Phantom:
         return z - self.lung_axes[2], z + self.lung_axes[2]
 
 
-def make_phantom(rng: np.random.Generator, *, min_nodule_radius_mm: float,
-                 num_nodules: int) -> Phantom:
+def make_phantom(
+    rng: np.random.Generator, *, min_nodule_radius_mm: float, num_nodules: int
+) -> Phantom:
     """Draw one patient's anatomy, lung vessels and ``num_nodules`` nodules.
 
     ``min_nodule_radius_mm`` is the smallest radius the patient's coarsest series resolves: the
@@ -158,14 +160,19 @@ def make_phantom(rng: np.random.Generator, *, min_nodule_radius_mm: float,
     lz = rng.uniform(100, 122)
     lung_y = cy - 0.05 * ay
     phantom = Phantom(
-        center=(cx, cy), body_axes=(ax, ay), fat_mm=rng.uniform(8, 16),
+        center=(cx, cy),
+        body_axes=(ax, ay),
+        fat_mm=rng.uniform(8, 16),
         lung_centers=((cx - 0.45 * ax, lung_y, zc), (cx + 0.45 * ax, lung_y, zc)),
         lung_axes=(0.30 * ax, 0.62 * ay, lz),
         heart_center=(cx + 0.12 * ax, cy - 0.30 * ay, zc - 0.45 * lz),
         heart_axes=(0.30 * ax, 0.36 * ay, 0.45 * lz),
         aorta=(cx + 0.17 * ax, cy + 0.42 * ay, rng.uniform(10, 13)),
         spine=(cx, cy + 0.66 * ay, rng.uniform(14, 17)),
-        rib_period_mm=rng.uniform(22, 28), vessels=(), nodules=())
+        rib_period_mm=rng.uniform(22, 28),
+        vessels=(),
+        nodules=(),
+    )
     vessels = tuple(v for lung in (0, 1) for v in _vessel_tree(rng, phantom, lung))
     phantom = replace(phantom, vessels=vessels)
     nodules: list[Nodule] = []
@@ -188,8 +195,9 @@ def lung_mask(phantom: Phantom, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> 
     return inside
 
 
-def _background(phantom: Phantom, x: np.ndarray, y: np.ndarray,
-                z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _background(
+    phantom: Phantom, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """HU of the body without vessels and nodules, and the lung mask."""
     cx, cy = phantom.center
     ax, ay = phantom.body_axes
@@ -211,7 +219,7 @@ def _background(phantom: Phantom, x: np.ndarray, y: np.ndarray,
     hu[d2 < sr**2] = BONE_HU
     hu[d2 < (0.65 * sr) ** 2] = MARROW_HU
     lungs = lung_mask(phantom, x, y, z)
-    hu[lungs] = (LUNG_HU + 30.0 * (y[lungs] - cy) / ay)  # dependent lung is a little denser
+    hu[lungs] = LUNG_HU + 30.0 * (y[lungs] - cy) / ay  # dependent lung is a little denser
     return hu, lungs
 
 
@@ -224,7 +232,7 @@ def render_hu(phantom: Phantom, grid: Grid) -> np.ndarray:
     for k0 in range(0, nz, _CHUNK_SLICES):
         ks = np.arange(k0, min(k0 + _CHUNK_SLICES, nz))
         x, y, z = grid.world(ks, rs, cs)
-        hu[ks[0]:ks[-1] + 1], lungs[ks[0]:ks[-1] + 1] = _background(phantom, x, y, z)
+        hu[ks[0] : ks[-1] + 1], lungs[ks[0] : ks[-1] + 1] = _background(phantom, x, y, z)
     for vessel in phantom.vessels:
         _paint_capsule(hu, lungs, grid, vessel.start, vessel.end, vessel.radius_mm, vessel.hu)
     for nodule in phantom.nodules:
@@ -238,9 +246,15 @@ def add_noise(hu: np.ndarray, rng: np.random.Generator, sigma_hu: float) -> np.n
     return hu
 
 
-def _paint_capsule(hu: np.ndarray, where: np.ndarray | None, grid: Grid,
-                   start: tuple[float, float, float], end: tuple[float, float, float],
-                   radius: float, value: float) -> None:
+def _paint_capsule(
+    hu: np.ndarray,
+    where: np.ndarray | None,
+    grid: Grid,
+    start: tuple[float, float, float],
+    end: tuple[float, float, float],
+    radius: float,
+    value: float,
+) -> None:
     a, b = np.asarray(start), np.asarray(end)
     box = grid.index_box(np.minimum(a, b) - radius, np.maximum(a, b) + radius)
     if box is None:
@@ -257,8 +271,9 @@ def _paint_capsule(hu: np.ndarray, where: np.ndarray | None, grid: Grid,
     hu[box][inside] = value
 
 
-def nodule_mask(nodule: Nodule, x: np.ndarray, y: np.ndarray,
-                z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nodule_mask(
+    nodule: Nodule, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the nodule body and of its solid core (part-solid nodules) at world points."""
     rot = np.asarray(nodule.rotation)  # columns are the ellipsoid's axes in world space
     c = nodule.center
@@ -268,8 +283,9 @@ def nodule_mask(nodule: Nodule, x: np.ndarray, y: np.ndarray,
     theta = np.arccos(np.clip(q[2] / np.maximum(norm, 1e-6), -1.0, 1.0))
     phi = np.arctan2(q[1], q[0])
     k, m = nodule.lobe_freq
-    radius = nodule.radius_mm * (1.0 + nodule.lobulation * np.cos(k * theta)
-                                 * np.cos(m * phi + nodule.lobe_phase))
+    radius = nodule.radius_mm * (
+        1.0 + nodule.lobulation * np.cos(k * theta) * np.cos(m * phi + nodule.lobe_phase)
+    )
     return norm < radius, norm < 0.5 * nodule.radius_mm
 
 
@@ -277,8 +293,9 @@ def _paint_nodule(hu: np.ndarray, grid: Grid, nodule: Nodule) -> None:
     c = np.asarray(nodule.center)
     for sx, sy, sz, length in nodule.spicules:
         tip = c + length * np.array([sx, sy, sz])
-        _paint_capsule(hu, None, grid, nodule.center, (tip[0], tip[1], tip[2]), 1.2,
-                       SOLID_NODULE_HU)
+        _paint_capsule(
+            hu, None, grid, nodule.center, (tip[0], tip[1], tip[2]), 1.2, SOLID_NODULE_HU
+        )
     reach = nodule.body_radius_mm
     box = grid.index_box(c - reach, c + reach)
     if box is None:
@@ -312,8 +329,14 @@ def _vessel_tree(rng: np.random.Generator, phantom: Phantom, lung: int) -> list[
         while stack:
             start, direction, radius, depth = stack.pop()
             end = start + direction * rng.uniform(30, 50)
-            out.append(Vessel((float(start[0]), float(start[1]), float(start[2])),
-                              (float(end[0]), float(end[1]), float(end[2])), float(radius), hu))
+            out.append(
+                Vessel(
+                    (float(start[0]), float(start[1]), float(start[2])),
+                    (float(end[0]), float(end[1]), float(end[2])),
+                    float(radius),
+                    hu,
+                )
+            )
             if depth < 2:
                 for sign in (-1.0, 1.0):
                     bend = _unit(rng.normal(size=3)) * 0.6 * sign
@@ -329,15 +352,24 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 def _fits(phantom: Phantom, center: np.ndarray, radius: float) -> bool:
     """Whether a ball of ``radius`` around ``center`` lies in the lung parenchyma."""
-    dirs = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
-                     if (i, j, k) != (0, 0, 0)], dtype=float)
+    dirs = np.array(
+        [
+            [i, j, k]
+            for i in (-1, 0, 1)
+            for j in (-1, 0, 1)
+            for k in (-1, 0, 1)
+            if (i, j, k) != (0, 0, 0)
+        ],
+        dtype=float,
+    )
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     pts = np.vstack([center, center + radius * dirs, center + 0.5 * radius * dirs])
     return bool(lung_mask(phantom, pts[:, 0], pts[:, 1], pts[:, 2]).all())
 
 
-def sample_lung_point(rng: np.random.Generator, phantom: Phantom,
-                      clearance_mm: float) -> np.ndarray:
+def sample_lung_point(
+    rng: np.random.Generator, phantom: Phantom, clearance_mm: float
+) -> np.ndarray:
     """A uniform random point whose ball of ``clearance_mm`` lies in the lung parenchyma."""
     lx, ly, lz = phantom.lung_axes
     for _ in range(10_000):
@@ -348,8 +380,9 @@ def sample_lung_point(rng: np.random.Generator, phantom: Phantom,
     raise SparkdlError(f"synthetic phantom: no lung point with {clearance_mm:.1f} mm clearance")
 
 
-def _place_nodule(rng: np.random.Generator, phantom: Phantom, others: list[Nodule],
-                  min_radius_mm: float) -> Nodule:
+def _place_nodule(
+    rng: np.random.Generator, phantom: Phantom, others: list[Nodule], min_radius_mm: float
+) -> Nodule:
     texture: Texture = rng.choice(["solid", "part_solid", "ground_glass"], p=[0.65, 0.15, 0.2])
     margin: Margin = rng.choice(["smooth", "lobulated", "spiculated"], p=[0.5, 0.3, 0.2])
     if margin == "spiculated" and texture == "ground_glass":
@@ -365,35 +398,52 @@ def _place_nodule(rng: np.random.Generator, phantom: Phantom, others: list[Nodul
     radius = diameter / 2.0
     spicules: tuple[tuple[float, float, float, float], ...] = ()
     if margin == "spiculated":
-        spicules = tuple((*_unit(rng.normal(size=3)), float(radius * rng.uniform(1.3, 1.8)))
-                         for _ in range(int(rng.integers(6, 12))))  # type: ignore[misc]
-    logit = (-4.0 + 0.2 * diameter + {"smooth": 0.0, "lobulated": 0.9, "spiculated": 1.8}[margin]
-             + {"solid": 0.6, "part_solid": 1.1, "ground_glass": 0.0}[texture])
+        spicules = tuple(
+            (*_unit(rng.normal(size=3)), float(radius * rng.uniform(1.3, 1.8)))
+            for _ in range(int(rng.integers(6, 12)))
+        )  # type: ignore[misc]
+    logit = (
+        -4.0
+        + 0.2 * diameter
+        + {"smooth": 0.0, "lobulated": 0.9, "spiculated": 1.8}[margin]
+        + {"solid": 0.6, "part_solid": 1.1, "ground_glass": 0.0}[texture]
+    )
     malignant = bool(rng.uniform() < 1.0 / (1.0 + np.exp(-logit)))
-    nodule = Nodule(center=(0.0, 0.0, 0.0), radius_mm=radius,
-                    axes=(float(axes[0]), float(axes[1]), float(axes[2])),
-                    rotation=tuple(map(tuple, _random_rotation(rng))),  # type: ignore[arg-type]
-                    texture=str(texture), margin=str(margin),  # type: ignore[arg-type]
-                    lobulation=lobulation,
-                    lobe_freq=(int(rng.integers(2, 4)), int(rng.integers(3, 6))),
-                    lobe_phase=float(rng.uniform(0, 2 * np.pi)), spicules=spicules,
-                    malignant=malignant)
+    nodule = Nodule(
+        center=(0.0, 0.0, 0.0),
+        radius_mm=radius,
+        axes=(float(axes[0]), float(axes[1]), float(axes[2])),
+        rotation=tuple(map(tuple, _random_rotation(rng))),  # type: ignore[arg-type]
+        texture=str(texture),
+        margin=str(margin),  # type: ignore[arg-type]
+        lobulation=lobulation,
+        lobe_freq=(int(rng.integers(2, 4)), int(rng.integers(3, 6))),
+        lobe_phase=float(rng.uniform(0, 2 * np.pi)),
+        spicules=spicules,
+        malignant=malignant,
+    )
     reach = nodule.bounding_radius_mm + 2.0
     for _ in range(200):
         c = sample_lung_point(rng, phantom, reach)
-        if all(np.linalg.norm(c - np.asarray(o.center)) > reach + o.bounding_radius_mm + 5.0
-               for o in others):
+        if all(
+            np.linalg.norm(c - np.asarray(o.center)) > reach + o.bounding_radius_mm + 5.0
+            for o in others
+        ):
             return replace(nodule, center=(float(c[0]), float(c[1]), float(c[2])))
     raise SparkdlError("synthetic phantom: no room for another nodule in the lungs")
 
 
-def sample_negatives(rng: np.random.Generator, phantom: Phantom, num_lung: int,
-                     num_vessel: int) -> list[tuple[float, float, float]]:
+def sample_negatives(
+    rng: np.random.Generator, phantom: Phantom, num_lung: int, num_vessel: int
+) -> list[tuple[float, float, float]]:
     """Non-nodule candidate points: random lung points and points on vessel centre lines,
     all at least 5 mm outside every nodule."""
+
     def clear(p: np.ndarray) -> bool:
-        return all(np.linalg.norm(p - np.asarray(n.center)) > n.bounding_radius_mm + 5.0
-                   for n in phantom.nodules)
+        return all(
+            np.linalg.norm(p - np.asarray(n.center)) > n.bounding_radius_mm + 5.0
+            for n in phantom.nodules
+        )
 
     points: list[np.ndarray] = []
     while len(points) < num_lung:

@@ -24,8 +24,10 @@ def encode_rle_frame(frame: np.ndarray) -> bytes:
     length; a 64-byte header holds the segment count and offsets.
     """
     if frame.ndim != 2 or frame.dtype.itemsize not in (1, 2):
-        raise ValueError("expected a 2-D frame of 8- or 16-bit samples. "
-                         f"Received: dtype={frame.dtype}, shape={frame.shape}")
+        raise ValueError(
+            "expected a 2-D frame of 8- or 16-bit samples. "
+            f"Received: dtype={frame.dtype}, shape={frame.shape}"
+        )
     data = np.ascontiguousarray(frame)
     big_endian = data.astype(data.dtype.newbyteorder(">"), copy=False).view(np.uint8)
     planes = big_endian.reshape(frame.shape[0], frame.shape[1], data.dtype.itemsize)

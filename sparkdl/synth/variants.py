@@ -63,8 +63,7 @@ def voxel_half_diagonal(pixel_spacing_mm: float, slice_spacing_mm: float) -> flo
     return float(np.sqrt(2 * (pixel_spacing_mm / 2) ** 2 + (slice_spacing_mm / 2) ** 2))
 
 
-def draw_sampling(rng: np.random.Generator, variant: str,
-                  image_size: int) -> tuple[float, float]:
+def draw_sampling(rng: np.random.Generator, variant: str, image_size: int) -> tuple[float, float]:
     """Pixel spacing and slice spacing (mm) of a series: FOV 300-380 mm over ``image_size``."""
     if variant == "anisotropic":
         return 300.0 / image_size, 5.0
@@ -73,13 +72,20 @@ def draw_sampling(rng: np.random.Generator, variant: str,
     return round(fov / image_size, 4), slice_spacing
 
 
-def make_series_spec(rng: np.random.Generator, variant: str, *, image_size: int,
-                     sampling: tuple[float, float], body_center: tuple[float, float],
-                     lung_z_range: tuple[float, float]) -> SeriesSpec:
+def make_series_spec(
+    rng: np.random.Generator,
+    variant: str,
+    *,
+    image_size: int,
+    sampling: tuple[float, float],
+    body_center: tuple[float, float],
+    lung_z_range: tuple[float, float],
+) -> SeriesSpec:
     """Place the series' grid around the chest so that both lungs are fully covered."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown synthetic series variant. Received: {variant!r}; "
-                         f"expected one of {VARIANTS}")
+        raise ValueError(
+            f"unknown synthetic series variant. Received: {variant!r}; expected one of {VARIANTS}"
+        )
     pixel_spacing, slice_spacing = sampling
     lung_lo, lung_hi = lung_z_range
     extent = max(float(rng.uniform(250, 320)), lung_hi - lung_lo + 30.0)
@@ -105,16 +111,25 @@ def make_series_spec(rng: np.random.Generator, variant: str, *, image_size: int,
     slope = float(rng.choice([0.5, 2.0])) if variant == "rescale_slope" else 1.0
     intercept = -1024.0 if unsigned else float(rng.choice([0.0, -1024.0]))
     syntax = {"rle_lossless": RLELossless, "implicit_vr": ImplicitVRLittleEndian}.get(
-        variant, ExplicitVRLittleEndian)
+        variant, ExplicitVRLittleEndian
+    )
     thickness = slice_spacing if rng.uniform() < 0.7 else slice_spacing * 1.5
     return SeriesSpec(
-        variant=variant, patient_position=position,
+        variant=variant,
+        patient_position=position,
         instance_step=-1 if variant == "reversed_instance_number" else 1,
-        pixel_representation=0 if unsigned else 1, bits_stored=12 if unsigned else 16,
-        rescale_slope=slope, rescale_intercept=intercept, transfer_syntax_uid=str(syntax),
-        pixel_spacing_mm=pixel_spacing, slice_spacing_mm=slice_spacing,
-        slice_thickness_mm=thickness, write_spacing_between_slices=bool(rng.uniform() < 0.5),
-        grid=grid, noise_hu=float(rng.uniform(15, 25)))
+        pixel_representation=0 if unsigned else 1,
+        bits_stored=12 if unsigned else 16,
+        rescale_slope=slope,
+        rescale_intercept=intercept,
+        transfer_syntax_uid=str(syntax),
+        pixel_spacing_mm=pixel_spacing,
+        slice_spacing_mm=slice_spacing,
+        slice_thickness_mm=thickness,
+        write_spacing_between_slices=bool(rng.uniform() < 0.5),
+        grid=grid,
+        noise_hu=float(rng.uniform(15, 25)),
+    )
 
 
 def to_stored(hu: np.ndarray, spec: SeriesSpec) -> np.ndarray:

@@ -56,20 +56,29 @@ def read(url: str) -> dict[str, Any]:
     # The "dummy" pool reads in this thread: Petastorm 0.13.1's ThreadPool can end a read
     # before the last queued row groups are handed over (a race between "all workers done"
     # and "ventilator completed"), which would fail this check for Petastorm's own reasons.
-    with make_reader(url, num_epochs=1, reader_pool_type="dummy", shuffle_row_groups=False) as reader:
+    with make_reader(
+        url, num_epochs=1, reader_pool_type="dummy", shuffle_row_groups=False
+    ) as reader:
         rows = [row._asdict() for row in reader]
     id_field = next(name for name in ID_FIELDS if name in rows[0])
     shards: dict[str, list[list[str]]] = {}
     for count in (2, 3):
         shards[str(count)] = []
         for index in range(count):
-            with make_reader(url, num_epochs=1, reader_pool_type="dummy", shuffle_row_groups=False,
-                             cur_shard=index, shard_count=count,
-                             schema_fields=[id_field]) as reader:
+            with make_reader(
+                url,
+                num_epochs=1,
+                reader_pool_type="dummy",
+                shuffle_row_groups=False,
+                cur_shard=index,
+                shard_count=count,
+                schema_fields=[id_field],
+            ) as reader:
                 shards[str(count)].append([row_id(row._asdict()) for row in reader])
     batch_rows = []
-    with make_batch_reader(url, num_epochs=1, reader_pool_type="dummy",
-                           shuffle_row_groups=False) as reader:
+    with make_batch_reader(
+        url, num_epochs=1, reader_pool_type="dummy", shuffle_row_groups=False
+    ) as reader:
         for batch in reader:
             columns = batch._asdict()
             for i in range(len(next(iter(columns.values())))):
@@ -79,9 +88,13 @@ def read(url: str) -> dict[str, Any]:
         "make_reader_rows": len(rows),
         "shards": shards,
         # make_batch_reader hands over the stored cells (NdarrayCodec bytes) undecoded.
-        "make_batch_reader": {row_id(r): {k: digest(np.load(io.BytesIO(v)))
-                                          if isinstance(v, bytes) else digest(v)
-                                          for k, v in r.items()} for r in batch_rows},
+        "make_batch_reader": {
+            row_id(r): {
+                k: digest(np.load(io.BytesIO(v))) if isinstance(v, bytes) else digest(v)
+                for k, v in r.items()
+            }
+            for r in batch_rows
+        },
     }
 
 
@@ -92,32 +105,43 @@ def write(url: str) -> dict[str, Any]:
     from pyspark.sql import SparkSession
     from pyspark.sql.types import FloatType, IntegerType, StringType
 
-    schema = Unischema("PatchSchema", [
-        UnischemaField("patch_id", np.str_, (), ScalarCodec(StringType()), False),
-        UnischemaField("patch", np.int16, (8, 8, 8), NdarrayCodec(), False),
-        UnischemaField("label", np.int32, (), ScalarCodec(IntegerType()), False),
-        UnischemaField("malignancy", np.int32, (), ScalarCodec(IntegerType()), False),
-        UnischemaField("diameter_mm", np.float32, (), ScalarCodec(FloatType()), False),
-        UnischemaField("center", np.float64, (3,), NdarrayCodec(), False),
-        UnischemaField("split", np.str_, (), ScalarCodec(StringType()), False),
-    ])
+    schema = Unischema(
+        "PatchSchema",
+        [
+            UnischemaField("patch_id", np.str_, (), ScalarCodec(StringType()), False),
+            UnischemaField("patch", np.int16, (8, 8, 8), NdarrayCodec(), False),
+            UnischemaField("label", np.int32, (), ScalarCodec(IntegerType()), False),
+            UnischemaField("malignancy", np.int32, (), ScalarCodec(IntegerType()), False),
+            UnischemaField("diameter_mm", np.float32, (), ScalarCodec(FloatType()), False),
+            UnischemaField("center", np.float64, (3,), NdarrayCodec(), False),
+            UnischemaField("split", np.str_, (), ScalarCodec(StringType()), False),
+        ],
+    )
     rng = np.random.default_rng(7)
-    rows = [{
-        "patch_id": f"p{i:03d}",
-        "patch": rng.integers(-1000, 400, (8, 8, 8)).astype(np.int16),
-        "label": np.int32(i % 2),
-        "malignancy": np.int32(i % 3 - 1),
-        "diameter_mm": np.float32(3.5 + i),
-        "center": np.array([i, -i, 0.5 * i], dtype=np.float64),
-        "split": ("train", "val", "test")[i % 3],
-    } for i in range(60)]
-    spark = (SparkSession.builder.master("local[2]").appName("petastorm-interop")
-             .config("spark.ui.enabled", "false").getOrCreate())
+    rows = [
+        {
+            "patch_id": f"p{i:03d}",
+            "patch": rng.integers(-1000, 400, (8, 8, 8)).astype(np.int16),
+            "label": np.int32(i % 2),
+            "malignancy": np.int32(i % 3 - 1),
+            "diameter_mm": np.float32(3.5 + i),
+            "center": np.array([i, -i, 0.5 * i], dtype=np.float64),
+            "split": ("train", "val", "test")[i % 3],
+        }
+        for i in range(60)
+    ]
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("petastorm-interop")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     try:
         with materialize_dataset(spark, url, schema, row_group_size_mb=1):
-            frame = spark.createDataFrame([dict_to_spark_row(schema, r) for r in rows],
-                                          schema.as_spark_schema())
+            frame = spark.createDataFrame(
+                [dict_to_spark_row(schema, r) for r in rows], schema.as_spark_schema()
+            )
             frame.repartition(3).write.mode("overwrite").parquet(url)
     finally:
         spark.stop()

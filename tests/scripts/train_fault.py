@@ -39,8 +39,15 @@ def main(data_dir: str, model_dir: str, config_json: str) -> None:
     # local[2]): up to spark.stage.maxConsecutiveAttempts = 4 stage attempts.
     spark = get_spark("local[2,4]", {"spark.ui.enabled": "false"})
     config = TrainConfig(**json.loads(config_json))
-    job = plan_job(data_dir, model_dir, config, model_fn=zoo_model_fn(config), num_workers=2,
-                   use_gpu=False, spark=spark)
+    job = plan_job(
+        data_dir,
+        model_dir,
+        config,
+        model_fn=zoo_model_fn(config),
+        num_workers=2,
+        use_gpu=False,
+        spark=spark,
+    )
 
     def worker(job: TrainJob) -> dict[str, Any]:
         return train_worker(job, extra_callbacks=[lambda: kill_once(model_dir)])
