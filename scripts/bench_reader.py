@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"\nshard 0 of N, batch {BATCH_SIZE}, {args.rows} rows timed after {args.warmup},"
-        f" best rates of {args.rounds} rounds; highest RSS of a fresh process per way; {os.cpu_count()} cores,"
+        f" best rates of {args.rounds} rounds; highest RSS of a fresh process per way;"
+        f" {os.cpu_count()} cores,"
         f" load average at the end {os.getloadavg()[0]:.1f}. CPU s/1k rows counts every"
         " thread of the process: the cost of a row, whatever else runs on the machine;"
         " 'vs' columns are rate ratios (higher is better).\n"

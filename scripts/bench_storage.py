@@ -19,9 +19,9 @@ One run:
    reader (:class:`sparkdl.reader.RowGroupReader`, 2 threads, the path of ``make_dataset``)
    for the ``NdarrayCodec`` candidates. Petastorm's ``make_reader`` and its
    ``CompressedNdarrayCodec`` are not on sparkdl's stack any more (the compressed cells are
-   ``np.savez_compressed`` bytes, written here as Petastorm's codec writes them). pyarrow reads are rows
-   per CPU second of this process, best of 3 passes (the machine may be shared, and then the
-   wall clock measures the neighbours); the reader runs once, wall and CPU.
+   ``np.savez_compressed`` bytes, written here as Petastorm's codec writes them). pyarrow reads
+   are rows per CPU second of this process, best of 3 passes (the machine may be shared, and
+   then the wall clock measures the neighbours); the reader runs once, wall and CPU.
 
 Prints a markdown table and the pick. One run; no repetition, so small differences are noise.
 
@@ -233,7 +233,7 @@ def measure_pyarrow(folder: str, codec: str, passes: int = 3) -> dict[str, Any]:
 
 
 def measure_reader(url: str) -> tuple[float, float]:
-    """Rows/s through sparkdl's reader (2 threads): wall clock and per CPU second of this process."""
+    """Rows/s through sparkdl's reader (2 threads): wall clock and per CPU second of the process."""
     from sparkdl.dataset import shard_groups
     from sparkdl.patch_reader import patch_chunk_reader
     from sparkdl.reader import RowGroupReader
@@ -324,8 +324,9 @@ def print_pick(results: list[tuple[Config, int, dict[str, Any], Any]]) -> None:
     size, _, pick = max((t for t in fast if t[0] <= 1.02 * smallest_fast), key=lambda t: t[1])
     smallest = min(results, key=lambda r: r[1])
     print(
-        f"\npick: {pick.name} ({size / 2**20:.1f} MiB, best read {best_read(read_of[pick.name]):,.0f} "
-        f"rows/CPU-s); smallest overall: {smallest[0].name} ({smallest[1] / 2**20:.1f} MiB); "
+        f"\npick: {pick.name} ({size / 2**20:.1f} MiB, "
+        f"best read {best_read(read_of[pick.name]):,.0f} rows/CPU-s); "
+        f"smallest overall: {smallest[0].name} ({smallest[1] / 2**20:.1f} MiB); "
         f"fastest read {fastest:,.0f} rows/CPU-s"
     )
 

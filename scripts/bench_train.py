@@ -133,17 +133,17 @@ def main() -> None:
                 sys.exit(f"{workers} worker(s) failed:\n{done.stderr[-3000:]}")
             rows[workers] = json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0])
     base = rows[1]["samples_per_second"]
+    data = args.data or f"{args.patches} synthetic {args.size}³ patches"
     print(
-        f"\ncores: {os.cpu_count()}, data: {args.data or f'{args.patches} synthetic {args.size}³ patches'}, "
+        f"\ncores: {os.cpu_count()}, data: {data}, "
         f"epochs: {args.epochs}, per-worker batch: {args.per_worker_batch}"
     )
     print(f"{'workers':>7} | {'samples/s':>9} | {'fit s':>7} | {'efficiency':>10}")
     print("-" * 44)
     for workers, row in rows.items():
         sps = row["samples_per_second"]
-        print(
-            f"{workers:>7} | {sps:>9.1f} | {row['train_seconds']:>7.1f} | {sps / (workers * base):>10.0%}"
-        )
+        efficiency = sps / (workers * base)
+        print(f"{workers:>7} | {sps:>9.1f} | {row['train_seconds']:>7.1f} | {efficiency:>10.0%}")
 
 
 if __name__ == "__main__":

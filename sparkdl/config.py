@@ -38,7 +38,8 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str)
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}. Expected one of: {', '.join(sorted(fields))}."
+            f"{where}: unknown key(s) {', '.join(unknown)}. "
+            f"Expected one of: {', '.join(sorted(fields))}."
         )
     hints = typing.get_type_hints(cls)
     values = {
@@ -65,8 +66,11 @@ def check_ranges(owner: object, checks: Iterable[tuple[str, bool, str]]) -> None
             )
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against a simple type ``hint`` (bool, int, float, str, tuples, unions, Literal)."""
+def _coerce(value: Any, hint: Any, key: str) -> Any:  # noqa: PLR0912 - a branch per hint kind
+    """Check ``value`` against a simple type ``hint``.
+
+    Handled: bool, int, float, str, tuples, unions and Literal.
+    """
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Literal:

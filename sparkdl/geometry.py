@@ -260,7 +260,7 @@ class Geometry:
         return cls(get("spacing"), get("origin"), get("direction"))
 
     def to_voxel(self, xyz: ArrayLike) -> npt.NDArray[np.float64]:
-        """Fractional voxel index ``(z, y, x)`` of world point(s) ``(x, y, z)`` (shape ``(..., 3)``)."""
+        """Fractional voxel index ``(z, y, x)`` of world point(s) ``(x, y, z)``, shape (..., 3)."""
         return world_to_voxel(xyz, self.origin, self.spacing, self.direction)
 
     def to_world(self, index_zyx: ArrayLike) -> npt.NDArray[np.float64]:

@@ -107,7 +107,7 @@ class Previous:
         return Selection(known_hashes=frozenset(hashes), known_keys=frozenset(keys))
 
     def earlier_units(self, series: set[str]) -> list[tuple[str, str | None, str]]:
-        """``(source_path, member, series_uid)`` of the units of ``series`` earlier runs cataloged."""
+        """``(source_path, member, series_uid)`` of the units of ``series`` earlier runs saw."""
         if not series:
             return []
         return self._columns(LINEAGE, ["source_path", "member", "series_uid"], series)

@@ -68,7 +68,8 @@ from .volume_stage import build_volumes
 
 logger = logging.getLogger(__name__)
 
-#: Changed file by file by an append run (``dicom`` gets its files directly, ``inputs`` is replaced).
+#: Changed file by file by an append run (``dicom`` gets its files directly, ``inputs`` is
+#: replaced).
 APPENDED = (CATALOG, VOLUMES, PATCHES, REJECTED, LINEAGE)
 
 

@@ -40,7 +40,8 @@ def _check(
     """Validate the arguments every factory shares (each stage halves the resolution)."""
     if len(input_shape) != 4 or any(int(s) < 4 for s in input_shape[:3]) or input_shape[3] != 1:
         raise ConfigError(
-            f"input_shape must be (depth, height, width, 1) with sides >= 4. Received: {tuple(input_shape)}"
+            "input_shape must be (depth, height, width, 1) with sides >= 4. "
+            f"Received: {tuple(input_shape)}"
         )
     if task not in TASKS:
         raise ConfigError(f"task must be one of {list(TASKS)}. Received: task={task!r}")

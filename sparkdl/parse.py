@@ -39,7 +39,9 @@ REASONS = {
     "dicomdir": "a DICOMDIR media directory, not an instance",
     "missing_required_tag": "a Type 1 identifying or image attribute is missing",
     "missing_pixel_data": "an Image Storage SOP class without (7FE0,0010) Pixel Data",
-    "declared_size_too_large": "Rows x Columns x NumberOfFrames x SamplesPerPixel over limits.max_pixels",
+    "declared_size_too_large": (
+        "Rows x Columns x NumberOfFrames x SamplesPerPixel over limits.max_pixels"
+    ),
     "truncated_pixel_data": "fewer Pixel Data bytes than the header declares",
     "unsupported_transfer_syntax": "no installed decoder reads the transfer syntax (e.g. video)",
     "pixel_decode_error": "the pixel data could not be decoded (e.g. a corrupt compressed stream)",

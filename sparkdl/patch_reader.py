@@ -73,6 +73,21 @@ def decode_ndarray_cells(
             f"An NdarrayCodec column should be binary. Received: {array.type}. "
             "Expected a dataset written with sparkdl.schemas.patch_schema."
         )
+    payload = _strided_payload(array, shape, dtype)
+    if not isinstance(payload, str):
+        return payload
+    warnings.warn(
+        f"NdarrayCodec cells decoded one by one ({payload}); this is slower.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    decoded = [np.load(io.BytesIO(cell)) for cell in array.to_pylist()]
+    return np.stack(decoded).astype(dtype, copy=False).reshape(num_rows, *shape)
+
+
+def _strided_payload(array: pa.Array, shape: Sequence[int], dtype: np.dtype) -> np.ndarray | str:
+    """The cells' payloads as strided views of the value buffer, or why they cannot be."""
+    num_rows = len(array)
     offset_type = np.int64 if pa.types.is_large_binary(array.type) else np.int32
     _, offsets_buffer, values_buffer = array.buffers()
     offsets = np.frombuffer(
@@ -86,32 +101,21 @@ def decode_ndarray_cells(
     cell_bytes = int(lengths[0])
     payload_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     header_bytes = cell_bytes - payload_bytes
-    reason = None
     if (lengths != cell_bytes).any():
-        reason = "cells differ in length"
-    elif header_bytes <= 0:
-        reason = f"cells of {cell_bytes} bytes cannot hold a {tuple(shape)} {np.dtype(dtype)}"
-    else:
-        matrix = values[offsets[0] : offsets[0] + num_rows * cell_bytes].reshape(num_rows, -1)
-        headers = matrix[:, :header_bytes]
-        if not (headers == headers[0]).all():
-            reason = "cell headers differ"
-        else:
-            stored = _parse_npy_header(headers[0].tobytes())
-            if stored != (tuple(shape), False, np.dtype(dtype).newbyteorder("<")):
-                reason = f"cell header says (shape, fortran_order, dtype) = {stored}"
-            elif header_bytes % np.dtype(dtype).itemsize:
-                reason = "payload is not aligned to the dtype"
-    if reason is None:
-        payload = matrix[:, header_bytes:].view(np.dtype(dtype).newbyteorder("<"))
-        return payload.reshape(num_rows, *shape)
-    warnings.warn(
-        f"NdarrayCodec cells decoded one by one ({reason}); this is slower.",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-    decoded = [np.load(io.BytesIO(cell)) for cell in array.to_pylist()]
-    return np.stack(decoded).astype(dtype, copy=False).reshape(num_rows, *shape)
+        return "cells differ in length"
+    if header_bytes <= 0:
+        return f"cells of {cell_bytes} bytes cannot hold a {tuple(shape)} {np.dtype(dtype)}"
+    matrix = values[offsets[0] : offsets[0] + num_rows * cell_bytes].reshape(num_rows, -1)
+    headers = matrix[:, :header_bytes]
+    if not (headers == headers[0]).all():
+        return "cell headers differ"
+    stored = _parse_npy_header(headers[0].tobytes())
+    if stored != (tuple(shape), False, np.dtype(dtype).newbyteorder("<")):
+        return f"cell header says (shape, fortran_order, dtype) = {stored}"
+    if header_bytes % np.dtype(dtype).itemsize:
+        return "payload is not aligned to the dtype"
+    payload = matrix[:, header_bytes:].view(np.dtype(dtype).newbyteorder("<"))
+    return payload.reshape(num_rows, *shape)
 
 
 def _parse_npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype] | None:

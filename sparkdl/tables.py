@@ -40,7 +40,10 @@ FILE_NAME = "_metadata.file_name"
 def read(
     spark: SparkSession, fs: HadoopFS, path: str, schema: StructType | None = None
 ) -> DataFrame | None:
-    """A published table, or None when there is none; with ``schema``, Spark reads no footer first."""
+    """A published table, or None when there is none.
+
+    With ``schema``, Spark reads no footer first.
+    """
     if not fs.exists(path):
         return None
     reader = spark.read if schema is None else spark.read.schema(schema)
@@ -96,14 +99,14 @@ def _dataset(path: str) -> ds.Dataset | None:
 
 
 def rows_in(table: DataFrame, files: list[str]) -> DataFrame:
-    """The rows of those files of a published ``table``, to be written again (minus the replaced)."""
+    """The rows of those files of a published ``table``, to be written again (less the replaced)."""
     return table.filter(F.col(FILE_NAME).isin(files) if files else F.lit(False))
 
 
 def stage_replacement(
     fs: HadoopFS, journal: Journal, staged: str, published: str, replaced_files: list[str]
 ) -> None:
-    """Journal steps that delete ``replaced_files`` of ``published`` and move in ``staged``'s parts."""
+    """Journal steps: delete ``replaced_files`` of ``published``, move in ``staged``'s parts."""
     for name in replaced_files:
         journal.delete(join(published, name))
     for path in _part_files(fs, staged):

@@ -187,7 +187,7 @@ class Schema:
         return tuple(values)
 
     def decode_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Stored values (one row, by column name) decoded; columns not in the schema pass as they are."""
+        """Stored values (one row, by column name) decoded; other columns pass as they are."""
         decoded = {}
         for name, value in row.items():
             field = self.fields.get(name)

@@ -25,7 +25,7 @@ def to_frame(spark: SparkSession, rows: RDD[dict[str, Any]], schema: Schema) -> 
 def write_dataset(
     frame: DataFrame, schema: Schema, url: str, row_group_mb: int, num_files: int | None = None
 ) -> None:
-    """Write ``frame`` as a Petastorm dataset at ``url``: the Parquet parts, then ``_common_metadata``."""
+    """Write ``frame`` as a Petastorm dataset at ``url``: the parts, then ``_common_metadata``."""
     url = to_url(url)
     if num_files is not None:
         frame = frame.repartition(num_files)

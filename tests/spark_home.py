@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def linked_spark_home(tmp_path: Path) -> Path:
-    """``tmp_path/spark_home``: links to pip pyspark's ``bin``, ``jars``, ``sbin``, ``conf``, ``python``.
+    """``tmp_path/spark_home``: links to pip pyspark's bin, jars, sbin, conf and python.
 
     ``local-cluster`` launches executors from ``SPARK_HOME/jars`` (pip's pyspark ships them) and
     keeps their work dirs in ``SPARK_HOME/work``: a linked copy keeps those out of the virtualenv.

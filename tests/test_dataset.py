@@ -1,4 +1,4 @@
-"""make_dataset, ReadOptions, shard_row_counts, plan_shards and the vectorised NdarrayCodec decoding.
+"""make_dataset, ReadOptions, shard_row_counts, plan_shards, vectorised NdarrayCodec decoding.
 
 The dataset (tests/patch_data.py) has 60 rows of 8³ patches in 7 row groups of uneven size
 across 3 Parquet files; each row's id is readable from the windowed voxel (0, 0, 0).

@@ -90,8 +90,10 @@ def _item(**kwargs: object) -> Dataset:
     return item
 
 
-def phi_dataset(patient_id: str = "MRN-7734421", sop_uid: str = UID_SOP) -> Dataset:
-    """A CT instance with PHI in every place the profile covers."""
+def phi_dataset(  # noqa: PLR0915 - one assignment per attribute
+    patient_id: str = "MRN-7734421", sop_uid: str = UID_SOP
+) -> Dataset:
+    """A CT instance with PHI in every place the profile covers (a flat list, on purpose)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = CTImageStorage

@@ -292,7 +292,9 @@ def _default_action(vr: str, ctx: _Context, dummy_scope: bool) -> str:
     return "K"
 
 
-def _apply(ds: Dataset, t: int, action: str, ctx: _Context, dummy_scope: bool) -> None:
+def _apply(  # noqa: PLR0912 - one branch per (action, VR) case of PS3.15 Table E.1-1
+    ds: Dataset, t: int, action: str, ctx: _Context, dummy_scope: bool
+) -> None:
     elem = ds[t]
     vr = elem.VR
     ctx.counts[action] += 1

@@ -101,8 +101,14 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
-def _new_dataset(ctx: StudyContext, sop_class: str, sop_uid: str, syntax: str) -> Dataset:
-    """File meta, SOP common, patient and general study modules, with all the study's PHI."""
+def _new_dataset(  # noqa: PLR0915 - one assignment per DICOM attribute
+    ctx: StudyContext, sop_class: str, sop_uid: str, syntax: str
+) -> Dataset:
+    """File meta, SOP common, patient and general study modules, with all the study's PHI.
+
+    Long on purpose: a flat list of attribute assignments, in module order, reads as the
+    IOD modules it fills.
+    """
     ident = ctx.identity
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
