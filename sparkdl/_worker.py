@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Any
 
 
 def main(path_in: str, path_out: str) -> int:
@@ -17,6 +18,7 @@ def main(path_in: str, path_out: str) -> int:
 
     with open(path_in, "rb") as handle:
         fn, args = cloudpickle.load(handle)
+    outcome: tuple[Any, ...]  # ("ok", result) or ("error", type name, message, traceback)
     try:
         outcome = ("ok", fn(*args))
     except BaseException as exc:  # noqa: BLE001 - reported to the driver with the rank

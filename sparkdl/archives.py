@@ -20,7 +20,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Literal, Protocol
 
 from .config import check_ranges
 
@@ -59,6 +59,14 @@ class Unit:
 
 
 Opener = Callable[[], BinaryIO]
+#: tarfile's streaming modes (no seeking): plain and gzip-compressed.
+_TarMode = Literal["r|", "r|gz"]
+
+
+class _Readable(Protocol):
+    """A byte stream: an input file, a zip member or a gzip stream."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def archive_kind(name: str, head: bytes) -> str | None:
@@ -84,7 +92,7 @@ def archive_kind(name: str, head: bytes) -> str | None:
     return None
 
 
-def _read_capped(stream: BinaryIO, cap: int) -> bytes | None:
+def _read_capped(stream: _Readable, cap: int) -> bytes | None:
     """Read at most ``cap`` bytes; None when the stream holds more."""
     data = stream.read(cap + 1)
     return None if len(data) > cap else data
@@ -112,7 +120,7 @@ def iter_units(name: str, opener: Opener, size: int, limits: Limits) -> Iterator
     if kind == "zip":
         yield from _zip_units(opener, limits)
     elif kind == "tar":
-        yield from _tar_units(opener, "r:", limits)
+        yield from _tar_units(opener, "r|", limits)
     else:
         yield from _gzip_units(name, opener, limits)
 
@@ -180,13 +188,13 @@ def _zip_units(opener: Opener, limits: Limits) -> Iterator[Unit]:
             yield Unit(info.filename, data)
 
 
-def _tar_units(opener: Opener, mode: str, limits: Limits) -> Iterator[Unit]:
+def _tar_units(opener: Opener, mode: _TarMode, limits: Limits) -> Iterator[Unit]:
     count = 0
     total = 0
     with opener() as raw:
         try:
             # Streaming, over `raw` (closed by the with above); nothing else to release.
-            archive = tarfile.open(fileobj=raw, mode=mode.replace(":", "|"))  # noqa: SIM115
+            archive = tarfile.open(fileobj=raw, mode=mode)  # noqa: SIM115
         except (tarfile.TarError, OSError, EOFError) as err:
             yield Unit(None, None, "corrupt_archive", f"tar: {err}")
             return
@@ -223,7 +231,7 @@ def _gzip_units(name: str, opener: Opener, limits: Limits) -> Iterator[Unit]:
         yield Unit(None, None, "corrupt_archive", f"gzip: {err}")
         return
     if len(head) >= 262 and head[257:262] == b"ustar":
-        yield from _tar_units(opener, "r:gz", limits)
+        yield from _tar_units(opener, "r|gz", limits)
         return
     inner = posixpath.basename(name)
     inner = inner[:-3] if inner.lower().endswith(".gz") else inner
@@ -241,4 +249,4 @@ def _gzip_units(name: str, opener: Opener, limits: Limits) -> Iterator[Unit]:
 
 def open_bytes(data: bytes) -> Opener:
     """An opener over in-memory bytes (tests, small remote files)."""
-    return lambda: io.BytesIO(data)  # type: ignore[return-value]
+    return lambda: io.BytesIO(data)

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from sparkdl import config, geometry
 from sparkdl.errors import InputError
@@ -123,10 +124,10 @@ class AssembledVolume:
     series_uid: str
     study_uid: str
     patient_id: str
-    volume: np.ndarray
-    spacing: np.ndarray
-    origin: np.ndarray
-    direction: np.ndarray
+    volume: npt.NDArray[np.int16]
+    spacing: npt.NDArray[np.float64]
+    origin: npt.NDArray[np.float64]
+    direction: npt.NDArray[np.float64]
     warnings: list[dict[str, str]] = field(default_factory=list)
     sop_uids: list[str] = field(default_factory=list)
 
@@ -239,17 +240,17 @@ class _Slice:
 
     sop_uid: str
     record: Mapping[str, Any]
-    ipp: np.ndarray
-    row: np.ndarray
-    col: np.ndarray
-    pixel_spacing: np.ndarray  # (row spacing y, column spacing x)
+    ipp: npt.NDArray[np.float64]
+    row: npt.NDArray[np.float64]
+    col: npt.NDArray[np.float64]
+    pixel_spacing: npt.NDArray[np.float64]  # (row spacing y, column spacing x)
     frame_of_reference: str | None
 
     @property
-    def pixels(self) -> np.ndarray:
+    def pixels(self) -> npt.NDArray[Any]:
         return np.asarray(self.record["pixels"])
 
-    def hu(self, dtype: type[np.floating] = np.float64) -> np.ndarray:
+    def hu(self, dtype: type[np.floating[Any]] = np.float64) -> npt.NDArray[np.floating[Any]]:
         return geometry.to_hounsfield(
             self.pixels, self.record.get("RescaleSlope"), self.record.get("RescaleIntercept"), dtype
         )
@@ -263,10 +264,10 @@ class _Stack:
     duplicates: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
     detail: str = ""
-    volume: np.ndarray | None = None
-    spacing: np.ndarray | None = None
-    origin: np.ndarray | None = None
-    direction: np.ndarray | None = None
+    volume: npt.NDArray[np.int16] | None = None
+    spacing: npt.NDArray[np.float64] | None = None
+    origin: npt.NDArray[np.float64] | None = None
+    direction: npt.NDArray[np.float64] | None = None
     warnings: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -326,10 +327,10 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
         diffs = np.diff(positions)
         nominal = float(np.median(diffs))
         tolerance = options.spacing_tolerance_at(nominal)
-        if diffs.max() > options.max_gap_slices * nominal + tolerance:
+        if np.max(diffs) > options.max_gap_slices * nominal + tolerance:
             stack.reason = "missing_slices"
             stack.detail = (
-                f"gap of {diffs.max():.3f} mm = {diffs.max() / nominal:.1f}× the "
+                f"gap of {np.max(diffs):.3f} mm = {np.max(diffs) / nominal:.1f}× the "
                 f"nominal {nominal:.3f} mm spacing; max_gap_slices is {options.max_gap_slices}"
             )
             return stack
@@ -338,15 +339,15 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
     if (sheared or tag_tilt > 1e-3) and options.on_tilt == "exclude":
         stack.reason = "gantry_tilt"
         stack.detail = (
-            f"in-plane drift up to {drift.max():.3f} mm; GantryDetectorTilt "
+            f"in-plane drift up to {np.max(drift):.3f} mm; GantryDetectorTilt "
             f"{tag_tilt} deg; on_tilt is exclude"
         )
         return stack
     if uneven and options.on_uneven == "exclude":
         stack.reason = "uneven_spacing"
         stack.detail = (
-            f"slice spacing {np.diff(positions).min():.3f}–"
-            f"{np.diff(positions).max():.3f} mm; on_uneven is exclude"
+            f"slice spacing {np.min(np.diff(positions)):.3f}–"
+            f"{np.max(np.diff(positions)):.3f} mm; on_uneven is exclude"
         )
         return stack
 
@@ -365,7 +366,7 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
                 _warning(
                     "resampled_gantry_tilt",
                     (
-                        f"slices shifted in-plane by up to {drift.max():.3f} mm (~{angle:.2f} deg "
+                        f"slices shifted in-plane by up to {np.max(drift):.3f} mm (~{angle:.2f} deg "
                         f"tilt; GantryDetectorTilt {tag_tilt} deg); {num_filled} voxels outside "
                         f"the field of view set to {AIR_HU:g} HU"
                     ),
@@ -377,7 +378,7 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
                 _warning(
                     "resampled_uneven_spacing",
                     (
-                        f"{len(kept)} slices spaced {diffs.min():.3f}–{diffs.max():.3f} mm "
+                        f"{len(kept)} slices spaced {np.min(diffs):.3f}–{np.max(diffs):.3f} mm "
                         f"resampled to {volume.shape[0]} slices at {step:.3f} mm"
                     ),
                 )
@@ -421,7 +422,7 @@ def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
 
 def _order_and_dedupe(
     group: list[_Slice], options: VolumeOptions
-) -> tuple[list[_Slice], np.ndarray, dict[str, str], int]:
+) -> tuple[list[_Slice], npt.NDArray[np.float64], dict[str, str], int]:
     """Sort by position on the normal; drop exact duplicates; count conflicting positions.
 
     Returns ``(kept, positions, duplicates {sop_uid: detail}, num_conflicts)``. Two slices
@@ -538,7 +539,7 @@ def _split_by_acquisition(
     """Split a group whose positions conflict by AcquisitionNumber, when that resolves it."""
     if _order_and_dedupe(group, options)[3] == 0:
         return [(group, notes)]
-    numbers = [s.record.get("AcquisitionNumber") for s in group]
+    numbers: list[Any] = [s.record.get("AcquisitionNumber") for s in group]
     if any(n is None for n in numbers) or len(set(numbers)) < 2:
         return [(group, notes)]  # build_stack excludes it as duplicate_positions
     parts = [[s for s, n in zip(group, numbers) if n == value] for value in sorted(set(numbers))]

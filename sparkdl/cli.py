@@ -11,8 +11,12 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import SparkdlError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 logger = logging.getLogger("sparkdl")
 
@@ -30,7 +34,7 @@ def _spark_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _session(args: argparse.Namespace) -> SparkSession:
     from .spark import get_spark, parse_conf
 
     return get_spark(args.master, parse_conf(args.conf))

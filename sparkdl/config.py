@@ -15,13 +15,16 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from .errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str) -> T:
@@ -34,7 +37,7 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str)
         mapping = {}
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"{where}: expected a mapping of keys to values. Received: {mapping!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
         raise ConfigError(
@@ -113,8 +116,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:  # noqa: PLR0912 - a branch
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string. Received: {value!r}")
         return value
-    if dataclasses.is_dataclass(hint):
-        return from_mapping(hint, value, where=key)  # type: ignore[arg-type]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a nested section
+        return from_mapping(hint, value, where=key)
     return value
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -148,9 +148,11 @@ def make_dataset(
             f"augment=True rotates the axial plane and needs square patches. "
             f"Received: patch shape {shape}. Use augment=False."
         )
-    seed = (
-        int(np.random.SeedSequence().entropy % 2**31) if options.seed is None else int(options.seed)
-    )
+    if options.seed is None:
+        entropy = cast(int, np.random.SeedSequence().entropy)  # fresh from the OS: an int
+        seed = int(entropy % 2**31)
+    else:
+        seed = int(options.seed)
     fs, groups = shard_groups(url, shard_index, num_shards)
     read_chunk = patch_chunk_reader(split, label_field, shape, dtype)
     rng_seed = [seed, shard_index]

@@ -40,7 +40,7 @@ class RowGroup(NamedTuple):
     """One row group of one part file: the unit of sharding and of reading."""
 
     path: str
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index: the row group's number in its file
 
 
 def write_metadata(url: str, schema: Schema) -> None:
@@ -96,7 +96,7 @@ def row_groups(url: str) -> tuple[pafs.FileSystem, list[RowGroup]]:
     stored = json.loads(_common_metadata(url).get(ROW_GROUPS_PER_FILE_KEY, b"{}").decode())
     unknown = [path for path in files if posixpath.relpath(path, root) not in stored]
     footer = dict(zip(unknown, _footer_row_groups(fs, unknown)))
-    groups = []
+    groups: list[RowGroup] = []
     for path in files:
         count = footer[path] if path in footer else int(stored[posixpath.relpath(path, root)])
         groups.extend(RowGroup(path, index) for index in range(count))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import InputError
 from .layout import PATCHES, Dataset
@@ -40,7 +41,8 @@ def load_training_config(model_dir: str) -> dict[str, Any]:
             f"No trained model in {model_dir}: expected config.json and {MODEL_FILE}. "
             "Run `sparkdl train --model-dir ...` first."
         )
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    config: dict[str, Any] = json.loads(path.read_text())
+    return config
 
 
 def load_model(model_dir: str) -> Any:
@@ -51,7 +53,9 @@ def load_model(model_dir: str) -> Any:
     return tf_keras.models.load_model(local_path(join(model_dir, MODEL_FILE)), compile=False)
 
 
-def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+def binary_metrics(
+    y_true: npt.NDArray[Any], scores: npt.NDArray[Any], threshold: float
+) -> dict[str, Any]:
     """AUC, confusion matrix, sensitivity, specificity, precision at ``threshold``."""
     from sklearn.metrics import roc_auc_score
 
@@ -80,7 +84,7 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> 
 
 
 def auc_interval(
-    y_true: np.ndarray, scores: np.ndarray, *, rounds: int = 1000, seed: int = 0
+    y_true: npt.NDArray[Any], scores: npt.NDArray[Any], *, rounds: int = 1000, seed: int = 0
 ) -> tuple[float, float] | None:
     """95 % stratified-bootstrap interval of the AUC (None without both classes).
 
@@ -112,7 +116,7 @@ def auc_interval(
 
 def _predict_split(
     model: Any, data: Dataset, split: str, label_field: str, window: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]:
     from .dataset import ReadOptions, make_dataset
 
     options = ReadOptions(shuffle=False, label_field=label_field, augment=False, window=window)
@@ -127,7 +131,7 @@ def _predict_split(
 
 
 def _plot_roc(
-    y_true: np.ndarray, scores: np.ndarray, auc: float | None, title: str, path: str
+    y_true: npt.NDArray[Any], scores: npt.NDArray[Any], auc: float | None, title: str, path: str
 ) -> None:
     # A bare Figure draws off-screen without switching the caller's pyplot backend (notebooks).
     from matplotlib.figure import Figure

@@ -29,10 +29,13 @@ logger = logging.getLogger(__name__)
 INT16_MIN = int(np.iinfo(np.int16).min)
 INT16_MAX = int(np.iinfo(np.int16).max)
 
-ArrayLike = Sequence[float] | np.ndarray
+#: Points, vectors and matrices as they arrive: lists, tuples or arrays of numbers.
+ArrayLike = Sequence[float] | npt.NDArray[Any]
+#: Coordinates, directions and float HU.
+Float64Array = npt.NDArray[np.float64]
 
 
-def row_and_column_directions(iop: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def row_and_column_directions(iop: ArrayLike) -> tuple[Float64Array, Float64Array]:
     """Unit row (x) and column (y) directions from ImageOrientationPatient (0020,0037).
 
     Raises ``ValueError`` when the six values are not two non-zero, near-orthogonal vectors.
@@ -53,14 +56,14 @@ def row_and_column_directions(iop: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return row, col
 
 
-def slice_normal(iop: ArrayLike) -> np.ndarray:
+def slice_normal(iop: ArrayLike) -> Float64Array:
     """Unit normal of the image plane: row direction × column direction."""
     row, col = row_and_column_directions(iop)
     normal = np.cross(row, col)
     return normal / np.linalg.norm(normal)
 
 
-def slice_position(ipp: ArrayLike, normal: np.ndarray) -> float:
+def slice_position(ipp: ArrayLike, normal: Float64Array) -> float:
     """Projection of ImagePositionPatient (0020,0032) on the slice normal, in mm.
 
     This, not InstanceNumber, is the order of slices in space.
@@ -68,7 +71,7 @@ def slice_position(ipp: ArrayLike, normal: np.ndarray) -> float:
     return float(np.asarray(ipp, dtype=np.float64) @ normal)
 
 
-def direction_from_iop(iop: ArrayLike) -> np.ndarray:
+def direction_from_iop(iop: ArrayLike) -> Float64Array:
     """The 3×3 direction matrix (columns: x, y, z index axes) of a stack of these images.
 
     The slice axis is the normal, so the stack must be ordered by increasing
@@ -83,11 +86,11 @@ def direction_from_iop(iop: ArrayLike) -> np.ndarray:
 
 
 def to_hounsfield(
-    pixels: np.ndarray,
+    pixels: npt.NDArray[Any],
     slope: float | None,
     intercept: float | None,
-    dtype: type[np.floating] = np.float64,
-) -> np.ndarray:
+    dtype: type[np.floating[Any]] = np.float64,
+) -> npt.NDArray[np.floating[Any]]:
     """Stored values → Hounsfield units: ``pixels * RescaleSlope + RescaleIntercept``.
 
     RescaleSlope (0028,1053) defaults to 1 and RescaleIntercept (0028,1052) to 0 when
@@ -96,12 +99,13 @@ def to_hounsfield(
     """
     slope = 1.0 if slope is None else float(slope)
     intercept = 0.0 if intercept is None else float(intercept)
-    hu = np.asarray(pixels).astype(dtype) * dtype(slope)
+    hu = np.asarray(pixels).astype(dtype)  # a new array: scaled in place
+    hu *= dtype(slope)
     hu += dtype(intercept)
     return hu
 
 
-def hu_to_int16(hu: np.ndarray) -> tuple[np.ndarray, int]:
+def hu_to_int16(hu: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int16], int]:
     """Round HU to the nearest integer and clip to int16; return the array and how many clipped.
 
     NaN (should not occur) counts as clipped and becomes the int16 minimum.
@@ -115,7 +119,7 @@ def hu_to_int16(hu: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(rounded, INT16_MIN, INT16_MAX).astype(np.int16), num_clipped
 
 
-def _direction_matrix(direction: ArrayLike) -> np.ndarray:
+def _direction_matrix(direction: ArrayLike) -> Float64Array:
     return np.asarray(direction, dtype=np.float64).reshape(3, 3)
 
 
@@ -124,7 +128,7 @@ def voxel_to_world(
     origin: ArrayLike,
     spacing_zyx: ArrayLike,
     direction: ArrayLike,
-) -> np.ndarray:
+) -> Float64Array:
     """World LPS ``(x, y, z)`` mm of (possibly fractional) voxel indices ``(z, y, x)``.
 
     ``index_zyx`` may be one index (shape ``(3,)``) or many (shape ``(..., 3)``).
@@ -140,7 +144,7 @@ def world_to_voxel(
     origin: ArrayLike,
     spacing_zyx: ArrayLike,
     direction: ArrayLike,
-) -> np.ndarray:
+) -> Float64Array:
     """Fractional voxel indices ``(z, y, x)`` of world LPS points ``(x, y, z)`` mm.
 
     Inverts :func:`voxel_to_world` with the full direction matrix (solved, not transposed,
@@ -162,12 +166,12 @@ def is_inside(index_zyx: ArrayLike, shape: Sequence[int]) -> bool:
 
 
 def resample_stack(
-    slice_hu: Callable[[int], np.ndarray],
-    positions_mm: np.ndarray,
-    shifts_px: np.ndarray,
+    slice_hu: Callable[[int], npt.NDArray[np.floating[Any]]],
+    positions_mm: Float64Array,
+    shifts_px: Float64Array,
     step_mm: float,
     fill_hu: float,
-) -> tuple[np.ndarray, int, int]:
+) -> tuple[npt.NDArray[np.int16], int, int]:
     """Resample parallel slices onto a regular, orthogonal grid; return int16 HU and counts.
 
     ``slice_hu(k)`` returns slice ``k`` (ordered by position) as float HU. ``positions_mm[k]``
@@ -184,9 +188,9 @@ def resample_stack(
     positions = np.asarray(positions_mm, dtype=np.float64)
     shifts = np.asarray(shifts_px, dtype=np.float64)
     num_out = int(np.floor(positions[-1] / step_mm + 1e-6)) + 1
-    cache: dict[int, np.ndarray] = {}
+    cache: dict[int, npt.NDArray[np.float32]] = {}
 
-    def shifted(k: int) -> np.ndarray:
+    def shifted(k: int) -> npt.NDArray[np.float32]:
         if k not in cache:
             for old in [key for key in cache if key < k - 1]:
                 del cache[old]
@@ -259,10 +263,10 @@ class Geometry:
 
         return cls(get("spacing"), get("origin"), get("direction"))
 
-    def to_voxel(self, xyz: ArrayLike) -> npt.NDArray[np.float64]:
+    def to_voxel(self, xyz: ArrayLike) -> Float64Array:
         """Fractional voxel index ``(z, y, x)`` of world point(s) ``(x, y, z)``, shape (..., 3)."""
         return world_to_voxel(xyz, self.origin, self.spacing, self.direction)
 
-    def to_world(self, index_zyx: ArrayLike) -> npt.NDArray[np.float64]:
+    def to_world(self, index_zyx: ArrayLike) -> Float64Array:
         """World LPS ``(x, y, z)`` mm of voxel index(es) ``(z, y, x)`` (shape ``(..., 3)``)."""
         return voxel_to_world(index_zyx, self.origin, self.spacing, self.direction)

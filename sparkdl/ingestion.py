@@ -296,9 +296,10 @@ def _plan_rebuild(
     in_rebuilt = F.col("series_uid").isin(sorted(plan.rebuilt))
     for name in (CATALOG, VOLUMES, PATCHES):
         plan.replaced[name] = files_with(join(previous.output, name), plan.rebuilt)
-    if plan.replaced[VOLUMES]:
+    # A table with files to replace exists, so Previous.load read it (not None).
+    if plan.replaced[VOLUMES] and previous.volumes is not None:
         plan.keep_volumes = rows_in(previous.volumes, plan.replaced[VOLUMES]).filter(~in_rebuilt)
-    if plan.replaced[PATCHES]:
+    if plan.replaced[PATCHES] and previous.patches is not None:
         plan.keep_patches = rows_in(previous.patches, plan.replaced[PATCHES]).filter(~in_rebuilt)
     return plan
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -126,7 +127,7 @@ def _row_groups(
                 yield path, index, parquet.read_row_group(index, columns=present)
 
 
-def _vectors(table: pa.Table, column: str, length: int) -> np.ndarray:
+def _vectors(table: pa.Table, column: str, length: int) -> npt.NDArray[np.float64]:
     """A float64 ``NdarrayCodec`` column (``spacing``, ``center``, ...) as ``[rows, length]``."""
     return decode_ndarray_cells(table.column(column), (length,), np.dtype(np.float64))
 

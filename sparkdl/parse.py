@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -215,7 +216,7 @@ def _is_volume_candidate(ds: Dataset) -> bool:
     )
 
 
-def _decode_pixels(ds: Dataset) -> np.ndarray | Rejected:
+def _decode_pixels(ds: Dataset) -> npt.NDArray[Any] | Rejected:
     syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
     if not _has_decoder(syntax):
         return Rejected(

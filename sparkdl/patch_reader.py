@@ -21,6 +21,7 @@ import math
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,12 +38,17 @@ LABEL_FIELDS = ("label", "malignancy")
 SPLITS = ("train", "val", "test")
 
 #: One decoded row group: patches ``[n, D, H, W]`` (stored dtype) and labels int32 ``[n]``.
-PatchChunk = tuple[npt.NDArray[np.integer], npt.NDArray[np.int32]]
+PatchChunk = tuple[npt.NDArray[np.integer[Any]], npt.NDArray[np.int32]]
+#: ``(x, y)``: windowed patches float32 ``[n, *row_shape, 1]`` and labels float32 ``[n]``.
+Batch = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
+#: Rows held by :class:`BatchAssembler`: integer HU patches and their labels (int32 as read,
+#: float32 once a remainder was carried over).
+_Held = tuple[npt.NDArray[np.integer[Any]], npt.NDArray[np.number[Any]]]
 
 
 def decode_ndarray_cells(
-    cells: pa.Array | pa.ChunkedArray, shape: Sequence[int], dtype: np.dtype
-) -> np.ndarray:
+    cells: pa.Array | pa.ChunkedArray, shape: Sequence[int], dtype: np.dtype[Any]
+) -> npt.NDArray[Any]:
     """Decode a column of fixed-shape ``NdarrayCodec`` cells into one ``[rows, *shape]`` array.
 
     Fast path: every cell has the same length and the same ``np.save`` header (checked on
@@ -85,7 +91,9 @@ def decode_ndarray_cells(
     return np.stack(decoded).astype(dtype, copy=False).reshape(num_rows, *shape)
 
 
-def _strided_payload(array: pa.Array, shape: Sequence[int], dtype: np.dtype) -> np.ndarray | str:
+def _strided_payload(
+    array: pa.Array, shape: Sequence[int], dtype: np.dtype[Any]
+) -> npt.NDArray[Any] | str:
     """The cells' payloads as strided views of the value buffer, or why they cannot be."""
     num_rows = len(array)
     offset_type = np.int64 if pa.types.is_large_binary(array.type) else np.int32
@@ -118,7 +126,7 @@ def _strided_payload(array: pa.Array, shape: Sequence[int], dtype: np.dtype) -> 
     return payload.reshape(num_rows, *shape)
 
 
-def _parse_npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+def _parse_npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype[Any]] | None:
     stream = io.BytesIO(header)
     try:
         version = np.lib.format.read_magic(stream)
@@ -133,7 +141,7 @@ def _parse_npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype] |
     return tuple(shape), bool(fortran_order), dtype
 
 
-def row_mask(table: pa.Table, split: str | None, label_field: str) -> np.ndarray:
+def row_mask(table: pa.Table, split: str | None, label_field: str) -> npt.NDArray[np.bool_]:
     """Rows to keep: in ``split`` (all when None), and with a known label (malignancy -1 is not)."""
     keep = np.ones(table.num_rows, dtype=bool)
     if split is not None:
@@ -155,7 +163,7 @@ def read_row_group(fs: pafs.FileSystem, group: RowGroup, columns: Sequence[str])
 
 
 def patch_chunk_reader(
-    split: str | None, label_field: str, shape: Sequence[int], dtype: np.dtype
+    split: str | None, label_field: str, shape: Sequence[int], dtype: np.dtype[Any]
 ) -> Callable[[pafs.FileSystem, RowGroup], PatchChunk | None]:
     """Reads one row group into ``(patches int16 [n, D, H, W], labels int32 [n])``.
 
@@ -193,7 +201,7 @@ class HuWindow:
     """
 
     def __init__(
-        self, center: float, width: float, row_shape: Sequence[int], dtype: np.dtype
+        self, center: float, width: float, row_shape: Sequence[int], dtype: np.dtype[Any]
     ) -> None:
         dtype = np.dtype(dtype)
         if dtype.kind not in "iu":
@@ -209,14 +217,14 @@ class HuWindow:
         self._unsigned = np.dtype(f"u{dtype.itemsize}")  # hu - low fits, whatever the width
         self._shift = np.float32(lowest - low)  # in (-1, 0]: 0 for integer windows
         self._scale = np.float32(1.0 / width)
-        ends = (np.float32([0, highest - lowest]) + self._shift) * self._scale
+        ends = (np.array([0, highest - lowest], dtype=np.float32) + self._shift) * self._scale
         self._clip = bool(ends[0] < 0 or ends[1] > 1)
         self._scratch = np.empty(row_shape, dtype=dtype)
         # NumPy 1.26 has SIMD minimum/maximum for array operands only (4x faster than scalars).
         self._zeros = np.zeros(row_shape, dtype=np.float32)
         self._ones = np.ones(row_shape, dtype=np.float32)
 
-    def __call__(self, hu: np.ndarray, out: np.ndarray) -> None:
+    def __call__(self, hu: npt.NDArray[np.integer[Any]], out: npt.NDArray[np.float32]) -> None:
         """Window one row ``hu`` into ``out`` (float32, same shape)."""
         scratch = self._scratch
         np.clip(hu, self._low, self._high, out=scratch)
@@ -248,9 +256,9 @@ class BatchBuffers:
         self._row_bytes = int(np.prod(row_shape)) * 4
         self._batch_size = batch_size
         self._max_buffers = max_buffers
-        self._owners: list[np.ndarray] = []
+        self._owners: list[npt.NDArray[np.uint8]] = []
 
-    def get(self, num_rows: int) -> np.ndarray:
+    def get(self, num_rows: int) -> npt.NDArray[np.float32]:
         """An uninitialised float32 ``[num_rows, *row_shape, 1]`` array."""
         owner = self._free_owner()
         if owner is None:
@@ -261,7 +269,7 @@ class BatchBuffers:
         data = owner[start : start + num_rows * self._row_bytes]
         return data.view(np.float32).reshape(num_rows, *self._row_shape, 1)
 
-    def _free_owner(self) -> np.ndarray | None:
+    def _free_owner(self) -> npt.NDArray[np.uint8] | None:
         for owner in self._owners:
             # References: the list, the loop variable and getrefcount's argument.
             if sys.getrefcount(owner) == 3:
@@ -298,12 +306,12 @@ class BatchAssembler:
         self._rng = rng
         self._window = window
         self._buffers = BatchBuffers(row_shape, batch_size, max_buffers)
-        self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._chunks: list[_Held] = []
         self._rows = 0
 
     def add(
-        self, patches: np.ndarray, labels: np.ndarray
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        self, patches: npt.NDArray[np.integer[Any]], labels: npt.NDArray[np.number[Any]]
+    ) -> Iterator[Batch]:
         """Add a chunk of rows; yield the batches it completes."""
         if len(labels):
             self._chunks.append((patches, labels))
@@ -311,20 +319,18 @@ class BatchAssembler:
         if self._rows >= self.block_rows:
             yield from self._emit(final=False)
 
-    def assemble(
-        self, chunks: Iterable[tuple[np.ndarray, np.ndarray]]
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def assemble(self, chunks: Iterable[_Held]) -> Iterator[Batch]:
         """Every batch of ``chunks`` (``(patches, labels)`` pairs), the rest drained at the end."""
         for patches, labels in chunks:
             yield from self.add(patches, labels)
         yield from self.drain()
 
-    def drain(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def drain(self) -> Iterator[Batch]:
         """Yield what is left, the last batch possibly smaller."""
         if self._rows:
             yield from self._emit(final=True)
 
-    def _emit(self, final: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _emit(self, final: bool) -> Iterator[Batch]:
         chunks, total = self._chunks, self._rows
         sizes = [len(labels) for _, labels in chunks]
         order = self._rng.permutation(total) if self._rng is not None else np.arange(total)

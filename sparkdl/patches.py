@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import ndimage
 
@@ -98,13 +99,13 @@ class PatchOptions:
 
 
 def extract_patch(
-    volume: np.ndarray,
+    volume: npt.NDArray[np.int16],
     grid: Geometry,
-    center_xyz: Sequence[float] | np.ndarray,
+    center_xyz: geometry.ArrayLike,
     size: int,
     spacing_mm: float,
     pad_hu: int = -1000,
-) -> np.ndarray:
+) -> npt.NDArray[np.int16]:
     """A ``(size, size, size)`` int16 patch centred exactly on the world point ``center_xyz``.
 
     Axes follow the volume's index axes at ``spacing_mm`` isotropic spacing; values are
@@ -120,14 +121,14 @@ def extract_patch(
     if any(lo >= hi for lo, hi in zip(low, high)):
         return np.full((size, size, size), pad_hu, dtype=np.int16)
     block = volume[low[0] : high[0], low[1] : high[1], low[2] : high[2]].astype(np.float32)
-    grid = np.meshgrid(*[ax - lo for ax, lo in zip(axes, low)], indexing="ij")
-    values = ndimage.map_coordinates(block, grid, order=1, mode="constant", cval=float(pad_hu))
+    coords = np.meshgrid(*[ax - lo for ax, lo in zip(axes, low)], indexing="ij")
+    values = ndimage.map_coordinates(block, coords, order=1, mode="constant", cval=float(pad_hu))
     return geometry.hu_to_int16(values)[0]
 
 
 def lung_mask(
-    volume: np.ndarray, spacing_zyx: Sequence[float] | np.ndarray, erosion_mm: float = 2.0
-) -> np.ndarray:
+    volume: npt.NDArray[np.int16], spacing_zyx: geometry.ArrayLike, erosion_mm: float = 2.0
+) -> npt.NDArray[np.bool_]:
     """Air inside the body: voxels below -400 HU, per slice, not connected to the slice border.
 
     Slice by slice (the trachea joins the lungs to the top of the volume in 3-D), each air
@@ -150,7 +151,7 @@ def lung_mask(
 
 
 def sample_negatives(
-    volume: np.ndarray,
+    volume: npt.NDArray[np.int16],
     grid: Geometry,
     avoid: Sequence[tuple[Sequence[float], float]],
     count: int,

@@ -99,7 +99,8 @@ def predict(
     from .training import MODEL_FILE
 
     trained = load_training_config(model_dir)
-    window = tuple(float(v) for v in trained["config"]["window"])
+    values = trained["config"]["window"]  # TrainConfig.window: (center, width)
+    window = (float(values[0]), float(values[1]))
     url = Dataset.of(data).url(PATCHES)
     shape, _ = patch_shape(url)
     if [*shape, 1] != list(trained["input_shape"]):
@@ -123,7 +124,7 @@ def predict(
     frame = spark.read.parquet(url).select(*columns)
 
     def score(frames: Iterator[Any]) -> Iterator[Any]:
-        return score_batches(frames, model_dir, window, shape)  # type: ignore[arg-type]
+        return score_batches(frames, model_dir, window, shape)
 
     previous = spark.conf.get(_ARROW_BATCH_CONF, None)
     spark.conf.set(_ARROW_BATCH_CONF, str(BATCH_ROWS))

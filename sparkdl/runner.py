@@ -32,7 +32,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .errors import TrainingError
 
@@ -229,7 +229,8 @@ def _run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], rank: int) -> b
     if outcome[0] != "ok":
         _, name, message, trace = outcome
         raise RuntimeError(f"sparkdl worker rank {rank} failed: {name}: {message}\n{trace}")
-    return cloudpickle.dumps(outcome[1])
+    result: bytes = cloudpickle.dumps(outcome[1])
+    return result
 
 
 def _make_task(
@@ -310,7 +311,7 @@ class TrainingRunner:
         opt_in = spark.conf.get(ALLOW_UNENCRYPTED_CONF, None)
         if opt_in is not None:
             conf[ALLOW_UNENCRYPTED_CONF] = opt_in
-        master = sc.master
+        master = cast(str, sc.master)  # never None: SparkContext needs spark.master to start
         resource = sc.resources.get("gpu")
         driver_gpus = list(resource.addresses) if resource is not None else []
         check = functools.partial(
@@ -417,11 +418,12 @@ def _count_slots(spark: SparkSession, needed: int) -> int:
     import time
 
     sc = spark.sparkContext
-    if is_local_master(sc.master):
+    master = cast(str, sc.master)  # never None: SparkContext needs spark.master to start
+    if is_local_master(master):
         return local_slots(
-            sc.master, os.cpu_count() or 1, int(sc.getConf().get("spark.task.cpus", "1") or "1")
+            master, os.cpu_count() or 1, int(sc.getConf().get("spark.task.cpus", "1") or "1")
         )
-    jsc = sc._jsc.sc()  # type: ignore[union-attr]
+    jsc = sc._jsc.sc()
 
     def count() -> int:
         try:

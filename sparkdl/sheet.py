@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -45,9 +46,9 @@ class VolumeRow:
 
     series_uid: str
     volume_id: str
-    spacing: np.ndarray
-    origin: np.ndarray
-    direction: np.ndarray
+    spacing: npt.NDArray[np.float64]
+    origin: npt.NDArray[np.float64]
+    direction: npt.NDArray[np.float64]
     num_slices: int
     where: Location
 
@@ -62,7 +63,7 @@ class PatchPick:
     malignancy: int
     source: str
     split: str
-    center: np.ndarray
+    center: npt.NDArray[np.float64]
     where: Location
 
 
@@ -91,7 +92,7 @@ class Sample:
 
 @dataclass
 class _Panel:
-    image: np.ndarray  # 2-D HU, (row, column)
+    image: npt.NDArray[Any]  # 2-D HU, (row, column)
     marker_xy: tuple[float, float] | None  # (column, row), pixel centres at integers
     aspect: float  # row spacing / column spacing
     title: str
@@ -117,7 +118,7 @@ def draw_sheet(
     return _render(panels), [panel.info for panel in panels]
 
 
-def _read_cell(fs: pafs.FileSystem, where: Location, column: str) -> np.ndarray:
+def _read_cell(fs: pafs.FileSystem, where: Location, column: str) -> npt.NDArray[Any]:
     """One ``NdarrayCodec`` cell (``volume`` or ``patch``: any shape) as an array."""
     with fs.open_input_file(where.path) as handle:
         table = pq.ParquetFile(handle).read_row_group(where.row_group, columns=[column])
@@ -126,7 +127,7 @@ def _read_cell(fs: pafs.FileSystem, where: Location, column: str) -> np.ndarray:
     return np.asarray(ndarray_field.codec.decode(ndarray_field, cell))
 
 
-def _plane(direction: np.ndarray) -> str:
+def _plane(direction: npt.NDArray[np.float64]) -> str:
     """Name of the plane across the slice index axis (``direction`` column 2 is its normal)."""
     normal = np.asarray(direction, dtype=np.float64).reshape(3, 3)[:, 2]
     return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]

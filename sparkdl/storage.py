@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 
 def is_local(uri: str) -> bool:
@@ -23,15 +26,16 @@ def local_path(uri: str) -> str:
     return urlparse(uri).path if uri.startswith("file:") else uri
 
 
-def _arrow_fs(uri: str):  # type: ignore[no-untyped-def]
+def _arrow_fs(uri: str) -> tuple[pafs.FileSystem, str]:
     import pyarrow.fs as pafs
 
     if uri.startswith("s3a://"):
         uri = "s3://" + uri[len("s3a://") :]
-    return pafs.FileSystem.from_uri(uri)
+    fs, path = pafs.FileSystem.from_uri(uri)
+    return fs, path
 
 
-def arrow_filesystem(uri: str):  # type: ignore[no-untyped-def]
+def arrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """``(pyarrow filesystem, path)`` for ``uri``; local paths may be relative."""
     if is_local(uri):
         import pyarrow.fs as pafs
@@ -45,7 +49,7 @@ def open_input(uri: str) -> BinaryIO:
     if is_local(uri):
         return open(local_path(uri), "rb")
     fs, path = _arrow_fs(uri)
-    return fs.open_input_file(path)  # type: ignore[no-any-return]
+    return cast(BinaryIO, fs.open_input_file(path))  # a pyarrow NativeFile: reads and seeks
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -70,11 +74,12 @@ class HadoopFS:
     """The few driver-side file operations output commits need, through the JVM."""
 
     def __init__(self, spark: SparkSession, uri: str) -> None:
-        self._jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-        conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+        # py4j's JVMView (untyped); pyspark declares it None until a context starts.
+        self._jvm: Any = spark.sparkContext._jvm
+        conf = spark.sparkContext._jsc.hadoopConfiguration()
         self._fs = self._path(uri).getFileSystem(conf)
 
-    def _path(self, uri: str):  # type: ignore[no-untyped-def]
+    def _path(self, uri: str) -> Any:  # a JVM org.apache.hadoop.fs.Path
         return self._jvm.org.apache.hadoop.fs.Path(uri)
 
     def exists(self, uri: str) -> bool:

@@ -411,7 +411,7 @@ class _EpochTimer:
     """Wall seconds of every epoch run (the first one includes graph tracing)."""
 
     def __new__(cls, keras: Any) -> Any:  # a Keras Callback, built without importing TF here
-        class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+        class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]  # keras is Any
             def __init__(self) -> None:
                 super().__init__()
                 self.seconds: list[float] = []
@@ -441,7 +441,7 @@ class _EpochScalars:
         metadata.plugin_data.plugin_name = "scalars"
         metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
 
-        class EpochScalars(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+        class EpochScalars(keras.callbacks.Callback):  # type: ignore[misc]  # keras is Any
             def on_train_begin(self, logs: Any = None) -> None:
                 self._writers = {
                     name: tf.summary.create_file_writer(join(log_dir, name))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     from pyspark.sql.types import DataType, StructType
@@ -67,7 +68,7 @@ class NdarrayCodec:
         np.save(buffer, value)
         return bytearray(buffer.getvalue())
 
-    def decode(self, field: Field, value: bytes) -> np.ndarray:
+    def decode(self, field: Field, value: bytes) -> npt.NDArray[Any]:
         # allow_pickle stays False: a cell can never run code.
         return np.asarray(np.load(io.BytesIO(value)))
 
@@ -173,7 +174,7 @@ class Schema:
                 f"A {self.name} row must hold exactly its fields. Missing: "
                 f"{missing}; not in the schema: {extra}."
             )
-        values = []
+        values: list[Any] = []
         for name, field in self.fields.items():
             value = row[name]
             if value is None:
@@ -203,7 +204,8 @@ def spark_type(name: str) -> DataType:
     """An instance of ``pyspark.sql.types.<name>`` (imported here, on the Spark side only)."""
     from pyspark.sql import types
 
-    return getattr(types, name)()  # type: ignore[no-any-return]
+    instance: DataType = getattr(types, name)()
+    return instance
 
 
 def _shape_fits(shape: Sequence[int], expected: Sequence[int | None]) -> bool:

@@ -267,16 +267,16 @@ def _synthesize_patient(
                 series_uid, index, "axial_ct", variant, spec.num_slices, spec.transfer_syntax_uid
             )
         )
-        for n in phantom.nodules:
+        for nodule in phantom.nodules:
             patient.nodules.append(
                 NoduleRecord(
                     series_uid,
                     index,
-                    n.center,
-                    n.diameter_mm,
-                    int(n.malignant),
-                    n.texture,
-                    n.margin,
+                    nodule.center,
+                    nodule.diameter_mm,
+                    int(nodule.malignant),
+                    nodule.texture,
+                    nodule.margin,
                 )
             )
         rows = [(series_uid, *n.center, 1) for n in phantom.nodules]

@@ -11,13 +11,16 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
+    UID,
     ComprehensiveSRStorage,
     CTImageStorage,
     ExplicitVRLittleEndian,
@@ -111,10 +114,10 @@ def _new_dataset(  # noqa: PLR0915 - one assignment per DICOM attribute
     """
     ident = ctx.identity
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = UID(syntax)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     meta.SourceApplicationEntityTitle = ident.ae_title
     ds = Dataset()
@@ -226,9 +229,11 @@ def _plane(ds: Dataset, grid: Grid) -> None:
     ds.PixelSpacing = [_ds(row_spacing), _ds(col_spacing)]
 
 
-def _position(grid: Grid, k: int) -> np.ndarray:
+def _position(grid: Grid, k: int) -> npt.NDArray[np.float64]:
     """World position (mm) of slice ``k``'s first voxel: its ImagePositionPatient."""
-    return np.asarray(grid.origin) + k * np.asarray(grid.steps[0])
+    return np.asarray(grid.origin, dtype=np.float64) + k * np.asarray(
+        grid.steps[0], dtype=np.float64
+    )
 
 
 def _ct_template(
@@ -270,7 +275,11 @@ def _ct_template(
 
 
 def _ct_slice_elements(
-    ctx: StudyContext, spec: SeriesSpec, series_number: int, k: int, stored: np.ndarray
+    ctx: StudyContext,
+    spec: SeriesSpec,
+    series_number: int,
+    k: int,
+    stored: npt.NDArray[np.integer[Any]],
 ) -> Dataset:
     """The elements that differ between slices: UID, InstanceNumber, position, pixels."""
     ds = Dataset()
@@ -296,7 +305,7 @@ def ct_slice(
     series_uid: str,
     series_number: int,
     k: int,
-    stored: np.ndarray,
+    stored: npt.NDArray[np.integer[Any]],
 ) -> Dataset:
     """Slice ``k`` (along the slice normal) of an axial CT series as one complete dataset;
     ``stored`` is its (rows, cols) stored values. :func:`ct_series_files` writes the same
@@ -308,7 +317,11 @@ def ct_slice(
 
 
 def ct_series_files(
-    ctx: StudyContext, spec: SeriesSpec, series_uid: str, series_number: int, stored: np.ndarray
+    ctx: StudyContext,
+    spec: SeriesSpec,
+    series_uid: str,
+    series_number: int,
+    stored: npt.NDArray[np.integer[Any]],
 ) -> list[bytes]:
     """Part 10 files of every slice of an axial series; ``stored`` is (slices, rows, cols)."""
     template = _ct_template(ctx, spec, series_uid, series_number)
@@ -322,7 +335,12 @@ def ct_series_files(
 
 
 def localizer_image(
-    ctx: StudyContext, series_uid: str, series_number: int, index: int, grid: Grid, hu: np.ndarray
+    ctx: StudyContext,
+    series_uid: str,
+    series_number: int,
+    index: int,
+    grid: Grid,
+    hu: npt.NDArray[np.floating[Any]],
 ) -> Dataset:
     """One scout image (ImageType ORIGINAL\\PRIMARY\\LOCALIZER) on ``grid``'s single plane."""
     sop_uid = make_uid(ctx.seed, ctx.patient_index, series_number, "localizer", index)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from sparkdl.errors import SparkdlError
 
@@ -48,7 +49,12 @@ class Grid:
     steps: tuple[tuple[float, float, float], ...]
     shape: tuple[int, int, int]
 
-    def world(self, ks: np.ndarray, rs: np.ndarray, cs: np.ndarray) -> list[np.ndarray]:
+    def world(
+        self,
+        ks: npt.NDArray[np.integer[Any]],
+        rs: npt.NDArray[np.integer[Any]],
+        cs: npt.NDArray[np.integer[Any]],
+    ) -> list[npt.NDArray[np.float32]]:
         """World x, y, z (float32, shape ``(len(ks), len(rs), len(cs))``) of a sub-grid."""
         o = np.asarray(self.origin, dtype=np.float64)
         s = np.asarray(self.steps, dtype=np.float64)
@@ -61,7 +67,9 @@ class Grid:
             out.append(np.broadcast_to(a, (len(ks), len(rs), len(cs))).astype(np.float32))
         return out
 
-    def index_box(self, lo: np.ndarray, hi: np.ndarray) -> tuple[slice, slice, slice] | None:
+    def index_box(
+        self, lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64]
+    ) -> tuple[slice, slice, slice] | None:
         """Voxel index ranges covering the world axis-aligned box ``[lo, hi]``, or None."""
         corners = np.array(
             [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
@@ -181,7 +189,12 @@ def make_phantom(
     return replace(phantom, nodules=tuple(nodules))
 
 
-def lung_mask(phantom: Phantom, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+def lung_mask(
+    phantom: Phantom,
+    x: npt.NDArray[np.floating[Any]],
+    y: npt.NDArray[np.floating[Any]],
+    z: npt.NDArray[np.floating[Any]],
+) -> npt.NDArray[np.bool_]:
     """True where a world point is lung parenchyma (inside a lung, outside every organ)."""
     lx, ly, lz = phantom.lung_axes
     inside = np.zeros(np.broadcast(x, y, z).shape, dtype=bool)
@@ -196,8 +209,11 @@ def lung_mask(phantom: Phantom, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> 
 
 
 def _background(
-    phantom: Phantom, x: np.ndarray, y: np.ndarray, z: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    phantom: Phantom,
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    z: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """HU of the body without vessels and nodules, and the lung mask."""
     cx, cy = phantom.center
     ax, ay = phantom.body_axes
@@ -223,7 +239,7 @@ def _background(
     return hu, lungs
 
 
-def render_hu(phantom: Phantom, grid: Grid) -> np.ndarray:
+def render_hu(phantom: Phantom, grid: Grid) -> npt.NDArray[np.float32]:
     """Noise-free HU (float32, shape ``grid.shape``) of the phantom on the grid's voxels."""
     nz, ny, nx = grid.shape
     hu = np.empty(grid.shape, dtype=np.float32)
@@ -240,15 +256,17 @@ def render_hu(phantom: Phantom, grid: Grid) -> np.ndarray:
     return hu
 
 
-def add_noise(hu: np.ndarray, rng: np.random.Generator, sigma_hu: float) -> np.ndarray:
+def add_noise(
+    hu: npt.NDArray[np.float32], rng: np.random.Generator, sigma_hu: float
+) -> npt.NDArray[np.float32]:
     """Gaussian quantum-like noise (float32), added in place and returned."""
     hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(sigma_hu)
     return hu
 
 
 def _paint_capsule(
-    hu: np.ndarray,
-    where: np.ndarray | None,
+    hu: npt.NDArray[np.float32],
+    where: npt.NDArray[np.bool_] | None,
     grid: Grid,
     start: tuple[float, float, float],
     end: tuple[float, float, float],
@@ -272,8 +290,11 @@ def _paint_capsule(
 
 
 def nodule_mask(
-    nodule: Nodule, x: np.ndarray, y: np.ndarray, z: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    nodule: Nodule,
+    x: npt.NDArray[np.floating[Any]],
+    y: npt.NDArray[np.floating[Any]],
+    z: npt.NDArray[np.floating[Any]],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """Masks of the nodule body and of its solid core (part-solid nodules) at world points."""
     rot = np.asarray(nodule.rotation)  # columns are the ellipsoid's axes in world space
     c = nodule.center
@@ -289,7 +310,7 @@ def nodule_mask(
     return norm < radius, norm < 0.5 * nodule.radius_mm
 
 
-def _paint_nodule(hu: np.ndarray, grid: Grid, nodule: Nodule) -> None:
+def _paint_nodule(hu: npt.NDArray[np.float32], grid: Grid, nodule: Nodule) -> None:
     c = np.asarray(nodule.center)
     for sx, sy, sz, length in nodule.spicules:
         tip = c + length * np.array([sx, sy, sz])
@@ -312,8 +333,8 @@ def _paint_nodule(hu: np.ndarray, grid: Grid, nodule: Nodule) -> None:
             block[body & core] = SOLID_NODULE_HU
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
+def _unit(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return v / float(np.linalg.norm(v))
 
 
 def _vessel_tree(rng: np.random.Generator, phantom: Phantom, lung: int) -> list[Vessel]:
@@ -345,12 +366,13 @@ def _vessel_tree(rng: np.random.Generator, phantom: Phantom, lung: int) -> list[
     return out
 
 
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+def _random_rotation(rng: np.random.Generator) -> npt.NDArray[np.float64]:
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    return q * np.sign(np.diag(r))
+    rotation: npt.NDArray[np.float64] = q * np.sign(np.diag(r))
+    return rotation
 
 
-def _fits(phantom: Phantom, center: np.ndarray, radius: float) -> bool:
+def _fits(phantom: Phantom, center: npt.NDArray[np.float64], radius: float) -> bool:
     """Whether a ball of ``radius`` around ``center`` lies in the lung parenchyma."""
     dirs = np.array(
         [
@@ -369,12 +391,12 @@ def _fits(phantom: Phantom, center: np.ndarray, radius: float) -> bool:
 
 def sample_lung_point(
     rng: np.random.Generator, phantom: Phantom, clearance_mm: float
-) -> np.ndarray:
+) -> npt.NDArray[np.float64]:
     """A uniform random point whose ball of ``clearance_mm`` lies in the lung parenchyma."""
     lx, ly, lz = phantom.lung_axes
     for _ in range(10_000):
         c = np.asarray(phantom.lung_centers[int(rng.integers(2))])
-        p = c + rng.uniform(-1, 1, size=3) * np.array([lx, ly, lz])
+        p: npt.NDArray[np.float64] = c + rng.uniform(-1, 1, size=3) * np.array([lx, ly, lz])
         if _fits(phantom, p, clearance_mm):
             return p
     raise SparkdlError(f"synthetic phantom: no lung point with {clearance_mm:.1f} mm clearance")
@@ -383,8 +405,11 @@ def sample_lung_point(
 def _place_nodule(
     rng: np.random.Generator, phantom: Phantom, others: list[Nodule], min_radius_mm: float
 ) -> Nodule:
-    texture: Texture = rng.choice(["solid", "part_solid", "ground_glass"], p=[0.65, 0.15, 0.2])
-    margin: Margin = rng.choice(["smooth", "lobulated", "spiculated"], p=[0.5, 0.3, 0.2])
+    # rng.choice of a list of the literals returns one of them (as np.str_).
+    texture = cast(
+        Texture, str(rng.choice(["solid", "part_solid", "ground_glass"], p=[0.65, 0.15, 0.2]))
+    )
+    margin = cast(Margin, str(rng.choice(["smooth", "lobulated", "spiculated"], p=[0.5, 0.3, 0.2])))
     if margin == "spiculated" and texture == "ground_glass":
         margin = "lobulated"
     axes = rng.uniform(0.85, 1.15, size=3)
@@ -392,7 +417,7 @@ def _place_nodule(
     lobulation = 0.0 if margin == "smooth" else float(rng.uniform(0.08, 0.18))
     # Inscribed radius = radius * min(axes) * (1 - lobulation) must reach min_radius_mm; on
     # very coarse grids (image_size < ~40) that floor can exceed the 30 mm ceiling, and wins.
-    floor = 2.0 * min_radius_mm / (axes.min() * (1.0 - lobulation))
+    floor = 2.0 * min_radius_mm / (np.min(axes) * (1.0 - lobulation))
     band = rng.choice(3, p=[0.6, 0.3, 0.1])
     diameter = max(min(float(rng.uniform(*[(4, 10), (10, 20), (20, 30)][band])), 30.0), floor)
     radius = diameter / 2.0
@@ -401,7 +426,7 @@ def _place_nodule(
         spicules = tuple(
             (*_unit(rng.normal(size=3)), float(radius * rng.uniform(1.3, 1.8)))
             for _ in range(int(rng.integers(6, 12)))
-        )  # type: ignore[misc]
+        )
     logit = (
         -4.0
         + 0.2 * diameter
@@ -413,9 +438,9 @@ def _place_nodule(
         center=(0.0, 0.0, 0.0),
         radius_mm=radius,
         axes=(float(axes[0]), float(axes[1]), float(axes[2])),
-        rotation=tuple(map(tuple, _random_rotation(rng))),  # type: ignore[arg-type]
-        texture=str(texture),
-        margin=str(margin),  # type: ignore[arg-type]
+        rotation=tuple(map(tuple, _random_rotation(rng))),
+        texture=texture,
+        margin=margin,
         lobulation=lobulation,
         lobe_freq=(int(rng.integers(2, 4)), int(rng.integers(3, 6))),
         lobe_phase=float(rng.uniform(0, 2 * np.pi)),
@@ -439,13 +464,13 @@ def sample_negatives(
     """Non-nodule candidate points: random lung points and points on vessel centre lines,
     all at least 5 mm outside every nodule."""
 
-    def clear(p: np.ndarray) -> bool:
+    def clear(p: npt.NDArray[np.float64]) -> bool:
         return all(
             np.linalg.norm(p - np.asarray(n.center)) > n.bounding_radius_mm + 5.0
             for n in phantom.nodules
         )
 
-    points: list[np.ndarray] = []
+    points: list[npt.NDArray[np.float64]] = []
     while len(points) < num_lung:
         p = sample_lung_point(rng, phantom, 2.0)
         if clear(p):

@@ -9,14 +9,16 @@ pydicom's).
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 _MIN_RUN = 3  # shorter repeats are cheaper as literals
 _MAX_CHUNK = 128
 
 
-def encode_rle_frame(frame: np.ndarray) -> bytes:
+def encode_rle_frame(frame: npt.NDArray[Any]) -> bytes:
     """Encode a 2-D frame of 8- or 16-bit samples (one sample per pixel).
 
     The frame is split into byte segments, most significant byte first (G.2); each segment is
@@ -31,20 +33,20 @@ def encode_rle_frame(frame: np.ndarray) -> bytes:
     data = np.ascontiguousarray(frame)
     big_endian = data.astype(data.dtype.newbyteorder(">"), copy=False).view(np.uint8)
     planes = big_endian.reshape(frame.shape[0], frame.shape[1], data.dtype.itemsize)
-    segments = []
+    segments: list[bytes] = []
     for byte in range(data.dtype.itemsize):
         segment = _pack_plane(np.ascontiguousarray(planes[:, :, byte]))
         if len(segment) % 2:
             segment.append(0x80)  # the no-op header byte pads to even length
         segments.append(bytes(segment))
     offsets = [64]
-    for segment in segments[:-1]:
-        offsets.append(offsets[-1] + len(segment))
+    for earlier in segments[:-1]:
+        offsets.append(offsets[-1] + len(earlier))
     header = struct.pack("<16L", len(segments), *offsets, *([0] * (15 - len(offsets))))
     return header + b"".join(segments)
 
 
-def _pack_plane(plane: np.ndarray) -> bytearray:
+def _pack_plane(plane: npt.NDArray[np.uint8]) -> bytearray:
     """PackBits one byte plane (rows, cols): runs of 3+ equal bytes become replicate runs, the
     rest literal runs, never crossing a row boundary. Python loops over pieces, not bytes."""
     rows, cols = plane.shape

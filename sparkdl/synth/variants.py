@@ -8,8 +8,10 @@ uncompressed), so a test can check each variant on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
 from sparkdl.synth.phantom import Grid
@@ -132,7 +134,7 @@ def make_series_spec(
     )
 
 
-def to_stored(hu: np.ndarray, spec: SeriesSpec) -> np.ndarray:
+def to_stored(hu: npt.NDArray[np.floating[Any]], spec: SeriesSpec) -> npt.NDArray[np.integer[Any]]:
     """HU → stored values (inverse of the modality LUT), clipped to the stored bit range."""
     lo, hi = spec.stored_range
     stored = np.rint((hu - spec.rescale_intercept) / spec.rescale_slope)
