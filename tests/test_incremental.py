@@ -154,26 +154,6 @@ def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: 
     assert _petastorm_rows(Path(out) / "patches", "patch_id") == sorted(patches.patch_id)
 
 
-_KILL_AFTER_COMMIT_POINT = """
-import os, signal, sys
-from sparkdl import commit
-from sparkdl import Labels
-from sparkdl.ingestion import ingest
-from sparkdl.spark import get_spark
-
-original = commit.apply
-
-def apply_half_then_die(fs, output, journal):
-    steps = journal.steps
-    original(fs, output, type(journal)(steps[: len(steps) // 2], journal.manifest))
-    os.killpg(os.getpgid(0), signal.SIGKILL)
-
-commit.apply = apply_half_then_die
-spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"})
-ingest(sys.argv[1:-1], sys.argv[-1], spark=spark, labels=Labels(annotations=os.environ["ANNOTATIONS"]), mode="append")
-"""
-
-
 def test_append_killed_while_publishing_is_finished_by_the_next_run(
     spark, deid_key: str, landing: dict, tmp_path: Path
 ) -> None:
@@ -188,9 +168,10 @@ def test_append_killed_while_publishing_is_finished_by_the_next_run(
         [str(landing["day1"])], str(out), spark=spark, labels=Labels(annotations=annotations)
     )
     both = [str(landing["day1"]), str(landing["day2"])]
-    env = {**os.environ, "ANNOTATIONS": annotations, "PYTHONPATH": str(Path(__file__).parents[1])}
+    script = Path(__file__).parent / "scripts" / "append_killed_after_commit.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     killed = subprocess.run(
-        [sys.executable, "-c", _KILL_AFTER_COMMIT_POINT, *both, str(out)],
+        [sys.executable, str(script), annotations, str(out), *both],
         env=env,
         capture_output=True,
         text=True,

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,10 @@ from sparkdl.runner import (
     local_slots,
     split_gpus,
 )
+from tests.spark_home import linked_spark_home
 
 FAKE_GPUS = Path(__file__).parent / "data" / "fake_gpus.sh"
+SCRIPTS = Path(__file__).parent / "scripts"
 
 
 def _view_fn() -> Any:
@@ -186,46 +187,17 @@ def test_multi_worker_mirrored_all_reduce(spark: Any) -> None:
 
 # --- local-cluster with fake GPUs (own JVM, in a subprocess) --------------------------------
 
-_LOCAL_CLUSTER = textwrap.dedent("""
-    import json, sys
-    from pyspark.sql import SparkSession
-    from sparkdl.runner import TrainingRunner
-    sys.path.insert(0, {tests!r})
-    from test_runner import _view_fn
-
-    script = {script!r}
-    spark = (SparkSession.builder.master("local-cluster[2,1,1024]")
-             .config("spark.ui.enabled", "false")
-             .config("spark.executor.cores", "1")
-             .config("spark.worker.resource.gpu.amount", "1")
-             .config("spark.worker.resource.gpu.discoveryScript", script)
-             .config("spark.executor.resource.gpu.amount", "1")
-             .config("spark.executor.resource.gpu.discoveryScript", script)
-             .config("spark.task.resource.gpu.amount", "1")
-             .config("spark.scheduler.maxRegisteredResourcesWaitingTime", "180s")
-             .getOrCreate())
-    try:
-        views = TrainingRunner(2, use_gpu=True, spark=spark).run(_view_fn())
-    finally:
-        spark.stop()
-    print("RESULT " + json.dumps(views))
-""")
-
 
 @pytest.mark.slow
 def test_local_cluster_with_fake_gpus(tmp_path: Path) -> None:
-    # Imported here: the cluster script imports this module where ``tests`` is not a package.
-    from tests.spark_home import linked_spark_home
-
     env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
     env.update(
         SPARK_HOME=str(linked_spark_home(tmp_path)),
         PYSPARK_PYTHON=sys.executable,
         SPARK_LOCAL_DIRS=str(tmp_path),
     )
-    code = _LOCAL_CLUSTER.format(tests=str(Path(__file__).parent), script=str(FAKE_GPUS))
     done = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, str(SCRIPTS / "runner_local_cluster.py"), str(FAKE_GPUS)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -250,7 +222,7 @@ def test_local_cluster_with_fake_gpus(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_executors_without_sparkdl_are_refused_at_once(bare_python: Path) -> None:
     """No barrier stage (and no four stage attempts): one probe task says what to ship."""
-    script = Path(__file__).parent / "scripts" / "runner_without_sparkdl.py"
+    script = SCRIPTS / "runner_without_sparkdl.py"
     # No PYTHONPATH: the driver finds sparkdl through its install, the executors must not.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYSPARK_PYTHON"] = str(bare_python)

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.conftest import TEST_KEY
 from tests.spark_home import linked_spark_home
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "tests" / "scripts"
 MB = 1024**2
 
 
@@ -93,73 +93,6 @@ def copies(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 # --- 1. an executor JVM killed while the parse stage runs -----------------------------------
 
-_EXECUTOR_KILL = textwrap.dedent("""
-    import json, os, signal, sys, threading, time
-    import psutil
-    from pyspark.sql import SparkSession
-    from sparkdl.ingestion import ingest
-
-    inputs, out = json.loads(sys.argv[1]), sys.argv[2]
-    spark = (SparkSession.builder.master("local-cluster[2,1,1024]")
-             .config("spark.ui.enabled", "false")
-             .config("spark.executor.cores", "1")
-             .config("spark.sql.shuffle.partitions", "4")
-             .config("spark.scheduler.maxRegisteredResourcesWaitingTime", "180s")
-             .config("spark.scheduler.minRegisteredResourcesRatio", "1.0")
-             .getOrCreate())
-    sc = spark.sparkContext
-
-    def executors():
-        # Only this driver's own executor JVMs: the machine is shared with other Spark jobs.
-        found = {}
-        for proc in psutil.Process().children(recursive=True):
-            try:
-                cmd = proc.cmdline()
-            except psutil.Error:
-                continue
-            if "--executor-id" in cmd and any("CoarseGrainedExecutorBackend" in c for c in cmd):
-                found[cmd[cmd.index("--executor-id") + 1]] = proc.pid
-        return found
-
-    report = {"before": None, "killed": None}
-    done = threading.Event()
-
-    def kill_one_when_busy():
-        while not done.is_set():
-            tracker = sc.statusTracker()
-            stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
-            running = [s for s in stages if s is not None and s.numActiveTasks > 0]
-            alive = executors()
-            if running and len(alive) == 2:
-                time.sleep(1.0)  # well inside the tasks
-                victim = sorted(alive)[0]
-                report["before"] = alive
-                report["stage"] = running[0].name
-                process = psutil.Process(alive[victim])
-                process.send_signal(signal.SIGKILL)
-                try:
-                    process.wait(timeout=30)
-                except psutil.TimeoutExpired:
-                    pass
-                report["killed"] = {"id": victim, "pid": alive[victim],
-                                    "gone": not process.is_running()}
-                return
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_one_when_busy, daemon=True)
-    killer.start()
-    started = time.time()
-    try:
-        manifest = ingest(inputs, out, spark=spark)
-    finally:
-        done.set()
-    report["seconds"] = round(time.time() - started, 1)
-    report["after"] = executors()
-    report["counts"] = manifest["counts"]
-    spark.stop()
-    print("RESULT " + json.dumps(report))
-""")
-
 
 @pytest.mark.slow
 def test_executor_killed_mid_ingest_keeps_every_input_once(
@@ -167,7 +100,7 @@ def test_executor_killed_mid_ingest_keeps_every_input_once(
 ) -> None:
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-c", _EXECUTOR_KILL, json.dumps([str(c) for c in copies]), str(out)],
+        [sys.executable, str(SCRIPTS / "ingest_executor_kill.py"), str(out), *map(str, copies)],
         cwd=tmp_path,
         env=_env(SPARK_HOME=str(linked_spark_home(tmp_path)), SPARK_LOCAL_DIRS=str(tmp_path)),
         capture_output=True,
@@ -196,26 +129,6 @@ def test_executor_killed_mid_ingest_keeps_every_input_once(
 
 
 # --- 2. the driver killed mid-run; the next run recovers by itself --------------------------
-
-_KILL_IN_PUBLISH = textwrap.dedent("""
-    import os, signal, sys
-    from sparkdl import storage
-    from sparkdl.ingestion import ingest
-    from sparkdl.spark import get_spark
-
-    renames = []
-    original = storage.HadoopFS.rename
-
-    def rename_then_die(self, src, dst):
-        original(self, src, dst)
-        renames.append(dst)
-        if len(renames) == 3:  # the journal (commit point), catalog and volumes are in place
-            os.killpg(os.getpgid(0), signal.SIGKILL)
-
-    storage.HadoopFS.rename = rename_then_die
-    spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"})
-    ingest([sys.argv[1]], sys.argv[2], spark=spark)
-""")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -267,7 +180,7 @@ def test_driver_killed_leaves_nothing_complete_and_next_run_recovers(
 
     # (b) killed in the middle of publishing over that complete dataset: the worst moment.
     killed = subprocess.run(
-        [sys.executable, "-c", _KILL_IN_PUBLISH, str(source), str(out)],
+        [sys.executable, str(SCRIPTS / "ingest_killed_in_publish.py"), str(out), str(source)],
         env=_env(),
         capture_output=True,
         text=True,
@@ -359,34 +272,6 @@ def _write_archives(
     return [tar_path, zip_path]
 
 
-# Peak RSS from VmHWM: it belongs to this process's memory map, which exec replaces.
-# (getrusage's ru_maxrss survives exec and would report the size of the forking pytest.)
-_STREAM_UNITS = textwrap.dedent("""
-    import json, sys
-
-    def high_water_mark():
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmHWM in /proc/self/status")
-
-    from sparkdl.archives import Limits
-    from sparkdl.deid import DeidOptions
-    from sparkdl.discover import InputFile
-    from sparkdl.records import Task, file_records
-
-    path, size = sys.argv[1], int(sys.argv[2])
-    task = Task(b"k" * 32, DeidOptions(), Limits(), False)
-    baseline = high_water_mark()
-    seen = []
-    for record in file_records(InputFile(path, size), task):  # what each executor task runs
-        seen.append([record["member"], record["status"]])
-    peak = high_water_mark()
-    print("RESULT " + json.dumps({"baseline": baseline, "peak": peak, "units": seen}))
-""")
-
-
 @pytest.mark.slow
 def test_multi_gb_archives_stream_with_bounded_memory(tmp_path: Path) -> None:
     from pydicom.data import get_testdata_file
@@ -405,7 +290,7 @@ def test_multi_gb_archives_stream_with_bounded_memory(tmp_path: Path) -> None:
             size = path.stat().st_size
             assert size >= num_junk * member_bytes
             done = subprocess.run(
-                [sys.executable, "-c", _STREAM_UNITS, str(path), str(size)],
+                [sys.executable, str(SCRIPTS / "stream_units.py"), str(path), str(size)],
                 env=_env(),
                 capture_output=True,
                 text=True,

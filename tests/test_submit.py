@@ -58,14 +58,9 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_zip_carries_the_package_and_its_rule_table(dist: Path, bare_python: Path) -> None:
     """The zip alone makes sparkdl importable, and rules.json loads from inside it."""
-    code = (
-        "import sys; sys.path.insert(1, sys.argv[1]);"
-        "import sparkdl.cli; from sparkdl.deid.rules import load_rules;"
-        "table = load_rules(); print(sparkdl.cli.__file__); print(len(table.rules))"
-    )
     zip_path = dist / "sparkdl-0.1.0.zip"
     proc = subprocess.run(
-        [str(bare_python), "-c", code, str(zip_path)],
+        [str(bare_python), str(ROOT / "tests" / "scripts" / "import_from_zip.py"), str(zip_path)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -355,22 +355,10 @@ def test_same_seed_same_bytes(tmp_path: Path, archived: dict[str, CohortSummary]
 
 
 def test_archives_read_in_a_separate_process(archived: dict[str, CohortSummary]) -> None:
-    script = """
-import io, sys, tarfile, zipfile, pathlib, pydicom
-for d in sys.argv[1:]:
-    for p in sorted(pathlib.Path(d).iterdir()):
-        if p.suffix == ".zip":
-            with zipfile.ZipFile(p) as zf:
-                data = zf.read(zf.namelist()[0])
-        else:
-            with tarfile.open(p) as tf:
-                data = tf.extractfile(tf.getmembers()[0]).read()
-        ds = pydicom.dcmread(io.BytesIO(data))
-        print(p.name, ds.SOPClassUID, ds.PatientID)
-"""
     dirs = [str(archived[kind].dicom_dir) for kind in ("zip", "tar")]
+    script = Path(__file__).parent / "scripts" / "read_archives.py"
     result = subprocess.run(
-        [sys.executable, "-c", script, *dirs], capture_output=True, text=True, timeout=120
+        [sys.executable, str(script), *dirs], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
