@@ -14,6 +14,7 @@ What happens, in order (see DESIGN.md, "Geometry"):
 2. The rest is split into groups of one FrameOfReferenceUID, orientation (within
    ``orientation_tolerance``), Rows×Columns and PixelSpacing. Each group is a candidate
    volume; when there are several, each carries a ``split_mixed_geometry`` warning.
+   Steps 1 to 3 are :mod:`sparkdl.slices`, 4 to 6 :mod:`sparkdl.stacks`.
 3. Slices are ordered by the projection of ImagePositionPatient on the slice normal, never
    by InstanceNumber. Slices at the same position with the same pixels are duplicates: one
    is kept (``dropped_duplicate_slices``), the others are excluded as ``duplicate_instance``.
@@ -46,14 +47,23 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from sparkdl import config, geometry
+from sparkdl import config
 from sparkdl.errors import InputError
+from sparkdl.slices import Slice, group_by_geometry, screen, split_by_acquisition
+from sparkdl.stacks import AIR_HU, Excluded, Stack, build_stack, warning
+
+__all__ = [
+    "AIR_HU",
+    "AssembledVolume",
+    "AssemblyResult",
+    "InstanceOutcome",
+    "VolumeOptions",
+    "assemble_series",
+]
 
 logger = logging.getLogger(__name__)
 
 _MODES = ("resample", "exclude")
-#: HU written where a resampled (gantry-tilt) grid falls outside a slice's field of view.
-AIR_HU = -1000.0
 
 
 @dataclass(frozen=True)
@@ -168,406 +178,88 @@ def assemble_series(
             f"{len(series_uids)} series_uid values. Group the records by series_uid first."
         )
     series_uid = series_uids.pop()
-    slices: list[_Slice] = []
+    slices: list[Slice] = []
     for record in sorted(records, key=lambda r: str(r.get("sop_uid"))):
-        slice_or_reason = _screen(record)
-        if isinstance(slice_or_reason, _Slice):
+        slice_or_reason = screen(record)
+        if isinstance(slice_or_reason, Slice):
             slices.append(slice_or_reason)
         else:
             reason, detail = slice_or_reason
             result.instances[str(record.get("sop_uid"))] = InstanceOutcome(
                 "excluded", reason=reason, detail=detail
             )
+    for group, notes in _candidates(slices, options):
+        _add_outcomes(result, series_uid, group[0].record, notes, build_stack(group, options))
+    return result
 
-    groups = _group_by_geometry(slices, options)
-    candidates: list[tuple[list[_Slice], list[dict[str, str]]]] = []
+
+def _candidates(
+    slices: list[Slice], options: VolumeOptions
+) -> list[tuple[list[Slice], list[dict[str, str]]]]:
+    """Geometry groups, split by acquisition where that helps, largest first, with notes."""
+    groups = group_by_geometry(slices, options.spacing_tolerance_mm, options.orientation_tolerance)
+    candidates: list[tuple[list[Slice], list[dict[str, str]]]] = []
     for group in groups:
         notes = []
         if len(groups) > 1:
             notes.append(
-                _warning(
+                warning(
                     "split_mixed_geometry",
-                    f"series holds {len(groups)} geometry groups; this one: {_describe(group[0])}",
+                    f"series holds {len(groups)} geometry groups; this one: {group[0].describe()}",
                 )
             )
-        candidates.extend(_split_by_acquisition(group, notes, options))
-    candidates.sort(key=lambda c: (-len(c[0]), min(s.sop_uid for s in c[0])))
-
-    for group, notes in candidates:
-        volume_id = f"{series_uid}.{len(result.volumes)}"
-        built = _build_stack(group, options)
-        for sop_uid, detail in built.duplicates.items():
-            result.instances[sop_uid] = InstanceOutcome(
-                "excluded", reason="duplicate_instance", detail=detail
-            )
-        if built.reason is not None:
-            logger.warning(
-                "series %s: %d instances excluded: %s", series_uid, len(built.slices), built.reason
-            )
-            for s in built.slices:
-                result.instances[s.sop_uid] = InstanceOutcome(
-                    "excluded", reason=built.reason, detail=built.detail
-                )
+        parts = split_by_acquisition(group, options.spacing_tolerance_mm)
+        if len(parts) == 1:
+            candidates.append((group, notes))
             continue
-        first = group[0].record
-        assert built.volume is not None and built.spacing is not None
-        assert built.origin is not None and built.direction is not None
-        volume = AssembledVolume(
-            volume_id=volume_id,
-            series_uid=series_uid,
-            study_uid=str(first.get("study_uid")),
-            patient_id=str(first.get("patient_id")),
-            volume=built.volume,
-            spacing=built.spacing,
-            origin=built.origin,
-            direction=built.direction.reshape(9),
-            warnings=notes + built.warnings,
-            sop_uids=[s.sop_uid for s in built.slices],
-        )
-        if volume.warnings:
-            logger.warning(
-                "volume %s: %s", volume_id, ", ".join(w["code"] for w in volume.warnings)
+        for part in parts:
+            note = warning(
+                "split_by_acquisition",
+                f"slices at the same positions differ; AcquisitionNumber "
+                f"{part[0].record.get('AcquisitionNumber')} of {len(parts)} acquisitions",
             )
-        result.volumes.append(volume)
-        for s in built.slices:
-            result.instances[s.sop_uid] = InstanceOutcome("volume", volume_id=volume_id)
-    return result
+            candidates.append((part, [*notes, note]))
+    candidates.sort(key=lambda c: (-len(c[0]), min(s.sop_uid for s in c[0])))
+    return candidates
 
 
-@dataclass
-class _Slice:
-    """One usable instance: its record and parsed geometry (internal)."""
-
-    sop_uid: str
-    record: Mapping[str, Any]
-    ipp: npt.NDArray[np.float64]
-    row: npt.NDArray[np.float64]
-    col: npt.NDArray[np.float64]
-    pixel_spacing: npt.NDArray[np.float64]  # (row spacing y, column spacing x)
-    frame_of_reference: str | None
-
-    @property
-    def pixels(self) -> npt.NDArray[Any]:
-        return np.asarray(self.record["pixels"])
-
-    def hu(self, dtype: type[np.floating[Any]] = np.float64) -> npt.NDArray[np.floating[Any]]:
-        return geometry.to_hounsfield(
-            self.pixels, self.record.get("RescaleSlope"), self.record.get("RescaleIntercept"), dtype
+def _add_outcomes(
+    result: AssemblyResult,
+    series_uid: str,
+    first: Mapping[str, Any],
+    notes: list[dict[str, str]],
+    stack: Stack,
+) -> None:
+    """Record what one candidate became: a volume for its slices, or their exclusion."""
+    volume_id = f"{series_uid}.{len(result.volumes)}"
+    for sop_uid, detail in stack.duplicates.items():
+        result.instances[sop_uid] = InstanceOutcome(
+            "excluded", reason="duplicate_instance", detail=detail
         )
-
-
-@dataclass
-class _Stack:
-    """What :func:`_build_stack` made of one candidate group (internal)."""
-
-    slices: list[_Slice]
-    duplicates: dict[str, str] = field(default_factory=dict)
-    reason: str | None = None
-    detail: str = ""
-    volume: npt.NDArray[np.int16] | None = None
-    spacing: npt.NDArray[np.float64] | None = None
-    origin: npt.NDArray[np.float64] | None = None
-    direction: npt.NDArray[np.float64] | None = None
-    warnings: list[dict[str, str]] = field(default_factory=list)
-
-
-def _build_stack(group: list[_Slice], options: VolumeOptions) -> _Stack:
-    """Order, check and stack one geometry group into int16 HU (or say why not)."""
-    direction = geometry.direction_from_iop(np.concatenate([group[0].row, group[0].col]))
-    row, col, normal = direction[:, 0], direction[:, 1], direction[:, 2]
-    kept, positions, duplicates, conflicts = _order_and_dedupe(group, options)
-    if conflicts:
-        return _Stack(
-            group,
-            reason="duplicate_positions",
-            detail=f"{conflicts} positions "
-            "hold slices with different pixels and AcquisitionNumber does not "
-            "separate them",
+    built = stack.outcome
+    if isinstance(built, Excluded):
+        logger.warning(
+            "series %s: %d instances excluded: %s", series_uid, len(stack.slices), built.reason
         )
-    stack = _Stack(kept, duplicates=duplicates)
-    if duplicates:
-        stack.warnings.append(
-            _warning(
-                "dropped_duplicate_slices",
-                f"{len(duplicates)} instances repeat another's position and pixels",
+        for s in stack.slices:
+            result.instances[s.sop_uid] = InstanceOutcome(
+                "excluded", reason=built.reason, detail=built.detail
             )
-        )
-    if len(kept) < options.min_slices:
-        stack.reason = "too_few_slices"
-        stack.detail = (
-            f"{len(kept)} slices at distinct positions; min_slices is {options.min_slices}"
-        )
-        return stack
-    dy, dx = (float(v) for v in group[0].pixel_spacing)
-    ipp0 = kept[0].ipp
-    relative = np.array([s.ipp - ipp0 for s in kept])
-    along = relative @ normal
-    inplane = relative - np.outer(along, normal)
-    tilt_tags = [
-        abs(float(s.record["GantryDetectorTilt"]))
-        for s in kept
-        if s.record.get("GantryDetectorTilt") is not None
-    ]
-    tag_tilt = max(tilt_tags, default=0.0)
-    drift = np.linalg.norm(inplane, axis=1)
-    sheared = bool(
-        np.any(drift > options.spacing_tolerance_mm + options.orientation_tolerance * np.abs(along))
+        return
+    volume = AssembledVolume(
+        volume_id=volume_id,
+        series_uid=series_uid,
+        study_uid=str(first.get("study_uid")),
+        patient_id=str(first.get("patient_id")),
+        volume=built.volume,
+        spacing=built.spacing,
+        origin=built.origin,
+        direction=built.direction.reshape(9),
+        warnings=notes + built.warnings,
+        sop_uids=[s.sop_uid for s in stack.slices],
     )
-    if len(kept) == 1:
-        thickness = kept[0].record.get("SliceThickness")
-        step = float(thickness) if thickness else 1.0
-        stack.warnings.append(
-            _warning(
-                "single_slice_spacing",
-                f"one slice: z spacing {step} mm taken from SliceThickness (or 1 mm)",
-            )
-        )
-        uneven = False
-    else:
-        diffs = np.diff(positions)
-        nominal = float(np.median(diffs))
-        tolerance = options.spacing_tolerance_at(nominal)
-        if np.max(diffs) > options.max_gap_slices * nominal + tolerance:
-            stack.reason = "missing_slices"
-            stack.detail = (
-                f"gap of {np.max(diffs):.3f} mm = {np.max(diffs) / nominal:.1f}× the "
-                f"nominal {nominal:.3f} mm spacing; max_gap_slices is {options.max_gap_slices}"
-            )
-            return stack
-        uneven = bool(np.any(np.abs(diffs - nominal) > tolerance))
-        step = nominal if uneven else float((positions[-1] - positions[0]) / (len(kept) - 1))
-    if (sheared or tag_tilt > 1e-3) and options.on_tilt == "exclude":
-        stack.reason = "gantry_tilt"
-        stack.detail = (
-            f"in-plane drift up to {np.max(drift):.3f} mm; GantryDetectorTilt "
-            f"{tag_tilt} deg; on_tilt is exclude"
-        )
-        return stack
-    if uneven and options.on_uneven == "exclude":
-        stack.reason = "uneven_spacing"
-        stack.detail = (
-            f"slice spacing {np.min(np.diff(positions)):.3f}–"
-            f"{np.max(np.diff(positions)):.3f} mm; on_uneven is exclude"
-        )
-        return stack
-
-    origin = ipp0.copy()
-    if sheared or uneven:
-        u, v = inplane @ row, inplane @ col
-        u_ref, v_ref = (float(u.mean()), float(v.mean())) if sheared else (0.0, 0.0)
-        shifts = np.column_stack([(v_ref - v) / dy, (u_ref - u) / dx])
-        volume, num_clipped, num_filled = geometry.resample_stack(
-            lambda k: kept[k].hu(np.float32), positions - positions[0], shifts, step, AIR_HU
-        )
-        origin = ipp0 + u_ref * row + v_ref * col
-        if sheared:
-            angle = float(np.degrees(np.arctan2(drift[-1], abs(along[-1]))))
-            stack.warnings.append(
-                _warning(
-                    "resampled_gantry_tilt",
-                    (
-                        f"slices shifted in-plane by up to {np.max(drift):.3f} mm (~{angle:.2f} deg "
-                        f"tilt; GantryDetectorTilt {tag_tilt} deg); {num_filled} voxels outside "
-                        f"the field of view set to {AIR_HU:g} HU"
-                    ),
-                )
-            )
-        if uneven:
-            diffs = np.diff(positions)
-            stack.warnings.append(
-                _warning(
-                    "resampled_uneven_spacing",
-                    (
-                        f"{len(kept)} slices spaced {np.min(diffs):.3f}–{np.max(diffs):.3f} mm "
-                        f"resampled to {volume.shape[0]} slices at {step:.3f} mm"
-                    ),
-                )
-            )
-    else:
-        volume = np.empty((len(kept), *kept[0].pixels.shape), dtype=np.int16)
-        num_clipped = 0
-        for k, s in enumerate(kept):
-            volume[k], clipped = geometry.hu_to_int16(s.hu())
-            num_clipped += clipped
-    if tag_tilt > 1e-3 and not sheared:
-        stack.warnings.append(
-            _warning(
-                "gantry_tilt_tag",
-                (
-                    f"GantryDetectorTilt {tag_tilt} deg but the slices are stacked along the normal "
-                    "of ImageOrientationPatient: geometry used as is"
-                ),
-            )
-        )
-    if num_clipped:
-        stack.warnings.append(
-            _warning("hu_clipped", f"{num_clipped} voxels outside the int16 range were clipped")
-        )
-    numbers = [s.record.get("InstanceNumber") for s in kept]
-    if len(kept) > 2 and None not in numbers:
-        steps = np.diff(np.asarray(numbers, dtype=np.float64))
-        if not (np.all(steps > 0) or np.all(steps < 0)):
-            stack.warnings.append(
-                _warning(
-                    "instance_number_order",
-                    "InstanceNumber is not monotonic along the normal; ordered by position",
-                )
-            )
-    stack.volume = volume
-    stack.spacing = np.array([step, dy, dx], dtype=np.float64)
-    stack.origin = origin
-    stack.direction = direction
-    return stack
-
-
-def _order_and_dedupe(
-    group: list[_Slice], options: VolumeOptions
-) -> tuple[list[_Slice], npt.NDArray[np.float64], dict[str, str], int]:
-    """Sort by position on the normal; drop exact duplicates; count conflicting positions.
-
-    Returns ``(kept, positions, duplicates {sop_uid: detail}, num_conflicts)``. Two slices
-    share a position when their projections on the normal differ by at most
-    ``spacing_tolerance_mm``; they are duplicates when their ImagePositionPatient and HU are
-    also identical, and a conflict otherwise.
-    """
-    normal = geometry.slice_normal(np.concatenate([group[0].row, group[0].col]))
-    ordered = sorted(group, key=lambda s: (geometry.slice_position(s.ipp, normal), s.sop_uid))
-    kept: list[_Slice] = []
-    duplicates: dict[str, str] = {}
-    conflicts = 0
-    conflict_at: set[str] = set()
-    for s in ordered:
-        same = [
-            k
-            for k in kept[-1:]
-            if abs(geometry.slice_position(s.ipp - k.ipp, normal)) <= options.spacing_tolerance_mm
-        ]
-        if not same:
-            kept.append(s)
-        elif np.linalg.norm(s.ipp - same[0].ipp) <= options.spacing_tolerance_mm and np.array_equal(
-            s.hu(), same[0].hu()
-        ):
-            duplicates[s.sop_uid] = f"same position and pixels as {same[0].sop_uid}"
-        elif same[0].sop_uid not in conflict_at:
-            conflict_at.add(same[0].sop_uid)
-            conflicts += 1
-    positions = np.array([geometry.slice_position(s.ipp, normal) for s in kept])
-    return kept, positions, duplicates, conflicts
-
-
-def _screen(record: Mapping[str, Any]) -> _Slice | tuple[str, str]:
-    """A usable slice, or the (reason, detail) that excludes this instance."""
-    frames = record.get("NumberOfFrames")
-    if frames is not None and int(frames) > 1:
-        return (
-            "multiframe_unsupported",
-            f"NumberOfFrames is {int(frames)}; only single-frame CT images are assembled",
-        )
-    image_type = record.get("ImageType") or []
-    if isinstance(image_type, str):  # a multi-valued CS kept as its DICOM string
-        image_type = image_type.split("\\")
-    image_type = [str(v).strip().upper() for v in image_type]
-    if "LOCALIZER" in image_type:
-        return "localizer", "ImageType contains LOCALIZER"
-    missing = [
-        k
-        for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
-        if record.get(k) is None
-    ]
-    if missing:
-        return "missing_geometry", "no " + ", ".join(missing)
-    try:
-        ipp = np.asarray(record["ImagePositionPatient"], dtype=np.float64).reshape(3)
-        spacing = np.asarray(record["PixelSpacing"], dtype=np.float64).reshape(2)
-        row, col = geometry.row_and_column_directions(record["ImageOrientationPatient"])
-    except (ValueError, TypeError) as exc:
-        return (
-            "invalid_geometry",
-            f"unusable ImagePositionPatient, ImageOrientationPatient "
-            f"or PixelSpacing ({type(exc).__name__})",
-        )
-    if not np.all(np.isfinite(ipp)) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        return "invalid_geometry", "non-finite ImagePositionPatient or non-positive PixelSpacing"
-    pixels = record.get("pixels")
-    if pixels is None or np.ndim(pixels) != 2:
-        return "invalid_pixels", f"pixels must be a 2-D array; got ndim {np.ndim(pixels)}"
-    shape = (record.get("Rows") or pixels.shape[0], record.get("Columns") or pixels.shape[1])
-    if tuple(pixels.shape) != tuple(int(v) for v in shape):
-        return "invalid_pixels", f"pixels shape {pixels.shape} is not Rows×Columns {shape}"
-    return _Slice(
-        sop_uid=str(record.get("sop_uid")),
-        record=record,
-        ipp=ipp,
-        row=row,
-        col=col,
-        pixel_spacing=spacing,
-        frame_of_reference=record.get("frame_of_reference_uid"),
-    )
-
-
-def _group_by_geometry(slices: list[_Slice], options: VolumeOptions) -> list[list[_Slice]]:
-    """Greedy clusters of equal frame of reference, size, pixel spacing and orientation.
-
-    Deterministic: ``slices`` arrive sorted by sop_uid and each joins the first group whose
-    first member matches. Pixel spacings match when their difference accumulated across the
-    image stays within ``spacing_tolerance_mm``.
-    """
-    groups: list[list[_Slice]] = []
-    for s in slices:
-        for group in groups:
-            ref = group[0]
-            if (
-                s.frame_of_reference == ref.frame_of_reference
-                and s.pixels.shape == ref.pixels.shape
-                and np.all(
-                    np.abs(s.pixel_spacing - ref.pixel_spacing) * max(s.pixels.shape)
-                    <= options.spacing_tolerance_mm
-                )
-                and np.all(np.abs(s.row - ref.row) <= options.orientation_tolerance)
-                and np.all(np.abs(s.col - ref.col) <= options.orientation_tolerance)
-            ):
-                group.append(s)
-                break
-        else:
-            groups.append([s])
-    return groups
-
-
-def _split_by_acquisition(
-    group: list[_Slice], notes: list[dict[str, str]], options: VolumeOptions
-) -> list[tuple[list[_Slice], list[dict[str, str]]]]:
-    """Split a group whose positions conflict by AcquisitionNumber, when that resolves it."""
-    if _order_and_dedupe(group, options)[3] == 0:
-        return [(group, notes)]
-    numbers: list[Any] = [s.record.get("AcquisitionNumber") for s in group]
-    if any(n is None for n in numbers) or len(set(numbers)) < 2:
-        return [(group, notes)]  # build_stack excludes it as duplicate_positions
-    parts = [[s for s, n in zip(group, numbers) if n == value] for value in sorted(set(numbers))]
-    if any(_order_and_dedupe(part, options)[3] for part in parts):
-        return [(group, notes)]
-    return [
-        (
-            part,
-            [
-                *notes,
-                _warning(
-                    "split_by_acquisition",
-                    f"slices at the same positions differ; AcquisitionNumber "
-                    f"{part[0].record.get('AcquisitionNumber')} of {len(parts)} acquisitions",
-                ),
-            ],
-        )
-        for part in parts
-    ]
-
-
-def _describe(s: _Slice) -> str:
-    iop = ", ".join(f"{v:.4f}" for v in np.concatenate([s.row, s.col]))
-    return (
-        f"ImageOrientationPatient [{iop}], Rows×Columns {s.pixels.shape[0]}×"
-        f"{s.pixels.shape[1]}, PixelSpacing {s.pixel_spacing.tolist()}"
-    )
-
-
-def _warning(code: str, detail: str) -> dict[str, str]:
-    return {"code": code, "detail": detail}
+    if volume.warnings:
+        logger.warning("volume %s: %s", volume_id, ", ".join(w["code"] for w in volume.warnings))
+    result.volumes.append(volume)
+    for s in stack.slices:
+        result.instances[s.sop_uid] = InstanceOutcome("volume", volume_id=volume_id)
