@@ -4,27 +4,32 @@ An append run needs to know which input files it has seen unchanged (path, size 
 modification time: those are not read again), which content was already accounted for
 (lineage and rejected hashes: a renamed or re-sent file adds nothing), which SOP instances
 are cataloged (so a re-sent instance is a duplicate), and where the rows of the series it
-rebuilds are (:mod:`sparkdl.tables`).
+rebuilds are (:mod:`sparkdl.tables`). :func:`plan_rebuild` says what an append run builds
+again and which published files it replaces.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from .catalog import CATALOG_SCHEMA
-from .discover import InputFile
+from .discover import InputFile, list_inputs
 from .errors import InputError
 from .layout import CATALOG, INPUTS, LINEAGE, MANIFEST, PATCHES, REJECTED, VOLUMES
-from .records import Selection
+from .records import Selection, Task, stage_records
 from .schemas import VolumeSchema
 from .storage import HadoopFS, join
-from .tables import columns, read
+from .tables import columns, files_with, read, rows_in
+
+logger = logging.getLogger(__name__)
 
 #: Every input file a run listed: an append run does not read those it has seen unchanged.
 INPUTS_SCHEMA = StructType(
@@ -115,3 +120,77 @@ class Previous:
     def volume_series(self) -> frozenset[str]:
         """Series with a published volume."""
         return frozenset(s for (s,) in self._columns(VOLUMES, ["series_uid"]))
+
+
+@dataclass
+class Rebuild:
+    """What an append run builds: the instances of the series it touches, and what it replaces."""
+
+    volume_input: DataFrame
+    touched: set[str] = field(default_factory=set)  # series with new instances
+    rebuilt: set[str] = field(default_factory=set)  # ... of which earlier runs saw instances
+    replaced: dict[str, list[str]] = field(default_factory=dict)  # table → its files rewritten
+    keep_volumes: DataFrame | None = None  # rows of those files that stay
+    keep_patches: DataFrame | None = None
+
+
+def plan_rebuild(
+    spark: SparkSession,
+    previous: Previous,
+    accepted: DataFrame,
+    task: Task,
+    target_bytes: int,
+    reread_path: str,
+) -> Rebuild:
+    """Series the new instances touch; the earlier instances of those series, read again; the
+    published files that hold them (copy-on-write: only those are written again)."""
+    touched = {
+        r["series_uid"]
+        for r in accepted.filter(F.col("pixels").isNotNull())
+        .select("series_uid")
+        .distinct()
+        .collect()
+    }
+    earlier = previous.earlier_units(touched)
+    plan = Rebuild(accepted, touched, {series for _, _, series in earlier})
+    reread = _reread_units(spark, earlier, task, target_bytes, reread_path)
+    if reread is not None:
+        plan.volume_input = accepted.unionByName(reread)
+    if not plan.rebuilt:
+        return plan
+    in_rebuilt = F.col("series_uid").isin(sorted(plan.rebuilt))
+    for name in (CATALOG, VOLUMES, PATCHES):
+        plan.replaced[name] = files_with(join(previous.output, name), plan.rebuilt)
+    # A table with files to replace exists, so Previous.load read it (not None).
+    if plan.replaced[VOLUMES] and previous.volumes is not None:
+        plan.keep_volumes = rows_in(previous.volumes, plan.replaced[VOLUMES]).filter(~in_rebuilt)
+    if plan.replaced[PATCHES] and previous.patches is not None:
+        plan.keep_patches = rows_in(previous.patches, plan.replaced[PATCHES]).filter(~in_rebuilt)
+    return plan
+
+
+def _reread_units(
+    spark: SparkSession,
+    units: list[tuple[str, str | None, str]],
+    task: Task,
+    target_bytes: int,
+    path: str,
+) -> DataFrame | None:
+    """Parse again earlier units ``(source_path, member, series_uid)`` to rebuild their series.
+
+    None when there are none (new studies, the common case).
+    """
+    wanted: dict[str, set[str | None]] = {}
+    for source, member, _ in units:
+        wanted.setdefault(source, set()).add(member)
+    files = []
+    for source in sorted(wanted):
+        try:
+            files += list_inputs(spark, [source])
+        except InputError:
+            logger.warning("ingest: an earlier input is gone; its series is rebuilt without it")
+    if not files:
+        return None
+    selection = Selection(wanted={k: frozenset(v) for k, v in wanted.items()})
+    staged = stage_records(spark, files, task, selection, target_bytes, path)
+    return staged.filter(F.col("status") == "accepted")

@@ -10,7 +10,9 @@ Atomic output: everything is written under ``OUT/_staging/<run>/`` first, then p
 through a commit journal (:mod:`sparkdl.commit`): ``manifest.json`` is removed before
 anything is replaced and written again only when every table is in place, so a killed run
 never leaves a dataset that looks complete, and the next run finishes (or drops) what a
-killed one left. Append runs change tables file by file (:mod:`sparkdl.tables`).
+killed one left (:mod:`sparkdl.publish`). Append runs change tables file by file
+(:mod:`sparkdl.tables`), rebuilding only the series new instances touch
+(:mod:`sparkdl.incremental`).
 """
 
 from __future__ import annotations
@@ -19,51 +21,34 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from . import __version__, commit
+from . import __version__
 from .archives import Limits
 from .assembly import VolumeOptions
-from .catalog import (
-    CATALOG_COLUMNS,
-    LINEAGE_COLUMNS,
-    RECORD_SCHEMA,
-    REJECTED_COLUMNS,
-)
+from .catalog import CATALOG_COLUMNS, LINEAGE_COLUMNS, REJECTED_COLUMNS
 from .commit import Journal
 from .config import from_mapping, read_yaml
 from .deid import DeidOptions, load_key
-from .discover import InputFile, choose_num_partitions, list_inputs, pack_partitions
-from .errors import ConfigError, InputError
+from .discover import InputFile, list_inputs
+from .errors import ConfigError
 from .export import write_dicom_files
-from .incremental import INPUTS_SCHEMA, Previous
-from .layout import (
-    CATALOG,
-    DICOM,
-    INPUTS,
-    LINEAGE,
-    MANIFEST,
-    PATCHES,
-    REJECTED,
-    STAGING,
-    TABLES,
-    VOLUMES,
-    Dataset,
-)
+from .incremental import INPUTS_SCHEMA, Previous, Rebuild, plan_rebuild
+from .layout import CATALOG, DICOM, INPUTS, LINEAGE, PATCHES, REJECTED, STAGING, VOLUMES, Dataset
 from .patch_stage import AppendScope, Labels, build_patches, load_points
 from .patches import PatchOptions
-from .records import FILE_SCHEMA, Selection, Task, arrow_records
+from .publish import commit_and_publish, finish_interrupted_commit, plan_overwrite
+from .records import Selection, Task, stage_records
 from .storage import HadoopFS, join
-from .tables import columns, count_rows, files_with, rows_in, stage_replacement
+from .tables import count_rows, rows_in, stage_replacement
 from .volume_stage import build_volumes
 
 logger = logging.getLogger(__name__)
@@ -117,29 +102,15 @@ def ingest(
     series they touch, replacing only the published files that held those series
     (:mod:`sparkdl.tables`); when nothing is new, nothing is written and the returned manifest
     says ``"changed": false``.
+
+    Phases: start (finish what a killed run left, load the previous run), list, read and
+    stage the records, assemble volumes, cut patches, write the tables, publish.
     """
-    key = load_key(key_file)
-    if mode not in ("overwrite", "append"):
-        raise ConfigError(f"mode must be 'overwrite' or 'append'. Received: {mode!r}")
-    config = config or IngestConfig()
-    labels = labels or Labels()
-    export_dicom = config.export_dicom
-    if spark is None:
-        from .spark import get_spark
-
-        spark = get_spark()
+    run = _start(output, labels, config, mode, key_file, spark)
     timings: dict[str, float] = {}
-    started = time.time()
-    output = Dataset.of(output).root
-    fs = HadoopFS(spark, output)
-    _finish_interrupted_commit(fs, output)
-    fs.delete(join(output, STAGING))  # leftovers of a run killed before its commit point
-    staging = join(output, STAGING, uuid.uuid4().hex[:12])
-    previous = Previous.load(spark, fs, output) if mode == "append" else None
-
-    files = list_inputs(spark, list(inputs))
-    unseen = previous.unseen(files) if previous is not None else files
-    timings["list_s"] = time.time() - started
+    files = list_inputs(run.spark, list(inputs))
+    unseen = run.previous.unseen(files) if run.previous is not None else files
+    timings["list_s"] = time.time() - run.started
     logger.info("ingest (%s): %d input files, %d to read", mode, len(files), len(unseen))
     last_run: dict[str, Any] = {
         "mode": mode,
@@ -148,214 +119,191 @@ def ingest(
         "new_series": 0,
         "rebuilt_series": 0,
     }
-    if previous is not None and not unseen:
+    if run.previous is not None and not unseen:
         logger.info("ingest: no new or changed input files since the last run; nothing changed")
-        return {**previous.manifest, "changed": False, "last_run": last_run}
+        return {**run.previous.manifest, "changed": False, "last_run": last_run}
 
-    t0 = time.time()
-    task = Task(key, config.deid, config.limits, export_dicom)
-    records = _stage_records(
-        spark,
-        unseen,
-        task,
-        previous.selection() if previous else Selection(),
-        config,
-        join(staging, "records"),
-    )
-    _inputs_table(spark, files, previous).write.parquet(join(staging, INPUTS))
-    last_run["new_units"] = count_rows(join(staging, "records"))  # footers: no Spark job
-    timings["parse_deid_s"] = time.time() - t0
-    journal = Journal()
-    if previous is not None and not last_run["new_units"]:
-        logger.info("ingest: no new content since the last run; nothing changed")
-        journal.move(join(staging, INPUTS), join(output, INPUTS))  # not read again next time
-        journal.manifest.update({**previous.manifest, "changed": False, "last_run": last_run})
-        return _commit(fs, output, staging, journal, started)
+    with _timed(timings, "parse_deid_s"):
+        task = Task(run.key, run.config.deid, run.config.limits, run.config.export_dicom)
+        records = _stage(run, files, unseen, task)
+        last_run["new_units"] = count_rows(run.staged("records"))  # footers: no Spark job
+    if run.previous is not None and not last_run["new_units"]:
+        return _publish_unchanged(run, run.previous, last_run)
 
-    t0 = time.time()
-    resolved = _resolve_duplicates(records, previous.catalog if previous else None)
-    accepted = resolved.filter(F.col("status") == "accepted")
-    plan = (
-        _Rebuild(volume_input=accepted)
-        if previous is None
-        else _plan_rebuild(
-            spark,
-            previous,
-            accepted,
-            replace(task, export_dicom=False),
-            config,
-            join(staging, "reread"),
-        )
-    )
-    outcomes = build_volumes(
-        spark, plan.volume_input, config.volumes, join(staging, VOLUMES), keep=plan.keep_volumes
-    )
-    timings["volumes_s"] = time.time() - t0
-
-    t0 = time.time()
-    patch_run: dict[str, Any] = {}
-    if labels:
-        scope = (
-            None
-            if previous is None
-            else AppendScope(
-                keep=plan.keep_patches,
-                only_series=frozenset(plan.touched),
-                other_volumes=previous.volume_series() - plan.touched,
-            )
-        )
-        patch_run = build_patches(
-            spark,
-            join(staging, VOLUMES),
-            load_points(labels, key),
-            config.patches,
-            key,
-            join(staging, PATCHES),
-            scope,
-        )
-    timings["patches_s"] = time.time() - t0
-
-    t0 = time.time()
-    catalog = plan.volume_input.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
-    if previous is not None:
-        # Rows of the replaced files that this run did not catalog again stay as they were.
-        catalog = (
-            rows_in(previous.catalog, plan.replaced.get(CATALOG, []))
-            .join(catalog.select("sop_uid"), "sop_uid", "left_anti")
-            .unionByName(catalog)
-        )
-    catalog.write.parquet(join(staging, CATALOG))
-    resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS).write.parquet(
-        join(staging, REJECTED)
-    )
-    accepted.select(*LINEAGE_COLUMNS).write.parquet(join(staging, LINEAGE))
-    if export_dicom:
-        # Append runs add files to the published folder: each file is complete on its own.
-        write_dicom_files(accepted, join(staging if previous is None else output, DICOM))
-    timings["write_s"] = time.time() - t0
-
-    if previous is None:
-        _plan_overwrite(fs, journal, staging, output)
-    else:
-        for name in APPENDED:
-            stage_replacement(
-                fs, journal, join(staging, name), join(output, name), plan.replaced.get(name, [])
-            )
-        journal.move(join(staging, INPUTS), join(output, INPUTS))
+    with _timed(timings, "volumes_s"):
+        resolved, plan, outcomes = _volumes(run, records, task)
+    with _timed(timings, "patches_s"):
+        patch_run = _patches(run, plan)
+    with _timed(timings, "write_s"):
+        _write_tables(run, resolved, plan, outcomes)
     last_run.update(
         new_series=len(plan.touched - plan.rebuilt), rebuilt_series=len(plan.rebuilt), **patch_run
     )
-    journal.manifest.update(_run_facts(files, config, timings), changed=True, last_run=last_run)
-    manifest = _commit(fs, output, staging, journal, started)
+    return _publish_run(run, plan, _run_facts(files, run.config, timings), last_run)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every phase of one ingest run works with."""
+
+    spark: SparkSession
+    fs: HadoopFS
+    output: str  # the dataset root
+    staging: str  # OUT/_staging/<run>
+    config: IngestConfig
+    labels: Labels
+    key: bytes = field(repr=False)
+    previous: Previous | None  # the last complete run, in append mode
+    started: float  # time.time() at the start
+
+    def staged(self, name: str) -> str:
+        return join(self.staging, name)
+
+
+def _start(
+    output: Dataset | str,
+    labels: Labels | None,
+    config: IngestConfig | None,
+    mode: str,
+    key_file: str | None,
+    spark: SparkSession | None,
+) -> _Run:
+    """Check the arguments, finish or drop what a killed run left, load the previous run."""
+    key = load_key(key_file)
+    if mode not in ("overwrite", "append"):
+        raise ConfigError(f"mode must be 'overwrite' or 'append'. Received: {mode!r}")
+    config = config or IngestConfig()
+    labels = labels or Labels()
+    if spark is None:
+        from .spark import get_spark
+
+        spark = get_spark()
+    started = time.time()
+    root = Dataset.of(output).root
+    fs = HadoopFS(spark, root)
+    finish_interrupted_commit(fs, root)
+    fs.delete(join(root, STAGING))  # leftovers of a run killed before its commit point
+    staging = join(root, STAGING, uuid.uuid4().hex[:12])
+    previous = Previous.load(spark, fs, root) if mode == "append" else None
+    return _Run(spark, fs, root, staging, config, labels, key, previous, started)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Wall seconds of the block as ``timings[name]`` (the manifest's ``timings``)."""
+    t0 = time.time()
+    yield
+    timings[name] = time.time() - t0
+
+
+def _stage(run: _Run, files: list[InputFile], unseen: list[InputFile], task: Task) -> DataFrame:
+    """Read, parse and de-identify the unseen files into staged records; stage ``inputs``."""
+    selection = run.previous.selection() if run.previous else Selection()
+    target_bytes = run.config.partition_target_mb * 1024**2
+    records = stage_records(run.spark, unseen, task, selection, target_bytes, run.staged("records"))
+    _inputs_table(run.spark, files, run.previous).write.parquet(run.staged(INPUTS))
+    return records
+
+
+def _publish_unchanged(run: _Run, previous: Previous, last_run: dict[str, Any]) -> dict[str, Any]:
+    """An append run whose files held nothing new publishes only the ``inputs`` table."""
+    logger.info("ingest: no new content since the last run; nothing changed")
+    journal = Journal()
+    journal.move(run.staged(INPUTS), join(run.output, INPUTS))  # not read again next time
+    journal.manifest.update({**previous.manifest, "changed": False, "last_run": last_run})
+    return commit_and_publish(run.fs, run.output, run.staging, journal, run.started)
+
+
+def _volumes(run: _Run, records: DataFrame, task: Task) -> tuple[DataFrame, Rebuild, DataFrame]:
+    """Duplicates resolved, what to (re)build planned, volumes staged: ``(resolved records,
+    plan, one volume outcome per instance)``."""
+    previous = run.previous
+    resolved = _resolve_duplicates(records, previous.catalog if previous else None)
+    accepted = resolved.filter(F.col("status") == "accepted")
+    if previous is None:
+        plan = Rebuild(volume_input=accepted)
+    else:
+        reread_task = replace(task, export_dicom=False)
+        target_bytes = run.config.partition_target_mb * 1024**2
+        plan = plan_rebuild(
+            run.spark, previous, accepted, reread_task, target_bytes, run.staged("reread")
+        )
+    volumes = run.config.volumes
+    outcomes = build_volumes(
+        run.spark, plan.volume_input, volumes, run.staged(VOLUMES), keep=plan.keep_volumes
+    )
+    return resolved, plan, outcomes
+
+
+def _patches(run: _Run, plan: Rebuild) -> dict[str, Any]:
+    """Stage the patches around the labelled points (none without labels); what was cut."""
+    if not run.labels:
+        return {}
+    scope = (
+        None
+        if run.previous is None
+        else AppendScope(
+            keep=plan.keep_patches,
+            only_series=frozenset(plan.touched),
+            other_volumes=run.previous.volume_series() - plan.touched,
+        )
+    )
+    points = load_points(run.labels, run.key)
+    return build_patches(
+        run.spark,
+        run.staged(VOLUMES),
+        points,
+        run.config.patches,
+        run.key,
+        run.staged(PATCHES),
+        scope,
+    )
+
+
+def _write_tables(run: _Run, resolved: DataFrame, plan: Rebuild, outcomes: DataFrame) -> None:
+    """Stage ``catalog``, ``_restricted/rejected`` and ``lineage``; export DICOM if asked."""
+    accepted = resolved.filter(F.col("status") == "accepted")
+    catalog = plan.volume_input.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
+    if run.previous is not None:
+        # Rows of the replaced files that this run did not catalog again stay as they were.
+        catalog = (
+            rows_in(run.previous.catalog, plan.replaced.get(CATALOG, []))
+            .join(catalog.select("sop_uid"), "sop_uid", "left_anti")
+            .unionByName(catalog)
+        )
+    catalog.write.parquet(run.staged(CATALOG))
+    rejected = resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS)
+    rejected.write.parquet(run.staged(REJECTED))
+    accepted.select(*LINEAGE_COLUMNS).write.parquet(run.staged(LINEAGE))
+    if run.config.export_dicom:
+        # Append runs add files to the published folder: each file is complete on its own.
+        folder = join(run.staging if run.previous is None else run.output, DICOM)
+        write_dicom_files(accepted, folder)
+
+
+def _publish_run(
+    run: _Run, plan: Rebuild, facts: dict[str, Any], last_run: dict[str, Any]
+) -> dict[str, Any]:
+    """Journal the staged tables (whole, or file by file in append mode), commit, publish."""
+    journal = Journal()
+    if run.previous is None:
+        plan_overwrite(run.fs, journal, run.staging, run.output)
+    else:
+        for name in APPENDED:
+            replaced = plan.replaced.get(name, [])
+            stage_replacement(run.fs, journal, run.staged(name), join(run.output, name), replaced)
+        journal.move(run.staged(INPUTS), join(run.output, INPUTS))
+    journal.manifest.update(facts, changed=True, last_run=last_run)
+    manifest = commit_and_publish(run.fs, run.output, run.staging, journal, run.started)
+    counts = manifest["counts"]
     logger.info(
         "ingest: %d cataloged, %d rejected, %d volumes, %d patches",
-        manifest["counts"]["cataloged"],
-        manifest["counts"]["rejected"],
-        manifest["counts"]["volumes"],
-        manifest["counts"]["patches"],
+        counts["cataloged"],
+        counts["rejected"],
+        counts["volumes"],
+        counts["patches"],
     )
     return manifest
-
-
-@dataclass
-class _Rebuild:
-    """What an append run builds: the instances of the series it touches, and what it replaces."""
-
-    volume_input: DataFrame
-    touched: set[str] = field(default_factory=set)  # series with new instances
-    rebuilt: set[str] = field(default_factory=set)  # ... of which earlier runs saw instances
-    replaced: dict[str, list[str]] = field(default_factory=dict)  # table → its files rewritten
-    keep_volumes: DataFrame | None = None  # rows of those files that stay
-    keep_patches: DataFrame | None = None
-
-
-def _plan_rebuild(
-    spark: SparkSession,
-    previous: Previous,
-    accepted: DataFrame,
-    task: Task,
-    config: IngestConfig,
-    reread_path: str,
-) -> _Rebuild:
-    """Series the new instances touch; the earlier instances of those series, read again; the
-    published files that hold them (copy-on-write: only those are written again)."""
-    touched = {
-        r["series_uid"]
-        for r in accepted.filter(F.col("pixels").isNotNull())
-        .select("series_uid")
-        .distinct()
-        .collect()
-    }
-    earlier = previous.earlier_units(touched)
-    plan = _Rebuild(accepted, touched, {series for _, _, series in earlier})
-    reread = _reread_units(spark, earlier, task, config, reread_path)
-    if reread is not None:
-        plan.volume_input = accepted.unionByName(reread)
-    if not plan.rebuilt:
-        return plan
-    in_rebuilt = F.col("series_uid").isin(sorted(plan.rebuilt))
-    for name in (CATALOG, VOLUMES, PATCHES):
-        plan.replaced[name] = files_with(join(previous.output, name), plan.rebuilt)
-    # A table with files to replace exists, so Previous.load read it (not None).
-    if plan.replaced[VOLUMES] and previous.volumes is not None:
-        plan.keep_volumes = rows_in(previous.volumes, plan.replaced[VOLUMES]).filter(~in_rebuilt)
-    if plan.replaced[PATCHES] and previous.patches is not None:
-        plan.keep_patches = rows_in(previous.patches, plan.replaced[PATCHES]).filter(~in_rebuilt)
-    return plan
-
-
-def _stage_records(
-    spark: SparkSession,
-    files: list[InputFile],
-    task: Task,
-    selection: Selection,
-    config: IngestConfig,
-    path: str,
-) -> DataFrame:
-    """Parse every unit on the executors and stage one record per unit as Parquet."""
-    sc = spark.sparkContext
-    num_partitions = choose_num_partitions(
-        files, sc.defaultParallelism, config.partition_target_mb * 1024**2
-    )
-    bins = pack_partitions(files, num_partitions)
-    # One bin per partition (parallelize slices a list of bins evenly), its files as rows.
-    rows = sc.parallelize(bins, max(len(bins), 1)).flatMap(
-        lambda files_in_bin: [(f.path, f.size, f.is_symlink) for f in files_in_bin]
-    )
-    shared = sc.broadcast(selection)  # possibly large (known hashes); holds no key
-    staged = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
-        lambda batches: arrow_records(batches, task, shared.value), RECORD_SCHEMA
-    )
-    staged.write.mode("overwrite").parquet(path)
-    shared.unpersist()
-    return spark.read.schema(RECORD_SCHEMA).parquet(path)
-
-
-def _reread_units(
-    spark: SparkSession,
-    units: list[tuple[str, str | None, str]],
-    task: Task,
-    config: IngestConfig,
-    path: str,
-) -> DataFrame | None:
-    """Parse again earlier units ``(source_path, member, series_uid)`` to rebuild their series.
-
-    None when there are none (new studies, the common case).
-    """
-    wanted: dict[str, set[str | None]] = {}
-    for source, member, _ in units:
-        wanted.setdefault(source, set()).add(member)
-    files = []
-    for source in sorted(wanted):
-        try:
-            files += list_inputs(spark, [source])
-        except InputError:
-            logger.warning("ingest: an earlier input is gone; its series is rebuilt without it")
-    if not files:
-        return None
-    selection = Selection(wanted={k: frozenset(v) for k, v in wanted.items()})
-    staged = _stage_records(spark, files, task, selection, config, path)
-    return staged.filter(F.col("status") == "accepted")
 
 
 def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) -> DataFrame:
@@ -398,51 +346,6 @@ def _inputs_table(
     return spark.createDataFrame(rows, INPUTS_SCHEMA).coalesce(1)
 
 
-def _plan_overwrite(fs: HadoopFS, journal: Journal, staging: str, output: str) -> None:
-    """Every published table is replaced by its staged version, or removed when none was staged."""
-    for name in TABLES:
-        if fs.exists(join(staging, name)):
-            journal.move(join(staging, name), join(output, name))
-        else:
-            journal.delete(join(output, name))
-
-
-def _commit(
-    fs: HadoopFS, output: str, staging: str, journal: Journal, started: float
-) -> dict[str, Any]:
-    """Write the journal (the commit point), then publish."""
-    commit.write(fs, staging, journal)
-    return _publish(fs, output, journal, started)
-
-
-def _finish_interrupted_commit(fs: HadoopFS, output: str) -> None:
-    """A run killed after its commit point left a journal: publish what it had staged."""
-    journal = commit.pending(fs, output)
-    if journal is not None:
-        logger.warning(
-            "ingest: an earlier run was stopped while publishing; finishing its commit first"
-        )
-        _publish(fs, output, journal)
-
-
-def _publish(
-    fs: HadoopFS, output: str, journal: Journal, started: float | None = None
-) -> dict[str, Any]:
-    """Apply the journal, then write the manifest, last: only now does the dataset look complete."""
-    commit.apply(fs, output, journal)
-    counted = _counts(output)
-    manifest = {
-        **journal.manifest,
-        **counted,
-        "counts": {**journal.manifest.get("counts", {}), **counted["counts"]},
-    }
-    if started is not None:
-        manifest["timings"]["total_s"] = round(time.time() - started, 2)
-    fs.write_text(join(output, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
-    fs.delete(join(output, STAGING))
-    return manifest
-
-
 def _run_facts(
     files: list[InputFile], config: IngestConfig, timings: dict[str, float]
 ) -> dict[str, Any]:
@@ -462,44 +365,4 @@ def _run_facts(
             "numpy": numpy.__version__,
         },
         "timings": {k: round(v, 2) for k, v in timings.items()},
-    }
-
-
-def _counts(output: str) -> dict[str, Any]:
-    """Counts read back from the published tables, so they agree with what is there."""
-    catalog = columns(join(output, CATALOG), ["series_uid", "volume_status", "volume_reason"])
-    rejected = columns(join(output, REJECTED), ["reason"])
-    patches = columns(join(output, PATCHES), ["split", "label"])
-
-    def grouped(table: pa.Table | None) -> dict[tuple[Any, ...], int]:
-        if table is None or table.num_rows == 0:
-            return {}
-        sizes = table.to_pandas().groupby(table.column_names, dropna=False).size()
-        return {k if isinstance(k, tuple) else (k,): int(v) for k, v in sizes.items()}
-
-    def text(value: Any) -> str:
-        return "" if pd.isna(value) else str(value)  # pandas groups missing values as NaN
-
-    outcomes = grouped(catalog.drop(["series_uid"]) if catalog is not None else None)
-    reasons = {text(k[0]): n for k, n in grouped(rejected).items()}
-    by_split_label = {f"{split}/{label}": n for (split, label), n in grouped(patches).items()}
-    cataloged = catalog.num_rows if catalog is not None else 0
-    return {
-        "counts": {
-            "units": cataloged + sum(reasons.values()),
-            "cataloged": cataloged,
-            "rejected": sum(reasons.values()),
-            "series": len(pc.unique(catalog["series_uid"])) if catalog is not None else 0,
-            "volumes": count_rows(join(output, VOLUMES)),
-            "patches": sum(by_split_label.values()),
-        },
-        "rejected_by_reason": dict(sorted(reasons.items())),
-        "instances_by_volume_outcome": dict(
-            sorted(
-                (f"{text(status)}:{text(reason)}".rstrip(":"), n)
-                for (status, reason), n in outcomes.items()
-                if text(status)
-            )
-        ),
-        "patches": {"by_split_label": dict(sorted(by_split_label.items()))},
     }

@@ -1,5 +1,8 @@
 """Executor side of ingest: every unit of every input file becomes exactly one record.
 
+:func:`stage_records` is the Spark job that runs it: files packed into partitions, records
+staged as Parquet.
+
 A record is a dict of :data:`sparkdl.catalog.RECORD_SCHEMA` columns: accepted (catalog fields,
 pixels for CT slices, optional de-identified DICOM bytes) or rejected (reason, detail).
 
@@ -14,13 +17,16 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .archives import Limits, iter_units
 from .deid import DeidOptions
-from .discover import InputFile
+from .discover import InputFile, choose_num_partitions, pack_partitions
 from .parse import Accepted, process_instance
 from .storage import open_input
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,36 @@ _BATCH_BYTES = 64 * 1024**2
 
 #: The rows ``arrow_records`` takes: one per input file, in its partition.
 FILE_SCHEMA = "path STRING, size LONG, is_symlink BOOLEAN"
+
+
+def stage_records(
+    spark: SparkSession,
+    files: list[InputFile],
+    task: Task,
+    selection: Selection,
+    target_bytes: int,
+    path: str,
+) -> DataFrame:
+    """Parse every unit on the executors and stage one record per unit as Parquet at ``path``.
+
+    Files are packed into partitions of about ``target_bytes`` of input each.
+    """
+    from .catalog import RECORD_SCHEMA
+
+    sc = spark.sparkContext
+    num_partitions = choose_num_partitions(files, sc.defaultParallelism, target_bytes)
+    bins = pack_partitions(files, num_partitions)
+    # One bin per partition (parallelize slices a list of bins evenly), its files as rows.
+    rows = sc.parallelize(bins, max(len(bins), 1)).flatMap(
+        lambda files_in_bin: [(f.path, f.size, f.is_symlink) for f in files_in_bin]
+    )
+    shared = sc.broadcast(selection)  # possibly large (known hashes); holds no key
+    staged = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
+        lambda batches: arrow_records(batches, task, shared.value), RECORD_SCHEMA
+    )
+    staged.write.mode("overwrite").parquet(path)
+    shared.unpersist()
+    return spark.read.schema(RECORD_SCHEMA).parquet(path)
 
 
 def arrow_records(batches: Iterable[Any], task: Task, selection: Selection) -> Iterator[Any]:
