@@ -4,6 +4,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
+# Lint, format and types first: a failing check stops here, before the long suite.
+bash scripts/lint.sh
 # Petastorm 0.13.1 in a venv of its own, for tests/test_interop.py (or why it cannot be built).
 SPARKDL_INTEROP_PYTHON="$(bash scripts/setup_interop.sh | tail -n 1)"
 export SPARKDL_INTEROP_PYTHON

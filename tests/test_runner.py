@@ -142,7 +142,7 @@ def test_args_and_result_order(spark: Any) -> None:
 
 def test_worker_error_names_rank(spark: Any) -> None:
     def fail_on_rank_one() -> int:
-        rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        rank: int = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
         if rank == 1:
             raise ValueError("boom")
         return rank
@@ -161,7 +161,7 @@ def test_too_many_workers_fails_before_any_job(spark: Any) -> None:
         with pytest.raises(TrainingError, match=r"spark\.driver\.resource\.gpu\.amount"):
             TrainingRunner(2, use_gpu=True, spark=spark).run(_view_fn())
     finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+        sc.setLocalProperty("spark.jobGroup.id", None)
     assert sc.statusTracker().getJobIdsForGroup("sparkdl-runner-too-many") == []
 
 
