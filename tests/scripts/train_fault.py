@@ -13,7 +13,8 @@ from typing import Any
 
 from sparkdl.runner import TrainingRunner
 from sparkdl.spark import get_spark
-from sparkdl.training import TrainConfig, TrainJob, plan_job, train_worker, zoo_model_fn
+from sparkdl.train_worker import train_worker
+from sparkdl.training import TrainConfig, TrainJob, plan_job, zoo_model_fn
 
 
 def kill_once(model_dir: str) -> Any:
