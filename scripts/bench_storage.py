@@ -72,7 +72,8 @@ CONFIGS = [
 def render_chest(path: str, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     """Render a 1 mm phantom chest to ``path`` (int16 HU, noise-free); return lung and nodule
     centres as voxel indices (z, y, x) where patches may be cut."""
-    from sparkdl.synth.phantom import Grid, make_phantom, render_hu, sample_lung_point
+    from sparkdl.synth.anatomy import make_phantom, sample_lung_point
+    from sparkdl.synth.phantom import Grid, render_hu
 
     rng = np.random.default_rng(seed)
     phantom = make_phantom(rng, min_nodule_radius_mm=2.0, num_nodules=4)

@@ -27,17 +27,11 @@ from pydicom.dataset import Dataset
 
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.synth import dicom_writer as dw
+from sparkdl.synth.anatomy import make_phantom, sample_negatives
 from sparkdl.synth.archive import ArchiveWriter
 from sparkdl.synth.identity import make_identity, phi_strings
 from sparkdl.synth.part10 import encode
-from sparkdl.synth.phantom import (
-    Grid,
-    Phantom,
-    add_noise,
-    make_phantom,
-    render_hu,
-    sample_negatives,
-)
+from sparkdl.synth.phantom import Grid, Phantom, add_noise, render_hu
 from sparkdl.synth.variants import (
     VARIANTS,
     draw_sampling,
