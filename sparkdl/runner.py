@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .errors import TrainingError
+from .probe import check_executors
 
 if TYPE_CHECKING:
     from pyspark import BarrierTaskContext
@@ -206,7 +207,6 @@ def _run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], rank: int) -> b
     """
     import os
     import subprocess
-    import sys
     import tempfile
 
     from pyspark import cloudpickle
@@ -360,52 +360,6 @@ class TrainingRunner:
         for rank, address, gpus, _ in rows:
             logger.info("Worker %d at %s, CUDA_VISIBLE_DEVICES=%r", rank, address, gpus)
         return [loads(payload) for *_, payload in rows]
-
-
-#: Runs on the executors without sparkdl: built from source in a module of its own name, so
-#: cloudpickle ships the function by value (a function of ``sparkdl.runner`` would be
-#: pickled by reference, and unpickling it is what fails where sparkdl is missing).
-_PROBE_SOURCE = """
-def probe(_):
-    import sys
-    try:
-        import sparkdl
-        problem = None
-    except Exception as error:
-        problem = type(error).__name__ + ": " + str(error)
-    yield (sys.version_info[0], sys.version_info[1]), sys.executable, problem
-"""
-
-
-def check_executors(sc: Any, num_tasks: int) -> None:
-    """Fail at once, with the fix, when the executors' Python cannot run the training tasks.
-
-    A barrier task that cannot import sparkdl (a notebook session against a cluster whose
-    workers lack it) fails only after Spark has re-run the stage
-    ``spark.stage.maxConsecutiveAttempts`` times, with a generic Py4J error. One ordinary
-    task per worker asks first: which Python runs there, and whether it imports sparkdl.
-    """
-    namespace: dict[str, Any] = {"__name__": "sparkdl_executor_probe"}
-    exec(
-        compile(_PROBE_SOURCE, "<sparkdl executor probe>", "exec"), namespace
-    )  # our own constant source
-    found = sc.parallelize(range(num_tasks), num_tasks).mapPartitions(namespace["probe"]).collect()
-    driver = sys.version_info[:2]
-    for version, executable, problem in found:
-        if tuple(version) != driver:
-            raise TrainingError(
-                f"The executors run Python {version[0]}.{version[1]} ({executable}); the driver "
-                f"runs {driver[0]}.{driver[1]}. Use one Python everywhere: set PYSPARK_PYTHON "
-                "(or SPARKDL_PYTHON with scripts/submit_train.sh) to the same interpreter on "
-                "every node, or ship a packed venv (--env-archive, README: Running on a cluster)."
-            )
-        if problem is not None:
-            raise TrainingError(
-                f"The executors' Python ({executable}) cannot import sparkdl: {problem}. Ship "
-                "it with the job: --py-files dist/sparkdl-<version>.zip (scripts/package_env.sh; "
-                "not the .whl), or a packed venv (--env-archive), or install the wheel on every "
-                "node / as a cluster library, with PYSPARK_PYTHON naming that Python."
-            )
 
 
 def _count_slots(spark: SparkSession, needed: int) -> int:
