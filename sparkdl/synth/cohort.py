@@ -121,14 +121,7 @@ def synthesize_cohort(
     series, a localizer, a dose-report Secondary Capture and a Comprehensive SR; others have
     them at random. The same arguments write the same bytes.
     """
-    if num_patients < 1:
-        raise ConfigError(f"num_patients must be at least 1. Received: num_patients={num_patients}")
-    if seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer. Received: seed={seed}")
-    if archive not in ("none", "zip", "tar"):
-        raise ConfigError(f"archive must be one of none, zip, tar. Received: archive={archive!r}")
-    if not 32 <= image_size <= 1024:
-        raise ConfigError(f"image_size must be between 32 and 1024. Received: {image_size}")
+    _check_arguments(num_patients, seed, archive, image_size)
     out = Path(out_dir)
     dicom_dir = out / "dicom"
     if dicom_dir.exists() and any(dicom_dir.iterdir()):
@@ -165,6 +158,45 @@ def synthesize_cohort(
         )
     num_archives = writer.close()
 
+    annotations_csv, candidates_csv, phi_json = _write_labels(out, nodules, candidates, phi)
+    axial = [r for r in records if r.kind == "axial_ct"]
+    return CohortSummary(
+        out_dir=out,
+        dicom_dir=dicom_dir,
+        annotations_csv=annotations_csv,
+        candidates_csv=candidates_csv,
+        phi_json=phi_json,
+        archive=archive,
+        num_patients=num_patients,
+        num_series=len(axial),
+        num_other_series=len(records) - len(axial),
+        num_files=num_files,
+        num_archives=num_archives,
+        num_nodules=len(nodules),
+        num_candidates=len(candidates),
+        series=tuple(records),
+        nodules=tuple(nodules),
+    )
+
+
+def _check_arguments(num_patients: int, seed: int, archive: str, image_size: int) -> None:
+    if num_patients < 1:
+        raise ConfigError(f"num_patients must be at least 1. Received: num_patients={num_patients}")
+    if seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer. Received: seed={seed}")
+    if archive not in ("none", "zip", "tar"):
+        raise ConfigError(f"archive must be one of none, zip, tar. Received: archive={archive!r}")
+    if not 32 <= image_size <= 1024:
+        raise ConfigError(f"image_size must be between 32 and 1024. Received: {image_size}")
+
+
+def _write_labels(
+    out: Path,
+    nodules: list[NoduleRecord],
+    candidates: list[tuple[str, float, float, float, int]],
+    phi: set[str],
+) -> tuple[Path, Path, Path]:
+    """``annotations.csv``, ``candidates.csv`` (LUNA16 columns) and ``phi.json``."""
     annotations_csv, candidates_csv, phi_json = (
         out / "annotations.csv",
         out / "candidates.csv",
@@ -186,24 +218,7 @@ def synthesize_cohort(
     phi_json.write_text(
         json.dumps(sorted(phi), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
     )
-    axial = [r for r in records if r.kind == "axial_ct"]
-    return CohortSummary(
-        out_dir=out,
-        dicom_dir=dicom_dir,
-        annotations_csv=annotations_csv,
-        candidates_csv=candidates_csv,
-        phi_json=phi_json,
-        archive=archive,
-        num_patients=num_patients,
-        num_series=len(axial),
-        num_other_series=len(records) - len(axial),
-        num_files=num_files,
-        num_archives=num_archives,
-        num_nodules=len(nodules),
-        num_candidates=len(candidates),
-        series=tuple(records),
-        nodules=tuple(nodules),
-    )
+    return annotations_csv, candidates_csv, phi_json
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
@@ -216,6 +231,11 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...
 def _synthesize_patient(
     seed: int, index: int, image_size: int, axial_before: int, cohort_rng: np.random.Generator
 ) -> _Patient:
+    """One patient's files, series, nodules, candidates and PHI strings.
+
+    Long on purpose: it draws from the patient's six random streams in one visible order,
+    and that order is what makes the same seed write the same bytes.
+    """
     plan, who, anatomy, geometry, noise, extras = (
         np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1, index]).spawn(6)
     )
