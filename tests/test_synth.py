@@ -370,13 +370,14 @@ def test_archives_read_in_a_separate_process(archived: dict[str, CohortSummary])
 
 def test_fast_series_encoding_matches_full_datasets() -> None:
     from sparkdl.synth import dicom_writer as dw
+    from sparkdl.synth.dicom_modules import study_context
     from sparkdl.synth.identity import make_identity
     from sparkdl.synth.part10 import encode
     from sparkdl.synth.variants import draw_sampling, make_series_spec, to_stored
 
     for variant in ("standard", "rle_lossless", "implicit_vr"):
         rng = np.random.default_rng(1)
-        ctx = dw.study_context(0, 0, make_identity(rng), rng)
+        ctx = study_context(0, 0, make_identity(rng), rng)
         spec = make_series_spec(
             rng,
             variant,

@@ -29,6 +29,7 @@ from sparkdl.errors import ConfigError, InputError
 from sparkdl.synth import dicom_writer as dw
 from sparkdl.synth.anatomy import make_phantom, sample_negatives
 from sparkdl.synth.archive import ArchiveWriter
+from sparkdl.synth.dicom_modules import make_uid, study_context
 from sparkdl.synth.identity import make_identity, phi_strings
 from sparkdl.synth.part10 import encode
 from sparkdl.synth.phantom import Grid, Phantom, add_noise, render_hu
@@ -250,7 +251,7 @@ def _synthesize_patient(
         variants.append(VARIANTS[n] if n < len(VARIANTS) else str(cohort_rng.choice(VARIANTS)))
 
     identity = make_identity(who)
-    ctx = dw.study_context(seed, index, identity, who)
+    ctx = study_context(seed, index, identity, who)
     samplings = [draw_sampling(geometry, v, image_size) for v in variants]
     min_radius = 1.1 * max(voxel_half_diagonal(*s) for s in samplings)
     phantom = make_phantom(anatomy, min_nodule_radius_mm=min_radius, num_nodules=num_nodules)
@@ -263,7 +264,7 @@ def _synthesize_patient(
 
     for j, (variant, sampling) in enumerate(zip(variants, samplings)):
         number = j + 1
-        series_uid = dw.make_uid(seed, index, number, "series")
+        series_uid = make_uid(seed, index, number, "series")
         spec = make_series_spec(
             geometry,
             variant,
@@ -300,7 +301,7 @@ def _synthesize_patient(
     number = num_axial
     if with_localizer:
         number += 1
-        uid = dw.make_uid(seed, index, number, "series")
+        uid = make_uid(seed, index, number, "series")
         views = _localizer_grids(phantom, image_size)[: 1 + int(extras.uniform() < 0.5)]
         _add_series(
             patient,
@@ -315,11 +316,11 @@ def _synthesize_patient(
         )
     if with_dose_report:
         number += 1
-        uid = dw.make_uid(seed, index, number, "series")
+        uid = make_uid(seed, index, number, "series")
         _add_series(patient, index, "dose_report", [dw.dose_report(ctx, uid, number, extras)])
     if with_report:
         number += 1
-        uid = dw.make_uid(seed, index, number, "series")
+        uid = make_uid(seed, index, number, "series")
         _add_series(patient, index, "structured_report", [dw.structured_report(ctx, uid, number)])
     return patient
 
