@@ -19,7 +19,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _rows(part: tuple[int, int], size: int):  # type: ignore[no-untyped-def]
+def _rows(part: tuple[int, int], size: int) -> Iterator[dict[str, Any]]:
     start, count = part
     grid = np.mgrid[:size, :size, :size] - (size - 1) / 2
     r2 = (grid**2).sum(0)

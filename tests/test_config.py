@@ -42,7 +42,7 @@ def test_choice_and_range_errors() -> None:
 def test_config_is_frozen() -> None:
     config = IngestConfig()
     with pytest.raises(AttributeError):
-        config.partition_target_mb = 1  # type: ignore[misc]
+        config.partition_target_mb = 1  # type: ignore[misc]  # the error under test
 
 
 def test_spark_conf_pairs() -> None:

@@ -489,13 +489,13 @@ def test_options_validation() -> None:
     ):
         DeidOptions.from_mapping({"retain_uids": "yes"})
     with pytest.raises(ConfigError, match=r"deid.*mapping"):
-        DeidOptions.from_mapping(True)  # type: ignore[arg-type]
+        DeidOptions.from_mapping(True)  # type: ignore[arg-type]  # the error under test
     with pytest.raises(ConfigError, match=r"retain_long_full_dates.*retain_long_modified_dates"):
         DeidOptions.from_mapping({"retain_long_full_dates": True})
     with pytest.raises(ConfigError, match=r"retain_safe_private.*not supported"):
         DeidOptions(retain_safe_private=True)
     with pytest.raises(ConfigError, match=r"deid\.retain_uids must be a boolean"):
-        DeidOptions(retain_uids="false")  # type: ignore[arg-type]
+        DeidOptions(retain_uids="false")  # type: ignore[arg-type]  # the error under test
 
 
 def test_rules_json_is_generated_from_the_reference(tmp_path: Path) -> None:

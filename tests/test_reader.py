@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from typing import Any
 
 import pyarrow.fs as pafs
 import pytest
@@ -21,8 +22,8 @@ def _slow_read(fs: pafs.FileSystem, group: RowGroup) -> int:
     return index
 
 
-def _read_all(**options: object) -> list[int]:
-    defaults: dict[str, object] = {
+def _read_all(**options: Any) -> list[int]:
+    defaults: dict[str, Any] = {
         "num_epochs": 1,
         "shuffle": True,
         "seed": 3,
@@ -31,7 +32,7 @@ def _read_all(**options: object) -> list[int]:
     }
     with RowGroupReader(
         pafs.LocalFileSystem(), GROUPS, _slow_read, **{**defaults, **options}
-    ) as reader:  # type: ignore[arg-type]
+    ) as reader:
         return list(reader)
 
 

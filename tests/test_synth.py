@@ -13,6 +13,7 @@ import tarfile
 import zipfile
 from collections import defaultdict
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pydicom
@@ -21,6 +22,9 @@ from pydicom.dataset import Dataset
 
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.synth import VARIANTS, CohortSummary, synthesize_cohort
+from sparkdl.synth.cohort import ArchiveKind
+
+ARCHIVE_KINDS: tuple[ArchiveKind, ...] = ("zip", "tar")
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -319,8 +323,8 @@ def test_localizer_dose_report_and_sr(
 def archived(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CohortSummary]:
     root = tmp_path_factory.mktemp("archived")
     return {
-        kind: synthesize_cohort(root / kind, num_patients=2, seed=5, archive=kind, image_size=48)  # type: ignore[arg-type]
-        for kind in ("zip", "tar")
+        kind: synthesize_cohort(root / kind, num_patients=2, seed=5, archive=kind, image_size=48)
+        for kind in ARCHIVE_KINDS
     }
 
 
@@ -341,7 +345,9 @@ def test_archives_hold_nested_dicom_members(archived: dict[str, CohortSummary]) 
 
 def test_same_seed_same_bytes(tmp_path: Path, archived: dict[str, CohortSummary]) -> None:
     for kind, a in archived.items():
-        b = synthesize_cohort(tmp_path / kind, num_patients=2, seed=5, archive=kind, image_size=48)  # type: ignore[arg-type]
+        b = synthesize_cohort(
+            tmp_path / kind, num_patients=2, seed=5, archive=cast(ArchiveKind, kind), image_size=48
+        )
         files_a = sorted(p.relative_to(a.out_dir) for p in a.out_dir.rglob("*") if p.is_file())
         files_b = sorted(p.relative_to(b.out_dir) for p in b.out_dir.rglob("*") if p.is_file())
         assert files_a == files_b
@@ -397,7 +403,7 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="num_patients"):
         synthesize_cohort(tmp_path / "a", num_patients=0)
     with pytest.raises(ConfigError, match="archive"):
-        synthesize_cohort(tmp_path / "a", archive="rar")  # type: ignore[arg-type]
+        synthesize_cohort(tmp_path / "a", archive="rar")  # type: ignore[arg-type]  # under test
     with pytest.raises(ConfigError, match="seed"):
         synthesize_cohort(tmp_path / "a", seed=-1)
     with pytest.raises(ConfigError, match="image_size"):
