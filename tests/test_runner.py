@@ -220,14 +220,21 @@ def test_local_cluster_with_fake_gpus(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_executors_without_sparkdl_are_refused_at_once(bare_python: Path) -> None:
+def test_executors_without_sparkdl_are_refused_at_once(bare_python: Path, tmp_path: Path) -> None:
     """No barrier stage (and no four stage attempts): one probe task says what to ship."""
     script = SCRIPTS / "runner_without_sparkdl.py"
     # No PYTHONPATH: the driver finds sparkdl through its install, the executors must not.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYSPARK_PYTHON"] = str(bare_python)
+    # Not from the repository: `python -m pyspark.daemon` puts its working directory on
+    # sys.path, where ./sparkdl would be found.
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(li for li in done.stdout.splitlines() if li.startswith(("REFUSED", "RAN")))
