@@ -94,7 +94,7 @@ def screen(record: Mapping[str, Any]) -> Slice | tuple[str, str]:
         )
     if not np.all(np.isfinite(ipp)) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         return "invalid_geometry", "non-finite ImagePositionPatient or non-positive PixelSpacing"
-    pixels = record.get("pixels")
+    pixels: Any = record.get("pixels")  # an array, or anything a bad record holds
     if pixels is None or np.ndim(pixels) != 2:
         return "invalid_pixels", f"pixels must be a 2-D array; got ndim {np.ndim(pixels)}"
     shape = (record.get("Rows") or pixels.shape[0], record.get("Columns") or pixels.shape[1])

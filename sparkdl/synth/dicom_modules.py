@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -72,7 +73,7 @@ def study_context(
     )
 
 
-def decimal_string(value: float) -> str:
+def decimal_string(value: float | np.floating[Any]) -> str:
     """A Decimal String of at most 16 characters."""
     text = f"{value:.4f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text

@@ -139,4 +139,5 @@ def to_stored(hu: npt.NDArray[np.floating[Any]], spec: SeriesSpec) -> npt.NDArra
     lo, hi = spec.stored_range
     stored = np.rint((hu - spec.rescale_intercept) / spec.rescale_slope)
     dtype = np.int16 if spec.pixel_representation else np.uint16
-    return np.clip(stored, lo, hi).astype(dtype)
+    result: npt.NDArray[np.integer[Any]] = np.clip(stored, lo, hi).astype(dtype)
+    return result
