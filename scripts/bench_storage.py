@@ -235,9 +235,9 @@ def measure_pyarrow(folder: str, codec: str, passes: int = 3) -> dict[str, Any]:
 
 def measure_reader(url: str) -> tuple[float, float]:
     """Rows/s through sparkdl's reader (2 threads): wall clock and per CPU second of the process."""
-    from sparkdl.dataset import shard_groups
     from sparkdl.patch_reader import patch_chunk_reader
     from sparkdl.reader import RowGroupReader
+    from sparkdl.sharding import shard_groups
 
     t0, c0 = time.perf_counter(), time.process_time()
     fs, groups = shard_groups(url, 0, 1)
