@@ -150,3 +150,43 @@ def test_compressed_ct_is_decoded(keyword: str, tmp_path: Path) -> None:
     original = pydicom.dcmread(source).pixel_array
     pixels = np.frombuffer(outcome.pixels, dtype=outcome.pixel_dtype).reshape(original.shape)
     np.testing.assert_array_equal(pixels, original)
+
+
+def test_exported_file_meta_names_its_writer_not_the_source() -> None:
+    """PS3.10: (0002,0012)/(0002,0013) identify the writing implementation; a site's UID root,
+    version string, AE titles and private file-meta information must not travel along."""
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    site = {
+        "ImplementationClassUID": "1.2.826.0.1.3680043.9.7777.4.2",
+        "ImplementationVersionName": "STMARYPACS_42",
+        "SourceApplicationEntityTitle": "STMARY_CT7",
+        "SendingApplicationEntityTitle": "STMARY_GW",
+        "ReceivingApplicationEntityTitle": "RESEARCH_IN",
+        "PrivateInformationCreatorUID": "1.2.826.0.1.3680043.9.7777.9",
+        "PrivateInformation": b"ward 7 export",
+    }
+    for keyword, value in site.items():
+        setattr(ds.file_meta, keyword, value)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    outcome = process_instance(buffer.getvalue(), TEST_KEY.encode(), DeidOptions(), Limits(), True)
+    assert isinstance(outcome, Accepted)
+    assert outcome.dicom_bytes is not None
+    for value in site.values():
+        raw = value if isinstance(value, bytes) else value.encode()
+        assert raw not in outcome.dicom_bytes, value
+    meta = pydicom.dcmread(io.BytesIO(outcome.dicom_bytes)).file_meta
+    assert meta.ImplementationClassUID == PYDICOM_IMPLEMENTATION_UID
+    assert meta.ImplementationVersionName.startswith("SPARKDL_")
+    assert {e.keyword for e in meta} == {
+        "FileMetaInformationGroupLength",
+        "FileMetaInformationVersion",
+        "MediaStorageSOPClassUID",
+        "MediaStorageSOPInstanceUID",
+        "TransferSyntaxUID",
+        "ImplementationClassUID",
+        "ImplementationVersionName",
+    }
+    assert meta.MediaStorageSOPInstanceUID.startswith("2.25.")

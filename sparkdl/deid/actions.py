@@ -51,6 +51,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
+from sparkdl.deid.file_meta import rewrite_file_meta
 from sparkdl.deid.keys import MIN_KEY_LENGTH, date_offset_days, pseudonym, remap_uid
 from sparkdl.deid.options import DeidOptions
 from sparkdl.deid.rules import ActionMap, resolve_actions
@@ -198,6 +199,7 @@ def deidentify(ds: Dataset, key: bytes, options: DeidOptions) -> DeidResult:
     file_meta = getattr(ds, "file_meta", None)
     if file_meta is not None:
         _clean(file_meta, ctx, dummy_scope=False)
+        ctx.counts["X"] += rewrite_file_meta(file_meta)  # what does not describe the writer goes
     ds.PatientID = patient_id
     ds.PatientName = patient_id
     _mark(ds, options, ctx)
