@@ -337,3 +337,40 @@ def test_failed_run_leaves_nothing_that_looks_complete(
     monkeypatch.setenv("SPARKDL_DEID_KEY", TEST_KEY)
     ingest_module.ingest([str(tarred.dicom_dir)], str(out), spark=spark)
     assert (out / "manifest.json").exists() and not (out / "_staging").exists()
+
+
+def test_the_same_instance_twice_is_cataloged_once(spark, tmp_path: Path, deid_key: str) -> None:
+    """Copies of one SOPInstanceUID (a file, its copy, the same file in a zip): the first by
+    (source_path, member) is cataloged, the others are duplicate_instance; across runs the
+    earlier run's copy wins. Only key columns are ranked, so this holds without shuffling
+    pixels (scripts/bench_ingest.py measures the shuffle)."""
+    import shutil
+    import zipfile
+
+    from sparkdl.ingestion import ingest
+
+    source = Path(get_testdata_file("CT_small.dcm"))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(source, inputs / "a.dcm")
+    shutil.copy(source, inputs / "b.dcm")
+    with zipfile.ZipFile(inputs / "c.zip", "w") as archive:
+        archive.write(source, "nested/ct.dcm")
+    out = tmp_path / "out"
+    manifest = ingest([str(inputs)], str(out), spark=spark)
+    assert manifest["counts"]["cataloged"] == 1
+    assert manifest["rejected_by_reason"] == {"duplicate_instance": 2}
+    catalog = _table(out / "catalog")
+    lineage = _table(out / "_restricted/lineage")
+    rejected = _table(out / "_restricted/rejected")
+    assert len(catalog) == 1 and lineage["source_path"].iloc[0].endswith("a.dcm")
+    assert sorted(Path(p).name for p in rejected["source_path"]) == ["b.dcm", "c.zip"]
+    assert set(rejected["detail"]) == {"same SOPInstanceUID as an earlier input"}
+    later = tmp_path / "later"
+    later.mkdir()
+    resent = pydicom.dcmread(source)
+    resent.ImageComments = "sent again"  # other bytes, the same SOPInstanceUID
+    resent.save_as(later / "0.dcm")
+    appended = ingest([str(later)], str(out), spark=spark, mode="append")
+    assert appended["counts"]["cataloged"] == 1
+    assert appended["rejected_by_reason"] == {"duplicate_instance": 3}
