@@ -43,7 +43,10 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   exit 0
 fi
 echo "[setup] installing the pinned stack (constraints.txt); the first time takes a few minutes"
+# setuptools builds the wheel of scripts/package_env.sh in this venv (no build isolation):
+# it must read pyproject.toml's SPDX license string (setuptools >= 77).
 .venv/bin/python -m pip install -q --upgrade "pip>=24"
+.venv/bin/python -m pip install -q -c constraints.txt setuptools wheel
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 echo "$WANT" > "$STAMP"
 echo "[setup] done"
