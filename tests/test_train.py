@@ -349,6 +349,39 @@ def test_two_workers_train_one_model(trained: dict[str, Any]) -> None:
     assert not any((model_dir / "backup").rglob("*")) if (model_dir / "backup").exists() else True
 
 
+def _tiny_user_model(input_shape: tuple[int, int, int, int]) -> Any:
+    """A model of the user's own, defined here and shipped to the workers by value."""
+    import tf_keras as keras
+
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Conv3D(4, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.GlobalMaxPooling3D()(x)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name="user_net")
+
+
+@pytest.mark.slow
+def test_train_runs_a_model_fn_of_the_users_own(spark: Any, cohort: Path, tmp_path: Path) -> None:
+    from pyspark import cloudpickle
+
+    from sparkdl import train
+    from sparkdl.evaluation import load_model
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    model_dir = tmp_path / "user-model"
+    config = TrainConfig(**{**TEST_CONFIG, "epochs": 2})
+    result = train(
+        str(cohort),
+        str(model_dir),
+        config=config,
+        model_fn=_tiny_user_model,
+        num_workers=2,
+        spark=spark,
+    )
+    assert result["workers"][0]["weights_sha256"] == result["workers"][1]["weights_sha256"]
+    assert result["epochs_run"] == [0, 1]
+    assert load_model(str(model_dir)).name == "user_net"  # the user's, compiled by sparkdl
+
+
 @pytest.mark.slow
 def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Path) -> None:
     from sparkdl.evaluation import evaluate
