@@ -245,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per o
     ev = commands.add_parser("evaluate", help="metrics and ROC on the test split")
     ev.add_argument("--model-dir", required=True)
     ev.add_argument("--data", required=True)
-    ev.add_argument("--report", required=True, help="folder for metrics.json, roc.png, summary.txt")
+    ev.add_argument(
+        "--report", required=True, help="folder for metrics.json, roc.png, curves.png, summary.txt"
+    )
     ev.set_defaults(func=_cmd_evaluate)
 
     pr = commands.add_parser("predict", help="Spark batch inference over patches to Parquet")

@@ -1,5 +1,5 @@
 """Evaluation of a trained model on the test split: ``R/metrics.json``, ``R/roc.png``,
-``R/summary.txt``.
+``R/summary.txt``, and ``R/curves.png`` (the training curves, :mod:`sparkdl.curves`).
 
 Runs in one process (no Spark): the test split is small next to the train split, and the
 model reads it through :func:`sparkdl.dataset.make_dataset` unshuffled and unaugmented, with
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .curves import plot_training_curves
 from .errors import InputError
 from .layout import PATCHES, Dataset
 from .storage import join, local_path
@@ -223,5 +224,6 @@ def evaluate(
     _plot_roc(
         y_true, scores, metrics["auc"], f"{config['task']} ({split} split)", str(out / "roc.png")
     )
+    plot_training_curves(model_dir, str(out / "curves.png"))
     logger.info("evaluate: %s", summary_text(metrics).replace("\n", "; "))
     return metrics

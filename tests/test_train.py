@@ -240,6 +240,26 @@ def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Pa
     assert (job.num_shards, job.steps_per_epoch) == (1, train_rows // 16)
 
 
+def test_training_curves_from_history(tmp_path: Path) -> None:
+    from sparkdl.curves import plot_training_curves
+
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    assert not plot_training_curves(str(model_dir), str(tmp_path / "none.png"))  # no history
+    history = {
+        "epoch": [2, 3, 4],
+        "metrics": {
+            "loss": [0.7, 0.5, 0.4],
+            "val_loss": [0.8, 0.6, 0.5],
+            "auc": [0.6, 0.8, 0.9],
+            "val_auc": [0.5, 0.7, 0.85],
+        },
+    }
+    (model_dir / "history.json").write_text(json.dumps(history))
+    assert plot_training_curves(str(model_dir), str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_binary_metrics_confusion_matrix() -> None:
     from sparkdl.evaluation import binary_metrics
 
@@ -396,6 +416,7 @@ def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Pa
     assert cm["tp"] + cm["fn"] == metrics["positives"] and sum(cm.values()) == metrics["n"]
     assert json.loads((report / "metrics.json").read_text())["auc"] == metrics["auc"]
     assert (report / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (report / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "AUC" in (report / "summary.txt").read_text()
 
 
