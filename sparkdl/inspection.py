@@ -110,11 +110,6 @@ def inspect_dataset(
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _parquet_files(fs: pafs.FileSystem, folder: str) -> list[str]:
-    """Data files of a table (none when the table is absent)."""
-    return part_files(fs, folder, missing_ok=True)
-
-
 def _row_groups(
     fs: pafs.FileSystem, files: list[str], columns: list[str]
 ) -> Iterator[tuple[str, int, pa.Table]]:
@@ -145,7 +140,7 @@ def _catalog_summary(
     """Counts of the catalog, and the in-plane size (Rows, Columns) of each volume's instances."""
     modality, sop_class, outcome = Counter[str](), Counter[str](), Counter[str]()
     in_plane: dict[str, Counter[tuple[int, int]]] = {}
-    files = _parquet_files(fs, folder)
+    files = part_files(fs, folder, missing_ok=True)
     for _, _, table in _row_groups(fs, files, _CATALOG_COLUMNS):
         frame = table.to_pandas()
         for name, counter in (("Modality", modality), ("sop_class_name", sop_class)):
@@ -196,7 +191,7 @@ def _volumes_summary(
     volumes_by_code, occurrences = Counter[str](), Counter[str]()
     rows: list[VolumeRow] = []
     num_clean = 0
-    files = _parquet_files(fs, folder)
+    files = part_files(fs, folder, missing_ok=True)
     for path, group, table in _row_groups(fs, files, _VOLUME_COLUMNS):
         spacings, origins = _vectors(table, "spacing", 3), _vectors(table, "origin", 3)
         directions = _vectors(table, "direction", 9)
@@ -248,7 +243,7 @@ def _patches_summary(
     by_split_label: Counter[tuple[str, int]] = Counter()
     labels, malignancy, source = Counter[int](), Counter[int](), Counter[str]()
     series: set[str] = set()
-    files = _parquet_files(fs, folder)
+    files = part_files(fs, folder, missing_ok=True)
     for path, group, table in _row_groups(fs, files, _PATCH_COLUMNS):
         centers = _vectors(table, "center", 3)
         data = table.drop(["center"]).to_pydict()

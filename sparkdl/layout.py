@@ -98,13 +98,6 @@ class Dataset:
     def staging(self) -> str:
         return self.path(STAGING)
 
-    def has(self, name: str) -> bool:
-        """Whether ``name`` exists under the root (a table folder or a file)."""
-        fs, path = arrow_filesystem(self.path(name))
-        import pyarrow.fs as pafs
-
-        return bool(fs.get_file_info(path).type != pafs.FileType.NotFound)
-
     def manifest(self) -> dict[str, Any]:
         """``manifest.json``; :class:`InputError` when the run never finished or it is not valid."""
         fs, path = arrow_filesystem(self.path(MANIFEST))

@@ -28,10 +28,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from .commit import Journal
+from .dataset_metadata import ROW_GROUPS_PER_FILE_KEY
 from .storage import HadoopFS, arrow_filesystem, join, open_input, to_url, write_bytes
-
-#: Petastorm's ``_common_metadata`` key for row groups per file (petastorm.etl.dataset_metadata).
-ROW_GROUPS_PER_FILE_KEY = b"dataset-toolkit.num_row_groups_per_file.v1"
 
 #: Spark's hidden column of file sources: the part file a row was read from.
 FILE_NAME = "_metadata.file_name"

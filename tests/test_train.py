@@ -206,38 +206,24 @@ def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Pa
     config = TrainConfig(**TEST_CONFIG)
     train_rows = 21 * ROWS_PER_PATIENT  # patients with patient % 10 in 0..6
     model_fn = zoo_model_fn(config)
-    job = plan_job(
-        str(cohort),
-        str(tmp_path),
-        config,
-        model_fn=model_fn,
-        num_workers=2,
-        use_gpu=False,
-        spark=spark,
-    )
-    assert (job.num_shards, job.steps_per_epoch) == (2, 8)  # 56 // 8 = 7 steps, raised to 8
+
+    def plan(config: TrainConfig, num_workers: int) -> tuple[int, int]:
+        job = plan_job(
+            str(cohort),
+            str(tmp_path),
+            config,
+            model_fn=model_fn,
+            num_workers=num_workers,
+            use_gpu=False,
+            spark=spark,
+        )
+        return job.num_shards, job.steps_per_epoch
+
+    assert plan(config, 2) == (2, 8)  # 56 // 8 = 7 steps, raised to 8
     one_pass = replace(config, min_steps_per_epoch=0)
-    job = plan_job(
-        str(cohort),
-        str(tmp_path),
-        one_pass,
-        model_fn=model_fn,
-        num_workers=2,
-        use_gpu=False,
-        spark=spark,
-    )
-    assert (job.num_shards, job.steps_per_epoch) == (2, 56 // 8)  # shards of 112 and 56 rows
+    assert plan(one_pass, 2) == (2, 56 // 8)  # shards of 112 and 56 rows
     # Three row groups cannot feed four shards: every worker reads the whole split.
-    job = plan_job(
-        str(cohort),
-        str(tmp_path),
-        config,
-        model_fn=model_fn,
-        num_workers=4,
-        use_gpu=False,
-        spark=spark,
-    )
-    assert (job.num_shards, job.steps_per_epoch) == (1, train_rows // 16)
+    assert plan(config, 4) == (1, train_rows // 16)
 
 
 def test_training_curves_from_history(tmp_path: Path) -> None:
