@@ -78,9 +78,9 @@ STEPS = (
     ("checks", "checks: `parse._check` + `_is_volume_candidate`"),
     ("decode", "pixel decode: `parse._decode_pixels` + tobytes (CT slices)"),
     ("deid", "de-identification: `deid.deidentify`"),
+    ("export", "export write: `encoding.to_part10`"),
     ("catalog", "catalog fields: `parse.catalog_fields`"),
-    ("header", "header JSON: `parse.header_json`"),
-    ("export", "export write: `parse._to_bytes` (save_as)"),
+    ("header", "header JSON: `header_json.header_json`"),
 )
 #: Manifest timings in the order ``ingestion.ingest`` runs the stages; jobs after them: commit.
 STAGES = ("list_s", "parse_deid_s", "volumes_s", "patches_s", "write_s")
@@ -381,6 +381,8 @@ def part_c(cohort: Cohort, key: bytes, n: int) -> StepResult:  # noqa: PLR0915 -
 
     from sparkdl import parse
     from sparkdl.deid import deidentify
+    from sparkdl.encoding import to_part10
+    from sparkdl.header_json import header_json
     from sparkdl.ingestion import IngestConfig
 
     anonymizer: Any = None  # dicognito's, when installed
@@ -452,13 +454,13 @@ def part_c(cohort: Cohort, key: bytes, n: int) -> StepResult:  # noqa: PLR0915 -
             results = timed(
                 costs["deid"], lambda ds: deidentify(ds, key, deid), [ds for _, ds in ok]
             )
+            timed(costs["export"], to_part10, [ds for _, ds in ok])
             timed(
                 costs["catalog"],
                 lambda pair: parse.catalog_fields(pair[0], pair[1].date_offset_days),
                 [(ds, result) for (_, ds), result in zip(ok, results)],
             )
-            timed(costs["header"], parse.header_json, [ds for _, ds in ok])
-            timed(costs["export"], parse._to_bytes, [ds for _, ds in ok])
+            timed(costs["header"], header_json, [ds for _, ds in ok])
 
             # De-identification alone, both tools on freshly read datasets of these instances.
             timed(

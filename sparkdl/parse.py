@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -29,6 +28,8 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 from .archives import Limits
 from .catalog import CATALOG_FIELDS
 from .deid import DeidOptions, burned_in_reason, deidentify
+from .encoding import to_part10
+from .header_json import header_json
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +119,11 @@ def _process(
                 return decoded
             pixels, dtype = decoded.tobytes(), decoded.dtype.str
         result = deidentify(ds, key, deid)
+        # Written first, while most elements are still raw bytes: pydicom copies those as
+        # they are, but re-encodes every element that catalog_fields or the JSON decoded.
+        dicom_bytes = to_part10(ds) if export_dicom else None
         fields = catalog_fields(ds, result.date_offset_days)
         fields["header_json"] = header_json(ds)
-        dicom_bytes = _to_bytes(ds) if export_dicom else None
         return Accepted(fields, pixels, dtype, dicom_bytes)
     except Exception as err:  # noqa: BLE001 - bad input must never crash the job
         return Rejected("parse_error", _describe_error(err))
@@ -307,19 +310,3 @@ def catalog_fields(ds: Dataset, date_offset_days: int | None) -> dict[str, Any]:
     for keyword, read, in_meta in _KEYWORD_COLUMNS:
         fields[keyword] = read((meta if in_meta else ds).get(keyword))
     return fields
-
-
-def header_json(ds: Dataset) -> str:
-    """The de-identified header as DICOM JSON (PS3.18 F.2), without the pixel data."""
-    header = ds.to_json_dict(
-        bulk_data_threshold=4096, bulk_data_element_handler=lambda _: "omitted"
-    )
-    for tag in ("7FE00010", "7FE00008", "7FE00009"):
-        header.pop(tag, None)
-    return json.dumps(header)
-
-
-def _to_bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()

@@ -31,8 +31,9 @@ from sparkdl.deid import (
     pseudonym,
     remap_uid,
 )
-from sparkdl.deid.actions import _shift_date, _shift_datetime
 from sparkdl.deid.rules import load_rules, resolve_actions
+from sparkdl.deid.values import shift_date as _shift_date
+from sparkdl.deid.values import shift_datetime as _shift_datetime
 from sparkdl.errors import ConfigError, DeidKeyError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -42,11 +42,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
@@ -55,6 +55,16 @@ from sparkdl.deid.file_meta import rewrite_file_meta
 from sparkdl.deid.keys import MIN_KEY_LENGTH, date_offset_days, pseudonym, remap_uid
 from sparkdl.deid.options import DeidOptions
 from sparkdl.deid.rules import ActionMap, resolve_actions
+from sparkdl.deid.values import (
+    BINARY_VRS,
+    NUMBER_SIZES,
+    get_strings,
+    iter_values,
+    set_bytes,
+    set_strings,
+    shift_date,
+    shift_datetime,
+)
 from sparkdl.errors import DeidKeyError
 
 __all__ = ["BURNED_IN_REASONS", "DeidResult", "burned_in_reason", "deidentify"]
@@ -64,10 +74,8 @@ logger = logging.getLogger(__name__)
 BURNED_IN_REASONS = ("burned_in_annotation", "dose_report", "screen_save", "secondary_capture")
 
 _TEXT_VRS = frozenset({"AE", "LO", "LT", "SH", "ST", "UT", "UC", "UR", "PN"})
-_NUMBER_VRS = frozenset({"AT", "FD", "FL", "SL", "SS", "SV", "UL", "US", "UV"})
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-_TEXT_OR_BINARY_VRS = _TEXT_VRS | _BINARY_VRS
-_DUMMY: Mapping[str, object] = {
+_TEXT_ORBINARY_VRS = _TEXT_VRS | BINARY_VRS
+_DUMMY: Mapping[str, str] = {
     "AE": "ANONYMIZED",
     "AS": "000Y",
     "CS": "ANONYMIZED",
@@ -76,26 +84,10 @@ _DUMMY: Mapping[str, object] = {
     "TM": "000000",
     "DS": "0",
     "IS": "0",
-    "LO": "ANONYMIZED",
-    "LT": "ANONYMIZED",
-    "SH": "ANONYMIZED",
-    "ST": "ANONYMIZED",
-    "UT": "ANONYMIZED",
-    "UC": "ANONYMIZED",
-    "UR": "ANONYMIZED",
     "PN": "ANONYMOUS",
-    "FL": 0.0,
-    "FD": 0.0,
-    "SL": 0,
-    "SS": 0,
-    "UL": 0,
-    "US": 0,
-    "SV": 0,
-    "UV": 0,
-    "AT": 0,
 }
 # Dummies where "ANONYMIZED" would not be a valid value: TimezoneOffsetFromUTC is &ZZXX.
-_DUMMY_BY_TAG: Mapping[int, object] = {0x00080201: "+0000"}
+_DUMMY_BY_TAG: Mapping[int, str] = {0x00080201: "+0000"}
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 # File meta elements outside Table E.1-1 that name systems or carry private data.
 _EXTRA_REMOVE = frozenset({0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102})
@@ -228,7 +220,7 @@ def burned_in_reason(ds: Dataset) -> str | None:
     if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
         return "burned_in_annotation"
     sop_class = str(ds.get("SOPClassUID", "") or "").strip()
-    image_type = {str(v).strip().upper() for v in _values(ds.get("ImageType"))}
+    image_type = {str(v).strip().upper() for v in iter_values(ds.get("ImageType"))}
     capture = sop_class in _SECONDARY_CAPTURE or "SCREEN SAVE" in image_type
     description = str(ds.get("SeriesDescription", "") or "").upper()
     if sop_class in _DOSE_SR or (
@@ -244,8 +236,8 @@ def burned_in_reason(ds: Dataset) -> str | None:
 
 
 def _clean(ds: Dataset, ctx: _Context, *, dummy_scope: bool) -> None:
-    for tag in list(ds.keys()):
-        t = int(tag)
+    for elem in list(ds.elements()):
+        t = int(elem.tag)
         group = t >> 16
         action = ctx.actions.action_for(t)
         if (
@@ -261,24 +253,24 @@ def _clean(ds: Dataset, ctx: _Context, *, dummy_scope: bool) -> None:
             continue
         if action is None and t in _PIXEL_TAGS:
             continue  # never decode or copy pixel data
-        vr = _raw_vr(ds, t)
+        vr = _raw_vr(ds, elem)
         if action is None:
             action = _default_action(vr, ctx, dummy_scope)
         if action == "K" and vr != "SQ":
             ctx.counts["K"] += 1  # kept as read: no need to decode the value
             continue
-        _apply(ds, t, action, ctx, dummy_scope)
+        _apply(ds, t, vr, action, ctx, dummy_scope)
 
 
-def _raw_vr(ds: Dataset, t: int) -> str:
+def _raw_vr(ds: Dataset, elem: DataElement | RawDataElement) -> str:
     """The VR without decoding the value (implicit VR and UN fall back to the dictionary)."""
-    vr = ds.get_item(t).VR
+    vr = elem.VR
     if vr and vr != "UN":
         return str(vr)
     try:
-        return str(dictionary_VR(t))
+        return str(dictionary_VR(elem.tag))
     except KeyError:
-        return str(ds[t].VR)
+        return str(ds[elem.tag].VR)
 
 
 def _default_action(vr: str, ctx: _Context, dummy_scope: bool) -> str:
@@ -295,12 +287,11 @@ def _default_action(vr: str, ctx: _Context, dummy_scope: bool) -> str:
 
 
 def _apply(  # noqa: PLR0912 - one branch per (action, VR) case of PS3.15 Table E.1-1
-    ds: Dataset, t: int, action: str, ctx: _Context, dummy_scope: bool
+    ds: Dataset, t: int, vr: str, action: str, ctx: _Context, dummy_scope: bool
 ) -> None:
-    elem = ds[t]
-    vr = elem.VR
     ctx.counts[action] += 1
     if vr == "SQ":
+        elem = ds[t]
         if action == "Z":
             elem.value = Sequence()
             return
@@ -311,33 +302,36 @@ def _apply(  # noqa: PLR0912 - one branch per (action, VR) case of PS3.15 Table 
     if action == "K" or (action == "U*" and vr != "UI"):
         return
     if action == "Z":
-        elem.value = b"" if vr in _BINARY_VRS else None if vr in _NUMBER_VRS else ""
+        if vr in BINARY_VRS or vr in NUMBER_SIZES:
+            set_bytes(ds, t, None)
+        else:
+            set_strings(ds, t, vr, [])
     elif vr == "UI":
-        keyword = elem.keyword
-        elem.value = _map(elem.value, lambda v: _remap(ctx, keyword, v))
+        keyword = keyword_for_tag(t)
+        set_strings(ds, t, vr, [_remap(ctx, keyword, v) for v in get_strings(ds, t)])
     elif action == "C" and vr in ("DA", "DT"):
-        if ctx.offset is not None and not elem.is_empty:
-            shift = _shift_date if vr == "DA" else _shift_datetime
-            offset = ctx.offset
+        offset = ctx.offset
+        values = get_strings(ds, t) if offset is not None else []
+        if offset is not None and values:
+            shift = shift_date if vr == "DA" else shift_datetime
             try:
-                elem.value = _map(elem.value, lambda v: shift(v, offset))
+                set_strings(ds, t, vr, [shift(v, offset) for v in values])
                 ctx.shifted += 1
             except ValueError:
-                elem.value = ""  # unparseable: drop rather than keep a real date
-    elif action == "C" and vr not in _TEXT_OR_BINARY_VRS:
+                set_strings(ds, t, vr, [])  # unparseable: drop rather than keep a real date
+    elif action == "C" and vr not in _TEXT_ORBINARY_VRS:
         return  # TM pairs with shifted dates; CS, AS and numbers are not free text
-    elif action == "C" and vr in _BINARY_VRS:
+    elif action == "C" and vr in BINARY_VRS:
         del ds[t]
-    elif vr in _BINARY_VRS:
-        elem.value = b"\x00\x00"
-    elif t in _DUMMY_BY_TAG:
-        elem.value = _DUMMY_BY_TAG[t]
+    elif vr in BINARY_VRS:
+        set_bytes(ds, t, b"\x00\x00")
+    elif vr in NUMBER_SIZES:
+        set_bytes(ds, t, bytes(NUMBER_SIZES[vr]))
     else:
-        elem.value = _DUMMY.get(vr, "ANONYMIZED")
+        set_strings(ds, t, vr, [_DUMMY_BY_TAG.get(t) or _DUMMY.get(vr, "ANONYMIZED")])
 
 
-def _remap(ctx: _Context, keyword: str, value: str) -> str:
-    uid = str(value).strip("\x00 ")
+def _remap(ctx: _Context, keyword: str, uid: str) -> str:
     if (
         not uid
         or keyword.endswith("ClassUID")
@@ -346,50 +340,6 @@ def _remap(ctx: _Context, keyword: str, value: str) -> str:
     ):
         return uid
     return remap_uid(ctx.key, uid)
-
-
-def _map(value: object, fn: Callable[[str], str]) -> object:
-    if value is None or value == "":
-        return value
-    if isinstance(value, str):
-        return fn(value)
-    return [fn(str(v)) for v in _values(value)]
-
-
-def _values(value: object) -> Iterable[object]:
-    if value is None:
-        return ()
-    if isinstance(value, (str, bytes)):
-        return (value,)
-    if isinstance(value, Iterable):
-        return value
-    return (value,)
-
-
-def _shift_date(value: str, offset: int) -> str:
-    """Shift a DA value (YYYYMMDD, legacy YYYY.MM.DD, or a query range A-B) by days."""
-    text = value.strip()
-    if "-" in text:
-        return "-".join(_shift_date(part, offset) if part else "" for part in text.split("-"))
-    text = text.replace(".", "") if len(text) == 10 else text
-    day = datetime.datetime.strptime(text, "%Y%m%d").date()
-    return (day + datetime.timedelta(days=offset)).strftime("%Y%m%d")
-
-
-def _shift_datetime(value: str, offset: int) -> str:
-    """Shift the date part of a DT value, keeping its precision, time and UTC offset."""
-    text = value.strip()
-    suffix = ""
-    for sign in ("+", "-"):
-        if sign in text[4:]:
-            cut = text.index(sign, 4)
-            text, suffix = text[:cut], text[cut:]
-    digits = len(text[:8])
-    if digits not in (4, 6, 8) or not text[:digits].isdigit():
-        raise ValueError("not a DT value")
-    full = text[:digits] + "0701"[digits - 4 :] if digits < 8 else text[:8]
-    shifted = _shift_date(full, offset)
-    return shifted[:digits] + text[digits:] + suffix
 
 
 def _mark(ds: Dataset, options: DeidOptions, ctx: _Context) -> None:
