@@ -2,6 +2,7 @@
 the cost of an incremental (append) run that adds 1% new files, and series-assembly memory.
 
     python scripts/bench_scale.py --sizes 1000 10000 50000 [--work DIR] [--assembly-slices 1000]
+        [--masters local[2] local-cluster[2,1,3072]]
 
 Instances are cheap on purpose (64x64 CT slices, so per-file overhead dominates): one real CT
 slice from ``synthesize_cohort`` is saved once with fixed-width placeholder values, and every
@@ -9,9 +10,9 @@ instance is that byte string with its SOPInstanceUID (file meta and dataset),
 SeriesInstanceUID, ImagePositionPatient and InstanceNumber patched in place: series of 100
 slices at 2.5 mm. Archived = one uncompressed tar per series.
 
-Each ingest runs in a fresh child process on ``local[2]`` (its own JVM, so a run's peak memory
-is its own); the parent samples the RSS of the child's whole process tree (driver Python,
-driver JVM, Python workers) every 0.2 s. Time is the ingest's own ``total_s`` (no JVM start).
+Each ingest runs in a fresh child process on each of ``--masters`` (default ``local[2]``; its
+own JVM, so a run's peak memory is its own); the parent samples the RSS of the child's whole
+process tree (driver Python, driver JVM, Python workers) every 0.2 s. Time is the ingest's own ``total_s`` (no JVM start).
 Prints markdown tables; the load average is printed with them because the machine is shared.
 """
 
@@ -120,9 +121,9 @@ _CHILD = textwrap.dedent("""
     from sparkdl.ingestion import ingest
     from sparkdl.spark import get_spark
 
-    inputs, out, mode = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-    spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "8",
-                                   "spark.driver.memory": "2g"})
+    inputs, out, mode, master = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    spark = get_spark(master, {"spark.sql.shuffle.partitions": "8",
+                               "spark.driver.memory": "2g"})
     manifest = ingest(inputs, out, spark=spark, mode=mode)
     spark.stop()
     print("RESULT " + json.dumps({"counts": manifest["counts"], "timings": manifest["timings"],
@@ -154,7 +155,9 @@ def _sample_tree(proc: psutil.Process, peaks: dict[str, int], stop: threading.Ev
         stop.wait(0.2)
 
 
-def run_ingest(inputs: list[Path], out: Path, mode: str = "overwrite") -> dict[str, Any]:
+def run_ingest(
+    inputs: list[Path], out: Path, mode: str = "overwrite", master: str = "local[2]"
+) -> dict[str, Any]:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -164,7 +167,15 @@ def run_ingest(inputs: list[Path], out: Path, mode: str = "overwrite") -> dict[s
     }
     started = time.time()
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, json.dumps([str(p) for p in inputs]), str(out), mode],
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            json.dumps([str(p) for p in inputs]),
+            str(out),
+            mode,
+            master,
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -186,22 +197,27 @@ def run_ingest(inputs: list[Path], out: Path, mode: str = "overwrite") -> dict[s
 
 
 def bench_sizes(
-    sizes: list[int], work: Path, template: bytes, kinds: tuple[str, ...] = ("loose", "tar")
+    sizes: list[int],
+    work: Path,
+    template: bytes,
+    kinds: tuple[str, ...] = ("loose", "tar"),
+    masters: tuple[str, ...] = ("local[2]",),
 ) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
         num_series = max(1, size // SLICES_PER_SERIES)
-        for kind in kinds:
+        for kind, master in ((k, m) for k in kinds for m in masters):
             archived = kind == "tar"
             inputs = work / f"in_{size}_{kind}"
             t0 = time.time()
             num_bytes = write_instances(template, inputs / "day1", 0, num_series, archived)
             generated = time.time() - t0
             out = work / f"out_{size}_{kind}"
-            full = run_ingest([inputs], out)
+            full = run_ingest([inputs], out, master=master)
             row = {
                 "size": size,
                 "kind": kind,
+                "master": master,
                 "bytes": num_bytes,
                 "generate_s": generated,
                 "full": full,
@@ -210,7 +226,7 @@ def bench_sizes(
                 write_instances(
                     template, inputs / "day2", num_series, max(1, num_series // 100), archived
                 )
-                row["append"] = run_ingest([inputs], out, mode="append")
+                row["append"] = run_ingest([inputs], out, mode="append", master=master)
             rows.append(row)
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(inputs, ignore_errors=True)
@@ -223,7 +239,8 @@ def _row_line(row: dict[str, Any]) -> str:
     seconds = full["timings"]["total_s"]
     t = full["timings"]
     line = (
-        f"| {row['size']:,} | {row['kind']} | {full['counts']['units']:,} | {seconds:.1f} | "
+        f"| {row['size']:,} | {row['kind']} | {row['master']} | {full['counts']['units']:,} | "
+        f"{seconds:.1f} | "
         f"{full['counts']['units'] / seconds:.0f} | {row['bytes'] / MB / seconds:.2f} | "
         f"{t['list_s']:.1f} / {t['parse_deid_s']:.1f} / {t['volumes_s']:.1f} / "
         f"{t['write_s']:.1f} | "
@@ -298,6 +315,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 50000])
     parser.add_argument("--kinds", nargs="*", default=["loose", "tar"], choices=["loose", "tar"])
     parser.add_argument("--assembly-slices", type=int, nargs="*", default=[250, 1000])
+    parser.add_argument(
+        "--masters",
+        nargs="*",
+        default=["local[2]"],
+        help="Spark masters to compare, e.g. local[2] local-cluster[2,1,3072]",
+    )
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_scale_"))
@@ -308,18 +331,22 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
 
+    if any(master.startswith("local-cluster") for master in args.masters):
+        from tests.spark_home import linked_spark_home  # executors start from SPARK_HOME/jars
+
+        os.environ["SPARK_HOME"] = str(linked_spark_home(Path(tempfile.mkdtemp(dir=work))))
     if args.sizes:
         template = make_template(work)
         print(
             f"\ninstance: {len(template):,} bytes (64x64 int16 CT), {SLICES_PER_SERIES} per "
-            "series; local[2]; time = ingest total_s (listing, parse+deid, volumes, writes)\n"
+            "series; time = ingest total_s (listing, parse+deid, volumes, writes)\n"
         )
         print(
-            "| instances | input | units | total s | files/s | MB/s | list / parse / volumes / "
-            "write s | peak RSS tree MB | JVM MB | largest worker MB | append +1% |"
+            "| instances | input | master | units | total s | files/s | MB/s | list / parse / "
+            "volumes / write s | peak RSS tree MB | JVM MB | largest worker MB | append +1% |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
-        bench_sizes(args.sizes, work, template, tuple(args.kinds))
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+        bench_sizes(args.sizes, work, template, tuple(args.kinds), tuple(args.masters))
         print(f"\nload average after: {os.getloadavg()}", flush=True)
 
     if args.assembly_slices:
