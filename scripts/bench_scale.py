@@ -12,7 +12,8 @@ slices at 2.5 mm. Archived = one uncompressed tar per series.
 
 Each ingest runs in a fresh child process on each of ``--masters`` (default ``local[2]``; its
 own JVM, so a run's peak memory is its own); the parent samples the RSS of the child's whole
-process tree (driver Python, driver JVM, Python workers) every 0.2 s. Time is the ingest's own ``total_s`` (no JVM start).
+process tree (driver Python, driver JVM, Python workers) every 0.2 s. Time is the ingest's own
+``total_s`` (no JVM start).
 Prints markdown tables; the load average is printed with them because the machine is shared.
 """
 
