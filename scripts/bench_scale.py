@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     if any(master.startswith("local-cluster") for master in args.masters):
+        sys.path.insert(0, str(ROOT))
         from tests.spark_home import linked_spark_home  # executors start from SPARK_HOME/jars
 
         os.environ["SPARK_HOME"] = str(linked_spark_home(Path(tempfile.mkdtemp(dir=work))))

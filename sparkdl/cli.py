@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -163,6 +164,24 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loudness_args(parser: argparse.ArgumentParser, default: object) -> None:
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="everything: debug logging, Spark's own logging, TensorFlow's GPU probing",
+    )
+    loudness.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="no progress lines and no INFO logging; results, warnings and errors still print",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per option
     """The argument parser of every command.
 
@@ -172,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per o
     parser = argparse.ArgumentParser(
         prog="sparkdl", description="De-identified DICOM to deep learning on Apache Spark."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _loudness_args(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser(
@@ -263,14 +282,23 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per o
     ins.add_argument("--max-items", type=int, default=6, help="patches and volumes drawn")
     ins.add_argument("--json", action="store_true", help="print the summary as JSON")
     ins.set_defaults(func=_cmd_inspect)
+    for command in commands.choices.values():  # also after the command: sparkdl ingest -q
+        _loudness_args(command, default=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from . import progress
+    from .spark import VERBOSE_ENV_VAR
+
+    if args.verbose:
+        os.environ[VERBOSE_ENV_VAR] = "1"
+    if args.quiet:
+        os.environ[progress.ENV_VAR] = "0"
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     for noisy in ("py4j", "petastorm", "pyarrow", "tensorflow", "absl"):

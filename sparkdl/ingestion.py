@@ -31,7 +31,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from . import __version__
+from . import __version__, progress
 from .archives import Limits
 from .assembly import VolumeOptions
 from .catalog import CATALOG_COLUMNS, LINEAGE_COLUMNS, REJECTED_COLUMNS
@@ -115,6 +115,10 @@ def ingest(
     unseen = run.previous.unseen(files) if run.previous is not None else files
     timings["list_s"] = time.time() - run.started
     logger.info("ingest (%s): %d input files, %d to read", mode, len(files), len(unseen))
+    progress.say(
+        f"ingest: listing: {len(files):,} input files, {len(unseen):,} to read "
+        f"in {timings['list_s']:.1f} s"
+    )
     last_run: dict[str, Any] = {
         "mode": mode,
         "files_read": len(unseen),
@@ -126,23 +130,34 @@ def ingest(
         logger.info("ingest: no new or changed input files since the last run; nothing changed")
         return {**run.previous.manifest, "changed": False, "last_run": last_run}
 
-    with _timed(timings, "parse_deid_s"):
+    sc = run.spark.sparkContext
+    files_done, series_done = sc.accumulator(0), sc.accumulator(0)
+    with _timed(
+        timings,
+        "parse_deid_s",
+        "reading and de-identifying",
+        "files",
+        progress.accumulated(files_done, len(unseen)),
+    ):
         task = Task(run.key, run.config.deid, run.config.limits, run.config.export_dicom)
-        records = _stage(run, files, unseen, task)
+        records = _stage(run, files, unseen, task, files_done)
         last_run["new_units"] = count_rows(run.staged("records"))  # footers: no Spark job
     if run.previous is not None and not last_run["new_units"]:
         return _publish_unchanged(run, run.previous, last_run)
 
-    with _timed(timings, "volumes_s"):
-        resolved, plan, outcomes = _volumes(run, records, task)
-    with _timed(timings, "patches_s"):
+    with _timed(
+        timings, "volumes_s", "series assembly", "series", progress.accumulated(series_done, None)
+    ):
+        resolved, plan, outcomes = _volumes(run, records, task, series_done)
+    with _timed(timings, "patches_s", "patches", "tasks", progress.spark_tasks(sc)):
         patch_run = _patches(run, plan)
-    with _timed(timings, "write_s"):
+    with _timed(timings, "write_s", "writing the tables", "tasks", progress.spark_tasks(sc)):
         _write_tables(run, resolved, plan, outcomes)
     last_run.update(
         new_series=len(plan.touched - plan.rebuilt), rebuilt_series=len(plan.rebuilt), **patch_run
     )
-    return _publish_run(run, plan, _run_facts(files, run.config, timings), last_run)
+    with progress.stage("ingest: publishing", ""):
+        return _publish_run(run, plan, _run_facts(files, run.config, timings), last_run)
 
 
 @dataclass(frozen=True)
@@ -192,18 +207,30 @@ def _start(
 
 
 @contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    """Wall seconds of the block as ``timings[name]`` (the manifest's ``timings``)."""
+def _timed(
+    timings: dict[str, float],
+    name: str,
+    label: str,
+    unit: str,
+    counter: progress.Counter | None = None,
+) -> Iterator[None]:
+    """Wall seconds of the block as ``timings[name]`` (the manifest's ``timings``), and the
+    stage's progress on the console as ``ingest: <label>``."""
     t0 = time.time()
-    yield
+    with progress.stage(f"ingest: {label}", unit, counter):
+        yield
     timings[name] = time.time() - t0
 
 
-def _stage(run: _Run, files: list[InputFile], unseen: list[InputFile], task: Task) -> DataFrame:
+def _stage(
+    run: _Run, files: list[InputFile], unseen: list[InputFile], task: Task, files_done: Any
+) -> DataFrame:
     """Read, parse and de-identify the unseen files into staged records; stage ``inputs``."""
     selection = run.previous.selection() if run.previous else Selection()
     target_bytes = run.config.partition_target_mb * 1024**2
-    records = stage_records(run.spark, unseen, task, selection, target_bytes, run.staged("records"))
+    records = stage_records(
+        run.spark, unseen, task, selection, target_bytes, run.staged("records"), files_done
+    )
     _inputs_table(run.spark, files, run.previous).write.parquet(run.staged(INPUTS))
     return records
 
@@ -217,7 +244,9 @@ def _publish_unchanged(run: _Run, previous: Previous, last_run: dict[str, Any]) 
     return commit_and_publish(run.fs, run.output, run.staging, journal, run.started)
 
 
-def _volumes(run: _Run, records: DataFrame, task: Task) -> tuple[DataFrame, Rebuild, DataFrame]:
+def _volumes(
+    run: _Run, records: DataFrame, task: Task, series_done: Any
+) -> tuple[DataFrame, Rebuild, DataFrame]:
     """Duplicates resolved, what to (re)build planned, volumes staged: ``(resolved records,
     plan, one volume outcome per instance)``."""
     previous = run.previous
@@ -233,7 +262,12 @@ def _volumes(run: _Run, records: DataFrame, task: Task) -> tuple[DataFrame, Rebu
         )
     volumes = run.config.volumes
     outcomes = build_volumes(
-        run.spark, plan.volume_input, volumes, run.staged(VOLUMES), keep=plan.keep_volumes
+        run.spark,
+        plan.volume_input,
+        volumes,
+        run.staged(VOLUMES),
+        keep=plan.keep_volumes,
+        series_done=series_done,
     )
     return resolved, plan, outcomes
 

@@ -71,10 +71,12 @@ def stage_records(
     selection: Selection,
     target_bytes: int,
     path: str,
+    files_done: Any = None,
 ) -> DataFrame:
     """Parse every unit on the executors and stage one record per unit as Parquet at ``path``.
 
-    Files are packed into partitions of about ``target_bytes`` of input each.
+    Files are packed into partitions of about ``target_bytes`` of input each. ``files_done``,
+    a Spark accumulator, counts the files read (for progress).
     """
     from .catalog import RECORD_SCHEMA
 
@@ -87,11 +89,20 @@ def stage_records(
     )
     shared = sc.broadcast(selection)  # possibly large (known hashes); holds no key
     staged = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
-        lambda batches: arrow_records(batches, task, shared.value), RECORD_SCHEMA
+        lambda batches: arrow_records(_counted(batches, files_done), task, shared.value),
+        RECORD_SCHEMA,
     )
     staged.write.mode("overwrite").parquet(path)
     shared.unpersist()
     return spark.read.schema(RECORD_SCHEMA).parquet(path)
+
+
+def _counted(batches: Iterable[Any], files_done: Any) -> Iterator[Any]:
+    """The input batches, each counted into ``files_done`` once it has been processed."""
+    for batch in batches:
+        yield batch
+        if files_done is not None:
+            files_done.add(batch.num_rows)
 
 
 def arrow_records(batches: Iterable[Any], task: Task, selection: Selection) -> Iterator[Any]:

@@ -198,12 +198,39 @@ def _task_gpus(context: BarrierTaskContext, pre_existing: str | None) -> str:
     return ",".join(addresses)
 
 
-def _run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], rank: int) -> bytes:
+#: What TensorFlow prints on stderr when it probes for GPUs on a machine or a task without
+#: any: ERROR-level lines that are not errors. Filtered from workers given no GPU (unless
+#: ``--verbose``); every other line of the worker's stderr passes.
+_GPU_PROBE_NOISE = (
+    "failed call to cuInit",
+    "cuda_platform",
+    "cuda_executor",
+    "cuda_dnn",
+    "cuda_fft",
+    "cuda_blas",
+    "Could not find cuda drivers",
+    "Unable to register cu",
+    "TF-TRT Warning",
+    "All log messages before absl::InitializeLog()",
+    "computation_placer",
+    "rebuild TensorFlow with the appropriate compiler flags",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+)
+
+
+def _is_gpu_probe_noise(line: str) -> bool:
+    return any(marker in line for marker in _GPU_PROBE_NOISE)
+
+
+def _run_isolated(
+    fn: Callable[..., Any], args: tuple[Any, ...], rank: int, quiet_gpu_probe: bool = False
+) -> bytes:
     """Run ``fn(*args)`` in a fresh Python (see :mod:`sparkdl._worker`); return it pickled.
 
     Spark reuses Python workers, and a process where TF built a multi-worker strategy cannot
     build another: each run gets its own interpreter, which inherits the task's environment
-    and ``sys.path`` (so code shipped with ``--py-files`` is found).
+    and ``sys.path`` (so code shipped with ``--py-files`` is found). With
+    ``quiet_gpu_probe`` its stderr passes through a filter of :data:`_GPU_PROBE_NOISE`.
     """
     import os
     import subprocess
@@ -216,9 +243,19 @@ def _run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], rank: int) -> b
         with open(path_in, "wb") as handle:
             cloudpickle.dump((fn, args), handle)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        code = subprocess.call(
-            [sys.executable, "-m", "sparkdl._worker", path_in, path_out], env=env
-        )
+        command = [sys.executable, "-m", "sparkdl._worker", path_in, path_out]
+        if quiet_gpu_probe:
+            with subprocess.Popen(
+                command, env=env, stderr=subprocess.PIPE, text=True, errors="replace"
+            ) as proc:
+                assert proc.stderr is not None
+                for line in proc.stderr:
+                    if not _is_gpu_probe_noise(line):
+                        sys.stderr.write(line)
+                        sys.stderr.flush()
+            code = proc.returncode
+        else:
+            code = subprocess.call(command, env=env)
         if not os.path.exists(path_out):
             raise RuntimeError(
                 f"sparkdl worker rank {rank} failed: the worker process exited "
@@ -237,6 +274,9 @@ def _make_task(
     fn: Callable[..., Any], args: tuple[Any, ...], use_gpu: bool, local_gpus: list[str] | None
 ) -> Callable[[Any], Any]:
     """Build the barrier task closure from plain values only (no session, no ``self``)."""
+    from .spark import verbose
+
+    quiet = not verbose()
 
     def task(_: Any) -> Any:
         import json
@@ -263,7 +303,7 @@ def _make_task(
             # What Spark scheduled for this task, as Spark names it (for logs and checks).
             assigned = context.resources().get("gpu")
             os.environ["SPARKDL_TASK_GPUS"] = ",".join(assigned.addresses) if assigned else ""
-            payload = _run_isolated(fn, args, rank)
+            payload = _run_isolated(fn, args, rank, quiet_gpu_probe=quiet and not gpus)
             yield rank, workers[rank], gpus, payload
         finally:
             for key, value in saved.items():

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -20,6 +21,8 @@ from .errors import ConfigError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MASTER = "local[*]"
+VERBOSE_ENV_VAR = "SPARKDL_VERBOSE"
+LOG4J2_CONFIG = Path(__file__).parent / "conf" / "log4j2.properties"
 
 #: Defaults for sessions sparkdl builds itself; any user ``--conf`` wins.
 _DEFAULT_CONF = {
@@ -30,6 +33,23 @@ _DEFAULT_CONF = {
     # two tasks at once; in local mode the driver JVM is the executor.
     "spark.driver.memory": "4g",
 }
+
+
+def verbose() -> bool:
+    """Whether the user asked for everything (``sparkdl --verbose`` sets ``SPARKDL_VERBOSE``)."""
+    return os.environ.get(VERBOSE_ENV_VAR, "").strip() not in ("", "0", "false", "no")
+
+
+def _quiet_java_options(settings: Mapping[str, str]) -> dict[str, str]:
+    """``-Dlog4j2.configurationFile`` of sparkdl's quiet logging (``conf/log4j2.properties``)
+    added to the driver's and executors' Java options, unless the user names their own."""
+    option = f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}"
+    updated = {}
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        current = settings.get(key, "")
+        if "log4j2.configurationFile" not in current and "log4j.configuration" not in current:
+            updated[key] = f"{option} {current}".strip()
+    return updated
 
 
 def parse_conf(pairs: Sequence[str]) -> dict[str, str]:
@@ -74,9 +94,12 @@ def get_spark(
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).master(master or DEFAULT_MASTER)
-    for key, value in {**_DEFAULT_CONF, **dict(conf or {})}.items():
+    settings = {**_DEFAULT_CONF, **dict(conf or {})}
+    if not verbose():
+        settings.update(_quiet_java_options(settings))
+    for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setLogLevel("INFO" if verbose() else "WARN")
     logger.info("Spark %s on %s", spark.version, spark.sparkContext.master)
     return spark

@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import TrainingError
 from .storage import join
-from .training import MODEL_FILE, TrainConfig, TrainJob
+from .training import MODEL_FILE, PROGRESS_FILE, TrainConfig, TrainJob
 
 
 def train_worker(
@@ -49,6 +49,9 @@ def train_worker(
     callbacks = [keras.callbacks.BackupAndRestore(join(job.model_dir, "backup")), timer]
     if rank == 0:
         callbacks.append(_EpochScalars(tf, keras, join(job.model_dir, "tensorboard")))
+        samples = job.steps_per_epoch * config.batch_size
+        progress_path = join(job.model_dir, PROGRESS_FILE)
+        callbacks.append(_EpochProgress(tf, keras, progress_path, config.epochs, samples, timer))
     callbacks += [factory() for factory in extra_callbacks]
     validation = _split_dataset(job, config, rank, "val") if job.validation_steps else None
     started = time.perf_counter()
@@ -235,6 +238,38 @@ class _EpochTimer:
                 self.seconds.append(time.perf_counter() - self._start)
 
         return EpochTimer()
+
+
+class _EpochProgress:
+    """The chief's per-epoch line for the driver's console: ``M/progress.jsonl``, one JSON
+    object per epoch (epoch, epochs, seconds, samples_per_s and Keras' logs), rewritten
+    whole each epoch (object stores have no append). The driver follows it while the barrier
+    stage runs (:func:`sparkdl.training.train`), also on a cluster where the workers' stdout is
+    not the driver's. Lines of epochs done before a restart are kept.
+    """
+
+    def __new__(cls, tf: Any, keras: Any, path: str, epochs: int, samples: int, timer: Any) -> Any:
+        class EpochProgress(keras.callbacks.Callback):  # type: ignore[misc]  # keras is Any
+            def on_train_begin(self, logs: Any = None) -> None:
+                self.lines: list[str] = []
+                if tf.io.gfile.exists(path):
+                    with tf.io.gfile.GFile(path, "r") as handle:
+                        self.lines = [line for line in handle.read().splitlines() if line]
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                seconds = timer.seconds[-1] if timer.seconds else 0.0
+                entry = {
+                    "epoch": epoch + 1,
+                    "epochs": epochs,
+                    "seconds": round(seconds, 2),
+                    "samples_per_s": round(samples / seconds, 1) if seconds else None,
+                    **{key: float(value) for key, value in (logs or {}).items()},
+                }
+                self.lines.append(json.dumps(entry))
+                with tf.io.gfile.GFile(path, "w") as handle:
+                    handle.write("\n".join(self.lines) + "\n")
+
+        return EpochProgress()
 
 
 class _EpochScalars:

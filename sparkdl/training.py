@@ -25,6 +25,7 @@ workers save too, into temporary folders they remove.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -32,14 +33,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow.fs as pafs
+
+from . import progress
 from .config import check_ranges, from_mapping, read_yaml
 from .errors import InputError, TrainingError
 from .layout import PATCHES, Dataset
-from .storage import join
+from .storage import arrow_filesystem, join, open_input
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
+#: The chief's per-epoch progress (one JSON object per line), followed by the driver.
+PROGRESS_FILE = "progress.jsonl"
 LABEL_FIELDS = {"nodule": "label", "malignancy": "malignancy"}
 
 #: Builds the uncompiled ``tf_keras.Model`` for an input shape ``(D, H, W, 1)``.
@@ -253,7 +259,11 @@ def train(
         config.batch_size,
         config.epochs,
     )
-    results = TrainingRunner(num_workers, use_gpu=use_gpu, spark=spark).run(train_worker, job)
+    progress_path = join(model_dir, PROGRESS_FILE)
+    if not _exists(join(model_dir, "backup")):
+        _remove(progress_path)  # an earlier, finished run's epochs are not this run's
+    with progress.follow(lambda: _read_lines(progress_path), _epoch_line):
+        results = TrainingRunner(num_workers, use_gpu=use_gpu, spark=spark).run(train_worker, job)
     digests = {r["weights_sha256"] for r in results}
     if len(digests) != 1:
         raise TrainingError(
@@ -261,3 +271,35 @@ def train(
             "Expected identical replicas under MultiWorkerMirroredStrategy."
         )
     return {**results[0], "workers": results, "model_path": join(model_dir, MODEL_FILE)}
+
+
+def _epoch_line(line: str) -> str:
+    """One epoch of ``M/progress.jsonl`` as Keras prints it, on one console line."""
+    entry = json.loads(line)
+    metrics = " - ".join(
+        f"{key}: {value:.4f}"
+        for key, value in entry.items()
+        if key not in ("epoch", "epochs", "seconds", "samples_per_s") and value is not None
+    )
+    rate = entry.get("samples_per_s")
+    pace = f" - {rate:,.0f} samples/s" if rate else ""
+    return (
+        f"train: epoch {entry['epoch']}/{entry['epochs']} - {entry['seconds']:.1f} s{pace}"
+        f" - {metrics}"
+    )
+
+
+def _read_lines(uri: str) -> list[str]:
+    with open_input(uri) as handle:
+        return [line for line in handle.read().decode("utf-8").splitlines() if line.strip()]
+
+
+def _exists(uri: str) -> bool:
+    fs, path = arrow_filesystem(uri)
+    return bool(fs.get_file_info(path).type != pafs.FileType.NotFound)
+
+
+def _remove(uri: str) -> None:
+    fs, path = arrow_filesystem(uri)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)

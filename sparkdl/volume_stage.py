@@ -72,12 +72,14 @@ def build_volumes(
     options: VolumeOptions,
     url: str,
     keep: DataFrame | None = None,
+    series_done: Any = None,
 ) -> DataFrame:
     """Assemble every CT series into HU volumes written to ``url`` (Petastorm).
 
     ``keep`` holds volume rows of an earlier run (as stored) to write along with the new ones;
     nothing is written when there is no volume at all. Returns one outcome row per CT
-    instance (``volume_id``, ``volume_status``, ``volume_reason``).
+    instance (``volume_id``, ``volume_status``, ``volume_reason``). ``series_done``, a Spark
+    accumulator, counts the series assembled (for progress).
 
     The slices of a series reach the assembly as one Arrow table (``applyInArrow``): no row
     is pickled on the way in or out, which the ``groupByKey`` this replaces did three times.
@@ -90,7 +92,7 @@ def build_volumes(
     results = (
         slices.repartition(partitions, "series_uid")
         .groupBy("series_uid")
-        .applyInArrow(lambda table: _assemble(table, options), _RESULT_SCHEMA)
+        .applyInArrow(lambda table: _assemble(table, options, series_done), _RESULT_SCHEMA)
         .persist(StorageLevel.DISK_ONLY)
     )
     # Outcomes are collected (small), so the returned DataFrame does not depend on `results`.
@@ -112,7 +114,7 @@ def build_volumes(
     return outcomes
 
 
-def _assemble(table: pa.Table, options: VolumeOptions) -> pa.Table:
+def _assemble(table: pa.Table, options: VolumeOptions, series_done: Any) -> pa.Table:
     """One series' slices (an Arrow table) to its outcome and volume rows (another)."""
     records = []
     for row in table.to_pylist():
@@ -137,6 +139,8 @@ def _assemble(table: pa.Table, options: VolumeOptions) -> pa.Table:
                 **empty_volume,
             }
         )
+    if series_done is not None:
+        series_done.add(1)
     return pa.Table.from_pylist(rows, schema=_ARROW_RESULT_SCHEMA)
 
 

@@ -1,0 +1,158 @@
+"""What a user sees on the console: progress of ingest and training, quiet by default.
+
+Every command runs as a user runs it (``python -m sparkdl``), its output captured (not a
+terminal, as in a log or CI): progress comes as plain lines, Spark's start-up warnings and
+TensorFlow's GPU probing on a CPU machine do not show, ``--quiet`` and ``--verbose`` do what
+they say.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparkdl import synthesize_cohort
+from tests.conftest import TEST_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Lines Spark prints at start-up that are not problems, and TF's GPU probing.
+SPARK_START_NOISE = (
+    "resolves to a loopback address",
+    "Set SPARK_LOCAL_IP",
+    "native-hadoop",
+    "Truncated the string representation",
+    "Setting default log level",
+)
+TF_GPU_NOISE = ("E0000", "cuInit", "cuda_platform", "Could not find cuda drivers")
+
+
+def _sparkdl(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
+    for name in ("SPARKDL_PROGRESS", "SPARKDL_VERBOSE", "TF_CPP_MIN_LOG_LEVEL"):
+        env.pop(name, None)  # the defaults a user has
+    done = subprocess.run(
+        [sys.executable, "-m", "sparkdl", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one stream, in the order the user sees it
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("console")
+    synthesize_cohort(root / "cohort", num_patients=6, seed=3, image_size=64)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ingested(cohort: Path) -> tuple[Path, str]:
+    out = cohort / "data"
+    done = _sparkdl(
+        "ingest",
+        str(cohort / "cohort" / "dicom"),
+        "--output",
+        str(out),
+        "--annotations",
+        str(cohort / "cohort" / "annotations.csv"),
+        "--master",
+        "local[2]",
+    )
+    return out, done.stdout
+
+
+def _tiny_input(cohort: Path) -> Path:
+    """A few slices of one series: enough to start Spark and run every stage."""
+    tiny = cohort / "tiny"
+    if not tiny.exists():
+        series = next(p.parent for p in sorted((cohort / "cohort" / "dicom").rglob("*.dcm")))
+        tiny.mkdir()
+        for path in sorted(series.glob("*.dcm"))[:4]:
+            shutil.copy(path, tiny / path.name)
+    return tiny
+
+
+def test_ingest_prints_each_stage_with_counts_reaching_the_totals(
+    ingested: tuple[Path, str],
+) -> None:
+    out, console = ingested
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = manifest["counts"]["input_files"]
+    lines = console.splitlines()
+    assert f"ingest: listing: {files:,} input files, {files:,} to read" in console
+    reading = [line for line in lines if line.startswith("ingest: reading and de-identifying:")]
+    assert reading and reading[-1].startswith(
+        f"ingest: reading and de-identifying: {files:,}/{files:,} files (100%) in "
+    )
+    series = [line for line in lines if line.startswith("ingest: series assembly:")]
+    volumes = manifest["counts"]["volumes"]
+    assert series and re.match(r"ingest: series assembly: \d+ series in ", series[-1])
+    assert int(series[-1].split()[3].replace(",", "")) >= volumes > 0
+    for stage in ("patches", "writing the tables", "publishing"):
+        assert any(line.startswith(f"ingest: {stage}:") for line in lines), stage
+
+
+def test_ingest_summary_comes_last_and_spark_start_up_is_quiet(
+    ingested: tuple[Path, str],
+) -> None:
+    _, console = ingested
+    for noise in SPARK_START_NOISE:
+        assert noise not in console, noise
+    last_progress = max(i for i, line in enumerate(console.splitlines()) if "ingest: " in line)
+    summary = "\n".join(console.splitlines()[last_progress + 1 :])
+    assert json.loads(summary)["accepted"] > 0  # the rest of the output is the JSON summary
+
+
+def test_quiet_prints_the_summary_only(cohort: Path) -> None:
+    console = _sparkdl(
+        "ingest", str(_tiny_input(cohort)), "--output", str(cohort / "quiet"), "--quiet"
+    ).stdout
+    assert "ingest: " not in console and " INFO " not in console
+    assert json.loads(console)["accepted"] == 4
+
+
+def test_verbose_restores_sparks_own_logging(cohort: Path) -> None:
+    console = _sparkdl(
+        "--verbose", "ingest", str(_tiny_input(cohort)), "--output", str(cohort / "verbose")
+    ).stdout
+    assert "INFO SparkContext: Running Spark version" in console
+    assert "ingest: reading and de-identifying: 4/4 files (100%)" in console
+
+
+def test_training_prints_one_line_per_epoch_and_no_gpu_probing(
+    ingested: tuple[Path, str], cohort: Path
+) -> None:
+    data, _ = ingested
+    epochs = 2
+    console = _sparkdl(
+        "train",
+        "--data",
+        str(data),
+        "--model-dir",
+        str(cohort / "model"),
+        "--num-workers",
+        "2",
+        "--epochs",
+        str(epochs),
+        "--master",
+        "local[2]",
+    ).stdout
+    lines = [line for line in console.splitlines() if line.startswith("train: epoch ")]
+    assert [line.split()[2] for line in lines] == [f"{k}/{epochs}" for k in range(1, epochs + 1)]
+    for line in lines:
+        for metric in ("loss: ", "auc: ", "val_loss: ", "val_auc: ", " s - ", "samples/s"):
+            assert metric in line, (metric, line)
+    for noise in TF_GPU_NOISE:
+        assert noise not in console, noise
