@@ -86,6 +86,8 @@ def test_point_marks_land_on_their_pixel_and_unknown_slices_are_refused() -> Non
         f"{roi('1.2.1', [(10, 20)])}</unblindedReadNodule>"
         "<unblindedReadNodule><noduleID>lost</noduleID>"
         f"{roi('1.2.1', square(0, 4))}{roi('9.9.9', square(0, 4))}</unblindedReadNodule>"
+        "<unblindedReadNodule><noduleID>huge</noduleID>"
+        f"{roi('1.2.1', [(0, 0), (5000, 0), (5000, 5000)])}</unblindedReadNodule>"
         "<nonNodule><nonNoduleID>n</nonNoduleID><imageZposition>30</imageZposition>"
         "<imageSOP_UID>9.9.9</imageSOP_UID><locus><xCoord>1</xCoord><yCoord>2</yCoord></locus>"
         "</nonNodule></readingSession>"
@@ -97,6 +99,7 @@ def test_point_marks_land_on_their_pixel_and_unknown_slices_are_refused() -> Non
     assert small.footprint == {("1.2.1", 20, 10)}
     assert [(u.kind, u.mark_id, u.reason) for u in unusable] == [
         ("nodule", "lost", "sop_uid_not_in_series"),
+        ("nodule", "huge", "outline_too_large"),
         ("non_nodule", "n", "sop_uid_not_in_series"),
     ]
 

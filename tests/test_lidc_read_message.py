@@ -192,6 +192,8 @@ def test_reads_are_classified_and_numbers_tolerate_whitespace() -> None:
         (ROI.replace("<imageSOP_UID> 1.2.3.1 </imageSOP_UID>", ""), "roi_sop_uid_missing"),
         (ROI.replace("<xCoord>14</xCoord>", "<xCoord>14.5</xCoord>"), "roi_coordinate_invalid"),
         (ROI.replace("<yCoord>24</yCoord>", "<yCoord/>"), "roi_coordinate_invalid"),
+        (ROI.replace("<yCoord>24</yCoord>", "<yCoord>-1</yCoord>"), "roi_coordinate_invalid"),
+        (ROI.replace("<xCoord>10</xCoord>", "<xCoord>1e9</xCoord>"), "roi_coordinate_invalid"),
         (re.sub(r"<edgeMap>.*?</edgeMap>", "", ROI, flags=re.DOTALL), "roi_edge_map_empty"),
         ("", "nodule_without_roi"),
     ],
@@ -243,3 +245,14 @@ def test_real_read_message_matches_an_independent_count() -> None:
     num_rois = sum(len(n.rois) for s in read.sessions for n in s.nodules)
     num_points = sum(len(s.small_nodules) for s in read.sessions)
     assert num_rois + num_points == data.count(b"<roi>")
+
+
+def test_rois_compare_by_value_and_are_read_only() -> None:
+    data = message(
+        f"<readingSession><unblindedReadNodule>{ROI}</unblindedReadNodule></readingSession>"
+    )
+    (first,) = parse_read_message(data).sessions[0].nodules
+    (second,) = parse_read_message(data).sessions[0].nodules
+    assert first == second and first.rois[0] is not second.rois[0]
+    with pytest.raises(ValueError, match="read-only"):
+        first.rois[0].xy[0, 0] = 1

@@ -31,10 +31,13 @@ import numpy.typing as npt
 
 from sparkdl.lidc.read_message import MarkKind, ReadMessage, Roi, Unusable
 
-__all__ = ["Footprint", "Mark", "SliceGeometry", "read_marks"]
+__all__ = ["MAX_OUTLINE_PIXELS", "Footprint", "Mark", "SliceGeometry", "read_marks"]
 
 #: A set of voxels: ``(slice key, row, column)``.
 Footprint = frozenset[tuple[str, int, int]]
+#: The widest outline filled, pixels: LIDC nodules are ≤ 30 mm, CT images 512 pixels wide;
+#: a wider outline is an error (or hostile), and filling it would cost its area squared.
+MAX_OUTLINE_PIXELS = 1024
 
 
 @dataclass(frozen=True)
@@ -117,24 +120,30 @@ class Mark:
 
 def _polygon_interior(xy: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
     """Rows and columns of the pixel centres strictly inside the closed polygon ``xy``
-    (x = column, y = row), by the even-odd rule, without the polygon's own vertices."""
+    (x = column, y = row), by the even-odd rule, without the polygon's own vertices.
+
+    One scanline per pixel row: an edge crosses row y when y lies in its half-open span
+    [min, max), so a vertex on the scanline counts once; a pixel centre is inside when an
+    odd number of crossings lie strictly left of it and none exactly on it.
+    """
     x = xy[:, 0].astype(np.float64)
     y = xy[:, 1].astype(np.float64)
     x1, y1 = np.roll(x, -1), np.roll(y, -1)
-    rows = np.arange(int(y.min()), int(y.max()) + 1, dtype=np.float64)
-    columns = np.arange(int(x.min()), int(x.max()) + 1, dtype=np.float64)
-    # Edge e crosses the scanline y when y lies in its half-open span [min, max).
     low, high = np.minimum(y, y1), np.maximum(y, y1)
-    crosses = (rows[:, None] >= low) & (rows[:, None] < high)  # (rows, edges)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        at = x + (rows[:, None] - y) * (x1 - x) / (y1 - y)
-    at = np.where(crosses, at, np.nan)
-    left = (at[:, None, :] < columns[None, :, None]).sum(axis=2)  # (rows, columns)
-    on_edge = (at[:, None, :] == columns[None, :, None]).any(axis=2)
-    inside = (left % 2 == 1) & ~on_edge
-    inside[y.astype(np.int64) - int(y.min()), x.astype(np.int64) - int(x.min())] = False
-    r, c = np.nonzero(inside)
-    return r + int(y.min()), c + int(x.min())
+    columns = np.arange(int(x.min()), int(x.max()) + 1, dtype=np.float64)
+    vertices = set(zip(xy[:, 1].tolist(), xy[:, 0].tolist()))
+    found_rows: list[int] = []
+    found_columns: list[int] = []
+    for row in range(int(y.min()), int(y.max()) + 1):
+        e = np.nonzero((row >= low) & (row < high))[0]
+        at = np.sort(x[e] + (row - y[e]) * (x1[e] - x[e]) / (y1[e] - y[e]))
+        left = np.searchsorted(at, columns, side="left")
+        on_edge = np.searchsorted(at, columns, side="right") > left
+        for column in columns[(left % 2 == 1) & ~on_edge].astype(np.int64).tolist():
+            if (row, column) not in vertices:
+                found_rows.append(row)
+                found_columns.append(column)
+    return np.asarray(found_rows, dtype=np.int64), np.asarray(found_columns, dtype=np.int64)
 
 
 def _fill(rois: Iterable[Roi]) -> set[tuple[int, int]]:
@@ -159,6 +168,8 @@ def _outlined(
         by_slice.setdefault(uid(roi.sop_uid), []).append(roi)
     if any(key not in slices for key in by_slice):
         return "sop_uid_not_in_series"
+    if any(np.ptp(roi.xy, axis=0).max() >= MAX_OUTLINE_PIXELS for roi in rois):
+        return "outline_too_large"
     weighted = np.zeros(3)
     volume = 0.0
     footprint: set[tuple[str, int, int]] = set()
@@ -209,8 +220,9 @@ def read_marks(
     ``slices`` maps a slice key to its geometry; ``uid`` maps an XML imageSOP_UID to that
     key (for de-identified slices: ``lambda u: remap_uid(key, u)``). The marks left out are
     those the parser already refused plus those whose slice is not in ``slices``
-    (``sop_uid_not_in_series``) or whose outline encloses nothing after the exclusions
-    (``outline_encloses_nothing``).
+    (``sop_uid_not_in_series``), whose outline encloses nothing after the exclusions
+    (``outline_encloses_nothing``) or spans :data:`MAX_OUTLINE_PIXELS` or more
+    (``outline_too_large``).
     """
     marks: list[Mark] = []
     unusable: list[Unusable] = []

@@ -84,9 +84,10 @@ class ReadMessageError(InputError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Roi:
-    """One slice of a nodule outline. ``xy`` is ``(n, 2)`` int: x = column, y = row.
+    """One slice of a nodule outline. ``xy`` is ``(n, 2)`` int: x = column, y = row
+    (read-only).
 
     ``z_position`` is the XML's imageZposition (NaN when absent or not a number); it is
     informative only: marks are placed through ``sop_uid``.
@@ -96,6 +97,25 @@ class Roi:
     z_position: float
     inclusion: bool
     xy: npt.NDArray[np.int64] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        xy = np.array(self.xy, dtype=np.int64).reshape(-1, 2)
+        xy.flags.writeable = False
+        object.__setattr__(self, "xy", xy)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Roi):
+            return NotImplemented
+        same_z = self.z_position == other.z_position or (
+            math.isnan(self.z_position) and math.isnan(other.z_position)
+        )
+        return (
+            (self.sop_uid, self.inclusion) == (other.sop_uid, other.inclusion)
+            and same_z
+            and np.array_equal(self.xy, other.xy)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -227,9 +247,10 @@ def _number(text: str | None) -> float:
 
 
 def _pixel(element: ET.Element) -> tuple[int, int] | None:
-    """``(x, y)`` from an ``edgeMap``/``locus``; None unless both are integral numbers."""
+    """``(x, y)`` from an ``edgeMap``/``locus``; None unless both are pixel indices (integers
+    from 0 to 65534: Rows and Columns (0028,0010/0011) are 16-bit)."""
     x, y = _number(_text(element, "xCoord")), _number(_text(element, "yCoord"))
-    if not (math.isfinite(x) and math.isfinite(y) and x.is_integer() and y.is_integer()):
+    if not all(math.isfinite(v) and v.is_integer() and 0 <= v < 65535 for v in (x, y)):
         return None
     return int(x), int(y)
 
@@ -258,7 +279,7 @@ def _roi(element: ET.Element) -> Roi | str:
     if not points:
         return "roi_edge_map_empty"
     inclusion = (_text(element, "inclusion") or "TRUE").upper() != "FALSE"
-    xy = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+    xy = np.asarray(points, dtype=np.int64)
     return Roi(sop_uid, _number(_text(element, "imageZposition")), inclusion, xy)
 
 
