@@ -114,7 +114,7 @@ def ingest(
     files = list_inputs(run.spark, list(inputs))
     unseen = run.previous.unseen(files) if run.previous is not None else files
     timings["list_s"] = time.time() - run.started
-    logger.info("ingest (%s): %d input files, %d to read", mode, len(files), len(unseen))
+    logger.debug("ingest (%s): %d input files, %d to read", mode, len(files), len(unseen))
     progress.say(
         f"ingest: listing: {len(files):,} input files, {len(unseen):,} to read "
         f"in {timings['list_s']:.1f} s"

@@ -111,11 +111,9 @@ def _report(
     last_line = ""
     last_print = started
     while not stop.wait(_TTY_INTERVAL_S):
+        done = _safe(counter)  # every tick: the task counter must see each stage running
         now = time.monotonic()
-        if not tty and now - last_print < PLAIN_INTERVAL_S:
-            continue
-        done = _safe(counter)
-        if done is None:
+        if done is None or (not tty and now - last_print < PLAIN_INTERVAL_S):
             continue
         line = f"{name}: {_count(*done, unit)}{_pace(done[0], done[1], unit, now - started)}"
         if line != last_line or not tty:
