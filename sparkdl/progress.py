@@ -94,7 +94,7 @@ def stage(
             thread.join()
         seconds = time.monotonic() - started
         done = _safe(counter) if counter is not None else None
-        counts = f"{_count(done[0], done[1], unit)} " if done is not None else ""
+        counts = f"{_count(done[0], done[1], unit)} " if done is not None and any(done) else ""
         line = f"{name}: {counts}in {seconds:.1f} s"
         print("\r" + line.ljust(78) if tty else line, file=out, flush=True)
 
