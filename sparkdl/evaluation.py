@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from .curves import plot_training_curves
 from .errors import InputError
 from .layout import PATCHES, Dataset
 from .storage import join, local_path
+from .tf_noise import import_tensorflow
 from .training import LABEL_FIELDS, MODEL_FILE
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def load_training_config(model_dir: str) -> dict[str, Any]:
 
 def load_model(model_dir: str) -> Any:
     """The trained model (uncompiled: inference only)."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import_tensorflow()
     import tf_keras
 
     return tf_keras.models.load_model(local_path(join(model_dir, MODEL_FILE)), compile=False)

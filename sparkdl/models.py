@@ -15,11 +15,11 @@ Spark driver, which must not start TensorFlow before Spark forks its Python work
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import ConfigError
+from .tf_noise import import_tensorflow
 
 TASKS = ("nodule", "malignancy")
 #: Batch-norm moving-average momentum: 0.9 (not Keras' 0.99) so the inference statistics
@@ -28,7 +28,7 @@ BN_MOMENTUM = 0.9
 
 
 def _keras() -> Any:
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import_tensorflow()
     import tf_keras
 
     return tf_keras

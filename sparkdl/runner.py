@@ -198,30 +198,6 @@ def _task_gpus(context: BarrierTaskContext, pre_existing: str | None) -> str:
     return ",".join(addresses)
 
 
-#: What TensorFlow prints on stderr when it probes for GPUs on a machine or a task without
-#: any: ERROR-level lines that are not errors. Filtered from workers given no GPU (unless
-#: ``--verbose``); every other line of the worker's stderr passes.
-_GPU_PROBE_NOISE = (
-    "failed call to cuInit",
-    "cuda_platform",
-    "cuda_executor",
-    "cuda_dnn",
-    "cuda_fft",
-    "cuda_blas",
-    "Could not find cuda drivers",
-    "Unable to register cu",
-    "TF-TRT Warning",
-    "All log messages before absl::InitializeLog()",
-    "computation_placer",
-    "rebuild TensorFlow with the appropriate compiler flags",
-    "This TensorFlow binary is optimized to use available CPU instructions",
-)
-
-
-def _is_gpu_probe_noise(line: str) -> bool:
-    return any(marker in line for marker in _GPU_PROBE_NOISE)
-
-
 def _run_isolated(
     fn: Callable[..., Any], args: tuple[Any, ...], rank: int, quiet_gpu_probe: bool = False
 ) -> bytes:
@@ -230,13 +206,15 @@ def _run_isolated(
     Spark reuses Python workers, and a process where TF built a multi-worker strategy cannot
     build another: each run gets its own interpreter, which inherits the task's environment
     and ``sys.path`` (so code shipped with ``--py-files`` is found). With
-    ``quiet_gpu_probe`` its stderr passes through a filter of :data:`_GPU_PROBE_NOISE`.
+    ``quiet_gpu_probe`` its stderr passes through :func:`sparkdl.tf_noise.is_noise`.
     """
     import os
     import subprocess
     import tempfile
 
     from pyspark import cloudpickle
+
+    from .tf_noise import is_noise
 
     with tempfile.TemporaryDirectory(prefix="sparkdl-worker-") as tmp:
         path_in, path_out = os.path.join(tmp, "in.pkl"), os.path.join(tmp, "out.pkl")
@@ -250,7 +228,7 @@ def _run_isolated(
             ) as proc:
                 assert proc.stderr is not None
                 for line in proc.stderr:
-                    if not _is_gpu_probe_noise(line):
+                    if not is_noise(line):
                         sys.stderr.write(line)
                         sys.stderr.flush()
             code = proc.returncode

@@ -134,28 +134,57 @@ def test_verbose_restores_sparks_own_logging(cohort: Path) -> None:
     assert "ingest: reading and de-identifying: 4/4 files (100%)" in console
 
 
-def test_training_prints_one_line_per_epoch_and_no_gpu_probing(
-    ingested: tuple[Path, str], cohort: Path
-) -> None:
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def trained(ingested: tuple[Path, str], cohort: Path) -> tuple[Path, str]:
+    """A 2-worker CPU training from the CLI: its model folder and console."""
     data, _ = ingested
-    epochs = 2
+    model = cohort / "model"
     console = _sparkdl(
         "train",
         "--data",
         str(data),
         "--model-dir",
-        str(cohort / "model"),
+        str(model),
         "--num-workers",
         "2",
         "--epochs",
-        str(epochs),
+        str(EPOCHS),
         "--master",
         "local[2]",
     ).stdout
+    return model, console
+
+
+def test_training_prints_one_line_per_epoch_and_no_gpu_probing(
+    trained: tuple[Path, str],
+) -> None:
+    _, console = trained
     lines = [line for line in console.splitlines() if line.startswith("train: epoch ")]
-    assert [line.split()[2] for line in lines] == [f"{k}/{epochs}" for k in range(1, epochs + 1)]
+    assert [line.split()[2] for line in lines] == [f"{k}/{EPOCHS}" for k in range(1, EPOCHS + 1)]
     for line in lines:
         for metric in ("loss: ", "auc: ", "val_loss: ", "val_auc: ", " s - ", "samples/s"):
             assert metric in line, (metric, line)
+    for noise in TF_GPU_NOISE:
+        assert noise not in console, noise
+
+
+def test_evaluate_on_the_driver_prints_no_gpu_probing(
+    ingested: tuple[Path, str], trained: tuple[Path, str], cohort: Path
+) -> None:
+    data, _ = ingested
+    model, _ = trained
+    console = _sparkdl(
+        "evaluate",
+        "--model-dir",
+        str(model),
+        "--data",
+        str(data),
+        "--report",
+        str(cohort / "report"),
+    ).stdout
+    assert "AUC: " in console
     for noise in TF_GPU_NOISE:
         assert noise not in console, noise

@@ -151,7 +151,7 @@ def synthesize_cohort(
         nodules += patient.nodules
         candidates += patient.candidates
         phi.update(patient.phi)
-        logger.info(
+        logger.debug(
             "synthetic patient %d: %d series, %d files",
             index,
             len(patient.series),

@@ -1,0 +1,82 @@
+"""TensorFlow's start-up messages that are not problems, kept off the console.
+
+Importing TensorFlow on a machine or a Spark task without a GPU prints, from C++ and before
+Python's logging exists, ERROR-level lines that are not errors (``failed call to cuInit``,
+``cuda_platform.cc``) and INFO lines (oneDNN, CPU instructions). ``TF_CPP_MIN_LOG_LEVEL``
+high enough to hide them hides real errors too, so instead the known lines are filtered:
+from a training worker's stderr by its Spark task (:mod:`sparkdl.runner`), and from this
+process's own stderr while TensorFlow is imported (:func:`import_tensorflow`). Every other
+line passes; ``sparkdl --verbose`` turns the filter off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+__all__ = ["NOISE", "import_tensorflow", "is_noise"]
+
+NOISE = (
+    "failed call to cuInit",
+    "cuda_platform",
+    "cuda_executor",
+    "cuda_dnn",
+    "cuda_fft",
+    "cuda_blas",
+    "cudart_stub",
+    "Could not find cuda drivers",
+    "Unable to register cu",
+    "TF-TRT Warning",
+    "All log messages before absl::InitializeLog()",
+    "computation_placer",
+    "oneDNN custom operations are on",
+    "rebuild TensorFlow with the appropriate compiler flags",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+)
+
+
+def is_noise(line: str) -> bool:
+    """Whether ``line`` is one of TensorFlow's start-up messages in :data:`NOISE`."""
+    return any(marker in line for marker in NOISE)
+
+
+def import_tensorflow() -> Any:
+    """``import tensorflow`` and its device probe, with :data:`NOISE` filtered from fd 2.
+
+    Imported once per process; later calls return the module. Without ``--verbose`` the
+    process's stderr goes through a pipe meanwhile, and every line not in :data:`NOISE` is
+    written on to the real stderr.
+    """
+    from .spark import verbose
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    if "tensorflow" in sys.modules or verbose():
+        import tensorflow as tf
+
+        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forward = threading.Thread(target=_forward, args=(read_end, saved), daemon=True)
+    forward.start()
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe prints here, once per process
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the forwarder sees its end
+        forward.join()
+        os.close(saved)
+    return tf
+
+
+def _forward(read_end: int, target: int) -> None:
+    with os.fdopen(read_end, "rb") as pipe:
+        for line in pipe:
+            if not is_noise(line.decode("utf-8", "replace")):
+                os.write(target, line)
