@@ -13,6 +13,7 @@ runs a Spark job.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import time
@@ -96,7 +97,7 @@ def stage(
         done = _safe(counter) if counter is not None else None
         counts = f"{_count(done[0], done[1], unit)} " if done is not None and any(done) else ""
         line = f"{name}: {counts}in {seconds:.1f} s"
-        print("\r" + line.ljust(78) if tty else line, file=out, flush=True)
+        print("\r" + _fit(line) if tty else line, file=out, flush=True)
 
 
 def _report(
@@ -118,10 +119,16 @@ def _report(
         line = f"{name}: {_count(*done, unit)}{_pace(done[0], done[1], unit, now - started)}"
         if line != last_line or not tty:
             if tty:
-                print("\r" + line.ljust(78), end="", file=out, flush=True)
+                print("\r" + _fit(line), end="", file=out, flush=True)
             else:
                 print(line, file=out, flush=True)
             last_line, last_print = line, now
+
+
+def _fit(line: str) -> str:
+    """``line`` cut and padded to the terminal's width: a redraw covers the previous one."""
+    width = shutil.get_terminal_size((100, 20)).columns - 1
+    return line[:width].ljust(width)
 
 
 def _safe(counter: Counter) -> tuple[int, int | None] | None:
