@@ -67,7 +67,7 @@ SOURCE_FIELDS = [
 ]
 
 OUTCOME_FIELDS = [
-    StructField("status", StringType(), False),  # "accepted" | "rejected"
+    StructField("status", StringType(), False),  # "accepted" | "rejected" | "read_message"
     StructField("reason", StringType()),
     StructField("detail", StringType()),
 ]
@@ -76,6 +76,7 @@ PAYLOAD_FIELDS = [
     StructField("pixels", BinaryType()),
     StructField("pixel_dtype", StringType()),
     StructField("dicom_bytes", BinaryType()),
+    StructField("read_message", StringType()),  # an LIDC read message, pseudonymized JSON
 ]
 
 RECORD_SCHEMA = StructType(SOURCE_FIELDS + OUTCOME_FIELDS + CATALOG_FIELDS + PAYLOAD_FIELDS)

@@ -50,6 +50,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         archive=args.archive,
         image_size=args.image_size,
+        lidc_xml=args.lidc_xml,
     )
     print(
         f"wrote {summary.num_files} DICOM files ({summary.num_series} series, "
@@ -202,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per o
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--archive", choices=["none", "zip", "tar"], default="none")
     synth.add_argument("--image-size", type=int, default=128, help="rows = columns per slice")
+    synth.add_argument(
+        "--lidc-xml",
+        action="store_true",
+        help="also an LIDC read message (readers' XML with malignancy ratings) per axial series",
+    )
     synth.set_defaults(func=_cmd_synth)
 
     ing = commands.add_parser(

@@ -42,7 +42,20 @@ from .discover import InputFile, list_inputs
 from .errors import ConfigError
 from .export import write_dicom_files
 from .incremental import INPUTS_SCHEMA, Previous, Rebuild, plan_rebuild
-from .layout import CATALOG, DICOM, INPUTS, LINEAGE, PATCHES, REJECTED, STAGING, VOLUMES, Dataset
+from .layout import (
+    CATALOG,
+    DICOM,
+    INPUTS,
+    LINEAGE,
+    NODULES,
+    PATCHES,
+    READS,
+    REJECTED,
+    STAGING,
+    VOLUMES,
+    Dataset,
+)
+from .lidc_stage import NODULE_SCHEMA, READ_SCHEMA, LidcOptions, LidcResult, build_nodules
 from .patch_stage import AppendScope, Labels, build_patches, load_points
 from .patches import PatchOptions
 from .publish import commit_and_publish, finish_interrupted_commit, plan_overwrite
@@ -58,7 +71,7 @@ MAX_BROADCAST_DUPLICATES = 200_000
 
 #: Changed file by file by an append run (``dicom`` gets its files directly, ``inputs`` is
 #: replaced).
-APPENDED = (CATALOG, VOLUMES, PATCHES, REJECTED, LINEAGE)
+APPENDED = (CATALOG, VOLUMES, PATCHES, READS, NODULES, REJECTED, LINEAGE)
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,8 @@ class IngestConfig:
     limits: Limits = field(default_factory=Limits)
     volumes: VolumeOptions = field(default_factory=VolumeOptions)
     patches: PatchOptions = field(default_factory=PatchOptions)
+    #: Which nodules of LIDC-IDRI read messages (XML among the inputs) are positives.
+    lidc: LidcOptions = field(default_factory=LidcOptions)
     #: Bytes of input per Spark task when the inputs are large.
     partition_target_mb: int = 128
     #: Also write every accepted instance as a de-identified DICOM file under ``OUT/dicom/``.
@@ -149,10 +164,17 @@ def ingest(
         timings, "volumes_s", "series assembly", "series", progress.accumulated(series_done, None)
     ):
         resolved, plan, outcomes = _volumes(run, records, task, series_done)
+    with _timed(timings, "lidc_s", "LIDC read messages", ""):
+        lidc = build_nodules(
+            run.spark,
+            resolved,
+            run.config.lidc,
+            run.previous.catalog if run.previous is not None else None,
+        )
     with _timed(timings, "patches_s", "patches", "tasks", progress.spark_tasks(sc)):
-        patch_run = _patches(run, plan)
+        patch_run = _patches(run, plan, lidc)
     with _timed(timings, "write_s", "writing the tables", "tasks", progress.spark_tasks(sc)):
-        _write_tables(run, resolved, plan, outcomes)
+        _write_tables(run, resolved, plan, outcomes, lidc)
     last_run.update(
         new_series=len(plan.touched - plan.rebuilt), rebuilt_series=len(plan.rebuilt), **patch_run
     )
@@ -272,9 +294,13 @@ def _volumes(
     return resolved, plan, outcomes
 
 
-def _patches(run: _Run, plan: Rebuild) -> dict[str, Any]:
-    """Stage the patches around the labelled points (none without labels); what was cut."""
-    if not run.labels:
+def _patches(run: _Run, plan: Rebuild, lidc: LidcResult | None) -> dict[str, Any]:
+    """Stage the patches around the labelled points (none without labels); what was cut.
+
+    The points are those of the annotations/candidates CSVs and the positive nodules of the
+    LIDC read messages among the inputs.
+    """
+    if not run.labels and not (lidc and lidc.points):
         return {}
     scope = (
         None
@@ -286,6 +312,8 @@ def _patches(run: _Run, plan: Rebuild) -> dict[str, Any]:
         )
     )
     points = load_points(run.labels, run.key)
+    if lidc is not None:
+        points = points.with_more(lidc.points)
     return build_patches(
         run.spark,
         run.staged(VOLUMES),
@@ -297,7 +325,9 @@ def _patches(run: _Run, plan: Rebuild) -> dict[str, Any]:
     )
 
 
-def _write_tables(run: _Run, resolved: DataFrame, plan: Rebuild, outcomes: DataFrame) -> None:
+def _write_tables(
+    run: _Run, resolved: DataFrame, plan: Rebuild, outcomes: DataFrame, lidc: LidcResult | None
+) -> None:
     """Stage ``catalog``, ``_restricted/rejected`` and ``lineage``; export DICOM if asked."""
     accepted = resolved.filter(F.col("status") == "accepted")
     catalog = plan.volume_input.select(*CATALOG_COLUMNS).join(outcomes, "sop_uid", "left")
@@ -312,6 +342,9 @@ def _write_tables(run: _Run, resolved: DataFrame, plan: Rebuild, outcomes: DataF
     rejected = resolved.filter(F.col("status") == "rejected").select(*REJECTED_COLUMNS)
     rejected.write.parquet(run.staged(REJECTED))
     accepted.select(*LINEAGE_COLUMNS).write.parquet(run.staged(LINEAGE))
+    if lidc is not None:
+        run.spark.createDataFrame(lidc.reads, READ_SCHEMA).write.parquet(run.staged(READS))
+        run.spark.createDataFrame(lidc.nodules, NODULE_SCHEMA).write.parquet(run.staged(NODULES))
     if run.config.export_dicom:
         # Append runs add files to the published folder: each file is complete on its own.
         folder = join(run.staging if run.previous is None else run.output, DICOM)
@@ -327,6 +360,8 @@ def _publish_run(
         plan_overwrite(run.fs, journal, run.staging, run.output)
     else:
         for name in APPENDED:
+            if name in (READS, NODULES) and not run.fs.exists(run.staged(name)):
+                continue  # no read message in this run
             replaced = plan.replaced.get(name, [])
             stage_replacement(run.fs, journal, run.staged(name), join(run.output, name), replaced)
         journal.move(run.staged(INPUTS), join(run.output, INPUTS))

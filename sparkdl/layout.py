@@ -20,6 +20,8 @@ from .storage import arrow_filesystem, join, to_url
 CATALOG = "catalog"
 VOLUMES = "volumes"
 PATCHES = "patches"
+READS = "reads"
+NODULES = "nodules"
 DICOM = "dicom"
 MANIFEST = "manifest.json"
 REJECTED = "_restricted/rejected"
@@ -28,7 +30,7 @@ INPUTS = "_restricted/inputs"
 STAGING = "_staging"
 
 #: Every table an overwrite run replaces as a whole.
-TABLES = (CATALOG, VOLUMES, PATCHES, DICOM, REJECTED, LINEAGE, INPUTS)
+TABLES = (CATALOG, VOLUMES, PATCHES, READS, NODULES, DICOM, REJECTED, LINEAGE, INPUTS)
 
 
 @dataclass(frozen=True)

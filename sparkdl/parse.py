@@ -27,9 +27,11 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from .archives import Limits
 from .catalog import CATALOG_FIELDS
-from .deid import DeidOptions, burned_in_reason, deidentify
+from .deid import DeidOptions, burned_in_reason, deidentify, remap_uid
 from .encoding import to_part10
 from .header_json import header_json
+from .lidc.pseudonymous import pseudonymize, to_json
+from .lidc.read_message import ReadMessageError, is_read_message, parse_read_message
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +87,22 @@ class Accepted:
     dicom_bytes: bytes | None
 
 
+@dataclass(frozen=True)
+class ReadMessageUnit:
+    """An LIDC read message (XML), pseudonymized: its series' de-identified UID and the
+    message as :func:`sparkdl.lidc.pseudonymous.to_json` writes it."""
+
+    series_uid: str
+    read_message: str
+
+
+#: How an LIDC read message may start: XML, possibly after whitespace or a byte-order mark.
+_XML_STARTS = (b"<", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+
+
 def process_instance(
     data: bytes, key: bytes, deid: DeidOptions, limits: Limits, export_dicom: bool
-) -> Accepted | Rejected:
+) -> Accepted | Rejected | ReadMessageUnit:
     """Parse, check, de-identify and describe one DICOM unit.
 
     pydicom's checks of values against their VR are off meanwhile: they warn (to `warnings`
@@ -97,6 +112,8 @@ def process_instance(
     """
     if not data:
         return Rejected("empty_file", "0 bytes")
+    if data[:64].lstrip().startswith(_XML_STARTS) and is_read_message(data):
+        return _read_message(data, key)
     with pydicom.config.disable_value_validation():
         return _process(data, key, deid, limits, export_dicom)
 
@@ -127,6 +144,21 @@ def _process(
         return Accepted(fields, pixels, dtype, dicom_bytes)
     except Exception as err:  # noqa: BLE001 - bad input must never crash the job
         return Rejected("parse_error", _describe_error(err))
+
+
+def _read_message(data: bytes, key: bytes) -> ReadMessageUnit | Rejected:
+    """An LIDC read message parsed safely and pseudonymized (UIDs remapped, no reader ids).
+
+    Refused XML (entities, DTDs, external references), malformed or truncated XML, and a
+    message without its series are rejected with the parser's reason; the detail never
+    quotes the content.
+    """
+    try:
+        message = parse_read_message(data)
+    except ReadMessageError as err:
+        return Rejected(err.reason, "LIDC read message (XML) not read")
+    message = pseudonymize(message, lambda uid: remap_uid(key, uid))
+    return ReadMessageUnit(message.series_uid, to_json(message))
 
 
 def _describe_error(err: Exception) -> str:

@@ -86,6 +86,13 @@ class Points:
     by_series: dict[str, list[dict[str, Any]]]
     from_candidates: bool
 
+    def with_more(self, more: dict[str, list[dict[str, Any]]]) -> Points:
+        """These points and ``more`` (per pseudonymous series UID)."""
+        merged = {series: list(points) for series, points in self.by_series.items()}
+        for series, points in more.items():
+            merged.setdefault(series, []).extend(points)
+        return Points(merged, self.from_candidates)
+
     def total(
         self, series: set[str] | frozenset[str] | None = None, *, outside: bool = False
     ) -> int:

@@ -22,7 +22,17 @@ import pyarrow.compute as pc
 
 from . import commit
 from .commit import Journal
-from .layout import CATALOG, MANIFEST, PATCHES, REJECTED, STAGING, TABLES, VOLUMES
+from .layout import (
+    CATALOG,
+    MANIFEST,
+    NODULES,
+    PATCHES,
+    READS,
+    REJECTED,
+    STAGING,
+    TABLES,
+    VOLUMES,
+)
 from .storage import HadoopFS, join
 from .tables import columns, count_rows
 
@@ -83,11 +93,18 @@ def manifest_counts(output: str) -> dict[str, Any]:
     reasons = {_text(k[0]): n for k, n in _grouped(rejected).items()}
     by_split_label = {f"{split}/{label}": n for (split, label), n in _grouped(patches).items()}
     cataloged = catalog.num_rows if catalog is not None else 0
+    read_messages = count_rows(join(output, READS))
+    nodules = columns(join(output, NODULES), ["positive"])
     return {
         "counts": {
-            "units": cataloged + sum(reasons.values()),
+            "units": cataloged + sum(reasons.values()) + read_messages,
             "cataloged": cataloged,
             "rejected": sum(reasons.values()),
+            "read_messages": read_messages,
+            "nodules": nodules.num_rows if nodules is not None else 0,
+            "nodules_positive": (
+                int(pc.sum(nodules["positive"]).as_py() or 0) if nodules is not None else 0
+            ),
             "series": len(pc.unique(catalog["series_uid"])) if catalog is not None else 0,
             "volumes": count_rows(join(output, VOLUMES)),
             "patches": sum(by_split_label.values()),

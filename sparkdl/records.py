@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .archives import Limits, iter_units
 from .deid import DeidOptions
 from .discover import InputFile, choose_num_partitions, pack_partitions
-from .parse import Accepted, process_instance
+from .parse import Accepted, ReadMessageUnit, process_instance
 from .storage import open_input
 
 if TYPE_CHECKING:
@@ -162,6 +162,8 @@ def file_records(
             )
             if isinstance(outcome, Accepted):
                 yield accepted(item.path, unit.member, digest, outcome)
+            elif isinstance(outcome, ReadMessageUnit):
+                yield read_message(item.path, unit.member, digest, outcome)
             else:
                 yield rejected(item.path, unit.member, digest, outcome.reason, outcome.detail)
     except Exception as err:  # noqa: BLE001 - a broken input must not stop the job
@@ -183,6 +185,20 @@ def rejected(
         "status": "rejected",
         "reason": reason,
         "detail": detail,
+    }
+
+
+def read_message(
+    path: str, member: str | None, digest: str, outcome: ReadMessageUnit
+) -> dict[str, Any]:
+    """The record of an LIDC read message: its series and the pseudonymized message."""
+    return {
+        "source_path": path,
+        "member": member,
+        "content_sha256": digest,
+        "status": "read_message",
+        "series_uid": outcome.series_uid,
+        "read_message": outcome.read_message,
     }
 
 

@@ -31,6 +31,7 @@ from sparkdl.synth.anatomy import make_phantom, sample_negatives
 from sparkdl.synth.archive import ArchiveWriter
 from sparkdl.synth.dicom_modules import make_uid, study_context
 from sparkdl.synth.identity import make_identity, phi_strings
+from sparkdl.synth.lidc_xml import read_message_for
 from sparkdl.synth.part10 import encode
 from sparkdl.synth.phantom import Grid, Phantom, add_noise, render_hu
 from sparkdl.synth.variants import (
@@ -114,8 +115,13 @@ def synthesize_cohort(
     seed: int = 0,
     archive: ArchiveKind = "none",
     image_size: int = 128,
+    lidc_xml: bool = False,
 ) -> CohortSummary:
     """Write a synthetic chest-CT cohort to ``out_dir`` (see the module docstring).
+
+    With ``lidc_xml`` each axial series also gets an LIDC read message (XML, beside its
+    slices): 2-4 simulated readers outline its nodules with jitter and rate their malignancy
+    (5 for a malignant nodule, 1 for a benign one, each reader within one step of it).
 
     Any cohort of 7 or more patients holds every variant in ``VARIANTS`` at least once: the
     first series cycle through them, later ones draw at random. Patient 0 always has two axial
@@ -144,7 +150,9 @@ def synthesize_cohort(
     num_files = 0
     for index in range(num_patients):
         num_axial_before = sum(r.kind == "axial_ct" for r in records)
-        patient = _synthesize_patient(seed, index, image_size, num_axial_before, cohort_rng)
+        patient = _synthesize_patient(
+            seed, index, image_size, num_axial_before, cohort_rng, lidc_xml
+        )
         writer.add_patient(patient.files)
         num_files += len(patient.files)
         records += patient.series
@@ -230,7 +238,12 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...
 
 
 def _synthesize_patient(
-    seed: int, index: int, image_size: int, axial_before: int, cohort_rng: np.random.Generator
+    seed: int,
+    index: int,
+    image_size: int,
+    axial_before: int,
+    cohort_rng: np.random.Generator,
+    lidc_xml: bool = False,
 ) -> _Patient:
     """One patient's files, series, nodules, candidates and PHI strings.
 
@@ -274,9 +287,13 @@ def _synthesize_patient(
             lung_z_range=phantom.lung_z_range,
         )
         stored = to_stored(add_noise(render_hu(phantom, spec.grid), noise, spec.noise_hu), spec)
-        patient.files += [
-            (series_uid, data) for data in dw.ct_series_files(ctx, spec, series_uid, number, stored)
-        ]
+        files = dw.ct_series_files(ctx, spec, series_uid, number, stored)
+        patient.files += [(series_uid, data) for data in files]
+        if lidc_xml:
+            read = read_message_for(
+                files, phantom.nodules, seed=seed * 100_003 + index * 101 + number
+            )
+            patient.files.append((series_uid, read))
         patient.series.append(
             SeriesRecord(
                 series_uid, index, "axial_ct", variant, spec.num_slices, spec.transfer_syntax_uid

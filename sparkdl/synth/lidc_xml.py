@@ -11,18 +11,21 @@ with it. Everything is drawn from ``seed``, so the same call gives the same byte
 
 from __future__ import annotations
 
+import io
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pydicom
 
 from sparkdl.lidc.marks import SliceGeometry
 from sparkdl.lidc.read_message import LIDC_NAMESPACE
 
-__all__ = ["SynthNodule", "write_read_message"]
+__all__ = ["SynthNodule", "read_message_for", "write_read_message"]
 
 _CENTRE_SIGMA_MM = 0.25
 _RADIUS_SIGMA = 0.04
@@ -177,3 +180,30 @@ def write_read_message(
         root, encoding="utf-8", xml_declaration=True, default_namespace=LIDC_NAMESPACE
     )
     return data
+
+
+def read_message_for(files: Sequence[bytes], nodules: Sequence[Any], seed: int) -> bytes:
+    """The read message of one synthetic series, from its Part 10 files and the phantom's
+    nodules (``center``, ``diameter_mm``, ``malignant``): 5 when malignant, else 1."""
+    slices: dict[str, SliceGeometry] = {}
+    study_uid = series_uid = ""
+    positions = []
+    for data in files:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        series_uid, study_uid = str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
+        positions.append((str(ds.SOPInstanceUID), ds))
+    iop = np.asarray(positions[0][1].ImageOrientationPatient, dtype=np.float64)
+    normal = np.cross(iop[:3], iop[3:])
+    along = np.sort([float(np.dot(normal, ds.ImagePositionPatient)) for _, ds in positions])
+    spacing = float(np.median(np.diff(along))) if len(along) > 1 else 1.0
+    for sop_uid, ds in positions:
+        slices[sop_uid] = SliceGeometry(
+            tuple(float(v) for v in ds.ImagePositionPatient),  # type: ignore[arg-type]
+            tuple(float(v) for v in ds.ImageOrientationPatient),  # type: ignore[arg-type]
+            tuple(float(v) for v in ds.PixelSpacing),  # type: ignore[arg-type]
+            spacing,
+        )
+    reads = [
+        SynthNodule(tuple(n.center), float(n.diameter_mm), 5 if n.malignant else 1) for n in nodules
+    ]
+    return write_read_message(series_uid, study_uid, slices, reads, seed=seed)

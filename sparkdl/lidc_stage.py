@@ -1,0 +1,223 @@
+"""The LIDC stage of ingest: readers' marks placed on the de-identified slices, clustered into
+nodules, and the nodules that become labelled points for the patches.
+
+Executors parsed every read message found among the inputs and sent it pseudonymized
+(:mod:`sparkdl.lidc.pseudonymous`). Here, on the driver, each message meets the geometry of
+its series' slices (ImagePositionPatient, ImageOrientationPatient, PixelSpacing, from the
+records of this run, and of the published catalog in an append run) by de-identified SOP UID;
+the marks are clustered (:mod:`sparkdl.lidc.clustering`) and written as two tables:
+``reads/`` (one row per message: the pseudonymized message and what could not be placed)
+and ``nodules/`` (one row per clustered nodule). Positives follow ``LidcOptions`` (LUNA16's
+rule by default); their malignancy label is 1 above a median rating of 3, 0 below, -1 at 3.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from .errors import ConfigError
+from .lidc.clustering import Nodule, cluster_marks
+from .lidc.labels import malignancy_label
+from .lidc.marks import SliceGeometry, read_marks
+from .lidc.pseudonymous import from_json
+
+__all__ = ["NODULE_SCHEMA", "READ_SCHEMA", "LidcOptions", "LidcResult", "build_nodules"]
+
+READ_SCHEMA = StructType(
+    [
+        StructField("series_uid", StringType(), False),
+        StructField("num_readers", IntegerType(), False),
+        StructField("num_marks", IntegerType(), False),
+        StructField("num_nodules", IntegerType(), False),
+        StructField("unplaced", StringType(), False),  # JSON: [{reader, kind, mark_id, reason}]
+        StructField("read_message", StringType(), False),  # pseudonymized JSON
+    ]
+)
+NODULE_SCHEMA = StructType(
+    [
+        StructField("series_uid", StringType(), False),
+        StructField("nodule", IntegerType(), False),
+        StructField("coordX", DoubleType(), False),
+        StructField("coordY", DoubleType(), False),
+        StructField("coordZ", DoubleType(), False),
+        StructField("diameter_mm", DoubleType()),
+        StructField("num_readers", IntegerType(), False),
+        StructField("num_nodule_readers", IntegerType(), False),
+        StructField("kinds", StringType(), False),  # e.g. "nodule,non_nodule"
+        StructField("malignancy_median", DoubleType()),
+        StructField("malignancy", IntegerType(), False),  # 1, 0, -1 unknown
+        StructField("positive", BooleanType(), False),
+        StructField("medians", StringType(), False),  # JSON: characteristic -> median
+        StructField("ratings", StringType(), False),  # JSON: characteristic -> ratings
+    ]
+)
+_GEOMETRY_COLUMNS = [
+    "sop_uid",
+    "series_uid",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+]
+
+
+@dataclass(frozen=True)
+class LidcOptions:
+    """``lidc:`` of ``conf/ingest.yaml``: which nodules of the readers' XML are positives.
+
+    Default LUNA16's reference standard: outlined by at least 3 readers, at least 3 mm.
+    """
+
+    min_readers: int = 3
+    min_diameter_mm: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.min_readers, int) or not 1 <= self.min_readers <= 4:
+            raise ConfigError(f"lidc.min_readers must be 1-4. Received: {self.min_readers!r}")
+        if not (math.isfinite(self.min_diameter_mm) and self.min_diameter_mm >= 0):
+            raise ConfigError(
+                f"lidc.min_diameter_mm must be a number >= 0. Received: {self.min_diameter_mm!r}"
+            )
+
+    def is_positive(self, nodule: Nodule) -> bool:
+        return (
+            nodule.num_nodule_readers >= self.min_readers
+            and nodule.diameter_mm is not None
+            and nodule.diameter_mm >= self.min_diameter_mm
+        )
+
+
+@dataclass(frozen=True)
+class LidcResult:
+    """The two tables' rows and the positive nodules as patch points, per series."""
+
+    reads: list[tuple[Any, ...]]
+    nodules: list[tuple[Any, ...]]
+    points: dict[str, list[dict[str, Any]]]
+
+
+def build_nodules(
+    spark: SparkSession, records: DataFrame, options: LidcOptions, catalog: DataFrame | None
+) -> LidcResult | None:
+    """Nodules of every read message among ``records`` (None when there is none).
+
+    ``catalog`` (an append run's published catalog) adds the slices of earlier runs.
+    """
+    messages = (
+        records.filter(F.col("status") == "read_message")
+        .select("series_uid", "read_message")
+        .collect()
+    )
+    if not messages:
+        return None
+    series = sorted({row["series_uid"] for row in messages})
+    slices = records.filter(F.col("status") == "accepted").select(*_GEOMETRY_COLUMNS)
+    if catalog is not None:
+        slices = slices.unionByName(catalog.select(*_GEOMETRY_COLUMNS))
+    geometry = _geometry(slices.filter(F.col("series_uid").isin(series)).collect())
+    result = LidcResult([], [], defaultdict(list))
+    for row in sorted(messages, key=lambda r: (r["series_uid"], r["read_message"])):
+        _add_message(result, row["series_uid"], row["read_message"], geometry, options)
+    return LidcResult(result.reads, result.nodules, dict(result.points))
+
+
+def _add_message(
+    result: LidcResult,
+    series_uid: str,
+    text: str,
+    geometry: dict[str, SliceGeometry],
+    options: LidcOptions,
+) -> None:
+    message = from_json(text)
+    marks, unplaced = read_marks(message, geometry)
+    nodules = cluster_marks(marks)
+    result.reads.append(
+        (
+            series_uid,
+            len(message.sessions),
+            len(marks),
+            len(nodules),
+            json.dumps([asdict(u) for u in unplaced]),
+            text,
+        )
+    )
+    first = sum(1 for row in result.nodules if row[0] == series_uid)
+    for index, nodule in enumerate(nodules, start=first):
+        median = nodule.medians.get("malignancy")
+        label = malignancy_label(median)
+        positive = options.is_positive(nodule)
+        x, y, z = nodule.centre_lps
+        result.nodules.append(
+            (
+                series_uid,
+                index,
+                x,
+                y,
+                z,
+                nodule.diameter_mm,
+                nodule.num_readers,
+                nodule.num_nodule_readers,
+                ",".join(sorted({mark.kind for mark in nodule.marks})),
+                median,
+                label,
+                positive,
+                json.dumps(dict(nodule.medians), sort_keys=True),
+                json.dumps({k: list(v) for k, v in nodule.ratings.items()}, sort_keys=True),
+            )
+        )
+        if positive:
+            result.points[series_uid].append(
+                {
+                    "center_xyz": (x, y, z),
+                    "label": 1,
+                    "source": "annotation",
+                    "malignancy": label,
+                    "diameter_mm": float(nodule.diameter_mm or 0.0),
+                }
+            )
+
+
+def _geometry(rows: Iterable[Any]) -> dict[str, SliceGeometry]:
+    """Each slice's geometry by de-identified SOP UID; its thickness is the spacing to its
+    neighbours along the slice normal (the median in its series), else SliceThickness."""
+    by_series: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        if row["ImagePositionPatient"] and row["ImageOrientationPatient"] and row["PixelSpacing"]:
+            by_series[row["series_uid"]].append(row)
+    geometry: dict[str, SliceGeometry] = {}
+    for slices in by_series.values():
+        iop = np.asarray(slices[0]["ImageOrientationPatient"], dtype=np.float64)
+        normal = np.cross(iop[:3], iop[3:])
+        along = np.sort([float(np.dot(normal, s["ImagePositionPatient"])) for s in slices])
+        steps = np.diff(along)
+        steps = steps[steps > 1e-3]
+        spacing = float(np.median(steps)) if steps.size else None
+        for s in slices:
+            thickness = spacing or float(s["SliceThickness"] or 0.0) or 1.0
+            try:
+                geometry[s["sop_uid"]] = SliceGeometry(
+                    tuple(s["ImagePositionPatient"]),
+                    tuple(s["ImageOrientationPatient"]),
+                    tuple(s["PixelSpacing"]),
+                    thickness,
+                )
+            except ValueError:
+                continue  # odd geometry: its marks get sop_uid_not_in_series
+    return geometry

@@ -1,0 +1,181 @@
+"""LIDC-IDRI as TCIA ships it, through ``sparkdl ingest``: DICOM and the readers' XML together.
+
+The real series of ``../shared/data/lidc-idri`` (GE LightSpeed16, four reading sessions) is
+ingested with its ``071.xml`` and, beside it, hostile, truncated and foreign XML (loose and in
+a zip). The read message becomes a unit of its own kind, its marks meet the de-identified
+slices, the clustered nodules land in ``nodules/`` and the positive one is cut as a patch
+with its malignancy label; no original UID or reader id reaches an output outside
+``_restricted/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pytest
+
+from sparkdl.lidc import parse_read_message
+from sparkdl.lidc.pseudonymous import from_json, pseudonymize, to_json
+from tests.conftest import TEST_KEY
+from tests.test_lidc_read_message import BILLION_LAUGHS, XXE
+
+ROOT = Path(__file__).resolve().parents[1]
+LIDC = ROOT.parent / "shared" / "data" / "lidc-idri"
+ORIGINAL_UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279"
+needs_lidc = pytest.mark.skipif(
+    not LIDC.is_dir(), reason=f"the real LIDC-IDRI series is not at {LIDC} (see its README)"
+)
+
+
+def _xml() -> Path:
+    return next(LIDC.rglob("*.xml"))
+
+
+@needs_lidc
+def test_pseudonymized_message_round_trips_without_identifiers() -> None:
+    data = _xml().read_bytes()
+    message = pseudonymize(parse_read_message(data), lambda uid: "2.25." + str(len(uid)))
+    text = to_json(message)
+    assert from_json(text) == message
+    assert ORIGINAL_UID_ROOT not in text
+    assert "-360930790" in data.decode() and "-360930790" not in text  # a reader's id
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not LIDC.is_dir():
+        pytest.skip(f"the real LIDC-IDRI series is not at {LIDC} (see its README)")
+    root = tmp_path_factory.mktemp("lidc")
+    inputs = root / "in"
+    shutil.copytree(LIDC / "LIDC-IDRI-0002", inputs / "LIDC-IDRI-0002")  # as TCIA ships it
+    xml = _xml().read_bytes()
+    (inputs / "billion_laughs.xml").write_bytes(BILLION_LAUGHS)
+    (inputs / "truncated.xml").write_bytes(xml[: len(xml) // 2])
+    (inputs / "other.xml").write_bytes(b'<?xml version="1.0"?><config><a>1</a></config>')
+    with zipfile.ZipFile(inputs / "upload.zip", "w") as archive:
+        archive.writestr("reads/xxe.xml", XXE)
+    (root / "ingest.yaml").write_text("lidc:\n  min_readers: 2\n")
+    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "sparkdl", "ingest", str(inputs), "--output", str(root / "out"),
+         "--config", str(root / "ingest.yaml"), "--master", "local[2]"],
+        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    (root / "console.txt").write_text(done.stdout + done.stderr)
+    return root
+
+
+def _table(path: Path) -> pa.Table:
+    return pads.dataset(str(path), format="parquet").to_table()
+
+
+@needs_lidc
+def test_read_message_is_a_unit_of_its_own_kind_and_bad_xml_gets_reasons(ingested: Path) -> None:
+    manifest = json.loads((ingested / "out" / "manifest.json").read_text())
+    counts = manifest["counts"]
+    assert counts["read_messages"] == 1
+    assert counts["units"] == counts["cataloged"] + counts["rejected"] + counts["read_messages"]
+    assert manifest["rejected_by_reason"] == {
+        "xml_entities_forbidden": 2,  # billion laughs (loose) and XXE (zip member)
+        "xml_malformed": 1,  # the truncated copy of the real message
+        "not_dicom": 1,  # XML that is not a read message
+    }
+    rejected = _table(ingested / "out" / "_restricted" / "rejected").to_pylist()
+    assert {r["member"] for r in rejected if r["reason"] == "xml_entities_forbidden"} == {
+        None,
+        "reads/xxe.xml",
+    }
+
+
+@needs_lidc
+def test_nodules_of_the_real_series(ingested: Path) -> None:
+    nodules = _table(ingested / "out" / "nodules").to_pylist()
+    reads = _table(ingested / "out" / "reads").to_pylist()
+    assert len(reads) == 1 and reads[0]["num_readers"] == 4 and reads[0]["num_marks"] == 53
+    assert json.loads(reads[0]["unplaced"]) == []  # every mark met its slice
+    assert len(nodules) == reads[0]["num_nodules"] == 25
+    assert all(1 <= n["num_readers"] <= 4 for n in nodules)
+    (positive,) = [n for n in nodules if n["positive"]]  # 2 readers outlined it (min_readers 2)
+    assert positive["num_nodule_readers"] == 2 and positive["malignancy_median"] == 4.5
+    assert positive["malignancy"] == 1 and 20 < positive["diameter_mm"] < 27
+    catalog = _table(ingested / "out" / "catalog")
+    assert {n["series_uid"] for n in nodules} == set(catalog["series_uid"].to_pylist())
+    patches = _table(ingested / "out" / "patches").select(["label", "malignancy"]).to_pylist()
+    assert {"label": 1, "malignancy": 1} in patches
+
+
+@needs_lidc
+def test_no_original_uid_or_reader_id_outside_restricted(ingested: Path) -> None:
+    out = ingested / "out"
+    texts = [(out / "manifest.json").read_text(), (ingested / "console.txt").read_text()]
+    for table in ("catalog", "reads", "nodules", "patches", "volumes"):
+        data = _table(out / table)
+        for column in data.column_names:
+            if pa.types.is_string(data.schema.field(column).type):
+                texts.extend(str(v) for v in data[column].to_pylist())
+    for text in texts:
+        assert ORIGINAL_UID_ROOT not in text
+        assert "-360930790" not in text
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``sparkdl synth --lidc-xml`` (no CSV given to ingest): the readers' XML is the only label."""
+    root = tmp_path_factory.mktemp("lidc_synth")
+    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
+    for args in (
+        ["synth", str(root / "cohort"), "--patients", "4", "--seed", "2", "--image-size", "64",
+         "--lidc-xml"],
+        ["ingest", str(root / "cohort" / "dicom"), "--output", str(root / "out"),
+         "--config", str(root / "ingest.yaml"), "--master", "local[2]", "--quiet"],
+    ):  # fmt: skip
+        (root / "ingest.yaml").write_text("lidc:\n  min_readers: 2\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "sparkdl", *args],
+            capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-4000:]
+    return root / "cohort", root / "out"
+
+
+def test_synthetic_readers_find_the_known_nodules_with_their_malignancy(
+    synthetic: tuple[Path, Path],
+) -> None:
+    import csv
+
+    from sparkdl.deid import remap_uid
+
+    cohort, out = synthetic
+    truth = list(csv.DictReader((cohort / "annotations.csv").open()))
+    nodules = _table(out / "nodules").to_pylist()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["read_messages"] == len({t["seriesuid"] for t in truth})
+    matched = 0
+    for known in truth:
+        series = remap_uid(TEST_KEY.encode(), known["seriesuid"])
+        centre = [float(known[c]) for c in ("coordX", "coordY", "coordZ")]
+        near = [
+            n for n in nodules
+            if n["series_uid"] == series
+            and sum((n[c] - v) ** 2 for c, v in zip(("coordX", "coordY", "coordZ"), centre))
+            ** 0.5 < 1.5
+        ]  # fmt: skip
+        assert len(near) == 1, known
+        nodule = near[0]
+        assert 2 <= nodule["num_readers"] <= 4
+        if nodule["diameter_mm"] is not None:
+            assert abs(nodule["diameter_mm"] / float(known["diameter_mm"]) - 1) < 0.15
+            assert nodule["positive"] and nodule["malignancy"] == int(known["malignancy"])
+            matched += 1
+    assert matched >= len(truth) - 2  # all but nodules under 3 mm (points, not outlined)
+    patches = _table(out / "patches").select(["label", "malignancy"]).to_pylist()
+    assert {p["malignancy"] for p in patches if p["label"] == 1} == {0, 1}
