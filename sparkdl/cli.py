@@ -157,6 +157,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_annotations(args: argparse.Namespace) -> int:
+    from .lidc_stage import write_annotations
+
+    written = write_annotations(args.out, args.csv, all_nodules=args.all)
+    print(f"{args.csv}: {written} nodules (LUNA16 form, pseudonymous series UIDs)")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from .inspection import format_summary, inspect_dataset
 
@@ -288,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per o
     ins.add_argument("--max-items", type=int, default=6, help="patches and volumes drawn")
     ins.add_argument("--json", action="store_true", help="print the summary as JSON")
     ins.set_defaults(func=_cmd_inspect)
+    ann = commands.add_parser(
+        "annotations", help="the LIDC nodules of a dataset as a LUNA16-form annotations.csv"
+    )
+    ann.add_argument("out", help="an ingest output folder (with nodules/)")
+    ann.add_argument("csv", help="the CSV to write")
+    ann.add_argument("--all", action="store_true", help="every outlined nodule, not only positives")
+    ann.set_defaults(func=_cmd_annotations)
     for command in commands.choices.values():  # also after the command: sparkdl ingest -q
         _loudness_args(command, default=argparse.SUPPRESS)
     return parser

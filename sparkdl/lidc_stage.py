@@ -221,3 +221,41 @@ def _geometry(rows: Iterable[Any]) -> dict[str, SliceGeometry]:
             except ValueError:
                 continue  # odd geometry: its marks get sop_uid_not_in_series
     return geometry
+
+
+def write_annotations(data: str, path: str, *, all_nodules: bool = False) -> int:
+    """``OUT/nodules/`` as a LUNA16-form ``annotations.csv`` at ``path``; the rows written.
+
+    The positives (or every outlined nodule with ``all_nodules``), pseudonymous series UIDs,
+    with the extra columns ``malignancy`` (1/0/-1), ``readers`` and ``malignancy_median``
+    (:data:`sparkdl.lidc.labels.ANNOTATION_COLUMNS`). The series UIDs are those of the
+    dataset's own tables, for evaluation on it (``ingest --annotations`` expects originals).
+    """
+    from .layout import NODULES, Dataset
+    from .lidc.labels import write_annotations_csv
+    from .tables import columns
+
+    names = [
+        "series_uid", "coordX", "coordY", "coordZ", "diameter_mm", "malignancy",
+        "num_nodule_readers", "malignancy_median", "positive",
+    ]  # fmt: skip
+    table = columns(Dataset.of(data).path(NODULES), names)
+    rows = [] if table is None else table.to_pylist()
+    chosen = [r for r in rows if r["diameter_mm"] is not None and (all_nodules or r["positive"])]
+    write_annotations_csv(
+        path,
+        [
+            (
+                r["series_uid"],
+                r["coordX"],
+                r["coordY"],
+                r["coordZ"],
+                r["diameter_mm"],
+                r["malignancy"],
+                r["num_nodule_readers"],
+                r["malignancy_median"],
+            )
+            for r in chosen
+        ],
+    )
+    return len(chosen)

@@ -179,3 +179,25 @@ def test_synthetic_readers_find_the_known_nodules_with_their_malignancy(
     assert matched >= len(truth) - 2  # all but nodules under 3 mm (points, not outlined)
     patches = _table(out / "patches").select(["label", "malignancy"]).to_pylist()
     assert {p["malignancy"] for p in patches if p["label"] == 1} == {0, 1}
+
+
+def test_nodules_export_as_a_luna16_annotations_csv(
+    synthetic: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import csv
+
+    from sparkdl.lidc import ANNOTATION_COLUMNS
+
+    _, out = synthetic
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    target = tmp_path / "annotations.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "sparkdl", "annotations", str(out), str(target)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader(target.open()))
+    positives = [n for n in _table(out / "nodules").to_pylist() if n["positive"]]
+    assert tuple(rows[0]) == ANNOTATION_COLUMNS and len(rows) == len(positives) > 0
+    assert {r["seriesuid"] for r in rows} <= {n["series_uid"] for n in positives}
+    assert {r["malignancy"] for r in rows} == {"0", "1"}
