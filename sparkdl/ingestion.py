@@ -55,7 +55,8 @@ from .layout import (
     VOLUMES,
     Dataset,
 )
-from .lidc_stage import NODULE_SCHEMA, READ_SCHEMA, LidcOptions, LidcResult, build_nodules
+from .lidc.labels import NoduleRules
+from .lidc_stage import NODULE_SCHEMA, READ_SCHEMA, LidcResult, build_nodules
 from .patch_stage import AppendScope, Labels, build_patches, load_points
 from .patches import PatchOptions
 from .publish import commit_and_publish, finish_interrupted_commit, plan_overwrite
@@ -83,7 +84,7 @@ class IngestConfig:
     volumes: VolumeOptions = field(default_factory=VolumeOptions)
     patches: PatchOptions = field(default_factory=PatchOptions)
     #: Which nodules of LIDC-IDRI read messages (XML among the inputs) are positives.
-    lidc: LidcOptions = field(default_factory=LidcOptions)
+    lidc: NoduleRules = field(default_factory=NoduleRules)
     #: Bytes of input per Spark task when the inputs are large.
     partition_target_mb: int = 128
     #: Also write every accepted instance as a de-identified DICOM file under ``OUT/dicom/``.

@@ -7,14 +7,14 @@ its series' slices (ImagePositionPatient, ImageOrientationPatient, PixelSpacing,
 records of this run, and of the published catalog in an append run) by de-identified SOP UID;
 the marks are clustered (:mod:`sparkdl.lidc.clustering`) and written as two tables:
 ``reads/`` (one row per message: the pseudonymized message and what could not be placed)
-and ``nodules/`` (one row per clustered nodule). Positives follow ``LidcOptions`` (LUNA16's
-rule by default); their malignancy label is 1 above a median rating of 3, 0 below, -1 at 3.
+and ``nodules/`` (one row per clustered nodule). Positives follow ``lidc:`` of the ingest
+config (:class:`sparkdl.lidc.NoduleRules`, LUNA16's rule by default); their malignancy label
+is 1 above a median rating of 3, 0 below, -1 at 3.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -32,13 +32,12 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from .errors import ConfigError
-from .lidc.clustering import Nodule, cluster_marks
-from .lidc.labels import malignancy_label
+from .lidc.clustering import cluster_marks
+from .lidc.labels import NoduleRules, malignancy_label
 from .lidc.marks import SliceGeometry, read_marks
 from .lidc.pseudonymous import from_json
 
-__all__ = ["NODULE_SCHEMA", "READ_SCHEMA", "LidcOptions", "LidcResult", "build_nodules"]
+__all__ = ["NODULE_SCHEMA", "READ_SCHEMA", "LidcResult", "build_nodules", "write_annotations"]
 
 READ_SCHEMA = StructType(
     [
@@ -79,32 +78,6 @@ _GEOMETRY_COLUMNS = [
 
 
 @dataclass(frozen=True)
-class LidcOptions:
-    """``lidc:`` of ``conf/ingest.yaml``: which nodules of the readers' XML are positives.
-
-    Default LUNA16's reference standard: outlined by at least 3 readers, at least 3 mm.
-    """
-
-    min_readers: int = 3
-    min_diameter_mm: float = 3.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.min_readers, int) or not 1 <= self.min_readers <= 4:
-            raise ConfigError(f"lidc.min_readers must be 1-4. Received: {self.min_readers!r}")
-        if not (math.isfinite(self.min_diameter_mm) and self.min_diameter_mm >= 0):
-            raise ConfigError(
-                f"lidc.min_diameter_mm must be a number >= 0. Received: {self.min_diameter_mm!r}"
-            )
-
-    def is_positive(self, nodule: Nodule) -> bool:
-        return (
-            nodule.num_nodule_readers >= self.min_readers
-            and nodule.diameter_mm is not None
-            and nodule.diameter_mm >= self.min_diameter_mm
-        )
-
-
-@dataclass(frozen=True)
 class LidcResult:
     """The two tables' rows and the positive nodules as patch points, per series."""
 
@@ -114,7 +87,7 @@ class LidcResult:
 
 
 def build_nodules(
-    spark: SparkSession, records: DataFrame, options: LidcOptions, catalog: DataFrame | None
+    spark: SparkSession, records: DataFrame, options: NoduleRules, catalog: DataFrame | None
 ) -> LidcResult | None:
     """Nodules of every read message among ``records`` (None when there is none).
 
@@ -143,7 +116,7 @@ def _add_message(
     series_uid: str,
     text: str,
     geometry: dict[str, SliceGeometry],
-    options: LidcOptions,
+    options: NoduleRules,
 ) -> None:
     message = from_json(text)
     marks, unplaced = read_marks(message, geometry)
