@@ -155,6 +155,16 @@ def _add_message(
                 json.dumps({k: list(v) for k, v in nodule.ratings.items()}, sort_keys=True),
             )
         )
+        if options.is_hard_negative(nodule):
+            result.points[series_uid].append(
+                {
+                    "center_xyz": (x, y, z),
+                    "label": 0,
+                    "source": "candidate",  # a marked finding that is not a nodule
+                    "malignancy": -1,
+                    "diameter_mm": -1.0,
+                }
+            )
         if positive:
             result.points[series_uid].append(
                 {

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
+from sparkdl import read_rows
 from sparkdl.lidc import parse_read_message
 from sparkdl.lidc.pseudonymous import from_json, pseudonymize, to_json
 from tests.conftest import TEST_KEY
@@ -62,7 +63,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (inputs / "other.xml").write_bytes(b'<?xml version="1.0"?><config><a>1</a></config>')
     with zipfile.ZipFile(inputs / "upload.zip", "w") as archive:
         archive.writestr("reads/xxe.xml", XXE)
-    (root / "ingest.yaml").write_text("lidc:\n  min_readers: 2\n")
+    (root / "ingest.yaml").write_text("lidc:\n  min_readers: 2\n  hard_negatives: true\n")
     env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "sparkdl", "ingest", str(inputs), "--output", str(root / "out"),
@@ -109,8 +110,25 @@ def test_nodules_of_the_real_series(ingested: Path) -> None:
     assert positive["malignancy"] == 1 and 20 < positive["diameter_mm"] < 27
     catalog = _table(ingested / "out" / "catalog")
     assert {n["series_uid"] for n in nodules} == set(catalog["series_uid"].to_pylist())
-    patches = _table(ingested / "out" / "patches").select(["label", "malignancy"]).to_pylist()
-    assert {"label": 1, "malignancy": 1} in patches
+    patches = list(
+        read_rows(str(ingested / "out" / "patches"), ["label", "malignancy", "source", "center"])
+    )
+    assert [(p["label"], p["malignancy"]) for p in patches if p["source"] == "annotation"] == [
+        (1, 1)
+    ]
+    # hard_negatives: every cluster no reader outlined is a negative patch at its centre
+    unoutlined = sorted(
+        (round(n["coordX"], 1), round(n["coordY"], 1), round(n["coordZ"], 1))
+        for n in nodules
+        if n["num_nodule_readers"] == 0
+    )
+    hard = sorted(
+        tuple(round(float(v), 1) for v in p["center"])
+        for p in patches
+        if p["source"] == "candidate"
+    )
+    assert len(unoutlined) == 24 and hard == unoutlined
+    assert all(p["label"] == 0 for p in patches if p["source"] == "candidate")
 
 
 @needs_lidc

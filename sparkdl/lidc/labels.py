@@ -47,10 +47,16 @@ AnnotationRow = tuple[str, float, float, float, float, int, int, float | None]
 @dataclass(frozen=True)
 class NoduleRules:
     """Which clustered nodules are positives: at least ``min_readers`` readers outlined it
-    and its mean diameter is at least ``min_diameter_mm`` (LUNA16: 3 readers, 3 mm)."""
+    and its mean diameter is at least ``min_diameter_mm`` (LUNA16: 3 readers, 3 mm).
+
+    ``hard_negatives``: clusters no reader outlined (only ``nonNodule`` marks and nodules
+    < 3 mm, which LUNA16 leaves out of false-positive counting) also become negative points
+    for the nodule task. Off by default.
+    """
 
     min_readers: int = 3
     min_diameter_mm: float = 3.0
+    hard_negatives: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_readers, int) or self.min_readers < 1:
@@ -67,6 +73,10 @@ class NoduleRules:
             and nodule.diameter_mm is not None
             and nodule.diameter_mm >= self.min_diameter_mm
         )
+
+    def is_hard_negative(self, nodule: Nodule) -> bool:
+        """Whether ``nodule`` is a point-only cluster used as a negative (``hard_negatives``)."""
+        return self.hard_negatives and nodule.num_nodule_readers == 0
 
     def select(self, nodules: Sequence[Nodule]) -> list[Nodule]:
         """The positives among ``nodules``, in their order."""
