@@ -141,10 +141,15 @@ def plan_rebuild(
     task: Task,
     target_bytes: int,
     reread_path: str,
+    also: frozenset[str] = frozenset(),
 ) -> Rebuild:
     """Series the new instances touch; the earlier instances of those series, read again; the
-    published files that hold them (copy-on-write: only those are written again)."""
-    touched = {
+    published files that hold them (copy-on-write: only those are written again).
+
+    ``also``: series to rebuild though no new instance touches them (those a new LIDC read
+    message labels: their patches are cut again with its nodules).
+    """
+    touched = set(also) | {
         r["series_uid"]
         for r in accepted.filter(F.col("pixels").isNotNull())
         .select("series_uid")

@@ -280,8 +280,21 @@ def _volumes(
     else:
         reread_task = replace(task, export_dicom=False)
         target_bytes = run.config.partition_target_mb * 1024**2
+        labelled = frozenset(  # series a new read message labels: their patches change
+            r["series_uid"]
+            for r in resolved.filter(F.col("status") == "read_message")
+            .select("series_uid")
+            .distinct()
+            .collect()
+        )
         plan = plan_rebuild(
-            run.spark, previous, accepted, reread_task, target_bytes, run.staged("reread")
+            run.spark,
+            previous,
+            accepted,
+            reread_task,
+            target_bytes,
+            run.staged("reread"),
+            also=labelled & previous.volume_series(),
         )
     volumes = run.config.volumes
     outcomes = build_volumes(

@@ -219,3 +219,36 @@ def test_nodules_export_as_a_luna16_annotations_csv(
     assert tuple(rows[0]) == ANNOTATION_COLUMNS and len(rows) == len(positives) > 0
     assert {r["seriesuid"] for r in rows} <= {n["series_uid"] for n in positives}
     assert {r["malignancy"] for r in rows} == {"0", "1"}
+
+
+def test_read_messages_in_a_later_append_run_label_the_earlier_series(tmp_path: Path) -> None:
+    """Images first, the readers' XML a day later: the append run cuts the nodules' patches."""
+    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
+
+    def sparkdl(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "sparkdl", *args, "--quiet"],
+            capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-4000:]
+
+    cohort, landing, out = tmp_path / "cohort", tmp_path / "landing", tmp_path / "out"
+    sparkdl("synth", str(cohort), "--patients", "2", "--seed", "4", "--image-size", "64",
+            "--lidc-xml")  # fmt: skip
+    reads = [p for p in (cohort / "dicom").rglob("*") if p.is_file() and b"LidcReadMessage"
+             in p.read_bytes()[:4096]]  # fmt: skip
+    (landing / "day2").mkdir(parents=True)
+    for i, path in enumerate(reads):
+        path.rename(landing / "day2" / f"read_{i}.xml")
+    shutil.move(str(cohort / "dicom"), str(landing / "day1"))
+    sparkdl("ingest", str(landing / "day1"), "--output", str(out), "--master", "local[2]")
+    assert not (out / "nodules").exists() and not (out / "patches").exists()
+    sparkdl("ingest", str(landing / "day1"), str(landing / "day2"), "--output", str(out),
+            "--mode", "append", "--master", "local[2]")  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["read_messages"] == len(reads) > 0
+    assert manifest["last_run"]["rebuilt_series"] == len(reads)
+    positives = [n for n in _table(out / "nodules").to_pylist() if n["positive"]]
+    patches = list(read_rows(str(out / "patches"), ["label", "source", "series_uid"]))
+    labelled = {p["series_uid"] for p in patches if p["label"] == 1}
+    assert positives and {n["series_uid"] for n in positives} == labelled
