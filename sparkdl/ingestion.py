@@ -56,7 +56,7 @@ from .layout import (
     Dataset,
 )
 from .lidc.labels import NoduleRules
-from .lidc_stage import NODULE_SCHEMA, READ_SCHEMA, LidcResult, build_nodules
+from .lidc_stage import NODULE_SCHEMA, READ_SCHEMA, LidcResult, build_nodules, read_messages
 from .patch_stage import AppendScope, Labels, build_patches, load_points
 from .patches import PatchOptions
 from .publish import commit_and_publish, finish_interrupted_commit, plan_overwrite
@@ -164,10 +164,11 @@ def ingest(
     with _timed(
         timings, "volumes_s", "series assembly", "series", progress.accumulated(series_done, None)
     ):
-        resolved, plan, outcomes = _volumes(run, records, task, series_done)
+        messages = read_messages(records)
+        resolved, plan, outcomes = _volumes(run, records, task, series_done, messages)
     with _timed(timings, "lidc_s", "LIDC read messages", ""):
         lidc = build_nodules(
-            run.spark,
+            messages,
             resolved,
             run.config.lidc,
             run.previous.catalog if run.previous is not None else None,
@@ -268,10 +269,15 @@ def _publish_unchanged(run: _Run, previous: Previous, last_run: dict[str, Any]) 
 
 
 def _volumes(
-    run: _Run, records: DataFrame, task: Task, series_done: Any
+    run: _Run,
+    records: DataFrame,
+    task: Task,
+    series_done: Any,
+    messages: list[tuple[str, str]],
 ) -> tuple[DataFrame, Rebuild, DataFrame]:
     """Duplicates resolved, what to (re)build planned, volumes staged: ``(resolved records,
-    plan, one volume outcome per instance)``."""
+    plan, one volume outcome per instance)``. An append run also rebuilds the earlier series
+    that new read ``messages`` label."""
     previous = run.previous
     resolved = _resolve_duplicates(records, previous.catalog if previous else None)
     accepted = resolved.filter(F.col("status") == "accepted")
@@ -280,13 +286,7 @@ def _volumes(
     else:
         reread_task = replace(task, export_dicom=False)
         target_bytes = run.config.partition_target_mb * 1024**2
-        labelled = frozenset(  # series a new read message labels: their patches change
-            r["series_uid"]
-            for r in resolved.filter(F.col("status") == "read_message")
-            .select("series_uid")
-            .distinct()
-            .collect()
-        )
+        labelled = frozenset(series for series, _ in messages)  # their patches change
         plan = plan_rebuild(
             run.spark,
             previous,

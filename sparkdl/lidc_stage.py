@@ -15,13 +15,13 @@ is 1 above a median rating of 3, 0 below, -1 at 3.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
@@ -37,7 +37,14 @@ from .lidc.labels import NoduleRules, malignancy_label
 from .lidc.marks import SliceGeometry, read_marks
 from .lidc.pseudonymous import from_json
 
-__all__ = ["NODULE_SCHEMA", "READ_SCHEMA", "LidcResult", "build_nodules", "write_annotations"]
+__all__ = [
+    "NODULE_SCHEMA",
+    "READ_SCHEMA",
+    "LidcResult",
+    "build_nodules",
+    "read_messages",
+    "write_annotations",
+]
 
 READ_SCHEMA = StructType(
     [
@@ -86,28 +93,35 @@ class LidcResult:
     points: dict[str, list[dict[str, Any]]]
 
 
-def build_nodules(
-    spark: SparkSession, records: DataFrame, options: NoduleRules, catalog: DataFrame | None
-) -> LidcResult | None:
-    """Nodules of every read message among ``records`` (None when there is none).
+def read_messages(records: DataFrame) -> list[tuple[str, str]]:
+    """``(series_uid, pseudonymized JSON)`` of every read message among the staged records,
+    sorted (one Spark job: ingest asks once, for the rebuild plan and for the nodules)."""
+    rows = records.filter(F.col("status") == "read_message").select("series_uid", "read_message")
+    return sorted((row["series_uid"], row["read_message"]) for row in rows.collect())
 
-    ``catalog`` (an append run's published catalog) adds the slices of earlier runs.
+
+def build_nodules(
+    messages: list[tuple[str, str]],
+    records: DataFrame,
+    options: NoduleRules,
+    catalog: DataFrame | None,
+) -> LidcResult | None:
+    """Nodules of the read ``messages`` (:func:`read_messages`; None when there is none),
+    placed on the slices of ``records`` and of ``catalog`` (an append run's published one).
     """
-    messages = (
-        records.filter(F.col("status") == "read_message")
-        .select("series_uid", "read_message")
-        .collect()
-    )
     if not messages:
         return None
-    series = sorted({row["series_uid"] for row in messages})
+    series = sorted({series_uid for series_uid, _ in messages})
     slices = records.filter(F.col("status") == "accepted").select(*_GEOMETRY_COLUMNS)
     if catalog is not None:
         slices = slices.unionByName(catalog.select(*_GEOMETRY_COLUMNS))
     geometry = _geometry(slices.filter(F.col("series_uid").isin(series)).collect())
     result = LidcResult([], [], defaultdict(list))
-    for row in sorted(messages, key=lambda r: (r["series_uid"], r["read_message"])):
-        _add_message(result, row["series_uid"], row["read_message"], geometry, options)
+    numbered: Counter[str] = Counter()
+    for series_uid, text in messages:
+        numbered[series_uid] += _add_message(
+            result, series_uid, text, geometry, options, first=numbered[series_uid]
+        )
     return LidcResult(result.reads, result.nodules, dict(result.points))
 
 
@@ -117,7 +131,10 @@ def _add_message(
     text: str,
     geometry: dict[str, SliceGeometry],
     options: NoduleRules,
-) -> None:
+    first: int,
+) -> int:
+    """Add one message's read row, nodule rows (numbered from ``first`` within its series)
+    and points; return how many nodules it had."""
     message = from_json(text)
     marks, unplaced = read_marks(message, geometry)
     nodules = cluster_marks(marks)
@@ -131,7 +148,6 @@ def _add_message(
             text,
         )
     )
-    first = sum(1 for row in result.nodules if row[0] == series_uid)
     for index, nodule in enumerate(nodules, start=first):
         median = nodule.medians.get("malignancy")
         label = malignancy_label(median)
@@ -175,6 +191,7 @@ def _add_message(
                     "diameter_mm": float(nodule.diameter_mm or 0.0),
                 }
             )
+    return len(nodules)
 
 
 def _geometry(rows: Iterable[Any]) -> dict[str, SliceGeometry]:
