@@ -13,8 +13,37 @@ import traceback
 from typing import Any
 
 
+#: Set by :func:`sparkdl.runner._run_isolated` to its own pid.
+PARENT_PID_ENV = "SPARKDL_WORKER_PARENT_PID"
+
+
+def _exit_when_orphaned(parent: int, every_s: float = 1.0) -> None:
+    """End this process once the Spark task that started it is gone.
+
+    Spark cancels the other ranks of a barrier stage when one fails by killing their Python
+    workers; the training process each had started would otherwise run on as an orphan,
+    waiting forever in a collective op for the failed peer and holding its GPU.
+    """
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="sparkdl-orphan-watch", daemon=True).start()
+
+
 def main(path_in: str, path_out: str) -> int:
+    import os
+
     from pyspark import cloudpickle
+
+    # The parent's pid as the parent saw it: if it died while this interpreter started,
+    # os.getppid() would already name the process that adopted this one.
+    _exit_when_orphaned(int(os.environ.get(PARENT_PID_ENV) or os.getppid()))
 
     with open(path_in, "rb") as handle:
         fn, args = cloudpickle.load(handle)

@@ -214,13 +214,18 @@ def _run_isolated(
 
     from pyspark import cloudpickle
 
+    from ._worker import PARENT_PID_ENV
     from .tf_noise import is_noise
 
     with tempfile.TemporaryDirectory(prefix="sparkdl-worker-") as tmp:
         path_in, path_out = os.path.join(tmp, "in.pkl"), os.path.join(tmp, "out.pkl")
         with open(path_in, "wb") as handle:
             cloudpickle.dump((fn, args), handle)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+            **{PARENT_PID_ENV: str(os.getpid())},
+        )
         command = [sys.executable, "-m", "sparkdl._worker", path_in, path_out]
         if quiet_gpu_probe:
             with subprocess.Popen(
@@ -282,6 +287,12 @@ def _make_task(
             assigned = context.resources().get("gpu")
             os.environ["SPARKDL_TASK_GPUS"] = ",".join(assigned.addresses) if assigned else ""
             payload = _run_isolated(fn, args, rank, quiet_gpu_probe=quiet and not gpus)
+            # No rank finishes before all have: a rank that returned while another was still
+            # failing had its output registered after Spark dropped the failed attempt's, so
+            # the retried barrier stage ran only the failed rank, whose rendezvous then waited
+            # for peers that never came (a hang, seen on local[2]). Held here, a finished rank
+            # is cancelled with the others and the retry runs every rank again.
+            context.barrier()
             yield rank, workers[rank], gpus, payload
         finally:
             for key, value in saved.items():

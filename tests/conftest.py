@@ -18,7 +18,13 @@ def spark() -> Iterator[pyspark.sql.SparkSession]:  # noqa: F821
     from sparkdl.spark import get_spark
 
     session = get_spark(
-        "local[2]", {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"}
+        "local[2]",
+        {
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "2",
+            # A barrier task left waiting for its peers fails the test instead of hanging CI.
+            "spark.barrier.sync.timeout": "600s",
+        },
     )
     yield session
     session.stop()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +141,13 @@ def test_args_and_result_order(spark: Any) -> None:
     assert TrainingRunner(2, spark=spark).run(scaled, 10) == [(0, 0), (1, 10)]
 
 
-def test_worker_error_names_rank(spark: Any) -> None:
+def test_worker_error_names_rank(spark: Any, tmp_path: Path) -> None:
+    calls = str(tmp_path)
+
     def fail_on_rank_one() -> int:
         rank: int = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        with open(os.path.join(calls, f"rank{rank}"), "a") as handle:
+            handle.write("called\n")
         if rank == 1:
             raise ValueError("boom")
         return rank
@@ -150,6 +155,57 @@ def test_worker_error_names_rank(spark: Any) -> None:
     with pytest.raises(TrainingError, match=r"worker rank 1: ValueError: boom") as info:
         TrainingRunner(2, spark=spark).run(fail_on_rank_one)
     assert info.value.__cause__ is not None
+    # Every attempt of the barrier stage ran both ranks: a rank that returned first was held
+    # and re-run with the failed one, not left registered as done (which made the retry start
+    # rank 1 alone, waiting for its peer forever).
+    attempts = len((tmp_path / "rank1").read_text().splitlines())
+    assert attempts == 4  # spark.stage.maxConsecutiveAttempts
+    assert len((tmp_path / "rank0").read_text().splitlines()) >= 2
+
+
+def test_worker_process_ends_with_its_task(tmp_path: Path) -> None:
+    """A training process whose Spark task was killed does not live on as an orphan."""
+    from pyspark import cloudpickle
+
+    def sleep_long() -> None:
+        import time
+
+        time.sleep(300)
+
+    path_in = tmp_path / "in.pkl"
+    path_in.write_bytes(cloudpickle.dumps((sleep_long, ())))
+    # A stand-in for Spark's Python worker: starts the training process, prints its pid, waits.
+    task = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, subprocess, sys, time; "
+            "env = dict(os.environ, SPARKDL_WORKER_PARENT_PID=str(os.getpid())); "
+            "p = subprocess.Popen([sys.executable, '-m', 'sparkdl._worker', sys.argv[1], "
+            "sys.argv[2]], env=env); print(p.pid, flush=True); time.sleep(300)",
+            str(path_in),
+            str(tmp_path / "out.pkl"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert task.stdout is not None
+    worker = int(task.stdout.readline())
+    task.kill()  # as Spark kills the Python worker of a cancelled task
+    task.wait()
+    deadline = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), "the training process outlived its task"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped by init, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_too_many_workers_fails_before_any_job(spark: Any) -> None:
