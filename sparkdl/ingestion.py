@@ -164,8 +164,9 @@ def ingest(
     with _timed(
         timings, "volumes_s", "series assembly", "series", progress.accumulated(series_done, None)
     ):
-        messages = read_messages(records)
-        resolved, plan, outcomes = _volumes(run, records, task, series_done, messages)
+        resolved = _resolve_duplicates(records, run.previous.catalog if run.previous else None)
+        messages = read_messages(resolved)
+        plan, outcomes = _volumes(run, resolved, task, series_done, messages)
     with _timed(timings, "lidc_s", "LIDC read messages", ""):
         lidc = build_nodules(
             messages,
@@ -270,16 +271,15 @@ def _publish_unchanged(run: _Run, previous: Previous, last_run: dict[str, Any]) 
 
 def _volumes(
     run: _Run,
-    records: DataFrame,
+    resolved: DataFrame,
     task: Task,
     series_done: Any,
     messages: list[tuple[str, str]],
-) -> tuple[DataFrame, Rebuild, DataFrame]:
-    """Duplicates resolved, what to (re)build planned, volumes staged: ``(resolved records,
-    plan, one volume outcome per instance)``. An append run also rebuilds the earlier series
-    that new read ``messages`` label."""
+) -> tuple[Rebuild, DataFrame]:
+    """What to (re)build planned, volumes staged from the ``resolved`` records (duplicates
+    rejected): ``(plan, one volume outcome per instance)``. An append run also rebuilds the
+    earlier series that new read ``messages`` label."""
     previous = run.previous
-    resolved = _resolve_duplicates(records, previous.catalog if previous else None)
     accepted = resolved.filter(F.col("status") == "accepted")
     if previous is None:
         plan = Rebuild(volume_input=accepted)
@@ -305,7 +305,7 @@ def _volumes(
         keep=plan.keep_volumes,
         series_done=series_done,
     )
-    return resolved, plan, outcomes
+    return plan, outcomes
 
 
 def _patches(run: _Run, plan: Rebuild, lidc: LidcResult | None) -> dict[str, Any]:
@@ -396,14 +396,21 @@ def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) ->
     """A SOPInstanceUID seen twice is cataloged once; the other copies are rejected.
 
     Within a run the first by (source_path, member) wins; across runs the earlier run wins.
+    Likewise for LIDC read messages with the same bytes (``duplicate_read_message``; an
+    earlier run's copy is skipped when read, as every known content is).
     Only the key columns are ranked: a window over the whole records shuffled every pixel,
     and again for each table written from them (484 MB of shuffle for 193 MB of 512² CT,
     ``scripts/bench_ingest.py``). The later copies (usually none or a few) are collected and
     marked on the records through a broadcast join, so the wide rows are not shuffled here.
     """
     member = F.coalesce(F.col("member"), F.lit(""))
-    keys = records.filter(F.col("status") == "accepted").select(
-        "sop_uid", "source_path", member.alias("_member")
+    # An LIDC read message has no SOP UID: one is a copy of another when its bytes are
+    # (counted twice, every reader's marks would be clustered with themselves).
+    identity = F.when(F.col("status") == "accepted", F.col("sop_uid")).otherwise(
+        F.concat(F.lit("read message "), F.col("content_sha256"))
+    )
+    keys = records.filter(F.col("status").isin("accepted", "read_message")).select(
+        identity.alias("sop_uid"), "source_path", member.alias("_member"), "status"
     )
     rank = F.row_number().over(Window.partitionBy("sop_uid").orderBy("source_path", "_member"))
     later_copy = rank > 1
@@ -414,7 +421,7 @@ def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) ->
     copies = (
         keys.withColumn("_dup", later_copy)
         .filter(F.col("_dup"))
-        .select("source_path", "_member", "_dup")
+        .select("source_path", "_member", "_dup", F.col("status").alias("_copy_of"))
     )
     # Held on the driver and broadcast, unless a pathological input (the same archive twice
     # over) makes them too many: then a plain join.
@@ -423,18 +430,22 @@ def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) ->
         copies = F.broadcast(records.sparkSession.createDataFrame(found, copies.schema))
     marked = records.withColumn("_member", member).join(copies, ["source_path", "_member"], "left")
     duplicate = F.coalesce(F.col("_dup"), F.lit(False))
+    of_message = F.col("_copy_of") == "read_message"
     return (
         marked.withColumn("status", F.when(duplicate, F.lit("rejected")).otherwise(F.col("status")))
         .withColumn(
-            "reason", F.when(duplicate, F.lit("duplicate_instance")).otherwise(F.col("reason"))
+            "reason",
+            F.when(duplicate & of_message, F.lit("duplicate_read_message"))
+            .when(duplicate, F.lit("duplicate_instance"))
+            .otherwise(F.col("reason")),
         )
         .withColumn(
             "detail",
-            F.when(duplicate, F.lit("same SOPInstanceUID as an earlier input")).otherwise(
-                F.col("detail")
-            ),
+            F.when(duplicate & of_message, F.lit("same bytes as an earlier input"))
+            .when(duplicate, F.lit("same SOPInstanceUID as an earlier input"))
+            .otherwise(F.col("detail")),
         )
-        .drop("_dup", "_member")
+        .drop("_dup", "_member", "_copy_of")
     )
 
 

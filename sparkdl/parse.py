@@ -54,6 +54,7 @@ REASONS = {
     "screen_save": "screen save: may carry burned-in text",
     "dose_report": "dose report: may carry burned-in text",
     "duplicate_instance": "the same SOPInstanceUID was already cataloged from another input",
+    "duplicate_read_message": "an LIDC read message with the same bytes as another input",
     "symlink": "symbolic link: not followed",
     "file_too_large": "over limits.max_file_bytes",
     "corrupt_archive": "the archive (or its remainder) could not be read",

@@ -147,22 +147,34 @@ def test_no_original_uid_or_reader_id_outside_restricted(ingested: Path) -> None
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """``sparkdl synth --lidc-xml`` (no CSV given to ingest): the readers' XML is the only label."""
+    """``sparkdl synth --lidc-xml`` (no CSV given to ingest): the readers' XML is the only label.
+
+    One read message is there twice (the same file under another name): the copy is rejected.
+    """
     root = tmp_path_factory.mktemp("lidc_synth")
     env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
-    for args in (
-        ["synth", str(root / "cohort"), "--patients", "4", "--seed", "2", "--image-size", "64",
-         "--lidc-xml"],
-        ["ingest", str(root / "cohort" / "dicom"), "--output", str(root / "out"),
-         "--config", str(root / "ingest.yaml"), "--master", "local[2]", "--quiet"],
-    ):  # fmt: skip
-        (root / "ingest.yaml").write_text("lidc:\n  min_readers: 2\n")
+
+    def sparkdl(*args: str) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "sparkdl", *args],
             capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-4000:]
+
+    sparkdl("synth", str(root / "cohort"), "--patients", "4", "--seed", "2", "--image-size", "64",
+            "--lidc-xml")  # fmt: skip
+    dicom = root / "cohort" / "dicom"
+    first = next(p for p in sorted(dicom.rglob("*")) if p.is_file() and _is_read_message(p))
+    (dicom / "copies").mkdir()
+    shutil.copy(first, dicom / "copies" / "again.xml")
+    (root / "ingest.yaml").write_text("lidc:\n  min_readers: 2\n")
+    sparkdl("ingest", str(dicom), "--output", str(root / "out"), "--config",
+            str(root / "ingest.yaml"), "--master", "local[2]", "--quiet")  # fmt: skip
     return root / "cohort", root / "out"
+
+
+def _is_read_message(path: Path) -> bool:
+    return b"LidcReadMessage" in path.read_bytes()[:4096]
 
 
 def test_synthetic_readers_find_the_known_nodules_with_their_malignancy(
@@ -177,6 +189,7 @@ def test_synthetic_readers_find_the_known_nodules_with_their_malignancy(
     nodules = _table(out / "nodules").to_pylist()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["read_messages"] == len({t["seriesuid"] for t in truth})
+    assert manifest["rejected_by_reason"]["duplicate_read_message"] == 1
     matched = 0
     for known in truth:
         series = remap_uid(TEST_KEY.encode(), known["seriesuid"])
