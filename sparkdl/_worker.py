@@ -12,7 +12,6 @@ import sys
 import traceback
 from typing import Any
 
-
 #: Set by :func:`sparkdl.runner._run_isolated` to its own pid.
 PARENT_PID_ENV = "SPARKDL_WORKER_PARENT_PID"
 
