@@ -26,3 +26,7 @@ class InputError(SparkdlError):
 
 class TrainingError(SparkdlError):
     """Distributed training cannot start or failed (Spark slots, GPUs, TLS, rendezvous)."""
+
+
+class DataError(InputError, ValueError):
+    """The rows or columns of a table passed in cannot be used (missing column, NaN, …)."""
