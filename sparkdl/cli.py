@@ -51,9 +51,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         archive=args.archive,
         image_size=args.image_size,
         lidc_xml=args.lidc_xml,
+        volume_format=args.format,
+        candidates_per_series=args.candidates_per_series,
     )
+    what = "DICOM files" if args.format == "dicom" else f"{args.format} files"
     print(
-        f"wrote {summary.num_files} DICOM files ({summary.num_series} series, "
+        f"wrote {summary.num_files} {what} ({summary.num_series} series, "
         f"{summary.num_nodules} nodules, {summary.num_patients} patients) under {summary.dicom_dir}"
     )
     print(f"annotations: {summary.annotations_csv}\ncandidates:  {summary.candidates_csv}")
@@ -215,6 +218,20 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per o
         "--lidc-xml",
         action="store_true",
         help="also an LIDC read message (readers' XML with malignancy ratings) per axial series",
+    )
+    synth.add_argument(
+        "--format",
+        choices=["dicom", "mhd", "nifti"],
+        default="dicom",
+        help="how the CT series are written: DICOM (default), or one MetaImage (.mhd + .raw, "
+        "as LUNA16) or NIfTI (.nii.gz) file per series named by its SeriesInstanceUID",
+    )
+    synth.add_argument(
+        "--candidates-per-series",
+        type=int,
+        default=None,
+        metavar="N",
+        help="LUNA16-sized candidates.csv: N non-nodule points per series besides the nodules",
     )
     synth.set_defaults(func=_cmd_synth)
 

@@ -5,6 +5,10 @@ zip / tar / tar.gz archives).
 Layout of ``out_dir``::
 
     dicom/            only DICOM: loose files, or .zip / .tar / .tar.gz archives of them
+    mhd/ or nifti/    with ``volume_format`` "mhd" / "nifti" instead: one volume file per axial
+                      series, named by its SeriesInstanceUID as LUNA16 names its scans
+                      (``subset0/<uid>.mhd`` + ``.raw``, or ``subset0/<uid>.nii.gz``), HU as
+                      int16; no other objects (LUNA16 ships none)
     annotations.csv   seriesuid,coordX,coordY,coordZ,diameter_mm,malignancy   (world mm, LPS)
     candidates.csv    seriesuid,coordX,coordY,coordZ,class
     phi.json          every fake PHI string written into the headers (for leak scans)
@@ -45,6 +49,7 @@ from sparkdl.synth.variants import (
 logger = logging.getLogger(__name__)
 
 ArchiveKind = Literal["none", "zip", "tar"]
+VolumeFormat = Literal["dicom", "mhd", "nifti"]
 SeriesKind = Literal["axial_ct", "localizer", "dose_report", "structured_report"]
 
 ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm", "malignancy")
@@ -102,6 +107,7 @@ class CohortSummary:
 @dataclass
 class _Patient:
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (series key, file bytes)
+    volumes: list[tuple[str, Grid, np.ndarray]] = field(default_factory=list)  # uid, grid, HU
     series: list[SeriesRecord] = field(default_factory=list)
     nodules: list[NoduleRecord] = field(default_factory=list)
     candidates: list[tuple[str, float, float, float, int]] = field(default_factory=list)
@@ -116,6 +122,8 @@ def synthesize_cohort(
     archive: ArchiveKind = "none",
     image_size: int = 128,
     lidc_xml: bool = False,
+    volume_format: VolumeFormat = "dicom",
+    candidates_per_series: int | None = None,
 ) -> CohortSummary:
     """Write a synthetic chest-CT cohort to ``out_dir`` (see the module docstring).
 
@@ -127,10 +135,24 @@ def synthesize_cohort(
     first series cycle through them, later ones draw at random. Patient 0 always has two axial
     series, a localizer, a dose-report Secondary Capture and a Comprehensive SR; others have
     them at random. The same arguments write the same bytes.
+
+    ``volume_format`` "mhd" or "nifti" writes each axial series as one volume file instead
+    (loose, no archive, no read message). ``candidates_per_series`` makes ``candidates.csv``
+    LUNA16-sized: that many non-nodule points per series (two thirds in the lungs, one third
+    on vessels) besides the nodules.
     """
     _check_arguments(num_patients, seed, archive, image_size)
+    if volume_format not in ("dicom", "mhd", "nifti"):
+        raise ConfigError(f"volume_format must be dicom, mhd or nifti. Received: {volume_format!r}")
+    if volume_format != "dicom" and (archive != "none" or lidc_xml):
+        raise ConfigError(
+            f"volume_format {volume_format!r} writes loose volume files: it takes neither an "
+            "archive nor LIDC read messages (those are DICOM-side)."
+        )
+    if candidates_per_series is not None and candidates_per_series < 0:
+        raise ConfigError(f"candidates_per_series must be >= 0. Received: {candidates_per_series}")
     out = Path(out_dir)
-    dicom_dir = out / "dicom"
+    dicom_dir = out / ("dicom" if volume_format == "dicom" else volume_format)
     if dicom_dir.exists() and any(dicom_dir.iterdir()):
         raise InputError(
             f"{dicom_dir} already holds files; synthesize into an empty or new "
@@ -151,10 +173,14 @@ def synthesize_cohort(
     for index in range(num_patients):
         num_axial_before = sum(r.kind == "axial_ct" for r in records)
         patient = _synthesize_patient(
-            seed, index, image_size, num_axial_before, cohort_rng, lidc_xml
+            seed, index, image_size, num_axial_before, cohort_rng, lidc_xml, candidates_per_series
         )
-        writer.add_patient(patient.files)
-        num_files += len(patient.files)
+        if volume_format == "dicom":
+            writer.add_patient(patient.files)
+            num_files += len(patient.files)
+        else:
+            num_files += _write_volumes(dicom_dir / "subset0", patient.volumes, volume_format)
+            patient.series = [r for r in patient.series if r.kind == "axial_ct"]
         records += patient.series
         nodules += patient.nodules
         candidates += patient.candidates
@@ -244,6 +270,7 @@ def _synthesize_patient(
     axial_before: int,
     cohort_rng: np.random.Generator,
     lidc_xml: bool = False,
+    candidates_per_series: int | None = None,
 ) -> _Patient:
     """One patient's files, series, nodules, candidates and PHI strings.
 
@@ -286,7 +313,9 @@ def _synthesize_patient(
             body_center=phantom.center,
             lung_z_range=phantom.lung_z_range,
         )
-        stored = to_stored(add_noise(render_hu(phantom, spec.grid), noise, spec.noise_hu), spec)
+        hu = add_noise(render_hu(phantom, spec.grid), noise, spec.noise_hu)
+        patient.volumes.append((series_uid, spec.grid, hu))
+        stored = to_stored(hu, spec)
         files = dw.ct_series_files(ctx, spec, series_uid, number, stored)
         patient.files += [(series_uid, data) for data in files]
         if lidc_xml:
@@ -311,9 +340,9 @@ def _synthesize_patient(
                     nodule.margin,
                 )
             )
-        rows = [(series_uid, *n.center, 1) for n in phantom.nodules]
-        rows += [(series_uid, *p, 0) for p in negatives]
-        patient.candidates += [rows[i] for i in extras.permutation(len(rows))]
+        patient.candidates += _candidate_rows(
+            series_uid, phantom, negatives, extras, candidates_per_series
+        )
 
     number = num_axial
     if with_localizer:
@@ -342,6 +371,23 @@ def _synthesize_patient(
     return patient
 
 
+def _candidate_rows(
+    series_uid: str,
+    phantom: Phantom,
+    negatives: list[tuple[float, float, float]],
+    rng: np.random.Generator,
+    extra: int | None,
+) -> list[tuple[str, float, float, float, int]]:
+    """``candidates.csv`` rows of one series, shuffled: its nodules (class 1), the sampled
+    negatives and ``extra`` more (two thirds in the lungs, one third on vessels)."""
+    rows = [(series_uid, *n.center, 1) for n in phantom.nodules]
+    rows += [(series_uid, *p, 0) for p in negatives]
+    if extra:
+        in_lungs = extra - extra // 3
+        rows += [(series_uid, *p, 0) for p in sample_negatives(rng, phantom, in_lungs, extra // 3)]
+    return [rows[i] for i in rng.permutation(len(rows))]
+
+
 def _add_series(patient: _Patient, index: int, kind: SeriesKind, instances: list[Dataset]) -> None:
     """Encode a non-axial series (one dataset per instance) and record it."""
     first = instances[0]
@@ -356,6 +402,32 @@ def _add_series(patient: _Patient, index: int, kind: SeriesKind, instances: list
             first.file_meta.TransferSyntaxUID,
         )
     )
+
+
+def _write_volumes(
+    folder: Path, volumes: list[tuple[str, Grid, np.ndarray]], volume_format: VolumeFormat
+) -> int:
+    """Each axial series as ``<uid>.mhd`` + ``<uid>.raw`` or ``<uid>.nii.gz``; files written."""
+    from sparkdl.geometry import Geometry, hu_to_int16
+    from sparkdl.volume_files import write_metaimage, write_nifti
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for uid, grid, hu in volumes:
+        steps = np.asarray(grid.steps, dtype=np.float64)  # rows: the k, r, c index steps
+        spacing = np.linalg.norm(steps, axis=1)
+        direction = (steps[::-1] / spacing[::-1, None]).T  # columns: x (c), y (r), z (k)
+        geometry = Geometry(tuple(spacing), grid.origin, tuple(direction.ravel()))
+        array = hu_to_int16(np.asarray(hu))[0]
+        if volume_format == "mhd":
+            header, data = write_metaimage(array, geometry, f"{uid}.raw")
+            (folder / f"{uid}.mhd").write_bytes(header)
+            (folder / f"{uid}.raw").write_bytes(data)
+            written += 2
+        else:
+            (folder / f"{uid}.nii.gz").write_bytes(write_nifti(array, geometry, compressed=True))
+            written += 1
+    return written
 
 
 def _localizer_grids(phantom: Phantom, image_size: int) -> list[Grid]:
