@@ -180,6 +180,9 @@ def assemble_series(
     series_uid = series_uids.pop()
     slices: list[Slice] = []
     for record in sorted(records, key=lambda r: str(r.get("sop_uid"))):
+        if record.get("volume_file"):
+            _add_volume_file(result, series_uid, record, options)
+            continue
         slice_or_reason = screen(record)
         if isinstance(slice_or_reason, Slice):
             slices.append(slice_or_reason)
@@ -191,6 +194,45 @@ def assemble_series(
     for group, notes in _candidates(slices, options):
         _add_outcomes(result, series_uid, group[0].record, notes, build_stack(group, options))
     return result
+
+
+def _add_volume_file(
+    result: AssemblyResult, series_uid: str, record: Mapping[str, Any], options: VolumeOptions
+) -> None:
+    """A MetaImage/NIfTI volume (:mod:`sparkdl.volume_units`): on its grid as the file states.
+
+    Its voxels are already one regular grid (no slice order, gaps or tilt to resolve); only
+    the checks that apply to any volume do: ``too_few_slices``.
+    """
+    sop_uid = str(record.get("sop_uid"))
+    described = json.loads(str(record["volume_file"]))["volume_file"]
+    volume = np.asarray(record["pixels"], dtype=np.int16)
+    if volume.shape[0] < options.min_slices:
+        result.instances[sop_uid] = InstanceOutcome(
+            "excluded",
+            reason="too_few_slices",
+            detail=f"{volume.shape[0]} slices < volumes.min_slices {options.min_slices}",
+        )
+        return
+    notes = []
+    if described.get("hu_clipped"):
+        notes.append(warning("hu_clipped", f"{described['hu_clipped']} voxels clipped to int16"))
+    volume_id = f"{series_uid}.{len(result.volumes)}"
+    result.volumes.append(
+        AssembledVolume(
+            volume_id=volume_id,
+            series_uid=series_uid,
+            study_uid=str(record.get("study_uid")),
+            patient_id=str(record.get("patient_id")),
+            volume=volume,
+            spacing=np.asarray(described["spacing"], dtype=np.float64),
+            origin=np.asarray(described["origin"], dtype=np.float64),
+            direction=np.asarray(described["direction"], dtype=np.float64).reshape(9),
+            warnings=notes,
+            sop_uids=[sop_uid],
+        )
+    )
+    result.instances[sop_uid] = InstanceOutcome("volume", volume_id=volume_id)
 
 
 def _candidates(

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import heapq
 import os
+import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
 from .errors import InputError
-from .storage import HadoopFS, is_local, local_path
+from .storage import HadoopFS, is_local, local_path, open_input
+from .volume_units import data_file_of
+
+#: A MetaImage header is a few hundred bytes; a bigger ``.mhd`` is read by its task as is.
+_MAX_HEADER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,34 @@ def list_inputs(spark: SparkSession, inputs: list[str]) -> list[InputFile]:
         files = _list_local(root) if is_local(root) else _list_hadoop(spark, root)
         for item in files:
             found[item.path] = item
+    for claimed in _claimed_data_files(found.values()):
+        del found[claimed]
     return sorted(found.values(), key=lambda f: f.path)
+
+
+def _claimed_data_files(files: Iterable[InputFile]) -> set[str]:
+    """The data files that loose ``.mhd`` headers among ``files`` name beside them.
+
+    Each is read with its header, on the executor that reads the header, and accounted with
+    it: it is not a unit of its own. Headers are a few hundred bytes; one over
+    :data:`_MAX_HEADER_BYTES` is no MetaImage header and claims nothing.
+    """
+    listed = {f.path for f in files}
+    claimed = set()
+    for item in files:
+        if item.is_symlink or not item.path.lower().endswith(".mhd"):
+            continue
+        if item.size > _MAX_HEADER_BYTES:
+            continue
+        with open_input(item.path) as handle:
+            relative = data_file_of(handle.read(_MAX_HEADER_BYTES))
+        if relative is None or _unsafe(relative):
+            continue  # LOCAL, unreadable, or a path the reader refuses: nothing claimed
+        # Not normpath: it would fold the // of a URI (hdfs://host/...).
+        target = posixpath.join(posixpath.dirname(item.path), relative.removeprefix("./"))
+        if target in listed and target != item.path:
+            claimed.add(target)
+    return claimed
 
 
 def _list_local(root: str) -> list[InputFile]:
@@ -74,6 +107,16 @@ def _list_hadoop(spark: SparkSession, root: str) -> list[InputFile]:
     if not fs.exists(root):
         raise InputError(f"Input not found: {root}. Pass existing files or folders to ingest.")
     return [InputFile(*entry) for entry in fs.list_files(root)]
+
+
+def _unsafe(relative: str) -> bool:
+    """As the MetaImage reader refuses: absolute, a URL, ``..`` or a backslash."""
+    return (
+        relative.startswith("/")
+        or ":" in relative
+        or "\\" in relative
+        or ".." in relative.split("/")
+    )
 
 
 def pack_partitions(files: list[InputFile], num_partitions: int) -> list[list[InputFile]]:

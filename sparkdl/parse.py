@@ -32,6 +32,7 @@ from .encoding import to_part10
 from .header_json import header_json
 from .lidc.pseudonymous import pseudonymize, to_json
 from .lidc.read_message import ReadMessageError, is_read_message, parse_read_message
+from .volume_units import REASONS as VOLUME_REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ REASONS = {
     "not_regular_member": "archive member that is a link or special file",
     "archive_bomb": "archive member over the size or compression-ratio caps",
     "read_error": "the input could not be read",
+    # MetaImage and NIfTI volume files (sparkdl.volume_units).
+    **VOLUME_REASONS,
 }
 
 _REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")

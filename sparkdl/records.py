@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,13 @@ from .deid import DeidOptions
 from .discover import InputFile, choose_num_partitions, pack_partitions
 from .parse import Accepted, ReadMessageUnit, process_instance
 from .storage import open_input
+from .volume_units import (
+    is_data_name,
+    orphan_reason,
+    pair_members,
+    volume_file_record,
+    volume_kind,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -144,7 +152,8 @@ def file_records(
     seen = 0
     try:
         name = os.path.basename(item.path.rstrip("/"))
-        for unit in iter_units(name, lambda: open_input(item.path), item.size, task.limits):
+        units = iter_units(name, lambda: open_input(item.path), item.size, task.limits)
+        for unit, companions in pair_members(units, task.limits.max_member_bytes):
             seen += 1
             if wanted is not None and unit.member not in wanted:
                 continue
@@ -157,21 +166,69 @@ def file_records(
             digest = hashlib.sha256(unit.data).hexdigest()
             if wanted is None and digest in selection.known_hashes:
                 continue
-            outcome = process_instance(
-                unit.data, task.key, task.deid, task.limits, task.export_dicom
-            )
-            if isinstance(outcome, Accepted):
-                yield accepted(item.path, unit.member, digest, outcome)
-            elif isinstance(outcome, ReadMessageUnit):
-                yield read_message(item.path, unit.member, digest, outcome)
-            else:
-                yield rejected(item.path, unit.member, digest, outcome.reason, outcome.detail)
+            yield _unit_record(item.path, unit.member, unit.data, digest, companions, task)
     except Exception as err:  # noqa: BLE001 - a broken input must not stop the job
         reason = "read_error" if seen == 0 else "corrupt_archive"
         if (item.path, None) not in selection.known_keys:
             yield rejected(
                 item.path, None, None, reason, f"{type(err).__name__} after {seen} units"
             )
+
+
+def _unit_record(
+    path: str,
+    member: str | None,
+    data: bytes,
+    digest: str,
+    companions: dict[str, bytes],
+    task: Task,
+) -> dict[str, Any]:
+    """The record of one unit with data: a volume file, an orphan data file, or DICOM/XML."""
+    name = member or os.path.basename(path.rstrip("/"))
+    if volume_kind(name, data):
+        fetch = companions.get if member else _sibling_reader(path, task.limits)
+        return _volume_file(path, member, digest, name, data, fetch, task)
+    if member is None and is_data_name(name) and data[128:132] != b"DICM":
+        return rejected(path, None, digest, *orphan_reason())
+    outcome = process_instance(data, task.key, task.deid, task.limits, task.export_dicom)
+    if isinstance(outcome, Accepted):
+        return accepted(path, member, digest, outcome)
+    if isinstance(outcome, ReadMessageUnit):
+        return read_message(path, member, digest, outcome)
+    return rejected(path, member, digest, outcome.reason, outcome.detail)
+
+
+def _volume_file(
+    path: str,
+    member: str | None,
+    digest: str,
+    name: str,
+    data: bytes,
+    companion: Callable[[str], bytes | None],
+    task: Task,
+) -> dict[str, Any]:
+    """The record of a MetaImage or NIfTI volume file (:mod:`sparkdl.volume_units`)."""
+    made = volume_file_record(name, data, companion, task.key, task.limits)
+    if isinstance(made[0], str):
+        reason, detail = made
+        return rejected(path, member, digest, reason, str(detail))
+    fields, pixels = made
+    return accepted(path, member, digest, Accepted(dict(fields), bytes(pixels), "<i2", None))
+
+
+def _sibling_reader(path: str, limits: Limits) -> Callable[[str], bytes | None]:
+    """Reads the file a loose ``.mhd`` names beside it (its reader refused unsafe names)."""
+
+    def read(relative: str) -> bytes | None:
+        target = posixpath.join(posixpath.dirname(path), relative)
+        try:
+            with open_input(target) as handle:
+                data: bytes = handle.read(limits.max_file_bytes + 1)
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        return data
+
+    return read
 
 
 def rejected(

@@ -13,11 +13,13 @@ import numpy as np
 import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from .assembly import VolumeOptions, assemble_series
 from .catalog import VOLUME_OUTCOME_FIELDS
 from .schemas import VolumeSchema
+from .volume_units import VOLUME_CLASS_NAMES
 from .writer import write_dataset
 
 _SLICE_COLUMNS = [
@@ -84,7 +86,13 @@ def build_volumes(
     The slices of a series reach the assembly as one Arrow table (``applyInArrow``): no row
     is pickled on the way in or out, which the ``groupByKey`` this replaces did three times.
     """
-    slices = accepted.filter(accepted.pixels.isNotNull()).select(*_SLICE_COLUMNS)
+    # A volume file's geometry (sparkdl.volume_units) rides along; DICOM headers stay behind.
+    volume_file = F.when(
+        F.col("sop_class_name").isin(*VOLUME_CLASS_NAMES.values()), F.col("header_json")
+    )
+    slices = accepted.filter(accepted.pixels.isNotNull()).select(
+        *_SLICE_COLUMNS, volume_file.alias("volume_file")
+    )
     # Hash-partitioned by series into a few partitions per core, which the grouping keeps:
     # spark.sql.shuffle.partitions (200) tasks, mostly empty, cost more than the assembly of
     # a small cohort, and adaptive execution does not coalesce them under a persisted plan.
@@ -119,7 +127,11 @@ def _assemble(table: pa.Table, options: VolumeOptions, series_done: Any) -> pa.T
     records = []
     for row in table.to_pylist():
         pixels = np.frombuffer(row.pop("pixels"), dtype=np.dtype(row.pop("pixel_dtype")))
-        row["pixels"] = pixels.reshape(int(row["Rows"]), int(row["Columns"]))
+        if row["volume_file"]:
+            planes = (int(row["NumberOfFrames"]), int(row["Rows"]), int(row["Columns"]))
+            row["pixels"] = pixels.reshape(planes)
+        else:
+            row["pixels"] = pixels.reshape(int(row["Rows"]), int(row["Columns"]))
         records.append(row)
     result = assemble_series(records, options)
     empty_volume = {field.name: _EMPTY[field.dataType.typeName()] for field in _VOLUME_FIELDS}
