@@ -27,7 +27,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import ndimage
 
-from sparkdl import config, geometry, storage
+from sparkdl import config, geometry, patch_grid, storage
 from sparkdl.errors import ConfigError, DeidKeyError, InputError
 from sparkdl.geometry import Geometry
 
@@ -62,6 +62,10 @@ class PatchOptions:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     pad_hu: int = -1000
+    #: With a candidates file: negative candidates kept per series of the train split (a
+    #: seeded sample; None keeps all). Positives, and the val and test splits, keep every
+    #: candidate, so that evaluation scores the candidate list as given.
+    train_negatives_per_series: int | None = None
 
     def __post_init__(self) -> None:
         # Ranges only: config.from_mapping checks the types. Written so NaN fails too.
@@ -75,6 +79,11 @@ class PatchOptions:
                     "min_negative_distance_mm",
                     0 <= self.min_negative_distance_mm < math.inf,
                     "a number >= 0",
+                ),
+                (
+                    "train_negatives_per_series",
+                    self.train_negatives_per_series is None or self.train_negatives_per_series >= 0,
+                    "an integer >= 0, or null for all",
                 ),
                 (
                     "pad_hu",
@@ -109,21 +118,14 @@ def extract_patch(
     """A ``(size, size, size)`` int16 patch centred exactly on the world point ``center_xyz``.
 
     Axes follow the volume's index axes at ``spacing_mm`` isotropic spacing; values are
-    trilinear (``map_coordinates`` order 1); samples outside the volume are ``pad_hu``.
-    Only the block of the volume under the patch is converted to float.
+    trilinear; samples outside the volume are ``pad_hu``. Many patches of one volume:
+    :func:`sparkdl.patch_grid.cut_patches`.
     """
-    spacing = np.asarray(grid.spacing, dtype=np.float64)
-    center = grid.to_voxel(center_xyz)
-    steps = (np.arange(size) - (size - 1) / 2.0) * spacing_mm
-    axes = [center[a] + steps / spacing[a] for a in range(3)]
-    low = [max(math.floor(ax[0]), 0) for ax in axes]
-    high = [min(math.ceil(ax[-1]) + 1, volume.shape[a]) for a, ax in enumerate(axes)]
-    if any(lo >= hi for lo, hi in zip(low, high)):
-        return np.full((size, size, size), pad_hu, dtype=np.int16)
-    block = volume[low[0] : high[0], low[1] : high[1], low[2] : high[2]].astype(np.float32)
-    coords = np.meshgrid(*[ax - lo for ax, lo in zip(axes, low)], indexing="ij")
-    values = ndimage.map_coordinates(block, coords, order=1, mode="constant", cval=float(pad_hu))
-    return geometry.hu_to_int16(values)[0]
+    center = np.asarray(center_xyz, dtype=np.float64).reshape(1, 3)
+    patch: npt.NDArray[np.int16] = patch_grid.cut_patches(
+        volume, grid, center, size, spacing_mm, pad_hu
+    )[0]
+    return patch
 
 
 def lung_mask(
@@ -238,22 +240,22 @@ def make_patch_rows(
     grid = Geometry(_get(volume, "spacing"), _get(volume, "origin"), _get(volume, "direction"))
     series_uid, patient_id = str(_get(volume, "series_uid")), str(_get(volume, "patient_id"))
     split = assign_split(key, patient_id, options.fractions)
+    checked = [_checked(point, series_uid) for point in points]
+    limit = options.train_negatives_per_series
+    if split == "train" and limit is not None:
+        checked = _fewer_negative_candidates(checked, limit, series_rng(series_uid))
+    centers = np.array([c for c, *_ in checked], dtype=np.float64).reshape(-1, 3)
+    inside = [geometry.is_inside(index, array.shape) for index in grid.to_voxel(centers)]
+    kept = [point for point, ok in zip(checked, inside) if ok]
+    skipped = len(checked) - len(kept)
+    # All of the volume's patches in one pass (hundreds per scan with a candidates file).
+    cut = patch_grid.cut_patches(
+        array, grid, centers[np.asarray(inside, dtype=bool)], options.size, options.spacing_mm,
+        options.pad_hu,
+    )  # fmt: skip
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    skipped = 0
-    for point in points:
-        center = np.asarray(point["center_xyz"], dtype=np.float64).reshape(3)
-        label, source = int(point["label"]), str(point["source"])
-        malignancy = _optional(point.get("malignancy"), int)
-        if label not in (0, 1) or source not in SOURCES or malignancy not in (-1, 0, 1):
-            raise InputError(
-                f"Invalid point for series {series_uid}: label must be 0 or 1, "
-                f"source one of {SOURCES}, malignancy -1, 0 or 1. Received: "
-                f"label={label!r}, source={source!r}, malignancy={malignancy!r}"
-            )
-        if not geometry.is_inside(grid.to_voxel(center), array.shape):
-            skipped += 1
-            continue
+    for (center, label, source, malignancy, diameter), patch in zip(kept, cut):
         text = f"{series_uid}|{source}|{label}|" + "|".join(f"{v:.3f}" for v in center)
         patch_id = f"{series_uid}.{source[0]}{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         seen[patch_id] = seen.get(patch_id, -1) + 1
@@ -264,12 +266,10 @@ def make_patch_rows(
                 "patch_id": patch_id,
                 "series_uid": series_uid,
                 "patient_id": patient_id,
-                "patch": extract_patch(
-                    array, grid, center, options.size, options.spacing_mm, options.pad_hu
-                ),
+                "patch": patch,
                 "label": label,
                 "malignancy": malignancy,
-                "diameter_mm": float(_optional(point.get("diameter_mm"), float)),
+                "diameter_mm": diameter,
                 "center": center,
                 "source": source,
                 "split": split,
@@ -278,6 +278,35 @@ def make_patch_rows(
     if skipped:
         logger.warning("series %s: %d points outside the volume skipped", series_uid, skipped)
     return rows, skipped
+
+
+def _fewer_negative_candidates(
+    points: list[tuple[npt.NDArray[np.float64], int, str, int, float]],
+    limit: int,
+    rng: np.random.Generator,
+) -> list[tuple[npt.NDArray[np.float64], int, str, int, float]]:
+    """Every point but negative candidates beyond ``limit``, which are sampled (in order)."""
+    negatives = [i for i, p in enumerate(points) if p[1] == 0 and p[2] == "candidate"]
+    if len(negatives) <= limit:
+        return points
+    dropped = set(rng.choice(negatives, size=len(negatives) - limit, replace=False).tolist())
+    return [p for i, p in enumerate(points) if i not in dropped]
+
+
+def _checked(
+    point: Mapping[str, Any], series_uid: str
+) -> tuple[npt.NDArray[np.float64], int, str, int, float]:
+    """``(centre, label, source, malignancy, diameter_mm)`` of a point, or InputError."""
+    center = np.asarray(point["center_xyz"], dtype=np.float64).reshape(3)
+    label, source = int(point["label"]), str(point["source"])
+    malignancy = _optional(point.get("malignancy"), int)
+    if label not in (0, 1) or source not in SOURCES or malignancy not in (-1, 0, 1):
+        raise InputError(
+            f"Invalid point for series {series_uid}: label must be 0 or 1, "
+            f"source one of {SOURCES}, malignancy -1, 0 or 1. Received: "
+            f"label={label!r}, source={source!r}, malignancy={malignancy!r}"
+        )
+    return center, label, source, malignancy, float(_optional(point.get("diameter_mm"), float))
 
 
 def read_points_csv(
