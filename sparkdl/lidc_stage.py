@@ -115,12 +115,12 @@ def build_nodules(
     slices = records.filter(F.col("status") == "accepted").select(*_GEOMETRY_COLUMNS)
     if catalog is not None:
         slices = slices.unionByName(catalog.select(*_GEOMETRY_COLUMNS))
-    geometry = _geometry(slices.filter(F.col("series_uid").isin(series)).collect())
+    geometry, unplaceable = _geometry(slices.filter(F.col("series_uid").isin(series)).collect())
     result = LidcResult([], [], defaultdict(list))
     numbered: Counter[str] = Counter()
     for series_uid, text in messages:
         numbered[series_uid] += _add_message(
-            result, series_uid, text, geometry, options, first=numbered[series_uid]
+            result, series_uid, text, (geometry, unplaceable), options, first=numbered[series_uid]
         )
     return LidcResult(result.reads, result.nodules, dict(result.points))
 
@@ -129,14 +129,14 @@ def _add_message(
     result: LidcResult,
     series_uid: str,
     text: str,
-    geometry: dict[str, SliceGeometry],
+    geometry: tuple[dict[str, SliceGeometry], frozenset[str]],
     options: NoduleRules,
     first: int,
 ) -> int:
     """Add one message's read row, nodule rows (numbered from ``first`` within its series)
     and points; return how many nodules it had."""
     message = from_json(text)
-    marks, unplaced = read_marks(message, geometry)
+    marks, unplaced = read_marks(message, geometry[0], unplaceable=geometry[1])
     nodules = cluster_marks(marks)
     result.reads.append(
         (
@@ -194,13 +194,17 @@ def _add_message(
     return len(nodules)
 
 
-def _geometry(rows: Iterable[Any]) -> dict[str, SliceGeometry]:
-    """Each slice's geometry by de-identified SOP UID; its thickness is the spacing to its
-    neighbours along the slice normal (the median in its series), else SliceThickness."""
+def _geometry(rows: Iterable[Any]) -> tuple[dict[str, SliceGeometry], frozenset[str]]:
+    """Each slice's geometry by de-identified SOP UID, and the slices whose geometry is
+    missing or unusable; a slice's thickness is the spacing to its neighbours along the slice
+    normal (the median in its series), else SliceThickness."""
     by_series: dict[str, list[Any]] = defaultdict(list)
+    unplaceable: set[str] = set()
     for row in rows:
         if row["ImagePositionPatient"] and row["ImageOrientationPatient"] and row["PixelSpacing"]:
             by_series[row["series_uid"]].append(row)
+        else:
+            unplaceable.add(row["sop_uid"])
     geometry: dict[str, SliceGeometry] = {}
     for slices in by_series.values():
         iop = np.asarray(slices[0]["ImageOrientationPatient"], dtype=np.float64)
@@ -219,8 +223,8 @@ def _geometry(rows: Iterable[Any]) -> dict[str, SliceGeometry]:
                     thickness,
                 )
             except ValueError:
-                continue  # odd geometry: its marks get sop_uid_not_in_series
-    return geometry
+                unplaceable.add(s["sop_uid"])  # its marks get slice_geometry_unusable
+    return geometry, frozenset(unplaceable)
 
 
 def write_annotations(data: str, path: str, *, all_nodules: bool = False) -> int:

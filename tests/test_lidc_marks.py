@@ -102,6 +102,13 @@ def test_point_marks_land_on_their_pixel_and_unknown_slices_are_refused() -> Non
         ("nodule", "huge", "outline_too_large"),
         ("non_nodule", "n", "sop_uid_not_in_series"),
     ]
+    # 9.9.9 is in the series after all, but its geometry could not be read: said so.
+    _, unusable = read_marks(parse_read_message(data), geometry, unplaceable=frozenset({"9.9.9"}))
+    assert [(u.mark_id, u.reason) for u in unusable] == [
+        ("lost", "slice_geometry_unusable"),
+        ("huge", "outline_too_large"),
+        ("n", "slice_geometry_unusable"),
+    ]
 
 
 def test_outlines_fill_their_inside_and_exclusions_cut_holes() -> None:

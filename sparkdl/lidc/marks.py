@@ -3,7 +3,8 @@
 A mark is placed through the slice its ROI names (imageSOP_UID → that slice's
 ImagePositionPatient, ImageOrientationPatient and PixelSpacing), never through
 imageZposition alone: a mark on a slice that is not in the series is left out with the
-reason ``sop_uid_not_in_series``.
+reason ``sop_uid_not_in_series``, one on a slice whose geometry is missing or unusable with
+``slice_geometry_unusable``.
 
 Pixel ``(row, column)`` of a slice lies at (DICOM PS3.3 C.7.6.2.1.1)::
 
@@ -160,14 +161,17 @@ def _fill(rois: Iterable[Roi]) -> set[tuple[int, int]]:
 
 
 def _outlined(
-    rois: tuple[Roi, ...], slices: Mapping[str, SliceGeometry], uid: Callable[[str], str]
+    rois: tuple[Roi, ...],
+    slices: Mapping[str, SliceGeometry],
+    uid: Callable[[str], str],
+    unplaceable: frozenset[str],
 ) -> tuple[tuple[float, float, float], float, Footprint] | str:
     """Centroid, volume and footprint of an outlined nodule, or the reason it has none."""
     by_slice: dict[str, list[Roi]] = {}
     for roi in rois:
         by_slice.setdefault(uid(roi.sop_uid), []).append(roi)
     if any(key not in slices for key in by_slice):
-        return "sop_uid_not_in_series"
+        return _missing(by_slice, unplaceable)
     if any(np.ptp(roi.xy, axis=0).max() >= MAX_OUTLINE_PIXELS for roi in rois):
         return "outline_too_large"
     weighted = np.zeros(3)
@@ -197,13 +201,23 @@ def _point(
     xy: tuple[int, int],
     slices: Mapping[str, SliceGeometry],
     uid: Callable[[str], str],
+    unplaceable: frozenset[str],
 ) -> Mark | Unusable:
     key = uid(sop_uid)
     if key not in slices:
-        return Unusable(reader, kind, mark_id, "sop_uid_not_in_series")
+        return Unusable(reader, kind, mark_id, _missing([key], unplaceable))
     column, row = xy
     x, y, z = (float(v) for v in slices[key].to_world(row, column)[0])
     return Mark(reader, kind, mark_id, (x, y, z), None, None, {}, frozenset({(key, row, column)}))
+
+
+def _missing(keys: Iterable[str], unplaceable: frozenset[str]) -> str:
+    """Why a mark's slice has no geometry: it is in the series but its geometry is not usable
+    (missing or degenerate ImagePositionPatient, ImageOrientationPatient, PixelSpacing), or
+    it is not in the series at all."""
+    if any(key in unplaceable for key in keys):
+        return "slice_geometry_unusable"
+    return "sop_uid_not_in_series"
 
 
 def _identity(value: str) -> str:
@@ -214,22 +228,24 @@ def read_marks(
     message: ReadMessage,
     slices: Mapping[str, SliceGeometry],
     uid: Callable[[str], str] = _identity,
+    unplaceable: frozenset[str] = frozenset(),
 ) -> tuple[list[Mark], list[Unusable]]:
     """Every reader's marks of ``message`` in world space, and the marks left out.
 
     ``slices`` maps a slice key to its geometry; ``uid`` maps an XML imageSOP_UID to that
     key (for de-identified slices: ``lambda u: remap_uid(key, u)``). The marks left out are
     those the parser already refused plus those whose slice is not in ``slices``
-    (``sop_uid_not_in_series``), whose outline encloses nothing after the exclusions
-    (``outline_encloses_nothing``) or spans :data:`MAX_OUTLINE_PIXELS` or more
-    (``outline_too_large``).
+    (``sop_uid_not_in_series``; ``slice_geometry_unusable`` when it is among the keys of
+    ``unplaceable``, slices of the series whose geometry could not be read), whose outline
+    encloses nothing after the exclusions (``outline_encloses_nothing``) or spans
+    :data:`MAX_OUTLINE_PIXELS` or more (``outline_too_large``).
     """
     marks: list[Mark] = []
     unusable: list[Unusable] = []
     for reader, session in enumerate(message.sessions):
         unusable.extend(session.unusable)
         for nodule in session.nodules:
-            placed = _outlined(nodule.rois, slices, uid)
+            placed = _outlined(nodule.rois, slices, uid, unplaceable)
             if isinstance(placed, str):
                 unusable.append(Unusable(reader, "nodule", nodule.nodule_id, placed))
                 continue
@@ -251,7 +267,9 @@ def read_marks(
         points = [(s.nodule_id, s.sop_uid, s.xy, "small_nodule") for s in session.small_nodules]
         points += [(n.non_nodule_id, n.sop_uid, n.xy, "non_nodule") for n in session.non_nodules]
         for mark_id, sop_uid, xy, kind in points:
-            mark = _point(reader, cast(MarkKind, kind), mark_id, sop_uid, xy, slices, uid)
+            mark = _point(
+                reader, cast(MarkKind, kind), mark_id, sop_uid, xy, slices, uid, unplaceable
+            )
             if isinstance(mark, Mark):
                 marks.append(mark)
             else:
