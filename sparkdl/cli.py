@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import SparkdlError
+from .errors import ConfigError, SparkdlError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -42,18 +42,32 @@ def _session(args: argparse.Namespace) -> SparkSession:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import synthesize_cohort
+    from .synth import synthesize_cohort, synthesize_volume_cohort
 
-    summary = synthesize_cohort(
-        args.out,
-        num_patients=args.patients,
-        seed=args.seed,
-        archive=args.archive,
-        image_size=args.image_size,
-        lidc_xml=args.lidc_xml,
-        volume_format=args.format,
-        candidates_per_series=args.candidates_per_series,
-    )
+    if args.format == "dicom":
+        summary = synthesize_cohort(
+            args.out,
+            num_patients=args.patients,
+            seed=args.seed,
+            archive=args.archive,
+            image_size=args.image_size,
+            lidc_xml=args.lidc_xml,
+            candidates_per_series=args.candidates_per_series,
+        )
+    elif args.archive != "none" or args.lidc_xml:
+        raise ConfigError(
+            f"--format {args.format} writes loose volume files: it takes neither --archive nor "
+            "--lidc-xml (both are DICOM-side)."
+        )
+    else:
+        summary = synthesize_volume_cohort(
+            args.out,
+            num_patients=args.patients,
+            seed=args.seed,
+            image_size=args.image_size,
+            volume_format=args.format,
+            candidates_per_series=args.candidates_per_series,
+        )
     what = "DICOM files" if args.format == "dicom" else f"{args.format} files"
     print(
         f"wrote {summary.num_files} {what} ({summary.num_series} series, "
@@ -67,7 +81,6 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .deid import load_key
-    from .errors import ConfigError
     from .ingestion import IngestConfig, ingest
     from .patch_stage import Labels
 
@@ -75,7 +88,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     config = IngestConfig.load(args.config)
     if args.export_dicom:
         config = replace(config, export_dicom=True)
-    labels = Labels(annotations=args.annotations, candidates=args.candidates)
+    labels = Labels(
+        annotations=args.annotations, candidates=args.candidates, excluded=args.excluded
+    )
     if args.watch:
         from .watch import watch
 
@@ -156,6 +171,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .prediction import predict
 
     result = predict(args.data, args.model_dir, args.output, spark=_session(args))
+    if args.submission:
+        from .deid import load_key
+        from .submission import write_submission
+
+        key = load_key(args.key_file) if args.original_ids_from else None
+        result.update(
+            write_submission(
+                args.output, args.submission, originals_from=args.original_ids_from, key=key
+            )
+        )
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -244,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per o
     ing.add_argument("--output", required=True, help="output dataset folder")
     ing.add_argument("--annotations", help="LUNA16-style annotations.csv (world mm)")
     ing.add_argument("--candidates", help="LUNA16-style candidates.csv")
+    ing.add_argument(
+        "--excluded",
+        help="LUNA16's annotations_excluded.csv: findings evaluation neither counts as hits nor "
+        "as false positives (FROC)",
+    )
     ing.add_argument("--config", help="ingest YAML (see conf/ingest.yaml)")
     ing.add_argument(
         "--export-dicom",
@@ -304,6 +334,19 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per o
     pr.add_argument("--model-dir", required=True)
     pr.add_argument("--data", required=True)
     pr.add_argument("--output", required=True, help="Parquet folder for the predictions")
+    pr.add_argument(
+        "--submission",
+        metavar="CSV",
+        help="also LUNA16's seriesuid,coordX,coordY,coordZ,probability CSV of the candidate "
+        "patches (pseudonymous series ids)",
+    )
+    pr.add_argument(
+        "--original-ids-from",
+        metavar="CSV",
+        help="with --submission: map the series ids back to the originals listed in this CSV "
+        "(its seriesuid column, e.g. the candidates file); needs the de-identification key",
+    )
+    pr.add_argument("--key-file", help="the key for --original-ids-from (else SPARKDL_DEID_KEY)")
     _spark_args(pr)
     pr.set_defaults(func=_cmd_predict)
 

@@ -12,7 +12,7 @@ import heapq
 import os
 import posixpath
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.sql import SparkSession
 
@@ -46,20 +46,23 @@ def list_inputs(spark: SparkSession, inputs: list[str]) -> list[InputFile]:
         files = _list_local(root) if is_local(root) else _list_hadoop(spark, root)
         for item in files:
             found[item.path] = item
-    for claimed in _claimed_data_files(found.values()):
-        del found[claimed]
+    for header, claimed in _claimed_data_files(found.values()).items():
+        data = found.pop(claimed)
+        # The header's task reads both: partitions are balanced on the bytes it will read.
+        found[header] = replace(found[header], size=found[header].size + data.size)
     return sorted(found.values(), key=lambda f: f.path)
 
 
-def _claimed_data_files(files: Iterable[InputFile]) -> set[str]:
-    """The data files that loose ``.mhd`` headers among ``files`` name beside them.
+def _claimed_data_files(files: Iterable[InputFile]) -> dict[str, str]:
+    """``header → data file`` of the data files loose ``.mhd`` headers among ``files`` name
+    beside them.
 
     Each is read with its header, on the executor that reads the header, and accounted with
     it: it is not a unit of its own. Headers are a few hundred bytes; one over
     :data:`_MAX_HEADER_BYTES` is no MetaImage header and claims nothing.
     """
     listed = {f.path for f in files}
-    claimed = set()
+    claimed: dict[str, str] = {}
     for item in files:
         if item.is_symlink or not item.path.lower().endswith(".mhd"):
             continue
@@ -71,8 +74,8 @@ def _claimed_data_files(files: Iterable[InputFile]) -> set[str]:
             continue  # LOCAL, unreadable, or a path the reader refuses: nothing claimed
         # Not normpath: it would fold the // of a URI (hdfs://host/...).
         target = posixpath.join(posixpath.dirname(item.path), relative.removeprefix("./"))
-        if target in listed and target != item.path:
-            claimed.add(target)
+        if target in listed and target != item.path and target not in claimed.values():
+            claimed[item.path] = target
     return claimed
 
 

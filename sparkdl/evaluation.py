@@ -176,6 +176,22 @@ def summary_text(metrics: dict[str, Any]) -> str:
             f"caution: {metrics['positives']} positive and {negatives} negative patches "
             "are too few for a stable AUC; evaluate on more patients"
         )
+    if "froc" in metrics:
+        froc = metrics["froc"]
+        interval = froc.get("cpm_ci95")
+        points = ", ".join(
+            f"{rate}: {fmt(value)}" for rate, value in froc["sensitivity_at_fp_per_scan"].items()
+        )
+        lines += [
+            f"CPM (LUNA16): {fmt(froc['cpm'])}"
+            + (
+                f" (95 % bootstrap interval {interval[0]:.3f}-{interval[1]:.3f})"
+                if interval and None not in interval
+                else ""
+            )
+            + f" over {froc['num_scans']} scans, {froc['num_nodules']} nodules",
+            f"sensitivity at FP/scan {points}",
+        ]
     if "malignancy_auc" in metrics:
         lines.append(
             f"malignancy AUC: {fmt(metrics['malignancy_auc'])} "
@@ -219,6 +235,15 @@ def evaluate(
         metrics["malignancy_auc"], metrics["malignancy_n"] = metrics["auc"], metrics["n"]
     out = Path(local_path(report_dir))
     out.mkdir(parents=True, exist_ok=True)
+    if label_field == "label":
+        from .candidate_eval import candidate_froc
+        from .dataset import patch_shape
+
+        window = (float(config["window"][0]), float(config["window"][1]))
+        shape, _ = patch_shape(url)
+        found = candidate_froc(dataset, model_dir, split, window, shape, out)
+        if found is not None:
+            metrics["froc"] = found
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     (out / "summary.txt").write_text(summary_text(metrics))
     _plot_roc(

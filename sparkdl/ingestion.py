@@ -45,6 +45,7 @@ from .incremental import INPUTS_SCHEMA, Previous, Rebuild, plan_rebuild
 from .layout import (
     CATALOG,
     DICOM,
+    FINDINGS,
     INPUTS,
     LINEAGE,
     NODULES,
@@ -57,7 +58,14 @@ from .layout import (
 )
 from .lidc.labels import NoduleRules
 from .lidc_stage import NODULE_SCHEMA, READ_SCHEMA, LidcResult, build_nodules, read_messages
-from .patch_stage import AppendScope, Labels, build_patches, load_points
+from .patch_stage import (
+    FINDINGS_SCHEMA,
+    AppendScope,
+    Labels,
+    build_patches,
+    findings_rows,
+    load_points,
+)
 from .patches import PatchOptions
 from .publish import commit_and_publish, finish_interrupted_commit, plan_overwrite
 from .records import Selection, Task, stage_records
@@ -326,6 +334,11 @@ def _patches(run: _Run, plan: Rebuild, lidc: LidcResult | None) -> dict[str, Any
         )
     )
     points = load_points(run.labels, run.key)
+    findings = findings_rows(run.labels, run.key)
+    if findings:
+        run.spark.createDataFrame(findings, FINDINGS_SCHEMA).coalesce(1).write.parquet(
+            run.staged(FINDINGS)
+        )
     if lidc is not None:
         points = points.with_more(lidc.points)
     return build_patches(
@@ -379,6 +392,8 @@ def _publish_run(
             replaced = plan.replaced.get(name, [])
             stage_replacement(run.fs, journal, run.staged(name), join(run.output, name), replaced)
         journal.move(run.staged(INPUTS), join(run.output, INPUTS))
+        if run.fs.exists(run.staged(FINDINGS)):  # this run's CSVs replace the earlier ones
+            journal.move(run.staged(FINDINGS), join(run.output, FINDINGS))
     journal.manifest.update(facts, changed=True, last_run=last_run)
     manifest = commit_and_publish(run.fs, run.output, run.staging, journal, run.started)
     counts = manifest["counts"]

@@ -22,6 +22,7 @@ VOLUMES = "volumes"
 PATCHES = "patches"
 READS = "reads"
 NODULES = "nodules"
+FINDINGS = "findings"
 DICOM = "dicom"
 MANIFEST = "manifest.json"
 REJECTED = "_restricted/rejected"
@@ -30,7 +31,7 @@ INPUTS = "_restricted/inputs"
 STAGING = "_staging"
 
 #: Every table an overwrite run replaces as a whole.
-TABLES = (CATALOG, VOLUMES, PATCHES, READS, NODULES, DICOM, REJECTED, LINEAGE, INPUTS)
+TABLES = (CATALOG, VOLUMES, PATCHES, READS, NODULES, FINDINGS, DICOM, REJECTED, LINEAGE, INPUTS)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.fs as pafs
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from .deid import remap_uid
 from .geometry import Geometry
@@ -35,6 +36,19 @@ logger = logging.getLogger(__name__)
 
 #: Row-group size of ``patches/``: a few dozen 32³ patches per group.
 PATCH_ROW_GROUP_MB = 2
+
+#: ``OUT/findings/``: the annotated nodules and excluded findings (pseudonymous series UIDs),
+#: what evaluation matches candidates against (FROC).
+FINDINGS_SCHEMA = StructType(
+    [
+        StructField("series_uid", StringType(), False),
+        StructField("coordX", DoubleType(), False),
+        StructField("coordY", DoubleType(), False),
+        StructField("coordZ", DoubleType(), False),
+        StructField("diameter_mm", DoubleType(), False),
+        StructField("kind", StringType(), False),  # "nodule" | "excluded"
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -64,9 +78,12 @@ class Labels:
 
     annotations: str | None = None
     candidates: str | None = None
+    #: LUNA16's ``annotations_excluded.csv``: findings that count neither as hits nor as
+    #: false positives in the FROC (``seriesuid,coordX,coordY,coordZ,diameter_mm``).
+    excluded: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("annotations", "candidates"):
+        for name in ("annotations", "candidates", "excluded"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 object.__setattr__(self, name, str(value))
@@ -107,25 +124,69 @@ class Points:
 def load_points(labels: Labels, key: bytes) -> Points:
     """Annotated and candidate points per pseudonymous series UID.
 
-    Positives come from annotations (with diameter and malignancy); candidates add their
-    negatives, and their positives only where no annotation lies within its radius.
+    Without candidates, each annotation is a positive point. With a candidates file (the
+    LUNA16 false-positive-reduction setting) every candidate is a point with its own class,
+    so that evaluation can score the candidate list as given (FROC); a positive candidate
+    within an annotation's radius takes that nodule's malignancy and diameter, and only the
+    annotations no positive candidate covers are added as points of their own.
     """
     annotations, candidates = labels.annotations, labels.candidates
     points = _points_by_series(annotations, "annotations", key) if annotations else {}
     for series, found in (
         _points_by_series(candidates, "candidates", key) if candidates else {}
     ).items():
-        nodules = [
-            (np.array(p["center_xyz"]), max(p["diameter_mm"] / 2, 3.0))
-            for p in points.get(series, [])
-        ]
-        points.setdefault(series, []).extend(
-            p
-            for p in found
-            if p["label"] == 0
-            or not any(np.linalg.norm(np.array(p["center_xyz"]) - c) <= r for c, r in nodules)
-        )
+        points[series] = _merge_candidates(points.get(series, []), found)
     return Points(points, from_candidates=candidates is not None)
+
+
+def _merge_candidates(
+    nodules: list[dict[str, Any]], candidates: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One series' candidates, positives labelled from the nodule that covers them, plus the
+    nodules no positive candidate covers."""
+    if not nodules:
+        return candidates
+    centres = np.array([n["center_xyz"] for n in nodules], dtype=np.float64)
+    radii = np.array([max(n["diameter_mm"] / 2, 3.0) for n in nodules])
+    covered = np.zeros(len(nodules), dtype=bool)
+    merged = []
+    for candidate in candidates:
+        point = candidate
+        if candidate["label"] == 1:
+            distance = np.linalg.norm(centres - np.asarray(candidate["center_xyz"]), axis=1)
+            inside = np.flatnonzero(distance <= radii)
+            if len(inside):
+                nearest = int(inside[np.argmin(distance[inside])])
+                covered[nearest] = True
+                point = {
+                    **candidate,
+                    "malignancy": nodules[nearest]["malignancy"],
+                    "diameter_mm": nodules[nearest]["diameter_mm"],
+                }
+        merged.append(point)
+    return [n for n, hit in zip(nodules, covered) if not hit] + merged
+
+
+def findings_rows(labels: Labels, key: bytes) -> list[tuple[str, float, float, float, float, str]]:
+    """The findings evaluation's FROC needs, pseudonymous: every annotated nodule
+    (``"nodule"``) and every excluded finding (``"excluded"``, diameter -1 when unknown)."""
+    rows = []
+    for path, kind in ((labels.annotations, "nodule"), (labels.excluded, "excluded")):
+        if path is None:
+            continue
+        frame = read_points_csv(path, "annotations")
+        for row in frame.itertuples(index=False):
+            rows.append(
+                (
+                    remap_uid(key, str(row.seriesuid)),
+                    float(row.coordX),
+                    float(row.coordY),
+                    float(row.coordZ),
+                    float(row.diameter_mm),
+                    kind,
+                )
+            )
+    return rows
 
 
 def _points_by_series(

@@ -11,6 +11,7 @@ from sparkdl.synth.cohort import (
     NoduleRecord,
     SeriesRecord,
     synthesize_cohort,
+    synthesize_volume_cohort,
 )
 from sparkdl.synth.variants import VARIANTS
 
@@ -22,4 +23,5 @@ __all__ = [
     "NoduleRecord",
     "SeriesRecord",
     "synthesize_cohort",
+    "synthesize_volume_cohort",
 ]

@@ -122,8 +122,41 @@ def synthesize_cohort(
     archive: ArchiveKind = "none",
     image_size: int = 128,
     lidc_xml: bool = False,
-    volume_format: VolumeFormat = "dicom",
     candidates_per_series: int | None = None,
+) -> CohortSummary:
+    """Write a synthetic chest-CT DICOM cohort to ``out_dir`` (see the module docstring and
+    :func:`_synthesize`)."""
+    return _synthesize(
+        out_dir, num_patients, seed, archive, image_size, lidc_xml, "dicom", candidates_per_series
+    )
+
+
+def synthesize_volume_cohort(
+    out_dir: str | Path,
+    *,
+    num_patients: int = 10,
+    seed: int = 0,
+    image_size: int = 128,
+    volume_format: VolumeFormat = "mhd",
+    candidates_per_series: int | None = None,
+) -> CohortSummary:
+    """The cohort :func:`synthesize_cohort` writes with the same arguments, each axial series
+    as one MetaImage (``mhd``) or NIfTI (``nifti``) file named by its SeriesInstanceUID, as
+    LUNA16 ships its scans; no other objects."""
+    return _synthesize(
+        out_dir, num_patients, seed, "none", image_size, False, volume_format, candidates_per_series
+    )
+
+
+def _synthesize(
+    out_dir: str | Path,
+    num_patients: int,
+    seed: int,
+    archive: ArchiveKind,
+    image_size: int,
+    lidc_xml: bool,
+    volume_format: VolumeFormat,
+    candidates_per_series: int | None,
 ) -> CohortSummary:
     """Write a synthetic chest-CT cohort to ``out_dir`` (see the module docstring).
 

@@ -1,0 +1,100 @@
+"""FROC and CPM of a nodule model on the candidate patches of one split, as LUNA16 reports them.
+
+When the patches came from a candidates file (``source == "candidate"``) and ingest kept the
+findings (``OUT/findings/``: annotated nodules and excluded findings), each candidate of the
+split is scored and matched against the nodules of the split's scans with
+:func:`sparkdl.froc.froc` (the challenge's definitions). The scans are the series with any
+patch in the split, so a scan whose candidates all fell outside its volume still counts in
+false positives per scan. Runs on the driver, like the rest of evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from .froc import froc, froc_bootstrap, froc_metrics, plot_froc
+from .layout import FINDINGS, PATCHES, Dataset
+from .prediction import score_batches
+from .storage import arrow_filesystem
+
+logger = logging.getLogger(__name__)
+
+_COLUMNS = ["patch_id", "series_uid", "patient_id", "split", "source", "center", "label", "patch"]
+#: Candidate rows scored per model call.
+_BATCH_ROWS = 256
+
+
+def candidate_froc(
+    dataset: Dataset,
+    model_dir: str,
+    split: str,
+    window: tuple[float, float],
+    patch_shape: tuple[int, ...],
+    report: Path,
+) -> dict[str, Any] | None:
+    """The ``froc`` block of ``metrics.json`` (and ``report/froc.png``), or None when the
+    split has no candidate patches or the dataset no findings."""
+    findings = _table(dataset.url(FINDINGS))
+    patches = _dataset(dataset.url(PATCHES))
+    in_split = pc.field("split") == split
+    scans = sorted(set(patches.to_table(["series_uid"], filter=in_split)["series_uid"].to_pylist()))
+    wanted = in_split & (pc.field("source") == "candidate")
+    if findings is None or not scans or not patches.count_rows(filter=wanted):
+        return None
+    scored = pd.concat(
+        list(score_batches(_frames(patches, wanted), model_dir, window, patch_shape)),
+        ignore_index=True,
+    )
+    centers = np.stack(scored["center"].to_numpy()).reshape(-1, 3)
+    candidates = pd.DataFrame(
+        {
+            "seriesuid": scored["series_uid"],
+            "coordX": centers[:, 0],
+            "coordY": centers[:, 1],
+            "coordZ": centers[:, 2],
+            "probability": scored["probability"].astype(np.float64),
+        }
+    )
+    findings = findings.rename(columns={"series_uid": "seriesuid"})
+    findings = findings[findings["seriesuid"].isin(scans)]
+    result = froc(
+        candidates,
+        findings[findings["kind"] == "nodule"],
+        findings[findings["kind"] == "excluded"],
+        scans,
+    )
+    interval = froc_bootstrap(result)
+    plot_froc(result, report / "froc.png", cpm_ci95=interval)
+    logger.info(
+        "evaluate: CPM %.3f over %d scans, %d nodules", result.cpm, len(scans), result.num_nodules
+    )
+    return froc_metrics(result, cpm_ci95=interval)
+
+
+def _frames(dataset: pads.Dataset, wanted: Any) -> Iterator[pd.DataFrame]:
+    for batch in dataset.to_batches(columns=_COLUMNS, filter=wanted, batch_size=_BATCH_ROWS):
+        if batch.num_rows:
+            yield batch.to_pandas()
+
+
+def _dataset(url: str) -> pads.Dataset:
+    filesystem, path = arrow_filesystem(url)
+    return pads.dataset(path, filesystem=filesystem, format="parquet")
+
+
+def _table(url: str) -> pd.DataFrame | None:
+    import pyarrow.fs as pafs
+
+    filesystem, path = arrow_filesystem(url)
+    if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    frame: pd.DataFrame = _dataset(url).to_table().to_pandas()
+    return frame
