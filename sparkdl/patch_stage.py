@@ -29,13 +29,16 @@ from .patches import (
     series_rng,
 )
 from .schemas import VolumeSchema, patch_schema
+from .spark import ARROW_BATCH_CONF, session_conf
 from .storage import arrow_filesystem, to_url
-from .writer import to_frame, write_dataset
+from .writer import write_dataset
 
 logger = logging.getLogger(__name__)
 
 #: Row-group size of ``patches/``: a few dozen 32³ patches per group.
 PATCH_ROW_GROUP_MB = 2
+#: Volume rows per Arrow batch into the patch cutting (each row a whole CT volume).
+_VOLUMES_PER_BATCH = 2
 
 #: ``OUT/findings/``: the annotated nodules and excluded findings (pseudonymous series UIDs),
 #: what evaluation matches candidates against (FROC).
@@ -227,46 +230,60 @@ def build_patches(
     if scope.only_series is not None:
         volumes = volumes.filter(volumes.series_uid.isin(sorted(scope.only_series)))
     shared = spark.sparkContext.broadcast(points.by_series)
+    skipped = spark.sparkContext.accumulator(0)
     sample = not points.from_candidates
-    results = volumes.rdd.flatMap(
-        lambda row: _patches_of(
-            row.asDict(), shared.value.get(row["series_uid"], []), options, key, sample
-        )
-    ).persist(StorageLevel.DISK_ONLY)
-    rows = results.filter(lambda r: r[0] == "row").map(lambda r: r[1])
-    skipped = results.filter(lambda r: r[0] == "skipped").map(lambda r: r[1]).sum()
     schema = patch_schema(options.size)
-    frame = to_frame(spark, rows, schema)
+    spark_schema = schema.as_spark_schema()
+
+    def cut(batches: Iterator[Any]) -> Iterator[Any]:
+        return _cut_batches(batches, shared.value, options, key, sample, skipped)
+
+    # Volumes reach Python as Arrow, a few per batch (each may be ~150 MB): through the RDD
+    # API every volume was pickled on the JVM heap, which ran a 4 GB driver out of memory.
+    with session_conf(spark, ARROW_BATCH_CONF, str(_VOLUMES_PER_BATCH)):
+        frame = volumes.mapInArrow(cut, spark_schema).persist(StorageLevel.DISK_ONLY)
+        total_new = frame.count()
     if scope.keep is not None:
         frame = scope.keep.select(*frame.columns).unionByName(frame)
-    total = frame.count()
+    total = total_new + (scope.keep.count() if scope.keep is not None else 0)
     if total:
         # Several files (so several row groups) even for small sets: shards are row groups.
         num_files = max(min(8, total // 256), min(4, total))
         write_dataset(frame, schema, url, PATCH_ROW_GROUP_MB, num_files=num_files)
-    results.unpersist()
+    frame.unpersist()
     shared.unpersist()
     return {
         "patches_written": total,
-        "points_outside_volume": int(skipped),
+        "points_outside_volume": int(skipped.value),
         "points_without_volume": points.total(known | scope.other_volumes, outside=True),
     }
 
 
-def _patches_of(
-    volume_row: dict[str, Any],
-    points: list[dict[str, Any]],
+def _cut_batches(
+    batches: Iterator[Any],
+    points: dict[str, list[dict[str, Any]]],
     options: PatchOptions,
     key: bytes,
     sample_negatives: bool,
-) -> Iterator[tuple[str, Any]]:
-    decoded = VolumeSchema.decode_row(volume_row)
-    if sample_negatives:
-        points = list(points) + _sampled_negatives(decoded, points, options)
-    rows, skipped = make_patch_rows(decoded, points, options, key)
-    for row in rows:
-        yield "row", row
-    yield "skipped", skipped
+    skipped: Any,
+) -> Iterator[Any]:
+    """``mapInArrow`` body: volume rows in, their patch rows out (Petastorm-encoded)."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = patch_schema(options.size)
+    arrow_schema = to_arrow_schema(schema.as_spark_schema())
+    for batch in batches:
+        for volume_row in batch.to_pylist():
+            decoded = VolumeSchema.decode_row(volume_row)
+            mine = points.get(volume_row["series_uid"], [])
+            if sample_negatives:
+                mine = list(mine) + _sampled_negatives(decoded, mine, options)
+            rows, outside = make_patch_rows(decoded, mine, options, key)
+            skipped.add(outside)
+            if rows:
+                encoded = [dict(zip(schema.fields, schema.encode_row(r))) for r in rows]
+                yield pa.RecordBatch.from_pylist(encoded, schema=arrow_schema)
 
 
 def _sampled_negatives(

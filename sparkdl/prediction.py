@@ -30,7 +30,6 @@ OUTPUT_SCHEMA = (
 )
 #: Rows per Arrow batch handed to the model (bounds executor memory: 32³ float32 = 128 KiB/row).
 BATCH_ROWS = 256
-_ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 #: Per Python worker: model folder → loaded model.
 _MODELS: dict[str, Any] = {}
@@ -94,7 +93,7 @@ def predict(
     """
     from .dataset import patch_shape
     from .evaluation import load_training_config
-    from .spark import get_spark
+    from .spark import ARROW_BATCH_CONF, get_spark, session_conf
     from .storage import local_path
     from .training import MODEL_FILE
 
@@ -126,15 +125,8 @@ def predict(
     def score(frames: Iterator[Any]) -> Iterator[Any]:
         return score_batches(frames, model_dir, window, shape)
 
-    previous = spark.conf.get(_ARROW_BATCH_CONF, None)
-    spark.conf.set(_ARROW_BATCH_CONF, str(BATCH_ROWS))
-    try:
+    with session_conf(spark, ARROW_BATCH_CONF, str(BATCH_ROWS)):
         frame.mapInPandas(score, OUTPUT_SCHEMA).write.mode("overwrite").parquet(output)
-    finally:
-        if previous is None:
-            spark.conf.unset(_ARROW_BATCH_CONF)
-        else:
-            spark.conf.set(_ARROW_BATCH_CONF, previous)
     rows = spark.read.parquet(output).count()
     logger.info("predict: %d patches scored into %s", rows, output)
     return {"output": output, "rows": int(rows), "model_path": model_path}

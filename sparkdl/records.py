@@ -32,6 +32,7 @@ from .volume_units import (
     volume_file_record,
     volume_kind,
 )
+from .writer import without_statistics
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -100,7 +101,7 @@ def stage_records(
         lambda batches: arrow_records(_counted(batches, files_done), task, shared.value),
         RECORD_SCHEMA,
     )
-    staged.write.mode("overwrite").parquet(path)
+    without_statistics(staged.write.mode("overwrite"), ["pixels", "dicom_bytes"]).parquet(path)
     shared.unpersist()
     return spark.read.schema(RECORD_SCHEMA).parquet(path)
 

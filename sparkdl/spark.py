@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -103,3 +104,21 @@ def get_spark(
     spark.sparkContext.setLogLevel("INFO" if verbose() else "WARN")
     logger.info("Spark %s on %s", spark.version, spark.sparkContext.master)
     return spark
+
+
+#: Rows per Arrow batch between the JVM and Python workers (Spark's default 10,000).
+ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+@contextlib.contextmanager
+def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """``key`` set to ``value`` on ``spark`` for the jobs run inside, then put back."""
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)

@@ -2,7 +2,8 @@
 
 Importing TensorFlow on a machine or a Spark task without a GPU prints, from C++ and before
 Python's logging exists, ERROR-level lines that are not errors (``failed call to cuInit``,
-``cuda_platform.cc``) and INFO lines (oneDNN, CPU instructions). ``TF_CPP_MIN_LOG_LEVEL``
+``cuda_platform.cc``) and INFO lines (oneDNN, CPU instructions); a multi-worker epoch adds
+routine lines of its own (see :data:`NOISE`). ``TF_CPP_MIN_LOG_LEVEL``
 high enough to hide them hides real errors too, so instead the known lines are filtered:
 from a training worker's stderr by its Spark task (:mod:`sparkdl.runner`), and from this
 process's own stderr while TensorFlow is imported (:func:`import_tensorflow`). Every other
@@ -34,6 +35,14 @@ NOISE = (
     "oneDNN custom operations are on",
     "rebuild TensorFlow with the appropriate compiler flags",
     "This TensorFlow binary is optimized to use available CPU instructions",
+    # Routine lines of every multi-worker epoch, not problems: the collective barrier passed,
+    # the end-of-epoch cancellation of the distributed iterator (a warning and its node line),
+    # the input pipeline's allocator tuning and a note that a generator is not graph-optimized.
+    "has passed with status: OK",
+    "Local rendezvous is aborting with status: CANCELLED: GetNextFromShard was cancelled",
+    "[[{{node MultiDeviceIteratorGetNextFromShard}}]]",
+    "Memory patch applied: M_TRIM_THRESHOLD",
+    "does not implement the AsGraphDefInternal() method",
 )
 
 
