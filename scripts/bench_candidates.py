@@ -76,6 +76,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from bench_cohorts import cached_synth
 
 from sparkdl.geometry import Geometry
 
@@ -281,33 +282,12 @@ def synth_cohort(work: Path, num_series: int) -> Path:
     """``sparkdl synth --format mhd`` into ``work`` (reused when a complete one is there)."""
     patients = num_patients(num_series)
     out = work / f"synth_mhd512_p{patients}_c{CANDIDATES}_s{SEED}"
-    done = out / "complete"
-    if not done.exists():
-        shutil.rmtree(out, ignore_errors=True)
-        t0 = time.perf_counter()
-        subprocess.run(
-            [
-                *sparkdl_command(),
-                "synth",
-                str(out),
-                "--patients",
-                str(patients),
-                "--image-size",
-                "512",
-                "--format",
-                "mhd",
-                "--candidates-per-series",
-                str(CANDIDATES),
-                "--seed",
-                str(SEED),
-                "--quiet",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        done.write_text("")
-        print(f"synth: {patients} patients in {time.perf_counter() - t0:.0f} s", flush=True)
+    seconds = cached_synth(
+        out, "--patients", str(patients), "--image-size", "512", "--format", "mhd",
+        "--candidates-per-series", str(CANDIDATES), "--seed", str(SEED), "--quiet",
+    )  # fmt: skip
+    if seconds is not None:
+        print(f"synth: {patients} patients in {seconds:.0f} s", flush=True)
     return out
 
 

@@ -62,6 +62,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench_cohorts import cached_synth
+
 ROOT = Path(__file__).resolve().parents[1]
 LIDC = ROOT.parent / "shared" / "data" / "lidc-idri"
 MASTER = "local[2]"
@@ -178,31 +180,11 @@ def cohort_of(name: str, path: Path) -> Cohort:
 def synth_cohort(work: Path, patients: int, seed: int, image_size: int) -> Cohort:
     """``sparkdl synth`` into ``work`` (reused when a complete one with these settings is there)."""
     out = work / f"synth_{image_size}_p{patients}_s{seed}"
-    done = out / "complete"
-    if not done.exists():
-        shutil.rmtree(out, ignore_errors=True)
-        t0 = time.perf_counter()
-        subprocess.run(
-            [
-                *sparkdl_command(),
-                "synth",
-                str(out),
-                "--patients",
-                str(patients),
-                "--seed",
-                str(seed),
-                "--image-size",
-                str(image_size),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        done.write_text("")
-        print(
-            f"synth {image_size}²: {patients} patients in {time.perf_counter() - t0:.0f} s",
-            flush=True,
-        )
+    seconds = cached_synth(
+        out, "--patients", str(patients), "--seed", str(seed), "--image-size", str(image_size)
+    )
+    if seconds is not None:
+        print(f"synth {image_size}²: {patients} patients in {seconds:.0f} s", flush=True)
     return cohort_of(f"synth {image_size}² ({patients} patients)", out / "dicom")
 
 

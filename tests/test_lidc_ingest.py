@@ -25,6 +25,7 @@ import pytest
 from sparkdl import read_rows
 from sparkdl.lidc import parse_read_message
 from sparkdl.lidc.pseudonymous import from_json, pseudonymize, to_json
+from tests.cli import run_sparkdl
 from tests.conftest import TEST_KEY
 from tests.test_lidc_read_message import BILLION_LAUGHS, XXE
 
@@ -152,15 +153,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     One read message is there twice (the same file under another name): the copy is rejected.
     """
     root = tmp_path_factory.mktemp("lidc_synth")
-    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
-
-    def sparkdl(*args: str) -> None:
-        done = subprocess.run(
-            [sys.executable, "-m", "sparkdl", *args],
-            capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-4000:]
-
+    sparkdl = run_sparkdl
     sparkdl("synth", str(root / "cohort"), "--patients", "4", "--seed", "2", "--image-size", "64",
             "--lidc-xml")  # fmt: skip
     dicom = root / "cohort" / "dicom"
@@ -236,14 +229,9 @@ def test_nodules_export_as_a_luna16_annotations_csv(
 
 def test_read_messages_in_a_later_append_run_label_the_earlier_series(tmp_path: Path) -> None:
     """Images first, the readers' XML a day later: the append run cuts the nodules' patches."""
-    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
 
     def sparkdl(*args: str) -> None:
-        done = subprocess.run(
-            [sys.executable, "-m", "sparkdl", *args, "--quiet"],
-            capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-4000:]
+        run_sparkdl(*args, "--quiet")
 
     cohort, landing, out = tmp_path / "cohort", tmp_path / "landing", tmp_path / "out"
     sparkdl("synth", str(cohort), "--patients", "2", "--seed", "4", "--image-size", "64",

@@ -9,28 +9,17 @@ better than chance: the lower end of the AUC's 95 % bootstrap interval above 0.5
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_KEY
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli import run_sparkdl
 
 
 @pytest.mark.slow
 def test_malignancy_model_from_read_messages_beats_chance(tmp_path: Path) -> None:
-    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
-
     def sparkdl(*args: str) -> None:
-        done = subprocess.run(
-            [sys.executable, "-m", "sparkdl", *args, "--quiet"],
-            capture_output=True, text=True, timeout=1200, env=env, cwd=ROOT,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-4000:]
+        run_sparkdl(*args, "--quiet")
 
     # Two readers suffice (the synthetic ones outline every nodule they see); a large test
     # split, so that the interval is narrow enough to mean something.

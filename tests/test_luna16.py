@@ -7,31 +7,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from sparkdl.deid import remap_uid
+from tests.cli import run_sparkdl
 from tests.conftest import TEST_KEY
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_luna16_layout_ingests_trains_and_reports_froc(tmp_path: Path) -> None:
-    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
-
     def sparkdl(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "sparkdl", *args, "--quiet"],
-            capture_output=True, text=True, timeout=1200, env=env, cwd=ROOT,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-4000:]
-        return done.stdout
+        return run_sparkdl(*args, "--quiet")
 
     cohort, out, model, report = (tmp_path / n for n in ("cohort", "out", "model", "report"))
     sparkdl("synth", str(cohort), "--patients", "10", "--seed", "3", "--image-size", "64",

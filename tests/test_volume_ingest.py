@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -24,19 +21,11 @@ import pytest
 from sparkdl import read_rows
 from sparkdl.geometry import Geometry
 from sparkdl.volume_files import write_metaimage, write_mha, write_nifti
-from tests.conftest import TEST_KEY
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli import run_sparkdl
 
 
 def _sparkdl(*args: str) -> str:
-    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "sparkdl", *args, "--quiet"],
-        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done.stdout
+    return run_sparkdl(*args, "--quiet")
 
 
 @pytest.fixture(scope="module")
