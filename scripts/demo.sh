@@ -35,7 +35,7 @@ step "5/5 inspect: what the dataset holds"
 echo
 echo "Done in $(( $(date +%s) - start )) s. Open next:"
 echo "  report:    $OUT/report/summary.txt, $OUT/report/metrics.json, $OUT/report/roc.png,"
-echo "             $OUT/report/curves.png (training curves)"
+echo "             $OUT/report/froc.png (LUNA16 FROC of the candidates), $OUT/report/curves.png (training curves)"
 echo "  model:     $OUT/model (model.keras, history.json, tensorboard/ scalars)"
 echo "  dataset:   $OUT/dataset (manifest.json, catalog/, volumes/, patches/), picture: $OUT/dataset/inspect.png"
 echo "  notebooks: notebooks/01_explore_dataset.ipynb, notebooks/02_train_evaluate.ipynb"
