@@ -22,8 +22,10 @@ import pyarrow.dataset as pads
 
 from .froc import froc, froc_bootstrap, froc_metrics, plot_froc
 from .layout import FINDINGS, PATCHES, Dataset
+from .patch_stage import FINDINGS_SCHEMA
 from .prediction import score_batches
 from .storage import arrow_filesystem
+from .tables import columns
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +44,16 @@ def candidate_froc(
 ) -> dict[str, Any] | None:
     """The ``froc`` block of ``metrics.json`` (and ``report/froc.png``), or None when the
     split has no candidate patches or the dataset no findings."""
-    findings = _table(dataset.url(FINDINGS))
-    patches = _dataset(dataset.url(PATCHES))
-    in_split = pc.field("split") == split
-    scans = sorted(set(patches.to_table(["series_uid"], filter=in_split)["series_uid"].to_pylist()))
-    wanted = in_split & (pc.field("source") == "candidate")
-    if findings is None or not scans or not patches.count_rows(filter=wanted):
+    findings = columns(dataset.path(FINDINGS), FINDINGS_SCHEMA.fieldNames())
+    listed = columns(dataset.path(PATCHES), ["series_uid", "split", "source"])
+    if findings is None or listed is None:
         return None
+    listed = listed.filter(pc.equal(listed["split"], split))
+    scans = sorted(set(listed["series_uid"].to_pylist()))
+    if "candidate" not in set(listed["source"].to_pylist()):
+        return None
+    wanted = (pc.field("split") == split) & (pc.field("source") == "candidate")
+    patches = _dataset(dataset.url(PATCHES))
     scored = pd.concat(
         list(score_batches(_frames(patches, wanted), model_dir, window, patch_shape)),
         ignore_index=True,
@@ -63,7 +68,7 @@ def candidate_froc(
             "probability": scored["probability"].astype(np.float64),
         }
     )
-    findings = findings.rename(columns={"series_uid": "seriesuid"})
+    findings = findings.to_pandas().rename(columns={"series_uid": "seriesuid"})
     findings = findings[findings["seriesuid"].isin(scans)]
     result = froc(
         candidates,
@@ -88,13 +93,3 @@ def _frames(dataset: pads.Dataset, wanted: Any) -> Iterator[pd.DataFrame]:
 def _dataset(url: str) -> pads.Dataset:
     filesystem, path = arrow_filesystem(url)
     return pads.dataset(path, filesystem=filesystem, format="parquet")
-
-
-def _table(url: str) -> pd.DataFrame | None:
-    import pyarrow.fs as pafs
-
-    filesystem, path = arrow_filesystem(url)
-    if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
-        return None
-    frame: pd.DataFrame = _dataset(url).to_table().to_pandas()
-    return frame

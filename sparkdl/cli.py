@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, SparkdlError
 
@@ -44,15 +44,15 @@ def _session(args: argparse.Namespace) -> SparkSession:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .synth import synthesize_cohort, synthesize_volume_cohort
 
+    common: dict[str, Any] = {
+        "num_patients": args.patients,
+        "seed": args.seed,
+        "image_size": args.image_size,
+        "candidates_per_series": args.candidates_per_series,
+    }
     if args.format == "dicom":
         summary = synthesize_cohort(
-            args.out,
-            num_patients=args.patients,
-            seed=args.seed,
-            archive=args.archive,
-            image_size=args.image_size,
-            lidc_xml=args.lidc_xml,
-            candidates_per_series=args.candidates_per_series,
+            args.out, archive=args.archive, lidc_xml=args.lidc_xml, **common
         )
     elif args.archive != "none" or args.lidc_xml:
         raise ConfigError(
@@ -60,14 +60,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             "--lidc-xml (both are DICOM-side)."
         )
     else:
-        summary = synthesize_volume_cohort(
-            args.out,
-            num_patients=args.patients,
-            seed=args.seed,
-            image_size=args.image_size,
-            volume_format=args.format,
-            candidates_per_series=args.candidates_per_series,
-        )
+        summary = synthesize_volume_cohort(args.out, volume_format=args.format, **common)
     what = "DICOM files" if args.format == "dicom" else f"{args.format} files"
     print(
         f"wrote {summary.num_files} {what} ({summary.num_series} series, "

@@ -70,7 +70,7 @@ def _claimed_data_files(files: Iterable[InputFile]) -> dict[str, str]:
             continue
         with open_input(item.path) as handle:
             relative = data_file_of(handle.read(_MAX_HEADER_BYTES))
-        if relative is None or _unsafe(relative):
+        if relative is None:
             continue  # LOCAL, unreadable, or a path the reader refuses: nothing claimed
         # Not normpath: it would fold the // of a URI (hdfs://host/...).
         target = posixpath.join(posixpath.dirname(item.path), relative.removeprefix("./"))
@@ -110,16 +110,6 @@ def _list_hadoop(spark: SparkSession, root: str) -> list[InputFile]:
     if not fs.exists(root):
         raise InputError(f"Input not found: {root}. Pass existing files or folders to ingest.")
     return [InputFile(*entry) for entry in fs.list_files(root)]
-
-
-def _unsafe(relative: str) -> bool:
-    """As the MetaImage reader refuses: absolute, a URL, ``..`` or a backslash."""
-    return (
-        relative.startswith("/")
-        or ":" in relative
-        or "\\" in relative
-        or ".." in relative.split("/")
-    )
 
 
 def pack_partitions(files: list[InputFile], num_partitions: int) -> list[list[InputFile]]:

@@ -209,12 +209,10 @@ def _volume_file(
     task: Task,
 ) -> dict[str, Any]:
     """The record of a MetaImage or NIfTI volume file (:mod:`sparkdl.volume_units`)."""
-    made = volume_file_record(name, data, companion, task.key, task.limits)
-    if isinstance(made[0], str):
-        reason, detail = made
-        return rejected(path, member, digest, reason, str(detail))
-    fields, pixels = made
-    return accepted(path, member, digest, Accepted(dict(fields), bytes(pixels), "<i2", None))
+    first, second = volume_file_record(name, data, companion, task.key, task.limits)
+    if isinstance(first, dict) and isinstance(second, bytes):  # fields and HU bytes
+        return accepted(path, member, digest, Accepted(first, second, "<i2", None))
+    return rejected(path, member, digest, str(first), str(second))  # reason and detail
 
 
 def _sibling_reader(path: str, limits: Limits) -> Callable[[str], bytes | None]:

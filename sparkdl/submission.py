@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from .deid import remap_uid
+from .errors import InputError
 from .patches import read_points_csv
-from .storage import arrow_filesystem, local_path
+from .storage import local_path
+from .tables import columns
 
 COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
 
@@ -29,10 +30,10 @@ def write_submission(
     predictions: str, path: str, *, originals_from: str | None = None, key: bytes | None = None
 ) -> dict[str, Any]:
     """Write ``path`` from the predictions Parquet at ``predictions``; what was written."""
-    filesystem, where = arrow_filesystem(predictions)
-    table = pads.dataset(where, filesystem=filesystem, format="parquet").to_table(
-        columns=["series_uid", "center", "probability"], filter=pc.field("source") == "candidate"
-    )
+    scored = columns(predictions, ["series_uid", "center", "probability", "source"])
+    if scored is None:
+        raise InputError(f"No predictions at {predictions}: run sparkdl predict first.")
+    table = scored.filter(pc.equal(scored["source"], "candidate"))
     names: dict[str, str] = {}
     if originals_from is not None and key is not None:
         frame = read_points_csv(originals_from, "candidates")

@@ -62,7 +62,8 @@ def is_data_name(name: str) -> bool:
 
 
 def data_file_of(header: bytes) -> str | None:
-    """The data file an ``.mhd`` header names (relative to it), or None (LOCAL, unreadable)."""
+    """The data file an ``.mhd`` header names (relative to it), or None: LOCAL data, an
+    unreadable header, or a name the reader refuses (absolute, a URL, ``..``, a backslash)."""
     try:
         name = parse_header(header).data_file
     except VolumeFileError:

@@ -48,13 +48,17 @@ def test_luna16_layout_ingests_trains_and_reports_froc(tmp_path: Path) -> None:
     patches = pq.read_table(out / "patches", columns=["split", "label", "source", "series_uid"])
     rows = patches.to_pylist()
     # Train keeps every positive and 20 negative candidates per series; val and test, all.
+    checked = {"train": 0, "other": 0}
     for series, count in per_series.items():
         mine = [r for r in rows if r["series_uid"] == remap_uid(TEST_KEY.encode(), series)]
         negatives = sum(r["label"] == 0 for r in mine)
         if mine and mine[0]["split"] == "train":
             assert negatives == 20
+            checked["train"] += 1
         elif mine:
             assert len(mine) == count  # every candidate, positives included
+            checked["other"] += 1
+    assert checked["train"] and checked["other"], checked  # both rules were exercised
     findings = pq.read_table(out / "findings").to_pylist()
     assert {f["kind"] for f in findings} == {"nodule", "excluded"}
 

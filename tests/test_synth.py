@@ -453,3 +453,39 @@ def test_packaging_does_not_change_content(
         }
         assert packed == members  # same member paths, same bytes
         assert summary.annotations_csv.read_bytes() == loose.annotations_csv.read_bytes()
+
+
+def test_volume_cohorts_write_the_same_scans_as_mhd_and_nifti(tmp_path: Path) -> None:
+    """``synth --format mhd|nifti``: one file per axial series named by its UID, same voxels
+    and geometry in both formats, the annotations' centres inside each volume."""
+    from sparkdl.synth import synthesize_volume_cohort
+    from sparkdl.volume_files import read_volume
+
+    read = {}
+    for fmt, suffix in (("mhd", ".mhd"), ("nifti", ".nii.gz")):
+        summary = synthesize_volume_cohort(
+            tmp_path / fmt, num_patients=2, seed=5, image_size=32, volume_format=fmt
+        )
+        folder = summary.dicom_dir / "subset0"
+        uids = {s.series_uid for s in summary.series}
+        assert {s.kind for s in summary.series} == {"axial_ct"}
+        assert {p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}")} == uids
+
+        def companion(name: str, folder: Path = folder) -> bytes | None:
+            path = folder / name
+            return path.read_bytes() if path.exists() else None
+
+        read[fmt] = {
+            uid: read_volume(f"{uid}{suffix}", (folder / f"{uid}{suffix}").read_bytes(), companion)
+            for uid in uids
+        }
+        for nodule in summary.nodules:
+            volume = read[fmt][nodule.series_uid]
+            index = volume.geometry.to_voxel(nodule.center_mm)
+            assert np.all(index > -0.5) and np.all(index < np.array(volume.array_zyx.shape) - 0.5)
+    assert read["mhd"].keys() == read["nifti"].keys()
+    for uid, mhd in read["mhd"].items():
+        nifti = read["nifti"][uid]
+        assert np.array_equal(np.asarray(mhd.array_zyx), np.asarray(nifti.array_zyx))
+        assert np.allclose(mhd.geometry.origin, nifti.geometry.origin, atol=1e-3)
+        assert np.allclose(mhd.geometry.direction, nifti.geometry.direction, atol=1e-5)

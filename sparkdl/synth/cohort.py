@@ -177,11 +177,6 @@ def _synthesize(
     _check_arguments(num_patients, seed, archive, image_size)
     if volume_format not in ("dicom", "mhd", "nifti"):
         raise ConfigError(f"volume_format must be dicom, mhd or nifti. Received: {volume_format!r}")
-    if volume_format != "dicom" and (archive != "none" or lidc_xml):
-        raise ConfigError(
-            f"volume_format {volume_format!r} writes loose volume files: it takes neither an "
-            "archive nor LIDC read messages (those are DICOM-side)."
-        )
     if candidates_per_series is not None and candidates_per_series < 0:
         raise ConfigError(f"candidates_per_series must be >= 0. Received: {candidates_per_series}")
     out = Path(out_dir)
@@ -206,14 +201,20 @@ def _synthesize(
     for index in range(num_patients):
         num_axial_before = sum(r.kind == "axial_ct" for r in records)
         patient = _synthesize_patient(
-            seed, index, image_size, num_axial_before, cohort_rng, lidc_xml, candidates_per_series
+            seed,
+            index,
+            image_size,
+            num_axial_before,
+            cohort_rng,
+            lidc_xml,
+            candidates_per_series,
+            volumes_only=volume_format != "dicom",
         )
         if volume_format == "dicom":
             writer.add_patient(patient.files)
             num_files += len(patient.files)
         else:
             num_files += _write_volumes(dicom_dir / "subset0", patient.volumes, volume_format)
-            patient.series = [r for r in patient.series if r.kind == "axial_ct"]
         records += patient.series
         nodules += patient.nodules
         candidates += patient.candidates
@@ -304,8 +305,10 @@ def _synthesize_patient(
     cohort_rng: np.random.Generator,
     lidc_xml: bool = False,
     candidates_per_series: int | None = None,
+    volumes_only: bool = False,
 ) -> _Patient:
-    """One patient's files, series, nodules, candidates and PHI strings.
+    """One patient's files, series, nodules, candidates and PHI strings; with
+    ``volumes_only`` its axial series' HU volumes instead of any file (the same draws).
 
     Long on purpose: it draws from the patient's six random streams in one visible order,
     and that order is what makes the same seed write the same bytes.
@@ -347,11 +350,12 @@ def _synthesize_patient(
             lung_z_range=phantom.lung_z_range,
         )
         hu = add_noise(render_hu(phantom, spec.grid), noise, spec.noise_hu)
-        patient.volumes.append((series_uid, spec.grid, hu))
-        stored = to_stored(hu, spec)
-        files = dw.ct_series_files(ctx, spec, series_uid, number, stored)
-        patient.files += [(series_uid, data) for data in files]
-        if lidc_xml:
+        if volumes_only:
+            patient.volumes.append((series_uid, spec.grid, hu))
+        else:
+            files = dw.ct_series_files(ctx, spec, series_uid, number, to_stored(hu, spec))
+            patient.files += [(series_uid, data) for data in files]
+        if lidc_xml and not volumes_only:
             read = read_message_for(
                 files, phantom.nodules, seed=seed * 100_003 + index * 101 + number
             )
@@ -377,6 +381,8 @@ def _synthesize_patient(
             series_uid, phantom, negatives, extras, candidates_per_series
         )
 
+    if volumes_only:  # LUNA16 ships no other objects; nothing below draws for the series above
+        return patient
     number = num_axial
     if with_localizer:
         number += 1
