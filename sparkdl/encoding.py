@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pydicom import dcmwrite
 from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.uid import UID
@@ -36,6 +36,8 @@ _UNDEFINED = 0xFFFFFFFF
 _SHORT = struct.Struct("<HH2sH")
 _LONG = struct.Struct("<HH2s2xI")
 _IMPLICIT = struct.Struct("<HHI")
+# File meta values set as text (the UIDs, the implementation version name, AE titles).
+_META_STRING_VRS = frozenset({"UI", "SH", "AE", "UR"})
 
 
 def to_part10(ds: Dataset) -> bytes:
@@ -61,9 +63,7 @@ def to_part10(ds: Dataset) -> bytes:
         value = ds.get(keyword)
         if value and meta.get(meta_keyword) != value:
             setattr(meta, meta_keyword, value)
-    meta_bytes = DicomBytesIO()
-    write_file_meta_info(meta_bytes, meta, enforce_standard=True)
-    parts = [_PREAMBLE, meta_bytes.getvalue()]  # joined once: the pixel data is copied once
+    parts = [_PREAMBLE, _file_meta(meta)]  # joined once: the pixel data is copied once
     charset = ds.get("SpecificCharacterSet") or default_encoding
     for elem in _sorted_elements(ds):
         if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED:
@@ -84,6 +84,33 @@ def to_part10(ds: Dataset) -> bytes:
             parts.append(header.pack(group, number, vr, len(value)))
         parts.append(value)
     return b"".join(parts)
+
+
+def _file_meta(meta: FileMetaDataset) -> bytes:
+    """The file meta group as ``write_file_meta_info(..., enforce_standard=True)`` writes it:
+    completed and checked by pydicom, encoded here (always explicit VR little endian, PS3.10
+    7.1), with its group length first."""
+    validate_file_meta(meta, enforce_standard=True)
+    parts = []
+    for elem in sorted(meta.elements(), key=lambda elem: int(elem.tag)):
+        if elem.tag == 0x00020000:
+            continue  # group length: computed below
+        if isinstance(elem, RawDataElement) and elem.VR and elem.length != _UNDEFINED:
+            vr, value = elem.VR, bytes(elem.value or b"")
+        elif elem.VR in _META_STRING_VRS and isinstance(elem.value, str):
+            vr, value = elem.VR, elem.value.encode("ascii")
+            value += (b"\x00" if vr == "UI" else b" ") * (len(value) % 2)
+        elif elem.VR == "OB" and isinstance(elem.value, bytes):
+            vr, value = "OB", elem.value + b"\x00" * (len(elem.value) % 2)
+        else:  # any other kind of value: pydicom encodes the whole group
+            buffer = DicomBytesIO()
+            write_file_meta_info(buffer, meta, enforce_standard=True)
+            return buffer.getvalue()
+        header = _LONG if vr.encode("ascii") in _LONG_VRS else _SHORT
+        parts.append(header.pack(elem.tag >> 16, elem.tag & 0xFFFF, vr.encode("ascii"), len(value)))
+        parts.append(value)
+    body = b"".join(parts)
+    return _SHORT.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(body)) + body
 
 
 def _sorted_elements(ds: Dataset) -> Iterable[DataElement | RawDataElement]:

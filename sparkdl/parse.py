@@ -12,7 +12,8 @@ import functools
 import io
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,11 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .archives import Limits
@@ -129,25 +132,55 @@ def _process(
         ds = _read(data)
         if isinstance(ds, Rejected):
             return ds
-        problem = _check(ds, deid, limits)
-        if problem is not None:
-            return problem
-        volume_candidate = _is_volume_candidate(ds)
         pixels, dtype = (None, None)
-        if volume_candidate:
-            decoded = _decode_pixels(ds)
-            if isinstance(decoded, Rejected):
-                return decoded
-            pixels, dtype = decoded.tobytes(), decoded.dtype.str
+        with _reading(ds):
+            problem = _check(ds, deid, limits)
+            if problem is not None:
+                return problem
+            if _is_volume_candidate(ds):
+                decoded = _decode_pixels(ds)
+                if isinstance(decoded, Rejected):
+                    return decoded
+                pixels, dtype = decoded.tobytes(), decoded.dtype.str
         result = deidentify(ds, key, deid)
-        # Written first, while most elements are still raw bytes: pydicom copies those as
-        # they are, but re-encodes every element that catalog_fields or the JSON decoded.
         dicom_bytes = to_part10(ds) if export_dicom else None
-        fields = catalog_fields(ds, result.date_offset_days)
+        with _reading(ds):
+            fields = catalog_fields(ds, result.date_offset_days)
         fields["header_json"] = header_json(ds)
         return Accepted(fields, pixels, dtype, dicom_bytes)
     except Exception as err:  # noqa: BLE001 - bad input must never crash the job
         return Rejected("parse_error", _describe_error(err))
+
+
+@contextmanager
+def _reading(ds: Dataset) -> Iterator[None]:
+    """Steps that only read ``ds`` leave its elements as the raw bytes they were.
+
+    pydicom converts an element in place the first time its value is asked for. The checks,
+    pixel decoding and catalog fields read about 35 elements of a CT slice; converted, each
+    would be decoded again by the header JSON and re-encoded by the exporter (~10 µs an
+    element), while raw ones are copied as bytes. The block must not change ``ds``: the
+    elements it converted are put back as the same bytes they came from.
+    """
+    raw = elements_as_stored(ds)
+    try:
+        yield
+    finally:
+        restore_elements(ds, raw)
+
+
+def elements_as_stored(ds: Dataset) -> dict[BaseTag, DataElement | RawDataElement]:
+    """The data set's elements as they are stored now (raw or converted), by tag."""
+    return dict(ds._dict)
+
+
+def restore_elements(ds: Dataset, stored: dict[BaseTag, DataElement | RawDataElement]) -> None:
+    """Put the ``stored`` elements back in place of those converted since (none added or
+    removed in between)."""
+    elements = ds._dict
+    for tag, elem in stored.items():
+        if tag in elements:
+            elements[tag] = elem
 
 
 def _read_message(data: bytes, key: bytes) -> ReadMessageUnit | Rejected:

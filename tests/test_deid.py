@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     UID_dictionary,
 )
 
@@ -34,7 +37,9 @@ from sparkdl.deid import (
 from sparkdl.deid.rules import load_rules, resolve_actions
 from sparkdl.deid.values import shift_date as _shift_date
 from sparkdl.deid.values import shift_datetime as _shift_datetime
+from sparkdl.encoding import to_part10
 from sparkdl.errors import ConfigError, DeidKeyError
+from sparkdl.header_json import header_json
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = b"k" * 16 + b"0123456789abcdef"
@@ -393,6 +398,44 @@ def test_header_records_profile_and_options() -> None:
     assert full.LongitudinalTemporalInformationModified == "UNMODIFIED"
     assert "113106" in {i.CodeValue for i in full.DeidentificationMethodCodeSequence}
     assert full.StudyDate == "20200315" and result.date_offset_days == 0
+
+
+def _marks(ds: Dataset) -> tuple[object, ...]:
+    return (
+        ds.PatientIdentityRemoved,
+        list(ds.DeidentificationMethod),
+        [
+            (i.CodeValue, i.CodingSchemeDesignator, i.CodeMeaning)
+            for i in ds.DeidentificationMethodCodeSequence
+        ],
+        ds.LongitudinalTemporalInformationModified,
+    )
+
+
+@pytest.mark.parametrize(
+    "syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian]
+)
+@pytest.mark.parametrize(
+    "options", [DeidOptions(), DeidOptions(retain_uids=True, retain_long_modified_dates=False)]
+)
+def test_marks_are_the_same_in_every_encoding(syntax: str, options: DeidOptions) -> None:
+    """A data set read from a file gets the marks as pre-encoded raw elements (little endian)
+    or as elements (big endian); both read back as those set on a data set built in memory."""
+    built = phi_dataset()
+    deidentify(built, KEY, options)
+    source = phi_dataset()
+    source.file_meta.TransferSyntaxUID = syntax
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom: writing big endian is deprecated
+        read = pydicom.dcmread(io.BytesIO(_written(source)))
+    deidentify(read, KEY, options)
+    exported = pydicom.dcmread(io.BytesIO(to_part10(read)))
+    assert _marks(exported) == _marks(built)
+    assert exported.file_meta.TransferSyntaxUID == syntax
+    json_codes = json.loads(header_json(read))["00120064"]["Value"]
+    assert [item["00080100"]["Value"][0] for item in json_codes] == [
+        c for c, _, _ in _marks(built)[2]
+    ]  # type: ignore[index]
 
 
 def test_options_change_what_is_kept() -> None:

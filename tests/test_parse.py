@@ -190,3 +190,31 @@ def test_exported_file_meta_names_its_writer_not_the_source() -> None:
         "ImplementationVersionName",
     }
     assert meta.MediaStorageSOPInstanceUID.startswith("2.25.")
+
+
+def test_what_the_checks_only_read_is_exported_as_its_source_bytes() -> None:
+    """The checks, pixel decoding and catalog fields read ImageType, PixelSpacing, KVP and
+    more. pydicom converts what it reads, and re-encoding a converted value normalises it
+    (a NUL pad, a leading space). Elements de-identification keeps go out as the bytes they
+    came in, and the catalog still reads their values."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    odd = {  # found in the wild; each is rewritten when pydicom re-encodes it
+        0x00080008: b"ORIGINAL\\PRIMARY\\AXIAL\x00",  # ImageType, NUL-padded
+        0x00280030: b" 0.661468\\0.661468 ",  # PixelSpacing, a leading space
+        0x00180060: b" 120",  # KVP, a leading space
+    }
+    for tag, value in odd.items():
+        ds[tag] = ds.get_item(tag)._replace(value=value, length=len(value))
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+
+    outcome = process_instance(buffer.getvalue(), TEST_KEY.encode(), DeidOptions(), Limits(), True)
+
+    assert isinstance(outcome, Accepted) and outcome.dicom_bytes is not None
+    exported = pydicom.dcmread(io.BytesIO(outcome.dicom_bytes))
+    for tag, value in odd.items():
+        assert exported.get_item(tag).value == value, hex(tag)
+    assert outcome.fields["ImageType"] == ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert outcome.fields["PixelSpacing"] == [0.661468, 0.661468]
+    assert outcome.fields["KVP"] == 120.0
+    assert exported.SOPInstanceUID != ds.SOPInstanceUID  # and de-identified all the same

@@ -42,12 +42,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
+import struct
 from collections.abc import Mapping
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
@@ -197,9 +201,9 @@ def deidentify(ds: Dataset, key: bytes, options: DeidOptions) -> DeidResult:
     _mark(ds, options, ctx)
     result = DeidResult(
         patient_id=patient_id,
-        study_uid=_str_or_none(ds.get("StudyInstanceUID")),
-        series_uid=_str_or_none(ds.get("SeriesInstanceUID")),
-        sop_uid=_str_or_none(ds.get("SOPInstanceUID")),
+        study_uid=_first_string(ds, 0x0020000D),
+        series_uid=_first_string(ds, 0x0020000E),
+        sop_uid=_first_string(ds, 0x00080018),
         date_offset_days=ctx.offset if ctx.offset is not None and ctx.shifted else 0,
         action_counts=dict(sorted(ctx.counts.items())),
     )
@@ -236,8 +240,11 @@ def burned_in_reason(ds: Dataset) -> str | None:
 
 
 def _clean(ds: Dataset, ctx: _Context, *, dummy_scope: bool) -> None:
-    for elem in list(ds.elements()):
-        t = int(elem.tag)
+    # The element dict itself: Dataset.elements() sorts the tags and looks every element up
+    # again, and `del ds[t]` normalises the tag: most of the walk's time went there.
+    elements = ds._dict
+    for tag, elem in list(elements.items()):
+        t = int(tag)
         group = t >> 16
         action = ctx.actions.action_for(t)
         if (
@@ -248,7 +255,7 @@ def _clean(ds: Dataset, ctx: _Context, *, dummy_scope: bool) -> None:
         ):
             action = "X"
         if action == "X":
-            del ds[t]
+            del elements[tag]
             ctx.counts["X"] += 1
             continue
         if action is None and t in _PIXEL_TAGS:
@@ -259,7 +266,7 @@ def _clean(ds: Dataset, ctx: _Context, *, dummy_scope: bool) -> None:
         if action == "K" and vr != "SQ":
             ctx.counts["K"] += 1  # kept as read: no need to decode the value
             continue
-        _apply(ds, t, vr, action, ctx, dummy_scope)
+        _apply(ds, tag, vr, action, ctx, dummy_scope)
 
 
 def _raw_vr(ds: Dataset, elem: DataElement | RawDataElement) -> str:
@@ -287,11 +294,13 @@ def _default_action(vr: str, ctx: _Context, dummy_scope: bool) -> str:
 
 
 def _apply(  # noqa: PLR0912 - one branch per (action, VR) case of PS3.15 Table E.1-1
-    ds: Dataset, t: int, vr: str, action: str, ctx: _Context, dummy_scope: bool
+    ds: Dataset, tag: int, vr: str, action: str, ctx: _Context, dummy_scope: bool
 ) -> None:
+    """``tag`` is the data set's own key (a pydicom BaseTag): looking an element up by a
+    plain int costs a BaseTag.__eq__ call per lookup."""
     ctx.counts[action] += 1
     if vr == "SQ":
-        elem = ds[t]
+        elem = ds[tag]
         if action == "Z":
             elem.value = Sequence()
             return
@@ -303,32 +312,32 @@ def _apply(  # noqa: PLR0912 - one branch per (action, VR) case of PS3.15 Table 
         return
     if action == "Z":
         if vr in BINARY_VRS or vr in NUMBER_SIZES:
-            set_bytes(ds, t, None)
+            set_bytes(ds, tag, None)
         else:
-            set_strings(ds, t, vr, [])
+            set_strings(ds, tag, vr, [])
     elif vr == "UI":
-        keyword = keyword_for_tag(t)
-        set_strings(ds, t, vr, [_remap(ctx, keyword, v) for v in get_strings(ds, t)])
+        keyword = keyword_for_tag(tag)
+        set_strings(ds, tag, vr, [_remap(ctx, keyword, v) for v in get_strings(ds, tag)])
     elif action == "C" and vr in ("DA", "DT"):
         offset = ctx.offset
-        values = get_strings(ds, t) if offset is not None else []
+        values = get_strings(ds, tag) if offset is not None else []
         if offset is not None and values:
             shift = shift_date if vr == "DA" else shift_datetime
             try:
-                set_strings(ds, t, vr, [shift(v, offset) for v in values])
+                set_strings(ds, tag, vr, [shift(v, offset) for v in values])
                 ctx.shifted += 1
             except ValueError:
-                set_strings(ds, t, vr, [])  # unparseable: drop rather than keep a real date
+                set_strings(ds, tag, vr, [])  # unparseable: drop rather than keep a real date
     elif action == "C" and vr not in _TEXT_ORBINARY_VRS:
         return  # TM pairs with shifted dates; CS, AS and numbers are not free text
     elif action == "C" and vr in BINARY_VRS:
-        del ds[t]
+        del ds[tag]
     elif vr in BINARY_VRS:
-        set_bytes(ds, t, b"\x00\x00")
+        set_bytes(ds, tag, b"\x00\x00")
     elif vr in NUMBER_SIZES:
-        set_bytes(ds, t, bytes(NUMBER_SIZES[vr]))
+        set_bytes(ds, tag, bytes(NUMBER_SIZES[vr]))
     else:
-        set_strings(ds, t, vr, [_DUMMY_BY_TAG.get(t) or _DUMMY.get(vr, "ANONYMIZED")])
+        set_strings(ds, tag, vr, [_DUMMY_BY_TAG.get(int(tag)) or _DUMMY.get(vr, "ANONYMIZED")])
 
 
 def _remap(ctx: _Context, keyword: str, uid: str) -> str:
@@ -343,12 +352,32 @@ def _remap(ctx: _Context, keyword: str, uid: str) -> str:
 
 
 def _mark(ds: Dataset, options: DeidOptions, ctx: _Context) -> None:
-    """Record what was done: PS3.3 C.7.1.1 (Patient) and C.12.1 (SOP Common)."""
+    """Record what was done: PS3.3 C.7.1.1 (Patient) and C.12.1 (SOP Common).
+
+    The elements are the same for every instance of a run but for the temporal mode, so a
+    little-endian data set gets them as raw elements encoded once per (options, mode, VR
+    encoding): the exporter copies them and nothing builds four item data sets per instance.
+    """
+    if options.retain_long_full_dates:
+        mode = "UNMODIFIED"
+    elif options.retain_long_modified_dates or ctx.shifted:
+        mode = "MODIFIED"
+    else:
+        mode = "REMOVED"
+    implicit, little = ds.original_encoding
+    if implicit is None or not little:
+        for elem in _mark_elements(options, mode):
+            ds[elem.tag] = elem
+        return
+    for raw in _encoded_marks(options, mode, implicit):
+        ds[raw.tag] = raw
+
+
+def _mark_elements(options: DeidOptions, mode: str) -> list[DataElement]:
+    """PatientIdentityRemoved, DeidentificationMethod (Code Sequence) and the temporal mode."""
     applied = [(code, meaning) for name, code, meaning in _METHOD_CODES if getattr(options, name)]
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = ["sparkdl PS3.15 Basic Application Confidentiality Profile"] + [
-        meaning[:64] for _, meaning in applied
-    ]
+    methods = ["sparkdl PS3.15 Basic Application Confidentiality Profile"]
+    methods += [meaning[:64] for _, meaning in applied]
     items = []
     for code, meaning in [("113100", "Basic Application Confidentiality Profile"), *applied]:
         item = Dataset()
@@ -356,15 +385,41 @@ def _mark(ds: Dataset, options: DeidOptions, ctx: _Context) -> None:
         item.CodingSchemeDesignator = "DCM"
         item.CodeMeaning = meaning
         items.append(item)
-    ds.DeidentificationMethodCodeSequence = Sequence(items)
-    if options.retain_long_full_dates:
-        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
-    elif options.retain_long_modified_dates or ctx.shifted:
-        ds.LongitudinalTemporalInformationModified = "MODIFIED"
-    else:
-        ds.LongitudinalTemporalInformationModified = "REMOVED"
+    return [
+        DataElement(0x00120062, "CS", "YES"),  # PatientIdentityRemoved
+        DataElement(0x00120063, "LO", methods),  # DeidentificationMethod
+        DataElement(0x00120064, "SQ", Sequence(items)),  # DeidentificationMethodCodeSequence
+        DataElement(0x00280303, "CS", mode),  # LongitudinalTemporalInformationModified
+    ]
 
 
-def _str_or_none(value: object) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text or None
+@functools.cache
+def _encoded_marks(options: DeidOptions, mode: str, implicit: bool) -> list[RawDataElement]:
+    """:func:`_mark_elements` as raw little-endian elements, the sequence and its items of
+    defined length (all values are ASCII: the same bytes in every character set)."""
+    encoded = []
+    for elem in _mark_elements(options, mode):
+        if elem.VR == "SQ":
+            items = [b"".join(_value_with_header(e, implicit) for e in i) for i in elem.value]
+            value = b"".join(_ITEM.pack(0xFFFE, 0xE000, len(i)) + i for i in items)
+        else:
+            value = _value_with_header(elem, implicit)[8:]  # short header: CS, LO
+        vr = None if implicit else elem.VR
+        encoded.append(RawDataElement(elem.tag, vr, len(value), value, 0, implicit, True))
+    return encoded
+
+
+def _value_with_header(elem: DataElement, implicit: bool) -> bytes:
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = implicit, True
+    write_data_element(buffer, elem)
+    return buffer.getvalue()
+
+
+_ITEM = struct.Struct("<HHI")
+
+
+def _first_string(ds: Dataset, tag: int) -> str | None:
+    """An element's first value, read without converting it (so the exporter copies it)."""
+    values = get_strings(ds, tag) if tag in ds else []
+    return values[0] if values and values[0] else None

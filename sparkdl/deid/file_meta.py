@@ -12,6 +12,7 @@ bytes, with sparkdl's version name.
 
 from __future__ import annotations
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
@@ -32,7 +33,8 @@ IMPLEMENTATION_VERSION_NAME = f"SPARKDL_{__version__}"[:16]
 
 def rewrite_file_meta(file_meta: FileMetaDataset) -> int:
     """Keep the instance's own file meta, name the writer; return how many elements went."""
-    dropped = [elem.tag for elem in file_meta if elem.keyword not in KEPT]
+    # keys(): iterating the data set itself would convert every element.
+    dropped = [tag for tag in file_meta.keys() if keyword_for_tag(tag) not in KEPT]  # noqa: SIM118
     for tag in dropped:
         del file_meta[tag]
     file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID

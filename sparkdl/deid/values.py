@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
-from typing import cast
 
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -81,12 +80,12 @@ def set_bytes(ds: Dataset, tag: int, data: bytes | None) -> None:
 
 
 def item(ds: Dataset, tag: int) -> DataElement | RawDataElement:
-    """The element as stored: still raw, or converted (pydicom types get_item as converted)."""
-    return cast("DataElement | RawDataElement", ds.get_item(tag))
+    """The element as stored: still raw, or converted (read from memory: never deferred)."""
+    return ds._dict[tag]  # type: ignore[index]  # an int is a tag
 
 
 def _replace(ds: Dataset, elem: RawDataElement, data: bytes) -> None:
-    ds[elem.tag] = elem._replace(value=data, length=len(data))
+    ds._dict[elem.tag] = elem._replace(value=data, length=len(data))  # same tag: no checks
 
 
 def iter_values(value: object) -> Iterable[object]:
