@@ -14,6 +14,7 @@ members of a file are parsed again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +25,9 @@ from .archives import Limits, iter_units
 from .deid import DeidOptions
 from .discover import InputFile, choose_num_partitions, pack_partitions
 from .parse import Accepted, ReadMessageUnit, process_instance
-from .storage import open_input
+from .schemas import PARQUET_COMPRESSION
+from .storage import HadoopFS, open_input
+from .task_parquet import clean, part_name, write_part
 from .volume_units import (
     is_data_name,
     orphan_reason,
@@ -32,10 +35,11 @@ from .volume_units import (
     volume_file_record,
     volume_kind,
 )
-from .writer import without_statistics
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class Task:
 _BATCH_RECORDS = 256
 _BATCH_BYTES = 64 * 1024**2
 
+#: Record columns of image bytes (no dictionary, no statistics in the staged Parquet).
+_IMAGE_COLUMNS = ("pixels", "dicom_bytes")
+
 #: The rows ``arrow_records`` takes: one per input file, in its partition.
 FILE_SCHEMA = "path STRING, size LONG, is_symlink BOOLEAN"
 
@@ -97,13 +104,41 @@ def stage_records(
         lambda files_in_bin: [(f.path, f.size, f.is_symlink) for f in files_in_bin]
     )
     shared = sc.broadcast(selection)  # possibly large (known hashes); holds no key
-    staged = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
-        lambda batches: arrow_records(_counted(batches, files_done), task, shared.value),
-        RECORD_SCHEMA,
+    HadoopFS(spark, path).delete(path)
+    # Each task writes its records itself (sparkdl.task_parquet); Spark sees one count each.
+    counts = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
+        lambda batches: _stage_partition(_counted(batches, files_done), task, shared.value, path),
+        "records LONG",
     )
-    without_statistics(staged.write.mode("overwrite"), ["pixels", "dicom_bytes"]).parquet(path)
+    written = sum(row[0] for row in counts.collect())
     shared.unpersist()
+    clean(path)
+    logger.debug("staged %d records", written)
     return spark.read.schema(RECORD_SCHEMA).parquet(path)
+
+
+def _stage_partition(
+    batches: Iterable[Any], task: Task, selection: Selection, path: str
+) -> Iterator[Any]:
+    """``mapInArrow`` body: the partition's records written as its part file at ``path``;
+    one batch out, the number of records."""
+    import pyarrow as pa
+    from pyspark import TaskContext
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from .catalog import RECORD_SCHEMA
+
+    context = TaskContext.get()
+    partition = context.partitionId() if context is not None else 0
+    records = write_part(
+        arrow_records(batches, task, selection),
+        path,
+        part_name("records", f"{partition:05d}"),
+        to_arrow_schema(RECORD_SCHEMA),
+        _IMAGE_COLUMNS,
+        PARQUET_COMPRESSION,
+    )
+    yield pa.RecordBatch.from_pydict({"records": [records]})
 
 
 def _counted(batches: Iterable[Any], files_done: Any) -> Iterator[Any]:

@@ -1,26 +1,31 @@
 """The volumes stage: CT instances grouped by series on the executors, assembled into HU volumes.
 
 The array work lives in :mod:`sparkdl.assembly`; this module groups the catalog's pixel
-records by series, writes ``volumes/`` (:mod:`sparkdl.writer`) and returns one small outcome
-row per instance to the driver.
+records by series, writes ``volumes/`` from the assembling tasks (:mod:`sparkdl.task_parquet`,
+then Petastorm's ``_common_metadata``) and returns one small outcome row per instance to the
+driver.
 """
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StringType, StructField, StructType
 
 from .assembly import VolumeOptions, assemble_series
 from .catalog import VOLUME_OUTCOME_FIELDS
-from .schemas import VolumeSchema
+from .dataset_metadata import part_files, write_metadata
+from .schemas import PARQUET_COMPRESSION, VolumeSchema
+from .storage import arrow_filesystem, to_url
+from .task_parquet import clean, part_name, write_frame, write_part
 from .volume_units import VOLUME_CLASS_NAMES
-from .writer import write_dataset
 
 _SLICE_COLUMNS = [
     "sop_uid",
@@ -48,25 +53,6 @@ _SLICE_COLUMNS = [
 #: What assembly says of each instance: joined onto the catalog by ``sop_uid``.
 OUTCOME_SCHEMA = StructType([StructField("sop_uid", StringType(), False), *VOLUME_OUTCOME_FIELDS])
 
-#: Row-group size of ``volumes/``: about one CT volume per group.
-VOLUME_ROW_GROUP_MB = 32
-
-#: What the grouped assembly returns: one row per instance (``kind`` "outcome": its outcome
-#: columns set, the volume columns empty) and one per volume (``kind`` "volume": the encoded
-#: VolumeSchema columns). One output keeps it to one pass over the slices; the volume columns
-#: stay non-nullable, as ``volumes/`` stores them.
-_VOLUME_FIELDS = VolumeSchema.as_spark_schema().fields
-_RESULT_SCHEMA = StructType(
-    [
-        StructField("kind", StringType(), False),
-        StructField("sop_uid", StringType()),
-        StructField("outcome_volume_id", StringType()),
-        StructField("volume_status", StringType()),
-        StructField("volume_reason", StringType()),
-        *_VOLUME_FIELDS,
-    ]
-)
-
 
 def build_volumes(
     spark: SparkSession,
@@ -83,8 +69,11 @@ def build_volumes(
     instance (``volume_id``, ``volume_status``, ``volume_reason``). ``series_done``, a Spark
     accumulator, counts the series assembled (for progress).
 
-    The slices of a series reach the assembly as one Arrow table (``applyInArrow``): no row
-    is pickled on the way in or out, which the ``groupByKey`` this replaces did three times.
+    The slices of a series reach the assembly as one Arrow table (``applyInArrow``), and the
+    task that assembles a series writes its volumes as a part file of its own
+    (:mod:`sparkdl.task_parquet`): only the small outcome rows go back through Spark. (The
+    volumes used to come back as rows, be persisted to disk, and be written by a second job:
+    three more copies of every CT.)
     """
     # A volume file's geometry (sparkdl.volume_units) rides along; DICOM headers stay behind.
     volume_file = F.when(
@@ -93,80 +82,69 @@ def build_volumes(
     slices = accepted.filter(accepted.pixels.isNotNull()).select(
         *_SLICE_COLUMNS, volume_file.alias("volume_file")
     )
+    prefix = uuid.uuid4().hex[:8]  # this run's part names never meet a published one's
+    folder = to_url(url)
     # Hash-partitioned by series into a few partitions per core, which the grouping keeps:
     # spark.sql.shuffle.partitions (200) tasks, mostly empty, cost more than the assembly of
-    # a small cohort, and adaptive execution does not coalesce them under a persisted plan.
+    # a small cohort.
     partitions = 2 * spark.sparkContext.defaultParallelism
-    results = (
+    collected = (
         slices.repartition(partitions, "series_uid")
         .groupBy("series_uid")
-        .applyInArrow(lambda table: _assemble(table, options, series_done), _RESULT_SCHEMA)
-        .persist(StorageLevel.DISK_ONLY)
+        .applyInArrow(
+            lambda table: _assemble(table, options, series_done, folder, prefix), OUTCOME_SCHEMA
+        )
+        .collect()
     )
-    # Outcomes are collected (small), so the returned DataFrame does not depend on `results`.
-    collected = results.select(
-        "kind", "sop_uid", "outcome_volume_id", "volume_status", "volume_reason"
-    ).collect()
-    outcomes = spark.createDataFrame(
-        [row[1:] for row in collected if row["kind"] == "outcome"], OUTCOME_SCHEMA
-    )
-    frame = results.filter(results.kind == "volume").select(
-        *(field.name for field in _VOLUME_FIELDS)
-    )
-    has_volumes = any(row["kind"] == "volume" for row in collected)
+    outcomes = spark.createDataFrame([tuple(row) for row in collected], OUTCOME_SCHEMA)
     if keep is not None and not keep.isEmpty():
-        frame, has_volumes = keep.select(*frame.columns).unionByName(frame), True
-    if has_volumes:
-        write_dataset(frame, VolumeSchema, url, VOLUME_ROW_GROUP_MB)
-    results.unpersist()
+        write_frame(keep, folder, prefix + "-kept", _IMAGE_COLUMNS, PARQUET_COMPRESSION)
+    clean(folder)
+    fs, root = arrow_filesystem(folder)
+    if part_files(fs, root, missing_ok=True):
+        write_metadata(folder, VolumeSchema)
     return outcomes
 
 
-def _assemble(table: pa.Table, options: VolumeOptions, series_done: Any) -> pa.Table:
-    """One series' slices (an Arrow table) to its outcome and volume rows (another)."""
-    records = []
-    for row in table.to_pylist():
-        pixels = np.frombuffer(row.pop("pixels"), dtype=np.dtype(row.pop("pixel_dtype")))
+def _assemble(
+    table: pa.Table, options: VolumeOptions, series_done: Any, folder: str, prefix: str
+) -> pa.Table:
+    """One series' slices (an Arrow table) to its outcome rows; its volumes, if any, are
+    written to ``folder`` as one part file named by the series."""
+    records = table.drop_columns(["pixels"]).to_pylist()
+    pixels = table.column("pixels").combine_chunks()
+    for index, row in enumerate(records):
+        # A view of the Arrow buffer: the slice's bytes are not copied on the way in.
+        values = np.frombuffer(pixels[index].as_buffer(), dtype=np.dtype(row.pop("pixel_dtype")))
         if row["volume_file"]:
             planes = (int(row["NumberOfFrames"]), int(row["Rows"]), int(row["Columns"]))
-            row["pixels"] = pixels.reshape(planes)
+            row["pixels"] = values.reshape(planes)
         else:
-            row["pixels"] = pixels.reshape(int(row["Rows"]), int(row["Columns"]))
-        records.append(row)
+            row["pixels"] = values.reshape(int(row["Rows"]), int(row["Columns"]))
     result = assemble_series(records, options)
-    empty_volume = {field.name: _EMPTY[field.dataType.typeName()] for field in _VOLUME_FIELDS}
-    rows: list[dict[str, Any]] = []
-    for volume in result.volumes:
-        encoded = VolumeSchema.encode_row(volume.to_row())
-        values = dict(zip(VolumeSchema.fields, encoded))
-        rows.append({"kind": "volume", "sop_uid": None, **_NO_OUTCOME, **values})
-    for sop_uid, outcome in result.instances.items():
-        rows.append(
-            {
-                "kind": "outcome",
-                "sop_uid": sop_uid,
-                "volume_status": outcome.status,
-                "volume_reason": outcome.reason,
-                "outcome_volume_id": outcome.volume_id,
-                **empty_volume,
-            }
-        )
+    if result.volumes:
+        series = str(records[0]["series_uid"])
+        name = part_name(prefix, hashlib.sha256(series.encode()).hexdigest()[:20])
+        batches = (_volume_batch(volume.to_row()) for volume in result.volumes)
+        write_part(batches, folder, name, _VOLUME_ARROW, _IMAGE_COLUMNS, PARQUET_COMPRESSION)
+    rows = [
+        (sop_uid, outcome.volume_id, outcome.status, outcome.reason)
+        for sop_uid, outcome in result.instances.items()
+    ]
     if series_done is not None:
         series_done.add(1)
-    return pa.Table.from_pylist(rows, schema=_ARROW_RESULT_SCHEMA)
+    return pa.Table.from_pylist(
+        [dict(zip(OUTCOME_SCHEMA.names, row)) for row in rows], schema=_OUTCOME_ARROW
+    )
 
 
-_NO_OUTCOME = {"outcome_volume_id": None, "volume_status": None, "volume_reason": None}
-_EMPTY: dict[str, Any] = {"string": "", "binary": b"", "integer": 0}
-_ARROW_RESULT_SCHEMA = pa.schema(
-    [
-        pa.field(
-            field.name,
-            {"string": pa.string(), "binary": pa.binary(), "integer": pa.int32()}[
-                field.dataType.typeName()
-            ],
-            nullable=field.nullable,
-        )
-        for field in _RESULT_SCHEMA.fields
-    ]
-)
+def _volume_batch(row: dict[str, Any]) -> pa.RecordBatch:
+    """One volume as a one-row batch of the stored (Petastorm-encoded) columns."""
+    encoded = dict(zip(VolumeSchema.fields, VolumeSchema.encode_row(row)))
+    return pa.RecordBatch.from_pylist([encoded], schema=_VOLUME_ARROW)
+
+
+_VOLUME_ARROW = to_arrow_schema(VolumeSchema.as_spark_schema())
+_OUTCOME_ARROW = to_arrow_schema(OUTCOME_SCHEMA)
+#: Volume columns of image bytes (no dictionary, no statistics).
+_IMAGE_COLUMNS = tuple(field.name for field in _VOLUME_ARROW if pa.types.is_binary(field.type))
