@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["archive_path", "build", "driver_options"]
+__all__ = ["archive_path", "build", "driver_options", "driver_options_for"]
 
 ENV_VAR = "SPARKDL_JVM_ARCHIVE"
 #: No CDS messages on the console (a mismatched archive is then skipped silently).
@@ -88,6 +88,11 @@ def driver_options() -> str:
     path = archive_path() if _enabled() else None
     if path is None or not path.is_file():
         return ""
+    return driver_options_for(path)
+
+
+def driver_options_for(path: Path) -> str:
+    """The options that map the archive at ``path``, without CDS messages."""
     return f"-XX:SharedArchiveFile={path} {_QUIET}"
 
 
