@@ -18,9 +18,10 @@ One run, four parts, one markdown table each (the machine's cores and load avera
   ``parse.process_instance`` call on the same bytes; and de-identification alone on freshly
   read datasets of the accepted instances: sparkdl's ``deidentify`` vs dicognito's
   ``anonymize`` (same datasets, same pydicom settings), and their ratio. One more row times
-  ``records.arrow_records`` (the mapInArrow body: open and read the file, sha256,
-  ``process_instance``, Arrow batches) over the same files without Spark, CPU and wall per
-  file: what a Spark task would cost if Spark added nothing.
+  ``records._stage_partition`` (the parse task's body: open and read the file, sha256,
+  ``process_instance``, the exported file and the records' Parquet part written) over the
+  same files without Spark, CPU and wall per file: what a parse task would cost if Spark
+  added nothing.
 * ``d``: ``sparkdl.ingest(...)`` in this process on a ``get_spark("local[2]")`` session with
   the Spark event log on: the seconds of each stage (``manifest.json`` ``timings``), the
   number of Spark jobs the ingest ran (``statusTracker().getJobIdsForGroup(None)`` before and
@@ -342,19 +343,23 @@ def sample_files(cohort: Cohort, n: int) -> list[Path]:
 
 
 def executor_body(files: list[Path], key: bytes, config: Any) -> tuple[Cost, Cost]:
-    """CPU and wall of ``records.arrow_records``, the mapInArrow body, over ``files``, no Spark:
-    open and read each file, sha256, ``process_instance``, Arrow record batches."""
+    """CPU and wall of ``records._stage_partition``, the parse task's body, over ``files``, no
+    Spark: open and read each file, sha256, ``process_instance``, the exported file written,
+    the records written as a Parquet part (into a scratch folder)."""
     import pyarrow as pa
 
-    from sparkdl.records import Selection, Task, arrow_records
+    from sparkdl.records import Selection, Task, _stage_partition
 
-    task = Task(key, config.deid, config.limits, True)
     rows = [{"path": str(f), "size": f.stat().st_size, "is_symlink": False} for f in files]
     batch = pa.RecordBatch.from_pylist(rows)
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    records = sum(out.num_rows for out in arrow_records([batch], task, Selection()))
-    cpu = Cost(time.process_time() - cpu0, records)
-    return cpu, Cost(time.perf_counter() - wall0, records)
+    with tempfile.TemporaryDirectory() as scratch:
+        task = Task(key, config.deid, config.limits, export_to=f"{scratch}/exported")
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        out = _stage_partition([batch], task, Selection(), f"{scratch}/records")
+        records = sum(result.column("records")[0].as_py() for result in out)
+        cpu = Cost(time.process_time() - cpu0, records)
+        wall = Cost(time.perf_counter() - wall0, records)
+    return cpu, wall
 
 
 def part_c(cohort: Cohort, key: bytes, n: int) -> StepResult:  # noqa: PLR0915 - one timed step after another, in the executor's order
@@ -504,8 +509,8 @@ def table_c(rows: list[tuple[Cohort, StepResult]]) -> None:
         + " |"
     )
     print(
-        "| executor body without Spark: `records.arrow_records` on the files (read, sha256, "
-        "process_instance, Arrow), CPU / wall | "
+        "| parse task body without Spark: `records._stage_partition` on the files (read, "
+        "sha256, process_instance, export file and Parquet part written), CPU / wall | "
         + " | ".join(f"{r.body_cpu.ms():.2f} / {r.body_wall.ms():.2f}" for _, r in rows)
         + " |"
     )

@@ -75,7 +75,6 @@ OUTCOME_FIELDS = [
 PAYLOAD_FIELDS = [
     StructField("pixels", BinaryType()),
     StructField("pixel_dtype", StringType()),
-    StructField("dicom_bytes", BinaryType()),
     StructField("read_message", StringType()),  # an LIDC read message, pseudonymized JSON
 ]
 

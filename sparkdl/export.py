@@ -1,4 +1,10 @@
-"""The DICOM export: each de-identified instance written as a file of its own."""
+"""The DICOM export: each de-identified instance written as a file of its own.
+
+The parse tasks already wrote every accepted instance's de-identified file, named by its
+source's content hash (:func:`sparkdl.records.exported_path`), beside the bytes they came
+from; here the cataloged copies (duplicates resolved) are moved to their place. The bytes do
+not travel through the staged records or a second Spark job.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +13,27 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from .storage import join, write_bytes
+from .records import exported_path
+from .storage import join, move_file
 
 _PATH_COLUMNS = ("patient_id", "study_uid", "series_uid", "sop_uid")
 
 
-def write_dicom_files(accepted: DataFrame, url: str) -> int:
-    """Write each de-identified instance as ``dicom/<patient>/<study>/<series>/<sop>.dcm``;
-    the number of files written.
-
-    The tasks get the rows as Arrow batches and write each file from a view of the batch's
-    buffer: no Python row, no copy of the bytes (``foreachPartition`` pickled every row).
-    """
+def move_dicom_files(accepted: DataFrame, exported: str, url: str) -> int:
+    """Move each cataloged instance's file from ``exported`` to
+    ``url/<patient>/<study>/<series>/<sop>.dcm``; the number of files moved."""
     base = url
 
-    def write(batches: Iterator[Any]) -> Iterator[Any]:
+    def move(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
 
-        written = 0
+        moved = 0
         for batch in batches:
-            ids = batch.select(list(_PATH_COLUMNS)).to_pylist()
-            files = batch.column("dicom_bytes")
-            for index, row in enumerate(ids):
-                path = join(base, *(row[name] for name in _PATH_COLUMNS[:3]), row["sop_uid"])
-                write_bytes(path + ".dcm", files[index].as_buffer())
-                written += 1
-        yield pa.RecordBatch.from_pydict({"files": [written]})
+            for row in batch.to_pylist():
+                target = join(base, *(row[name] for name in _PATH_COLUMNS[:3]), row["sop_uid"])
+                move_file(exported_path(exported, row["content_sha256"]), target + ".dcm")
+                moved += 1
+        yield pa.RecordBatch.from_pydict({"files": [moved]})
 
-    frame = accepted.select(*_PATH_COLUMNS, "dicom_bytes")
-    return sum(row[0] for row in frame.mapInArrow(write, "files LONG").collect())
+    frame = accepted.select("content_sha256", *_PATH_COLUMNS)
+    return sum(row[0] for row in frame.mapInArrow(move, "files LONG").collect())

@@ -40,7 +40,7 @@ from .config import from_mapping, read_yaml
 from .deid import DeidOptions, load_key
 from .discover import InputFile, list_inputs
 from .errors import ConfigError
-from .export import write_dicom_files
+from .export import move_dicom_files
 from .incremental import INPUTS_SCHEMA, Previous, Rebuild, plan_rebuild
 from .layout import (
     CATALOG,
@@ -74,6 +74,9 @@ from .tables import count_rows, rows_in, stage_replacement
 from .volume_stage import build_volumes
 
 logger = logging.getLogger(__name__)
+
+#: Staging folder of the de-identified files the parse tasks wrote (by content hash).
+EXPORTED = "exported"
 
 #: Duplicate copies held on the driver and broadcast up to this many (about 100 bytes each).
 MAX_BROADCAST_DUPLICATES = 200_000
@@ -163,7 +166,8 @@ def ingest(
         "files",
         progress.accumulated(files_done, len(unseen)),
     ):
-        task = Task(run.key, run.config.deid, run.config.limits, run.config.export_dicom)
+        export_to = run.staged(EXPORTED) if run.config.export_dicom else None
+        task = Task(run.key, run.config.deid, run.config.limits, export_to)
         records = _stage(run, files, unseen, task, files_done)
         last_run["new_units"] = count_rows(run.staged("records"))  # footers: no Spark job
     if run.previous is not None and not last_run["new_units"]:
@@ -292,7 +296,7 @@ def _volumes(
     if previous is None:
         plan = Rebuild(volume_input=accepted)
     else:
-        reread_task = replace(task, export_dicom=False)
+        reread_task = replace(task, export_to=None)
         target_bytes = run.config.partition_target_mb * 1024**2
         labelled = frozenset(series for series, _ in messages)  # their patches change
         plan = plan_rebuild(
@@ -375,7 +379,7 @@ def _write_tables(
     if run.config.export_dicom:
         # Append runs add files to the published folder: each file is complete on its own.
         folder = join(run.staging if run.previous is None else run.output, DICOM)
-        write_dicom_files(accepted, folder)
+        move_dicom_files(accepted, run.staged(EXPORTED), folder)
 
 
 def _publish_run(
@@ -441,6 +445,8 @@ def _resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) ->
     # Held on the driver and broadcast, unless a pathological input (the same archive twice
     # over) makes them too many: then a plain join.
     found = copies.limit(MAX_BROADCAST_DUPLICATES + 1).collect()
+    if not found:
+        return records  # the usual case: no join, so no broadcast job in every later read
     if len(found) <= MAX_BROADCAST_DUPLICATES:
         copies = F.broadcast(records.sparkSession.createDataFrame(found, copies.schema))
     marked = records.withColumn("_member", member).join(copies, ["source_path", "_member"], "left")

@@ -26,7 +26,7 @@ from .deid import DeidOptions
 from .discover import InputFile, choose_num_partitions, pack_partitions
 from .parse import Accepted, ReadMessageUnit, process_instance
 from .schemas import PARQUET_COMPRESSION
-from .storage import HadoopFS, open_input
+from .storage import HadoopFS, join, open_input, write_bytes
 from .task_parquet import clean, part_name, write_part
 from .volume_units import (
     is_data_name,
@@ -66,7 +66,10 @@ class Task:
     key: bytes = field(repr=False)  # never in a repr, log line or error message
     deid: DeidOptions
     limits: Limits
-    export_dicom: bool
+    #: Where each accepted instance's de-identified file goes, named by its source's content
+    #: hash (:func:`exported_path`), or None for no export. Written here, in the task that
+    #: made the bytes; the write stage moves the cataloged ones to their place.
+    export_to: str | None = None
 
 
 #: Records per Arrow batch, and a byte bound, so a partition never holds more than one batch.
@@ -74,7 +77,7 @@ _BATCH_RECORDS = 256
 _BATCH_BYTES = 64 * 1024**2
 
 #: Record columns of image bytes (no dictionary, no statistics in the staged Parquet).
-_IMAGE_COLUMNS = ("pixels", "dicom_bytes")
+_IMAGE_COLUMNS = ("pixels",)
 
 #: The rows ``arrow_records`` takes: one per input file, in its partition.
 FILE_SCHEMA = "path STRING, size LONG, is_symlink BOOLEAN"
@@ -226,8 +229,11 @@ def _unit_record(
         return _volume_file(path, member, digest, name, data, fetch, task)
     if member is None and is_data_name(name) and data[128:132] != b"DICM":
         return rejected(path, None, digest, *orphan_reason())
-    outcome = process_instance(data, task.key, task.deid, task.limits, task.export_dicom)
+    export = task.export_to is not None
+    outcome = process_instance(data, task.key, task.deid, task.limits, export)
     if isinstance(outcome, Accepted):
+        if task.export_to is not None and outcome.dicom_bytes is not None:
+            write_bytes(exported_path(task.export_to, digest), outcome.dicom_bytes)
         return accepted(path, member, digest, outcome)
     if isinstance(outcome, ReadMessageUnit):
         return read_message(path, member, digest, outcome)
@@ -303,5 +309,12 @@ def accepted(path: str, member: str | None, digest: str, outcome: Accepted) -> d
         "status": "accepted",
         "pixels": outcome.pixels,
         "pixel_dtype": outcome.pixel_dtype,
-        "dicom_bytes": outcome.dicom_bytes,
     }
+
+
+def exported_path(folder: str, digest: str) -> str:
+    """Where a task writes the de-identified file of the unit whose content hash is ``digest``.
+
+    Named by content, not by SOP instance: two copies of one file write the same bytes to one
+    name, and the write stage moves only the copy the catalog kept."""
+    return join(folder, digest[:2], digest + ".dcm")

@@ -30,7 +30,7 @@ def high_water_mark() -> int:
 
 
 def main(path: str, size: int) -> None:
-    task = Task(b"k" * 32, DeidOptions(), Limits(), False)
+    task = Task(b"k" * 32, DeidOptions(), Limits())
     baseline = high_water_mark()
     seen = [
         [record["member"], record["status"]] for record in file_records(InputFile(path, size), task)
