@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from . import jvm_archive
 from .errors import ConfigError
-from .jvm_archive import driver_options
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,26 @@ def _quiet_java_options(settings: Mapping[str, str]) -> dict[str, str]:
         if "log4j2.configurationFile" not in current and "log4j.configuration" not in current:
             updated[key] = f"{option} {current}".strip()
     return updated
+
+
+def fast_start_options(settings: Mapping[str, str]) -> dict[str, str]:
+    """The driver JVM's options for a short-lived session on few cores, added to the user's.
+
+    * The class-data-sharing archive, when there is one (:mod:`sparkdl.jvm_archive`): about
+      3 s less to start.
+    * ``-XX:TieredStopAtLevel=1``, the client compiler only: sparkdl's heavy work runs in
+      Python workers, and in local mode the JVM's optimising compiler threads took cores
+      from them. Measured with ``sparkdl ingest --export-dicom --master local[2]`` (one run
+      each): 5,058 files of 128² 22.9 → 18.7 s, 1,035 of 512² 24.6 → 21.7 s, the real LIDC
+      series 17.9 → 15.2 s. Not added when the user's options choose a compiler setting.
+    """
+    key = "spark.driver.extraJavaOptions"
+    current = settings.get(key, "")
+    added = [jvm_archive.driver_options()]
+    if "TieredStopAtLevel" not in current and "TieredCompilation" not in current:
+        added.append("-XX:TieredStopAtLevel=1")
+    options = " ".join(option for option in [current, *added] if option)
+    return {key: options} if options != current else {}
 
 
 def parse_conf(pairs: Sequence[str]) -> dict[str, str]:
@@ -99,10 +119,7 @@ def get_spark(
     settings = {**_DEFAULT_CONF, **dict(conf or {})}
     if not verbose():
         settings.update(_quiet_java_options(settings))
-    archive = driver_options()  # class-data sharing: a driver JVM starting in half the time
-    if archive:
-        current = settings.get("spark.driver.extraJavaOptions", "")
-        settings["spark.driver.extraJavaOptions"] = f"{current} {archive}".strip()
+    settings.update(fast_start_options(settings))
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

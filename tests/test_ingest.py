@@ -347,7 +347,7 @@ def test_the_same_instance_twice_is_cataloged_once(spark, tmp_path: Path, deid_k
     import shutil
     import zipfile
 
-    from sparkdl.ingestion import ingest
+    from sparkdl.ingestion import IngestConfig, ingest
 
     source = Path(get_testdata_file("CT_small.dcm"))
     inputs = tmp_path / "in"
@@ -356,21 +356,31 @@ def test_the_same_instance_twice_is_cataloged_once(spark, tmp_path: Path, deid_k
     shutil.copy(source, inputs / "b.dcm")
     with zipfile.ZipFile(inputs / "c.zip", "w") as archive:
         archive.write(source, "nested/ct.dcm")
+    edited = pydicom.dcmread(source)
+    edited.WindowCenter = 123  # other bytes (kept by de-identification), the same SOP UID
+    edited.save_as(inputs / "d.dcm")
     out = tmp_path / "out"
-    manifest = ingest([str(inputs)], str(out), spark=spark)
+    config = IngestConfig(export_dicom=True)
+    manifest = ingest([str(inputs)], str(out), spark=spark, config=config)
     assert manifest["counts"]["cataloged"] == 1
-    assert manifest["rejected_by_reason"] == {"duplicate_instance": 2}
+    assert manifest["rejected_by_reason"] == {"duplicate_instance": 3}
     catalog = _table(out / "catalog")
     lineage = _table(out / "_restricted/lineage")
     rejected = _table(out / "_restricted/rejected")
     assert len(catalog) == 1 and lineage["source_path"].iloc[0].endswith("a.dcm")
-    assert sorted(Path(p).name for p in rejected["source_path"]) == ["b.dcm", "c.zip"]
+    assert sorted(Path(p).name for p in rejected["source_path"]) == ["b.dcm", "c.zip", "d.dcm"]
     assert set(rejected["detail"]) == {"same SOPInstanceUID as an earlier input"}
+    # The export holds the cataloged copy, whichever copy's task finished last.
+    (exported,) = (out / "dicom").rglob("*.dcm")
+    assert exported.name == catalog["sop_uid"].iloc[0] + ".dcm"
+    assert pydicom.dcmread(exported).get("WindowCenter") is None  # a.dcm has none; d.dcm 123
     later = tmp_path / "later"
     later.mkdir()
     resent = pydicom.dcmread(source)
-    resent.ImageComments = "sent again"  # other bytes, the same SOPInstanceUID
+    resent.WindowCenter = 99  # other bytes, the same SOPInstanceUID
     resent.save_as(later / "0.dcm")
-    appended = ingest([str(later)], str(out), spark=spark, mode="append")
+    appended = ingest([str(later)], str(out), spark=spark, mode="append", config=config)
     assert appended["counts"]["cataloged"] == 1
-    assert appended["rejected_by_reason"] == {"duplicate_instance": 3}
+    assert appended["rejected_by_reason"] == {"duplicate_instance": 4}
+    assert [p.name for p in (out / "dicom").rglob("*.dcm")] == [exported.name]
+    assert pydicom.dcmread(exported).get("WindowCenter") is None  # not the resent copy's 99

@@ -77,3 +77,16 @@ def test_an_archive_that_does_not_fit_is_skipped_quietly(tmp_path: Path) -> None
     assert "archive" not in printed.lower() and "cds" not in printed.lower()
     noisy = _session(f"-XX:SharedArchiveFile={archive}", str(tmp_path))
     assert "Unable to use shared archive" in noisy.stdout + noisy.stderr  # what was silenced
+
+
+def test_fast_start_options_keep_the_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparkdl.spark import fast_start_options
+
+    monkeypatch.setenv(jvm_archive.ENV_VAR, "0")
+    key = "spark.driver.extraJavaOptions"
+    assert fast_start_options({}) == {key: "-XX:TieredStopAtLevel=1"}
+    assert fast_start_options({key: "-Dx=1"}) == {key: "-Dx=1 -XX:TieredStopAtLevel=1"}
+    assert fast_start_options({key: "-XX:+TieredCompilation -Dx=1"}) == {}  # theirs wins
+    monkeypatch.setattr(jvm_archive, "driver_options", lambda: "-XX:SharedArchiveFile=a.jsa")
+    options = fast_start_options({key: "-Dx=1"})[key]
+    assert options.split() == ["-Dx=1", "-XX:SharedArchiveFile=a.jsa", "-XX:TieredStopAtLevel=1"]

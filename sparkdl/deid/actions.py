@@ -53,6 +53,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary
 
 from sparkdl.deid.file_meta import rewrite_file_meta
@@ -196,8 +197,8 @@ def deidentify(ds: Dataset, key: bytes, options: DeidOptions) -> DeidResult:
     if file_meta is not None:
         _clean(file_meta, ctx, dummy_scope=False)
         ctx.counts["X"] += rewrite_file_meta(file_meta)  # what does not describe the writer goes
-    ds.PatientID = patient_id
-    ds.PatientName = patient_id
+    _set_ascii(ds, 0x00100020, "LO", patient_id)  # PatientID
+    _set_ascii(ds, 0x00100010, "PN", patient_id)  # PatientName
     _mark(ds, options, ctx)
     result = DeidResult(
         patient_id=patient_id,
@@ -417,6 +418,20 @@ def _value_with_header(elem: DataElement, implicit: bool) -> bytes:
 
 
 _ITEM = struct.Struct("<HHI")
+
+
+def _set_ascii(ds: Dataset, tag: int, vr: str, text: str) -> None:
+    """Set an element to an ASCII value: raw bytes in a little-endian data set (copied as
+    they are by the exporter), an element otherwise."""
+    implicit, little = ds.original_encoding
+    if implicit is None or not little:
+        ds[tag] = DataElement(tag, vr, text)
+        return
+    data = text.encode("ascii")
+    data += b" " * (len(data) % 2)
+    ds[tag] = RawDataElement(
+        BaseTag(tag), None if implicit else vr, len(data), data, 0, implicit, True
+    )
 
 
 def _first_string(ds: Dataset, tag: int) -> str | None:
