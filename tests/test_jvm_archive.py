@@ -90,3 +90,7 @@ def test_fast_start_options_keep_the_users(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(jvm_archive, "driver_options", lambda: "-XX:SharedArchiveFile=a.jsa")
     options = fast_start_options({key: "-Dx=1"})[key]
     assert options.split() == ["-Dx=1", "-XX:SharedArchiveFile=a.jsa", "-XX:TieredStopAtLevel=1"]
+    # local-cluster executors are JVMs on the same cores: they get the client compiler too.
+    cluster = fast_start_options({}, "local-cluster[2,1,1024]")
+    assert cluster["spark.executor.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
+    assert "spark.executor.extraJavaOptions" not in fast_start_options({}, "local[2]")
