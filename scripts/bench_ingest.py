@@ -356,7 +356,7 @@ def executor_body(files: list[Path], key: bytes, config: Any) -> tuple[Cost, Cos
         task = Task(key, config.deid, config.limits, export_to=f"{scratch}/exported")
         wall0, cpu0 = time.perf_counter(), time.process_time()
         out = _stage_partition([batch], task, Selection(), f"{scratch}/records")
-        records = sum(result.column("records")[0].as_py() for result in out)
+        records = sum(result.column("rows")[0].as_py() for result in out)
         cpu = Cost(time.process_time() - cpu0, records)
         wall = Cost(time.perf_counter() - wall0, records)
     return cpu, wall

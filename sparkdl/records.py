@@ -25,9 +25,8 @@ from .archives import Limits, iter_units
 from .deid import DeidOptions
 from .discover import InputFile, choose_num_partitions, pack_partitions
 from .parse import Accepted, ReadMessageUnit, process_instance
-from .schemas import PARQUET_COMPRESSION
 from .storage import HadoopFS, join, open_input, write_bytes
-from .task_parquet import clean, part_name, write_part
+from .task_parquet import clean, write_task_part
 from .volume_units import (
     is_data_name,
     orphan_reason,
@@ -111,7 +110,7 @@ def stage_records(
     # Each task writes its records itself (sparkdl.task_parquet); Spark sees one count each.
     counts = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
         lambda batches: _stage_partition(_counted(batches, files_done), task, shared.value, path),
-        "records LONG",
+        "rows LONG",
     )
     written = sum(row[0] for row in counts.collect())
     shared.unpersist()
@@ -125,23 +124,13 @@ def _stage_partition(
 ) -> Iterator[Any]:
     """``mapInArrow`` body: the partition's records written as its part file at ``path``;
     one batch out, the number of records."""
-    import pyarrow as pa
-    from pyspark import TaskContext
     from pyspark.sql.pandas.types import to_arrow_schema
 
     from .catalog import RECORD_SCHEMA
 
-    context = TaskContext.get()
-    partition = context.partitionId() if context is not None else 0
-    records = write_part(
-        arrow_records(batches, task, selection),
-        path,
-        part_name("records", f"{partition:05d}"),
-        to_arrow_schema(RECORD_SCHEMA),
-        _IMAGE_COLUMNS,
-        PARQUET_COMPRESSION,
-    )
-    yield pa.RecordBatch.from_pydict({"records": [records]})
+    records = arrow_records(batches, task, selection)
+    schema = to_arrow_schema(RECORD_SCHEMA)
+    return write_task_part(records, path, "records", schema, _IMAGE_COLUMNS)
 
 
 def _counted(batches: Iterable[Any], files_done: Any) -> Iterator[Any]:
@@ -229,10 +218,9 @@ def _unit_record(
         return _volume_file(path, member, digest, name, data, fetch, task)
     if member is None and is_data_name(name) and data[128:132] != b"DICM":
         return rejected(path, None, digest, *orphan_reason())
-    export = task.export_to is not None
-    outcome = process_instance(data, task.key, task.deid, task.limits, export)
+    outcome = process_instance(data, task.key, task.deid, task.limits, bool(task.export_to))
     if isinstance(outcome, Accepted):
-        if task.export_to is not None and outcome.dicom_bytes is not None:
+        if task.export_to and outcome.dicom_bytes is not None:
             write_bytes(exported_path(task.export_to, digest), outcome.dicom_bytes)
         return accepted(path, member, digest, outcome)
     if isinstance(outcome, ReadMessageUnit):

@@ -66,19 +66,6 @@ def write_bytes(uri: str, data: bytes) -> None:
         handle.write(data)
 
 
-def move_file(source: str, target: str) -> None:
-    """Move the file ``source`` to ``target`` (replacing it), creating parent folders."""
-    if is_local(source) and is_local(target):
-        path = local_path(target)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        os.replace(local_path(source), path)
-        return
-    fs, source_path = _arrow_fs(source)
-    _, target_path = _arrow_fs(target)
-    fs.create_dir(target_path.rsplit("/", 1)[0], recursive=True)
-    fs.move(source_path, target_path)
-
-
 def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
 

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .schemas import PARQUET_COMPRESSION
 from .storage import arrow_filesystem, join
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
 
-__all__ = ["ATTEMPTS", "clean", "part_name", "write_frame", "write_part"]
+__all__ = ["ATTEMPTS", "clean", "part_name", "write_frame", "write_part", "write_task_part"]
 
 #: The folder of attempts in progress (or failed) under the dataset folder.
 ATTEMPTS = "_attempts"
@@ -45,7 +46,6 @@ def write_part(
     name: str,
     schema: pa.Schema,
     image_columns: Sequence[str],
-    compression: str,
 ) -> int:
     """Write ``batches`` as the part file ``name`` in ``folder``; the rows written.
 
@@ -64,7 +64,11 @@ def write_part(
     with (
         fs.open_output_stream(partial) as sink,
         pq.ParquetWriter(
-            sink, schema, compression=compression, use_dictionary=plain, write_statistics=plain
+            sink,
+            schema,
+            compression=PARQUET_COMPRESSION,
+            use_dictionary=plain,
+            write_statistics=plain,
         ) as writer,
     ):
         for batch in batches:
@@ -77,25 +81,38 @@ def write_part(
     return rows
 
 
-def write_frame(
-    frame: DataFrame, folder: str, prefix: str, image_columns: Sequence[str], compression: str
-) -> int:
-    """Write ``frame`` into ``folder`` from its own tasks (one part per partition); the rows."""
+def write_task_part(
+    batches: Iterable[pa.RecordBatch],
+    folder: str,
+    prefix: str,
+    schema: pa.Schema,
+    image_columns: Sequence[str],
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body: this task's ``batches`` written as the part of its partition;
+    one batch out, ``rows``: how many were written."""
+    import pyarrow as pa
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    partition = context.partitionId() if context is not None else 0
+    name = part_name(prefix, f"{partition:05d}")
+    rows = write_part(batches, folder, name, schema, image_columns)
+    yield pa.RecordBatch.from_pydict({"rows": [rows]})
+
+
+def write_frame(frame: DataFrame, folder: str, prefix: str, image_columns: Sequence[str]) -> int:
+    """Write ``frame`` into ``folder`` from its own tasks (one part per partition); the rows.
+
+    Every Arrow batch Spark hands a task becomes a row group (set
+    ``spark.sql.execution.arrow.maxRecordsPerBatch`` for rows of whole volumes)."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
     schema = to_arrow_schema(frame.schema)
-
-    def write(batches: Iterator[Any]) -> Iterator[Any]:
-        import pyarrow as pa
-        from pyspark import TaskContext
-
-        context = TaskContext.get()
-        partition = context.partitionId() if context is not None else 0
-        name = part_name(prefix, f"{partition:05d}")
-        rows = write_part(batches, folder, name, schema, image_columns, compression)
-        yield pa.RecordBatch.from_pydict({"rows": [rows]})
-
-    return sum(row[0] for row in frame.mapInArrow(write, "rows LONG").collect())
+    counts = frame.mapInArrow(
+        lambda batches: write_task_part(batches, folder, prefix, schema, image_columns),
+        "rows LONG",
+    )
+    return sum(row[0] for row in counts.collect())
 
 
 def clean(folder: str) -> None:

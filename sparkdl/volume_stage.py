@@ -22,7 +22,8 @@ from pyspark.sql.types import StringType, StructField, StructType
 from .assembly import VolumeOptions, assemble_series
 from .catalog import VOLUME_OUTCOME_FIELDS
 from .dataset_metadata import part_files, write_metadata
-from .schemas import PARQUET_COMPRESSION, VolumeSchema
+from .schemas import VolumeSchema
+from .spark import ARROW_BATCH_CONF, session_conf
 from .storage import arrow_filesystem, to_url
 from .task_parquet import clean, part_name, write_frame, write_part
 from .volume_units import VOLUME_CLASS_NAMES
@@ -98,7 +99,9 @@ def build_volumes(
     )
     outcomes = spark.createDataFrame([tuple(row) for row in collected], OUTCOME_SCHEMA)
     if keep is not None and not keep.isEmpty():
-        write_frame(keep, folder, prefix + "-kept", _IMAGE_COLUMNS, PARQUET_COMPRESSION)
+        # One volume per Arrow batch, so per row group (Spark's default batch is 10,000 rows).
+        with session_conf(spark, ARROW_BATCH_CONF, "1"):
+            write_frame(keep, folder, prefix + "-kept", _IMAGE_COLUMNS)
     clean(folder)
     fs, root = arrow_filesystem(folder)
     if part_files(fs, root, missing_ok=True):
@@ -126,16 +129,19 @@ def _assemble(
         series = str(records[0]["series_uid"])
         name = part_name(prefix, hashlib.sha256(series.encode()).hexdigest()[:20])
         batches = (_volume_batch(volume.to_row()) for volume in result.volumes)
-        write_part(batches, folder, name, _VOLUME_ARROW, _IMAGE_COLUMNS, PARQUET_COMPRESSION)
-    rows = [
-        (sop_uid, outcome.volume_id, outcome.status, outcome.reason)
-        for sop_uid, outcome in result.instances.items()
-    ]
+        write_part(batches, folder, name, _VOLUME_ARROW, _IMAGE_COLUMNS)
     if series_done is not None:
         series_done.add(1)
-    return pa.Table.from_pylist(
-        [dict(zip(OUTCOME_SCHEMA.names, row)) for row in rows], schema=_OUTCOME_ARROW
-    )
+    rows = [
+        {
+            "sop_uid": sop_uid,
+            "volume_id": outcome.volume_id,
+            "volume_status": outcome.status,
+            "volume_reason": outcome.reason,
+        }
+        for sop_uid, outcome in result.instances.items()
+    ]
+    return pa.Table.from_pylist(rows, schema=_OUTCOME_ARROW)
 
 
 def _volume_batch(row: dict[str, Any]) -> pa.RecordBatch:

@@ -23,7 +23,7 @@ def to_frame(spark: SparkSession, rows: RDD[dict[str, Any]], schema: Schema) -> 
     return spark.createDataFrame(rows.map(schema.encode_row), schema.as_spark_schema())
 
 
-def without_statistics(writer: DataFrameWriter, columns: Iterable[str]) -> DataFrameWriter:
+def _without_statistics(writer: DataFrameWriter, columns: Iterable[str]) -> DataFrameWriter:
     """``writer`` with no min/max statistics for the binary ``columns`` (pixels, volumes).
 
     parquet-mr copies every value that becomes a row group's new minimum or maximum: for a
@@ -49,5 +49,5 @@ def write_dataset(
     binary = [f.name for f in frame.schema.fields if f.dataType.typeName() == "binary"]
     writer = frame.write.mode("overwrite").option("compression", PARQUET_COMPRESSION)
     writer = writer.option("parquet.block.size", row_group_mb * 1024 * 1024)
-    without_statistics(writer.option("parquet.page.size.row.check.min", 1), binary).parquet(url)
+    _without_statistics(writer.option("parquet.page.size.row.check.min", 1), binary).parquet(url)
     write_metadata(url, schema)

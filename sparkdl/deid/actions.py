@@ -63,6 +63,7 @@ from sparkdl.deid.rules import ActionMap, resolve_actions
 from sparkdl.deid.values import (
     BINARY_VRS,
     NUMBER_SIZES,
+    encode_text,
     get_strings,
     iter_values,
     set_bytes,
@@ -400,17 +401,19 @@ def _encoded_marks(options: DeidOptions, mode: str, implicit: bool) -> list[RawD
     defined length (all values are ASCII: the same bytes in every character set)."""
     encoded = []
     for elem in _mark_elements(options, mode):
-        if elem.VR == "SQ":
-            items = [b"".join(_value_with_header(e, implicit) for e in i) for i in elem.value]
-            value = b"".join(_ITEM.pack(0xFFFE, 0xE000, len(i)) + i for i in items)
-        else:
-            value = _value_with_header(elem, implicit)[8:]  # short header: CS, LO
-        vr = None if implicit else elem.VR
+        if elem.VR != "SQ":
+            values = [str(value) for value in iter_values(elem.value)]
+            encoded.append(_raw_text(elem.tag, elem.VR, values, implicit))
+            continue
+        items = [b"".join(_with_header(e, implicit) for e in item) for item in elem.value]
+        value = b"".join(_ITEM.pack(0xFFFE, 0xE000, len(i)) + i for i in items)
+        vr = None if implicit else "SQ"
         encoded.append(RawDataElement(elem.tag, vr, len(value), value, 0, implicit, True))
     return encoded
 
 
-def _value_with_header(elem: DataElement, implicit: bool) -> bytes:
+def _with_header(elem: DataElement, implicit: bool) -> bytes:
+    """An item's element as pydicom writes it, header included."""
     buffer = DicomBytesIO()
     buffer.is_implicit_VR, buffer.is_little_endian = implicit, True
     write_data_element(buffer, elem)
@@ -420,18 +423,22 @@ def _value_with_header(elem: DataElement, implicit: bool) -> bytes:
 _ITEM = struct.Struct("<HHI")
 
 
+def _raw_text(tag: int, vr: str, values: list[str], implicit: bool) -> RawDataElement:
+    """A little-endian text element as the raw bytes pydicom would have read."""
+    data = encode_text(vr, values)
+    return RawDataElement(
+        BaseTag(tag), None if implicit else vr, len(data), data, 0, implicit, True
+    )
+
+
 def _set_ascii(ds: Dataset, tag: int, vr: str, text: str) -> None:
     """Set an element to an ASCII value: raw bytes in a little-endian data set (copied as
     they are by the exporter), an element otherwise."""
     implicit, little = ds.original_encoding
     if implicit is None or not little:
         ds[tag] = DataElement(tag, vr, text)
-        return
-    data = text.encode("ascii")
-    data += b" " * (len(data) % 2)
-    ds[tag] = RawDataElement(
-        BaseTag(tag), None if implicit else vr, len(data), data, 0, implicit, True
-    )
+    else:
+        ds[tag] = _raw_text(tag, vr, [text], implicit)
 
 
 def _first_string(ds: Dataset, tag: int) -> str | None:

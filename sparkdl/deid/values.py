@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 __all__ = [
     "BINARY_VRS",
     "NUMBER_SIZES",
+    "encode_text",
     "get_strings",
     "item",
     "iter_values",
@@ -52,14 +53,20 @@ def set_strings(ds: Dataset, tag: int, vr: str, values: list[str]) -> None:
     """Replace a text element's values (an empty list: zero length)."""
     elem = item(ds, tag)
     if isinstance(elem, RawDataElement):
-        text = values[0] if vr in _SINGLE_VALUED and values else "\\".join(values)
-        data = text.encode("latin-1", errors="replace")
-        if len(data) % 2:
-            data += b"\x00" if vr == "UI" else b" "
-        _replace(ds, elem, data)
+        _replace(ds, elem, encode_text(vr, values))
         return
     element = ds[tag]
     element.value = "" if not values else values[0] if len(values) == 1 else values
+
+
+def encode_text(vr: str, values: list[str]) -> bytes:
+    """A text element's value bytes: the values joined on the backslash (LT, ST, UT and UR
+    hold one value), latin-1, padded to even length (NUL for UI, a space otherwise)."""
+    text = values[0] if vr in _SINGLE_VALUED and values else "\\".join(values)
+    data = text.encode("latin-1", errors="replace")
+    if len(data) % 2:
+        data += b"\x00" if vr == "UI" else b" "
+    return data
 
 
 def set_bytes(ds: Dataset, tag: int, data: bytes | None) -> None:
