@@ -24,8 +24,7 @@ from .froc import froc, froc_bootstrap, froc_metrics, plot_froc
 from .layout import FINDINGS, PATCHES, Dataset
 from .patch_stage import FINDINGS_SCHEMA
 from .prediction import score_batches
-from .storage import arrow_filesystem
-from .tables import columns
+from .tables import columns, open_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,9 @@ def candidate_froc(
     if "candidate" not in set(listed["source"].to_pylist()):
         return None
     wanted = (pc.field("split") == split) & (pc.field("source") == "candidate")
-    patches = _dataset(dataset.url(PATCHES))
+    patches = open_dataset(dataset.url(PATCHES))
+    if patches is None:  # removed since its columns were read
+        return None
     scored = pd.concat(
         list(score_batches(_frames(patches, wanted), model_dir, window, patch_shape)),
         ignore_index=True,
@@ -88,8 +89,3 @@ def _frames(dataset: pads.Dataset, wanted: Any) -> Iterator[pd.DataFrame]:
     for batch in dataset.to_batches(columns=_COLUMNS, filter=wanted, batch_size=_BATCH_ROWS):
         if batch.num_rows:
             yield batch.to_pandas()
-
-
-def _dataset(url: str) -> pads.Dataset:
-    filesystem, path = arrow_filesystem(url)
-    return pads.dataset(path, filesystem=filesystem, format="parquet")

@@ -53,7 +53,7 @@ def columns(path: str, names: list[str], series: set[str] | None = None) -> pa.T
 
     With ``series``, only the rows of those series (filtered by pyarrow while reading).
     """
-    dataset = _dataset(path)
+    dataset = open_dataset(path)
     if dataset is None:
         return None
     where = None if series is None else pc.field("series_uid").isin(sorted(series))
@@ -62,13 +62,13 @@ def columns(path: str, names: list[str], series: set[str] | None = None) -> pa.T
 
 def count_rows(path: str) -> int:
     """Rows of the published table at ``path`` (from the Parquet footers)."""
-    dataset = _dataset(path)
+    dataset = open_dataset(path)
     return 0 if dataset is None else dataset.count_rows()
 
 
 def files_with(path: str, series: set[str]) -> list[str]:
     """Names of the part files of the published table at ``path`` holding a row of ``series``."""
-    dataset = _dataset(path)
+    dataset = open_dataset(path)
     if dataset is None or not series:
         return []
     where = pc.field("series_uid").isin(sorted(series))
@@ -88,7 +88,7 @@ def _part_files(fs: HadoopFS, folder: str) -> list[str]:
     )
 
 
-def _dataset(path: str) -> ds.Dataset | None:
+def open_dataset(path: str) -> ds.Dataset | None:
     """The part files under ``path`` (names starting with ``_`` or ``.`` are not data)."""
     fs, root = arrow_filesystem(path)
     if fs.get_file_info(root).type != pafs.FileType.Directory:
