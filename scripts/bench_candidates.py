@@ -12,7 +12,7 @@ One run, two parts, one markdown table each (the machine's cores and load averag
     candidate, the block of the volume under the patch as float32, then
     ``scipy.ndimage.map_coordinates(order=1, mode="constant", cval=pad)`` on the meshgrid of
     the patch's axes, then ``geometry.hu_to_int16``;
-  - one pass (``sparkdl.patch_grid.cut_patches``): all candidates in one call.
+  - one pass (``sparkdl.patches.grid.cut_patches``): all candidates in one call.
 
   CPU seconds (``time.process_time``: the machine is shared, so wall time moves with the
   load), wall seconds, patches/s and per point ÷ one pass; the two must agree within 1 HU on
@@ -212,7 +212,7 @@ def per_point(volume: Patches, grid: Geometry, centers: npt.NDArray[np.float64])
 
 
 def one_pass(volume: Patches, grid: Geometry, centers: npt.NDArray[np.float64]) -> Patches:
-    from sparkdl.patch_grid import cut_patches
+    from sparkdl.patches.grid import cut_patches
 
     return cut_patches(volume, grid, centers, PATCH_SIZE, PATCH_SPACING_MM, PAD_HU)
 
@@ -230,7 +230,7 @@ def part_1(repeat: int) -> None:
     )
     ways: dict[str, Callable[[Patches, Geometry, npt.NDArray[np.float64]], Patches]] = {
         "per point (`map_coordinates`)": per_point,
-        "one pass (`sparkdl.patch_grid.cut_patches`)": one_pass,
+        "one pass (`sparkdl.patches.grid.cut_patches`)": one_pass,
     }
     timings = {name: Timing([], []) for name in ways}
     results: dict[str, Patches] = {}

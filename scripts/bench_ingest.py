@@ -11,7 +11,7 @@ One run, four parts, one markdown table each (the machine's cores and load avera
   the run, so pseudonyms stay consistent) → ``ds.save_as(OUT/same relative path)``; files
   that fail (not DICOM) are counted. Whole-process wall time, files/s, and sparkdl (a) ÷ loop.
 * ``c``: CPU per instance (``time.process_time``, this process, in chunks of 32 instances) of
-  each step of sparkdl's executor path, ``sparkdl.parse._process``, on up to ``--instances``
+  each step of sparkdl's executor path, ``sparkdl.units.parse._process``, on up to ``--instances``
   files of the cohort held in memory, each step timed on its own with the module's own
   functions, in the pipeline's order on the same datasets (read → checks → pixel decode →
   de-identification → catalog fields → header JSON → export write); the whole
@@ -348,7 +348,7 @@ def executor_body(files: list[Path], key: bytes, config: Any) -> tuple[Cost, Cos
     the records written as a Parquet part (into a scratch folder)."""
     import pyarrow as pa
 
-    from sparkdl.records import Selection, Task, _stage_partition
+    from sparkdl.ingestion.read_stage import Selection, Task, _stage_partition
 
     rows = [{"path": str(f), "size": f.stat().st_size, "is_symlink": False} for f in files]
     batch = pa.RecordBatch.from_pylist(rows)
@@ -366,11 +366,11 @@ def part_c(cohort: Cohort, key: bytes, n: int) -> StepResult:  # noqa: PLR0915 -
     import pydicom
     from pydicom.dataset import Dataset
 
-    from sparkdl import parse
     from sparkdl.deid import deidentify
-    from sparkdl.encoding import to_part10
-    from sparkdl.header_json import header_json
-    from sparkdl.ingestion import IngestConfig
+    from sparkdl.ingestion.job import IngestConfig
+    from sparkdl.units import parse
+    from sparkdl.units.encoding import to_part10
+    from sparkdl.units.header_json import header_json
 
     anonymizer: Any = None  # dicognito's, when installed
     try:

@@ -75,9 +75,10 @@ def _row(index: int) -> dict[str, Any]:
 def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
     from pyspark import cloudpickle
 
-    from sparkdl.schemas import patch_schema
     from sparkdl.spark import get_spark
-    from sparkdl.writer import write_dataset as write_petastorm
+    from sparkdl.store.tables import patch_schema
+    from sparkdl.store.writer import rows_per_group
+    from sparkdl.store.writer import write_dataset as write_petastorm
 
     if __name__ != "__main__":  # imported: Python workers cannot import this script
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -87,18 +88,18 @@ def write_dataset(url: str, num_patches: int, row_group_mb: int) -> None:
         lambda i: schema.encode_row(_row(i))
     )
     frame = spark.createDataFrame(rows, schema.as_spark_schema()).coalesce(4)
-    write_petastorm(frame, schema, url, row_group_mb)
+    write_petastorm(frame, schema, url, rows_per_group=rows_per_group(schema, row_group_mb))
     spark.stop()
 
 
 def _raw_batches(url: str, shard: int, num_shards: int) -> Iterator[int]:
     """pyarrow only: this shard's row groups (Petastorm's i % n rule), cells decoded as a block
-    by :func:`sparkdl.patch_reader.decode_ndarray_cells` and copied out of Arrow's buffer."""
+    by :func:`sparkdl.store.patch_batches.decode_ndarray_cells` and copied out of Arrow's buffer."""
     import glob
 
     import pyarrow.parquet as pq
 
-    from sparkdl.patch_reader import decode_ndarray_cells
+    from sparkdl.store.patch_batches import decode_ndarray_cells
 
     files = sorted(glob.glob(os.path.join(url.removeprefix("file://"), "*.parquet")))
     pieces = [(f, g) for f in files for g in range(pq.ParquetFile(f).num_row_groups)]

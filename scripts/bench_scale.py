@@ -119,7 +119,7 @@ def write_instances(
 
 _CHILD = textwrap.dedent("""
     import json, sys, time
-    from sparkdl.ingestion import ingest
+    from sparkdl.ingestion.job import ingest
     from sparkdl.spark import get_spark
 
     inputs, out, mode, master = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -265,7 +265,7 @@ def _row_line(row: dict[str, Any]) -> str:
 _ASSEMBLY = textwrap.dedent("""
     import json, resource, sys, time
     import numpy as np
-    from sparkdl.assembly import assemble_series
+    from sparkdl.assembly.series import assemble_series
 
     num_slices, size = int(sys.argv[1]), int(sys.argv[2])
     def rss():  # VmHWM: peak of this process image (ru_maxrss survives exec)

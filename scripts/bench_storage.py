@@ -15,8 +15,8 @@ One run:
 3. Stop Spark, then for each dataset: bytes on disk (Parquet files), and rows/s reading every
    row group with pyarrow and decoding every ``patch`` cell with the codec (one cell at a time,
    as Petastorm does), plus, for ``NdarrayCodec``, the whole-column decode of
-   :func:`sparkdl.patch_reader.decode_ndarray_cells`; and rows/s through sparkdl's own
-   reader (:class:`sparkdl.reader.RowGroupReader`, 2 threads, the path of ``make_dataset``)
+   :func:`sparkdl.store.patch_batches.decode_ndarray_cells`; and rows/s through sparkdl's own
+   reader (:class:`sparkdl.store.reader.RowGroupReader`, 2 threads, the path of ``make_dataset``)
    for the ``NdarrayCodec`` candidates. Petastorm's ``make_reader`` and its
    ``CompressedNdarrayCodec`` are not on sparkdl's stack any more (the compressed cells are
    ``np.savez_compressed`` bytes, written here as Petastorm's codec writes them). pyarrow reads
@@ -124,9 +124,9 @@ def write_all(
     """Write every configuration; returns write seconds per configuration."""
     from pyspark import StorageLevel
 
-    from sparkdl.dataset_metadata import write_metadata
-    from sparkdl.schemas import patch_schema
     from sparkdl.spark import get_spark
+    from sparkdl.store.metadata import write_metadata
+    from sparkdl.store.tables import patch_schema
 
     spark = get_spark("local[2]", {"spark.driver.memory": "2g", "spark.ui.enabled": "false"})
     schema = patch_schema(SIZE)
@@ -195,7 +195,7 @@ def measure_pyarrow(folder: str, codec: str, passes: int = 3) -> dict[str, Any]:
     wall clock measures the other processes as much as this one."""
     import pyarrow.parquet as pq
 
-    from sparkdl.patch_reader import decode_ndarray_cells
+    from sparkdl.store.patch_batches import decode_ndarray_cells
 
     def one_pass(batched: bool) -> tuple[int, int, int]:
         num_rows = num_groups = checksum = 0
@@ -235,9 +235,9 @@ def measure_pyarrow(folder: str, codec: str, passes: int = 3) -> dict[str, Any]:
 
 def measure_reader(url: str) -> tuple[float, float]:
     """Rows/s through sparkdl's reader (2 threads): wall clock and per CPU second of the process."""
-    from sparkdl.patch_reader import patch_chunk_reader
-    from sparkdl.reader import RowGroupReader
-    from sparkdl.sharding import shard_groups
+    from sparkdl.store.patch_batches import patch_chunk_reader
+    from sparkdl.store.reader import RowGroupReader
+    from sparkdl.training.sharding import shard_groups
 
     t0, c0 = time.perf_counter(), time.process_time()
     fs, groups = shard_groups(url, 0, 1)

@@ -56,10 +56,10 @@ def _rows(part: tuple[int, int], size: int) -> Iterator[dict[str, Any]]:
 def write_data(out: str, num_patches: int, size: int) -> None:
     from pyspark import cloudpickle
 
-    from sparkdl.schemas import patch_schema
     from sparkdl.spark import get_spark
-    from sparkdl.storage import to_url
-    from sparkdl.writer import write_dataset
+    from sparkdl.store.storage import to_url
+    from sparkdl.store.tables import patch_schema
+    from sparkdl.store.writer import rows_per_group, write_dataset
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spark = get_spark("local[2]")
@@ -71,14 +71,16 @@ def write_data(out: str, num_patches: int, size: int) -> None:
         .flatMap(lambda p: _rows(p, size))
         .map(schema.encode_row)
     )
-    write_dataset(spark.createDataFrame(rdd, schema.as_spark_schema()), schema, url, 1)
+    frame = spark.createDataFrame(rdd, schema.as_spark_schema())
+    write_dataset(frame, schema, url, rows_per_group=rows_per_group(schema, 1))
     spark.stop()
 
 
 def run_one(data: str, num_workers: int, epochs: int, per_worker_batch: int) -> dict:
     """In this process: one training run on a fresh local session; the chief's summary."""
     from sparkdl.spark import get_spark
-    from sparkdl.training import TrainConfig, train
+    from sparkdl.training.config import TrainConfig
+    from sparkdl.training.job import train
 
     spark = get_spark(
         f"local[{max(2, num_workers)}]",

@@ -21,12 +21,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, DeidKeyError, InputError, SparkdlError, TrainingError
-
-__version__ = "0.1.0"
+from sparkdl._version import __version__ as __version__
+from sparkdl.errors import (
+    ConfigError,
+    DataError,
+    DeidKeyError,
+    InputError,
+    SparkdlError,
+    TrainingError,
+)
 
 __all__ = [
     "ConfigError",
+    "DataError",
     "Dataset",
     "DeidKeyError",
     "Geometry",
@@ -51,39 +58,40 @@ __all__ = [
 ]
 
 _LAZY = {
-    "IngestConfig": "sparkdl.ingestion",
-    "ingest": "sparkdl.ingestion",
-    "Dataset": "sparkdl.layout",
+    "IngestConfig": "sparkdl.ingestion.job",
+    "ingest": "sparkdl.ingestion.job",
+    "Dataset": "sparkdl.store.layout",
     "Geometry": "sparkdl.geometry",
-    "Labels": "sparkdl.patch_stage",
-    "make_dataset": "sparkdl.dataset",
-    "ReadOptions": "sparkdl.dataset",
-    "plan_shards": "sparkdl.sharding",
-    "ShardPlan": "sparkdl.sharding",
-    "TrainingRunner": "sparkdl.runner",
-    "TrainConfig": "sparkdl.training",
-    "train": "sparkdl.training",
+    "Labels": "sparkdl.ingestion.patch_stage",
+    "make_dataset": "sparkdl.training.tfdata",
+    "ReadOptions": "sparkdl.training.tfdata",
+    "plan_shards": "sparkdl.training.sharding",
+    "ShardPlan": "sparkdl.training.sharding",
+    "TrainingRunner": "sparkdl.training.runner",
+    "TrainConfig": "sparkdl.training.config",
+    "train": "sparkdl.training.job",
     "inspect_dataset": "sparkdl.inspection",
-    "evaluate": "sparkdl.evaluation",
-    "predict": "sparkdl.prediction",
-    "read_rows": "sparkdl.reader",
+    "evaluate": "sparkdl.evaluation.report",
+    "predict": "sparkdl.evaluation.prediction",
+    "read_rows": "sparkdl.store.reader",
     "synthesize_cohort": "sparkdl.synth",
 }
 
 if TYPE_CHECKING:
-    from .dataset import ReadOptions, make_dataset
-    from .evaluation import evaluate
-    from .geometry import Geometry
-    from .ingestion import IngestConfig, ingest
-    from .inspection import inspect_dataset
-    from .layout import Dataset
-    from .patch_stage import Labels
-    from .prediction import predict
-    from .reader import read_rows
-    from .runner import TrainingRunner
-    from .sharding import ShardPlan, plan_shards
-    from .synth import synthesize_cohort
-    from .training import TrainConfig, train
+    from sparkdl.evaluation.prediction import predict
+    from sparkdl.evaluation.report import evaluate
+    from sparkdl.geometry import Geometry
+    from sparkdl.ingestion.job import IngestConfig, ingest
+    from sparkdl.ingestion.patch_stage import Labels
+    from sparkdl.inspection import inspect_dataset
+    from sparkdl.store.layout import Dataset
+    from sparkdl.store.reader import read_rows
+    from sparkdl.synth import synthesize_cohort
+    from sparkdl.training.config import TrainConfig
+    from sparkdl.training.job import train
+    from sparkdl.training.runner import TrainingRunner
+    from sparkdl.training.sharding import ShardPlan, plan_shards
+    from sparkdl.training.tfdata import ReadOptions, make_dataset
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, SparkdlError
+from sparkdl.errors import ConfigError, SparkdlError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -36,13 +36,13 @@ def _spark_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _session(args: argparse.Namespace) -> SparkSession:
-    from .spark import get_spark, parse_conf
+    from sparkdl.spark import get_spark, parse_conf
 
     return get_spark(args.master, parse_conf(args.conf))
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import synthesize_cohort, synthesize_volume_cohort
+    from sparkdl.synth import synthesize_cohort, synthesize_volume_cohort
 
     common: dict[str, Any] = {
         "num_patients": args.patients,
@@ -73,9 +73,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .deid import load_key
-    from .ingestion import IngestConfig, ingest
-    from .patch_stage import Labels
+    from sparkdl.deid import load_key
+    from sparkdl.ingestion.job import IngestConfig, ingest
+    from sparkdl.ingestion.patch_stage import Labels
 
     load_key(args.key_file)  # refuse to start (before Spark) without a key
     config = IngestConfig.load(args.config)
@@ -85,7 +85,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         annotations=args.annotations, candidates=args.candidates, excluded=args.excluded
     )
     if args.watch:
-        from .watch import watch
+        from sparkdl.ingestion.watch import watch
 
         if args.inputs or args.mode != "overwrite":
             raise ConfigError(
@@ -134,7 +134,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, train
+    from sparkdl.training.config import TrainConfig
+    from sparkdl.training.job import train
 
     config = TrainConfig.load(args.config, epochs=args.epochs, batch_size=args.batch_size)
     summary = train(
@@ -153,7 +154,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .evaluation import evaluate
+    from sparkdl.evaluation.report import evaluate
 
     evaluate(args.data, args.model_dir, args.report)
     print((Path(args.report) / "summary.txt").read_text())
@@ -161,12 +162,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .prediction import predict
+    from sparkdl.evaluation.prediction import predict
 
     result = predict(args.data, args.model_dir, args.output, spark=_session(args))
     if args.submission:
-        from .deid import load_key
-        from .submission import write_submission
+        from sparkdl.deid import load_key
+        from sparkdl.evaluation.submission import write_submission
 
         key = load_key(args.key_file) if args.original_ids_from else None
         result.update(
@@ -179,7 +180,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_annotations(args: argparse.Namespace) -> int:
-    from .lidc_stage import write_annotations
+    from sparkdl.ingestion.lidc_stage import write_annotations
 
     written = write_annotations(args.out, args.csv, all_nodules=args.all)
     print(f"{args.csv}: {written} nodules (LUNA16 form, pseudonymous series UIDs)")
@@ -187,7 +188,7 @@ def _cmd_annotations(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspection import format_summary, inspect_dataset
+    from sparkdl.inspection import format_summary, inspect_dataset
 
     summary = inspect_dataset(args.out, report_png=args.png, max_items=args.max_items)
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
@@ -364,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one call per o
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from . import progress
-    from .spark import VERBOSE_ENV_VAR
+    from sparkdl import progress
+    from sparkdl.spark import VERBOSE_ENV_VAR
 
     if args.verbose:
         os.environ[VERBOSE_ENV_VAR] = "1"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from .errors import ConfigError
+from sparkdl.errors import ConfigError
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -1,6 +1,6 @@
 """Pure geometry of CT slices and volumes: slice normals, Hounsfield units, world ↔ voxel.
 
-Conventions are those of :mod:`sparkdl.schemas`: arrays are indexed ``(z, y, x)``;
+Conventions are those of :mod:`sparkdl.store.tables`: arrays are indexed ``(z, y, x)``;
 ``spacing`` is ``(z, y, x)`` mm; ``origin`` is the LPS position of the centre of voxel
 ``(0, 0, 0)``; ``direction`` is a row-major 3×3 matrix whose *columns* are the LPS unit
 vectors of the x (column), y (row) and z (slice) index axes, so that::

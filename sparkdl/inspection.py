@@ -3,7 +3,7 @@
 :func:`inspect_dataset` reads ``OUT/manifest.json`` and the small columns of ``catalog/``,
 ``volumes/`` and ``patches/`` with pyarrow, one row group at a time, so memory stays flat
 however big the dataset is. Array cells (``volume``, ``patch``) are read and decoded only for
-the few rows drawn on the sheet (:mod:`sparkdl.sheet`, ``OUT/inspect.png`` by default). No
+the few rows drawn on the sheet (:mod:`sparkdl.contact_sheet`, ``OUT/inspect.png`` by default). No
 Spark is needed.
 """
 
@@ -22,12 +22,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .dataset_metadata import part_files
-from .errors import InputError
-from .layout import CATALOG, PATCHES, VOLUMES, Dataset
-from .patch_reader import decode_ndarray_cells
-from .sheet import Location, PatchPick, Sample, VolumeRow, draw_sheet
-from .storage import arrow_filesystem, write_bytes
+from sparkdl.contact_sheet import Location, PatchPick, Sample, VolumeRow, draw_sheet
+from sparkdl.errors import InputError
+from sparkdl.store.layout import Dataset
+from sparkdl.store.metadata import part_files
+from sparkdl.store.patch_batches import decode_ndarray_cells
+from sparkdl.store.storage import arrow_filesystem, write_bytes
+from sparkdl.store.tables import CATALOG, PATCHES, VOLUMES
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from . import jvm_archive
-from .errors import ConfigError
+from sparkdl import jvm_archive
+from sparkdl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Python's logging exists, ERROR-level lines that are not errors (``failed call to
 ``cuda_platform.cc``) and INFO lines (oneDNN, CPU instructions); a multi-worker epoch adds
 routine lines of its own (see :data:`NOISE`). ``TF_CPP_MIN_LOG_LEVEL``
 high enough to hide them hides real errors too, so instead the known lines are filtered:
-from a training worker's stderr by its Spark task (:mod:`sparkdl.runner`), and from this
+from a training worker's stderr by its Spark task (:mod:`sparkdl.training.runner`), and from this
 process's own stderr while TensorFlow is imported (:func:`import_tensorflow`). Every other
 line passes; ``sparkdl --verbose`` turns the filter off.
 """
@@ -58,7 +58,7 @@ def import_tensorflow() -> Any:
     process's stderr goes through a pipe meanwhile, and every line not in :data:`NOISE` is
     written on to the real stderr.
     """
-    from .spark import verbose
+    from sparkdl.spark import verbose
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     if "tensorflow" in sys.modules or verbose():

@@ -1,7 +1,7 @@
 """A tiny ``patches/`` dataset written the way ingest writes it, for the reader tests.
 
 Rows are written with Spark, ``dict_to_spark_row`` and Petastorm's ``materialize_dataset``
-using :func:`sparkdl.schemas.patch_schema`, into several Parquet files holding several row
+using :func:`sparkdl.store.tables.patch_schema`, into several Parquet files holding several row
 groups each with uneven row counts, so that sharding by row group gives uneven shards.
 
 Every row carries its id in voxel ``(0, 0, 0)``: ``HU = -1340 + 20 * id``, which the default
@@ -87,8 +87,8 @@ def write_patches(
     # The Python workers cannot import this test module: ship its functions by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-    from sparkdl.dataset_metadata import write_metadata
-    from sparkdl.schemas import patch_schema
+    from sparkdl.store.metadata import write_metadata
+    from sparkdl.store.tables import patch_schema
 
     schema = patch_schema(size)
     starts = np.concatenate([[0], np.cumsum(file_rows)[:-1]]).tolist()

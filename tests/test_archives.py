@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from sparkdl.archives import Limits, archive_kind, iter_units, open_bytes
+from sparkdl.units.archives import Limits, archive_kind, iter_units, open_bytes
 
 
 def _units(name: str, data: bytes, limits: Limits | None = None) -> list:

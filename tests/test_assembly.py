@@ -13,9 +13,9 @@ import pytest
 from pydicom.pixels import apply_modality_lut
 
 from sparkdl import geometry
-from sparkdl.assembly import AssemblyResult, VolumeOptions, assemble_series
+from sparkdl.assembly.series import AssemblyResult, VolumeOptions, assemble_series
 from sparkdl.errors import ConfigError
-from sparkdl.schemas import VolumeSchema
+from sparkdl.store.tables import VolumeSchema
 
 DICOMDIR_TESTS = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests"
 BALL_CENTER = np.array([12.3, -40.7, 101.9])

@@ -8,7 +8,7 @@ import pytest
 
 from sparkdl.config import from_mapping
 from sparkdl.errors import ConfigError
-from sparkdl.ingestion import IngestConfig
+from sparkdl.ingestion.job import IngestConfig
 from sparkdl.spark import parse_conf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,6 @@ def test_spark_conf_pairs() -> None:
 
 
 def test_shipped_train_yaml_states_the_defaults() -> None:
-    from sparkdl.training import TrainConfig
+    from sparkdl.training.config import TrainConfig
 
     assert TrainConfig.load(ROOT / "conf/train.yaml") == TrainConfig()

@@ -18,8 +18,8 @@ import pytest
 
 from sparkdl import Dataset, ReadOptions, make_dataset, plan_shards
 from sparkdl.errors import ConfigError, InputError
-from sparkdl.patch_reader import decode_ndarray_cells
-from sparkdl.sharding import shard_row_counts
+from sparkdl.store.patch_batches import decode_ndarray_cells
+from sparkdl.training.sharding import shard_row_counts
 from tests.patch_data import (
     label_of,
     malignancy_of,
@@ -264,7 +264,7 @@ def test_decode_chunked_column_without_combining() -> None:
     [(-600.0, 1500.0), (40.0, 401.0), (0.25, 3.5), (40.5, 400.0), (0.0, 70000.0), (-600.3, 1500.7)],
 )
 def test_hu_window_matches_the_formula(window: tuple[float, float]) -> None:
-    from sparkdl.patch_reader import HuWindow
+    from sparkdl.store.patch_batches import HuWindow
 
     hu = np.arange(-32768, 32768, dtype=np.int16).reshape(16, 64, 64)
     out = np.empty(hu.shape, dtype=np.float32)
@@ -277,7 +277,7 @@ def test_hu_window_matches_the_formula(window: tuple[float, float]) -> None:
 
 
 def test_batch_assembler_rows_once_and_buffers_reused_only_when_free() -> None:
-    from sparkdl.patch_reader import BatchAssembler, HuWindow
+    from sparkdl.store.patch_batches import BatchAssembler, HuWindow
 
     shape = (2, 2, 2)
     window = HuWindow(0.0, 2000.0, shape, np.dtype(np.int16))

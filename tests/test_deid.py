@@ -37,9 +37,9 @@ from sparkdl.deid import (
 from sparkdl.deid.rules import load_rules, resolve_actions
 from sparkdl.deid.values import shift_date as _shift_date
 from sparkdl.deid.values import shift_datetime as _shift_datetime
-from sparkdl.encoding import to_part10
 from sparkdl.errors import ConfigError, DeidKeyError
-from sparkdl.header_json import header_json
+from sparkdl.units.encoding import to_part10
+from sparkdl.units.header_json import header_json
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = b"k" * 16 + b"0123456789abcdef"

@@ -24,8 +24,8 @@ from pydicom.dataset import Dataset
 
 from sparkdl import synthesize_cohort
 from sparkdl.deid import DeidOptions, deidentify
-from sparkdl.encoding import to_part10
-from sparkdl.header_json import header_json
+from sparkdl.units.encoding import to_part10
+from sparkdl.units.header_json import header_json
 from tests.conftest import TEST_KEY
 
 PYDICOM_FILES = Path(pydicom.data.__path__[0])

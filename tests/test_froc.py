@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sparkdl.froc
-from sparkdl.froc import (
+import sparkdl.evaluation.froc
+from sparkdl.evaluation.froc import (
     CANDIDATE_COLUMNS,
     FINDING_COLUMNS,
     FP_RATES,
@@ -404,13 +404,13 @@ def test_bootstrap_reading_short_prefixes_gives_the_same_interval(
     result = froc(cand, ann, exc, series, max_candidates_per_scan=None)
     whole = froc_bootstrap(result, n_bootstraps=300, seed=1)
     # One mark a scan to start: most draws need the prefix grown once or twice.
-    monkeypatch.setattr(sparkdl.froc, "_PREFIX_MARKS_PER_SCAN", 1)
+    monkeypatch.setattr(sparkdl.evaluation.froc, "_PREFIX_MARKS_PER_SCAN", 1)
     assert froc_bootstrap(result, n_bootstraps=300, seed=1) == pytest.approx(whole, rel=1e-12)
 
 
 def test_bootstrap_of_the_hand_example_brackets_its_cpm(caplog: pytest.LogCaptureFixture) -> None:
     result = froc(CANDIDATES, ANNOTATIONS, EXCLUDED, ["A", "B", "C"])
-    with caplog.at_level("WARNING", logger="sparkdl.froc"):
+    with caplog.at_level("WARNING", logger="sparkdl.evaluation.froc"):
         low, high = froc_bootstrap(result)
     # Draws of C alone (1 in 27) hold no nodule: left out, and said so.
     assert "hold no nodule" in caplog.text

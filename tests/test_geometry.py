@@ -9,7 +9,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
 from sparkdl import geometry
-from sparkdl.assembly import VolumeOptions, assemble_series
+from sparkdl.assembly.series import VolumeOptions, assemble_series
 
 
 def _rotation(seed: int) -> np.ndarray:

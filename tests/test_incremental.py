@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from sparkdl import Labels
-from sparkdl.ingestion import ingest
+from sparkdl.ingestion.job import ingest
 from sparkdl.synth import synthesize_cohort
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def _part_files(table: Path) -> dict[str, int]:
 
 def _petastorm_rows(table: Path, field: str) -> list[str]:
     """Every row's ``field`` as a Petastorm reader sees the table (it trusts _common_metadata)."""
-    from sparkdl.reader import read_rows
+    from sparkdl.store.reader import read_rows
 
     return sorted(row[field] for row in read_rows(table.resolve().as_uri(), [field]))
 

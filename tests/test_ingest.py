@@ -228,7 +228,7 @@ def test_volumes_and_patches_read_back(cohort: dict, ingested: dict) -> None:
     """What ingest wrote reads back as Petastorm datasets (tests/interop: with Petastorm too)."""
     from types import SimpleNamespace
 
-    from sparkdl.reader import read_rows
+    from sparkdl.store.reader import read_rows
 
     out = ingested["out"]
     patches = [SimpleNamespace(**row) for row in read_rows(str(out / "patches"))]
@@ -266,7 +266,7 @@ def test_volumes_and_patches_read_back(cohort: dict, ingested: dict) -> None:
 def test_rerun_gives_same_pseudonyms_and_rows(
     spark, cohort: dict, ingested: dict, tmp_path: Path, deid_key: str
 ) -> None:
-    from sparkdl.ingestion import ingest
+    from sparkdl.ingestion.job import ingest
 
     tarred = cohort["summaries"][2]
     ingest([str(tarred.dicom_dir)], str(tmp_path / "again"), spark=spark)
@@ -282,7 +282,7 @@ def test_rerun_gives_same_pseudonyms_and_rows(
 
 
 def test_pydicom_test_files_are_all_accounted_for(spark, tmp_path: Path, deid_key: str) -> None:
-    from sparkdl.ingestion import ingest
+    from sparkdl.ingestion.job import ingest
 
     folder = Path(get_testdata_file("CT_small.dcm")).parent
     files = [p for p in folder.rglob("*") if p.is_file() or p.is_symlink()]
@@ -317,7 +317,7 @@ def test_ingest_refuses_to_start_without_a_key(tmp_path: Path) -> None:
 def test_failed_run_leaves_nothing_that_looks_complete(
     spark, cohort: dict, tmp_path: Path, deid_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sparkdl.ingestion as ingest_module
+    import sparkdl.ingestion.job as ingest_module
 
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash while cutting patches")
@@ -347,7 +347,7 @@ def test_the_same_instance_twice_is_cataloged_once(spark, tmp_path: Path, deid_k
     import shutil
     import zipfile
 
-    from sparkdl.ingestion import IngestConfig, ingest
+    from sparkdl.ingestion.job import IngestConfig, ingest
 
     source = Path(get_testdata_file("CT_small.dcm"))
     inputs = tmp_path / "in"

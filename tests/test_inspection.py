@@ -28,7 +28,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Iterator[Path]:
-    from sparkdl.ingestion import ingest
+    from sparkdl.ingestion.job import ingest
 
     base = tmp_path_factory.mktemp("inspect")
     cohort = synthesize_cohort(base / "cohort", num_patients=2, seed=1, image_size=64)

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparkdl.dataset import patch_shape
-from sparkdl.patch_reader import patch_chunk_reader, read_row_group
-from sparkdl.reader import RowGroupReader, read_rows
-from sparkdl.schemas import VolumeSchema
-from sparkdl.sharding import shard_groups, shard_row_counts
-from sparkdl.writer import write_dataset
+from sparkdl.store.patch_batches import patch_chunk_reader, read_row_group
+from sparkdl.store.reader import RowGroupReader, read_rows
+from sparkdl.store.tables import VolumeSchema, patch_shape
+from sparkdl.store.writer import write_dataset
+from sparkdl.training.sharding import shard_groups, shard_row_counts
 from tests.interop.petastorm_side import digest
 from tests.patch_data import _rows, write_patches
 
@@ -109,7 +108,7 @@ def test_petastorm_reads_volumes_sparkdl_writes(
     frame = spark.createDataFrame(
         [VolumeSchema.encode_row(r) for r in rows], VolumeSchema.as_spark_schema()
     )
-    write_dataset(frame, VolumeSchema, url, row_group_mb=1, num_files=3)
+    write_dataset(frame, VolumeSchema, url, rows_per_group=1, num_files=3)
     seen = _petastorm(petastorm_python, "read", url)
     expected = _digests(rows, "series_uid")
     assert seen["make_reader"] == expected

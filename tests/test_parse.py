@@ -21,9 +21,9 @@ from pydicom.data import get_testdata_file
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from sparkdl.archives import Limits
 from sparkdl.deid import DeidOptions
-from sparkdl.parse import Accepted, Rejected, process_instance
+from sparkdl.units.archives import Limits
+from sparkdl.units.parse import Accepted, Rejected, process_instance
 from tests.conftest import TEST_KEY
 
 ENCODINGS = {  # name: (little endian, implicit VR, the transfer syntax it is)

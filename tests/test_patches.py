@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from sparkdl import geometry
-from sparkdl.assembly import AssembledVolume
+from sparkdl.assembly.series import AssembledVolume
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.geometry import Geometry
-from sparkdl.patches import (
+from sparkdl.patches.extract import (
     PatchOptions,
     assign_split,
     extract_patch,
@@ -24,7 +24,7 @@ from sparkdl.patches import (
     sample_negatives,
     series_rng,
 )
-from sparkdl.schemas import patch_schema
+from sparkdl.store.tables import patch_schema
 
 KEY = b"test-key-0123456789abcdef0123456789abcdef"
 DIRECTION = geometry.direction_from_iop(

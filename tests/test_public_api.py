@@ -9,6 +9,7 @@ import sparkdl
 
 EXPECTED = {
     "ConfigError",
+    "DataError",
     "Dataset",
     "DeidKeyError",
     "Geometry",
@@ -40,7 +41,16 @@ def test_all_is_pinned_and_resolves() -> None:
 
 
 def test_errors_share_one_base() -> None:
-    for name in ("ConfigError", "DeidKeyError", "InputError", "TrainingError"):
+    errors = [name for name in sparkdl.__all__ if name.endswith("Error")]
+    assert sorted(errors) == [
+        "ConfigError",
+        "DataError",
+        "DeidKeyError",
+        "InputError",
+        "SparkdlError",
+        "TrainingError",
+    ]
+    for name in errors:
         assert issubclass(getattr(sparkdl, name), sparkdl.SparkdlError)
 
 

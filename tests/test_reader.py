@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow.fs as pafs
 import pytest
 
-from sparkdl.dataset_metadata import RowGroup, shard
-from sparkdl.reader import RowGroupReader
+from sparkdl.store.metadata import RowGroup, shard
+from sparkdl.store.reader import RowGroupReader
 
 GROUPS = [RowGroup(f"part-{i // 4}", i % 4) for i in range(12)]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sparkdl.errors import TrainingError
-from sparkdl.runner import (
+from sparkdl.training.runner import (
     ALLOW_UNENCRYPTED_CONF,
     TrainingRunner,
     check_training_conf,
@@ -181,7 +181,7 @@ def test_worker_process_ends_with_its_task(tmp_path: Path) -> None:
             "-c",
             "import os, subprocess, sys, time; "
             "env = dict(os.environ, SPARKDL_WORKER_PARENT_PID=str(os.getpid())); "
-            "p = subprocess.Popen([sys.executable, '-m', 'sparkdl._worker', sys.argv[1], "
+            "p = subprocess.Popen([sys.executable, '-m', 'sparkdl.training.process', sys.argv[1], "
             "sys.argv[2]], env=env); print(p.pid, flush=True); time.sleep(300)",
             str(path_in),
             str(tmp_path / "out.pkl"),

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkdl.discover import InputFile, choose_num_partitions, pack_partitions
-from sparkdl.ingestion import ingest
+from sparkdl.ingestion.discover import InputFile, choose_num_partitions, pack_partitions
+from sparkdl.ingestion.job import ingest
 from sparkdl.synth import synthesize_cohort
 from tests.conftest import TEST_KEY
 from tests.spark_home import linked_spark_home

@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.task_parquet import ATTEMPTS, clean, part_name, write_part
+from sparkdl.store.writer import ATTEMPTS, clean, part_name, write_part
 
 SCHEMA = pa.schema([pa.field("id", pa.int64(), False), pa.field("pixels", pa.binary())])
 
@@ -61,7 +61,7 @@ def test_a_frame_written_by_its_tasks_reads_back(spark, tmp_path: Path) -> None:
     """write_frame (an append run's kept volumes): one part per partition, a row group per
     Arrow batch, and Spark reads back every row."""
     from sparkdl.spark import ARROW_BATCH_CONF, session_conf
-    from sparkdl.task_parquet import write_frame
+    from sparkdl.store.writer import write_frame
 
     frame = spark.createDataFrame(
         [(i, bytes([i]) * 100) for i in range(6)], "id LONG, pixels BINARY"

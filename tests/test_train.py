@@ -26,9 +26,10 @@ import numpy as np
 import pytest
 
 from sparkdl.errors import ConfigError, InputError
-from sparkdl.sharding import plan_from_rows
-from sparkdl.storage import to_url
-from sparkdl.training import TrainConfig, class_weights, zoo_model_fn
+from sparkdl.store.storage import to_url
+from sparkdl.training.config import TrainConfig, class_weights
+from sparkdl.training.job import zoo_model_fn
+from sparkdl.training.sharding import plan_from_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,8 +85,8 @@ def write_cohort(
     (parquet-mr first checks the row-group size after 100 rows); return the row count."""
     from pyspark import cloudpickle
 
-    from sparkdl.dataset_metadata import write_metadata
-    from sparkdl.schemas import patch_schema
+    from sparkdl.store.metadata import write_metadata
+    from sparkdl.store.tables import patch_schema
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     schema = patch_schema(size)
@@ -127,7 +128,7 @@ def cohort(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(spark: Any, cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from sparkdl.training import train
+    from sparkdl.training.job import train
 
     model_dir = tmp_path_factory.mktemp("model")
     result = train(
@@ -201,7 +202,7 @@ def test_plan_shards_balanced_or_whole_split() -> None:
 
 
 def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Path) -> None:
-    from sparkdl.training import plan_job
+    from sparkdl.training.job import plan_job
 
     config = TrainConfig(**TEST_CONFIG)
     train_rows = 21 * ROWS_PER_PATIENT  # patients with patient % 10 in 0..6
@@ -227,7 +228,7 @@ def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Pa
 
 
 def test_training_curves_from_history(tmp_path: Path) -> None:
-    from sparkdl.curves import plot_training_curves
+    from sparkdl.evaluation.curves import plot_training_curves
 
     model_dir = tmp_path / "m"
     model_dir.mkdir()
@@ -247,7 +248,7 @@ def test_training_curves_from_history(tmp_path: Path) -> None:
 
 
 def test_binary_metrics_confusion_matrix() -> None:
-    from sparkdl.evaluation import binary_metrics
+    from sparkdl.evaluation.report import binary_metrics
 
     metrics = binary_metrics(np.array([0, 0, 0, 1, 1]), np.array([0.1, 0.6, 0.2, 0.9, 0.4]), 0.5)
     assert metrics["confusion_matrix"] == {"tn": 2, "fp": 1, "fn": 1, "tp": 1}
@@ -258,7 +259,7 @@ def test_binary_metrics_confusion_matrix() -> None:
 def test_auc_interval_is_wide_on_few_patients_and_narrows_with_more() -> None:
     from sklearn.metrics import roc_auc_score
 
-    from sparkdl.evaluation import auc_interval
+    from sparkdl.evaluation.report import auc_interval
 
     rng = np.random.default_rng(0)
 
@@ -276,7 +277,7 @@ def test_auc_interval_is_wide_on_few_patients_and_narrows_with_more() -> None:
 
 
 def test_summary_warns_on_a_small_split() -> None:
-    from sparkdl.evaluation import auc_interval, binary_metrics, summary_text
+    from sparkdl.evaluation.report import auc_interval, binary_metrics, summary_text
 
     def summary(y: np.ndarray, s: np.ndarray) -> str:
         return summary_text(
@@ -297,7 +298,7 @@ def test_summary_warns_on_a_small_split() -> None:
 
 
 def test_model_zoo_factories() -> None:
-    from sparkdl.models import build_model
+    from sparkdl.training.models import build_model
 
     for name in ("cnn3d", "resnet3d"):
         for task in ("nodule", "malignancy"):
@@ -316,7 +317,7 @@ def test_centre_pool_sees_where_the_features_are() -> None:
     to the same global feature but different central ones."""
     import tf_keras
 
-    from sparkdl.models import centre_pool
+    from sparkdl.training.models import centre_pool
 
     inputs = tf_keras.Input((4, 4, 4, 1))
     pool = tf_keras.Model(inputs, centre_pool(inputs))
@@ -370,7 +371,7 @@ def test_train_runs_a_model_fn_of_the_users_own(spark: Any, cohort: Path, tmp_pa
     from pyspark import cloudpickle
 
     from sparkdl import train
-    from sparkdl.evaluation import load_model
+    from sparkdl.evaluation.report import load_model
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     model_dir = tmp_path / "user-model"
@@ -390,7 +391,7 @@ def test_train_runs_a_model_fn_of_the_users_own(spark: Any, cohort: Path, tmp_pa
 
 @pytest.mark.slow
 def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Path) -> None:
-    from sparkdl.evaluation import evaluate
+    from sparkdl.evaluation.report import evaluate
 
     report = tmp_path / "report"
     metrics = evaluate(str(trained["data_dir"]), str(trained["model_dir"]), str(report))
@@ -410,8 +411,8 @@ def test_evaluate_reports_auc_above_chance(trained: dict[str, Any], tmp_path: Pa
 def test_predict_scores_every_patch(spark: Any, trained: dict[str, Any], tmp_path: Path) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from sparkdl.evaluation import evaluate
-    from sparkdl.prediction import predict
+    from sparkdl.evaluation.prediction import predict
+    from sparkdl.evaluation.report import evaluate
 
     output = str(tmp_path / "predictions")
     summary = predict(str(trained["data_dir"]), str(trained["model_dir"]), output, spark=spark)

@@ -9,9 +9,9 @@ import pickletools
 import numpy as np
 import pytest
 
-from sparkdl.schema_pickle import SchemaPickleError, dumps, loads
-from sparkdl.schemas import VolumeSchema, patch_schema
-from sparkdl.unischema import Field, NdarrayCodec, ScalarCodec, Schema
+from sparkdl.store.schema_pickle import SchemaPickleError, dumps, loads
+from sparkdl.store.tables import VolumeSchema, patch_schema
+from sparkdl.store.unischema import Field, NdarrayCodec, ScalarCodec, Schema
 
 
 def _globals(data: bytes) -> set[str]:

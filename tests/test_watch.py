@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sparkdl.ingestion.watch import watch
 from sparkdl.synth import synthesize_cohort
-from sparkdl.watch import watch
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from sparkdl import __version__
+from sparkdl._version import __version__
 
 #: File meta elements that describe the instance, kept (the SOP instance UID already remapped).
 KEPT = frozenset(

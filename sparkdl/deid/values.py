@@ -6,7 +6,7 @@ objects) costs more than everything the profile does with the value. What the pr
 changes is UIDs, dates and dummies, all in the default repertoire (PS3.5 6.1.2: UI, DA, DT
 are ASCII), so it edits the bytes: split on the backslash, replace, join, pad to even length,
 and put a new ``RawDataElement`` back. The exporter then copies every raw element as bytes
-(:mod:`sparkdl.encoding`). Elements pydicom has already converted are edited through their
+(:mod:`sparkdl.units.encoding`). Elements pydicom has already converted are edited through their
 value, with the same results.
 """
 

@@ -6,8 +6,9 @@ are findings to ignore, not negatives. Malignancy comes from the median of the r
 ratings (1 highly unlikely … 5 highly suspicious): above 3 is malignant (1), below 3
 benign (0), exactly 3 indeterminate (-1, left out of malignancy training and evaluation).
 
-:func:`annotation_rows` writes the positives in the form :func:`sparkdl.patches.read_points_csv`
-reads: ``seriesuid,coordX,coordY,coordZ,diameter_mm,malignancy`` (the label -1/0/1), plus
+:func:`annotation_rows` writes the positives in the form
+:func:`sparkdl.patches.extract.read_points_csv` reads:
+``seriesuid,coordX,coordY,coordZ,diameter_mm,malignancy`` (the label -1/0/1), plus
 ``readers`` and ``malignancy_median`` for inspection.
 """
 

@@ -12,11 +12,12 @@ import os
 import signal
 import sys
 
-from sparkdl import Labels, commit
-from sparkdl.commit import Journal
-from sparkdl.ingestion import ingest
+from sparkdl import Labels
+from sparkdl.ingestion import commit
+from sparkdl.ingestion.commit import Journal
+from sparkdl.ingestion.job import ingest
 from sparkdl.spark import get_spark
-from sparkdl.storage import HadoopFS
+from sparkdl.store.storage import HadoopFS
 
 
 def die_halfway_through_apply() -> None:

@@ -21,7 +21,7 @@ import psutil
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from sparkdl.ingestion import ingest
+from sparkdl.ingestion.job import ingest
 
 
 def executors() -> dict[str, int]:

@@ -12,9 +12,9 @@ import os
 import signal
 import sys
 
-from sparkdl import storage
-from sparkdl.ingestion import ingest
+from sparkdl.ingestion.job import ingest
 from sparkdl.spark import get_spark
+from sparkdl.store import storage
 
 
 def die_after_renames(count: int) -> None:

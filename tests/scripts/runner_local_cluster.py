@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from sparkdl.runner import TrainingRunner
+from sparkdl.training.runner import TrainingRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 

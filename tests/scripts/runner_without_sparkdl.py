@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 from sparkdl.errors import TrainingError
-from sparkdl.runner import TrainingRunner
 from sparkdl.spark import get_spark
+from sparkdl.training.runner import TrainingRunner
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Peak memory of reading one (multi-GB) archive unit by unit (tests/test_scale.py).
 
 Usage: ``python tests/scripts/stream_units.py PATH SIZE``. Runs what each executor task
-runs on one input file (:func:`sparkdl.records.file_records`) and prints ``RESULT <json>``:
+runs on one input file (:func:`sparkdl.ingestion.read_stage.file_records`) and prints
+``RESULT <json>``:
 the peak RSS after imports (``baseline``) and at the end (``peak``), in bytes, and
 ``units``, the ``[member, status]`` of every unit.
 
@@ -14,10 +15,10 @@ from __future__ import annotations
 import json
 import sys
 
-from sparkdl.archives import Limits
 from sparkdl.deid import DeidOptions
-from sparkdl.discover import InputFile
-from sparkdl.records import Task, file_records
+from sparkdl.ingestion.discover import InputFile
+from sparkdl.ingestion.read_stage import Task, file_records
+from sparkdl.units.archives import Limits
 
 
 def high_water_mark() -> int:

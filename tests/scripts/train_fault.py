@@ -11,10 +11,11 @@ import os
 import sys
 from typing import Any
 
-from sparkdl.runner import TrainingRunner
 from sparkdl.spark import get_spark
-from sparkdl.train_worker import train_worker
-from sparkdl.training import TrainConfig, TrainJob, plan_job, zoo_model_fn
+from sparkdl.training.config import TrainConfig, TrainJob
+from sparkdl.training.job import plan_job, zoo_model_fn
+from sparkdl.training.runner import TrainingRunner
+from sparkdl.training.worker import train_worker
 
 
 def kill_once(model_dir: str) -> Any:

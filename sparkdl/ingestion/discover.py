@@ -1,0 +1,138 @@
+"""Listing the inputs on the driver and packing them into size-balanced Spark partitions.
+
+Local paths are walked with ``os.walk`` (fast, and it sees symlinks for what they are);
+any other Hadoop path (``hdfs://``, ``s3a://``, ...) is listed through the JVM's Hadoop
+``FileSystem``, so whatever the cluster can read, ingest can list. Hidden files and files
+starting with ``_`` are listed too: every regular file is accounted for.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from pyspark.sql import SparkSession
+
+from sparkdl.errors import InputError
+from sparkdl.store.storage import HadoopFS, is_local, local_path, open_input
+from sparkdl.units.volume_file import data_file_of
+
+#: A MetaImage header is a few hundred bytes; a bigger ``.mhd`` is read by its task as is.
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One listed file: its URI or local path, size, whether it is a symlink, and when it
+    was last modified (ms since the epoch; append runs skip files whose path, size and
+    modification time they have seen before)."""
+
+    path: str
+    size: int
+    is_symlink: bool = False
+    modified_ms: int = 0
+
+
+def list_inputs(spark: SparkSession, inputs: list[str]) -> list[InputFile]:
+    """List every file under ``inputs`` (files or folders), sorted by path.
+
+    Raises InputError when an input does not exist, so a typo never yields an empty dataset.
+    """
+    found: dict[str, InputFile] = {}
+    for root in inputs:
+        files = _list_local(root) if is_local(root) else _list_hadoop(spark, root)
+        for item in files:
+            found[item.path] = item
+    for header, claimed in _claimed_data_files(found.values()).items():
+        data = found.pop(claimed)
+        # The header's task reads both: partitions are balanced on the bytes it will read.
+        found[header] = replace(found[header], size=found[header].size + data.size)
+    return sorted(found.values(), key=lambda f: f.path)
+
+
+def _claimed_data_files(files: Iterable[InputFile]) -> dict[str, str]:
+    """``header → data file`` of the data files loose ``.mhd`` headers among ``files`` name
+    beside them.
+
+    Each is read with its header, on the executor that reads the header, and accounted with
+    it: it is not a unit of its own. Headers are a few hundred bytes; one over
+    :data:`_MAX_HEADER_BYTES` is no MetaImage header and claims nothing.
+    """
+    listed = {f.path for f in files}
+    claimed: dict[str, str] = {}
+    for item in files:
+        if item.is_symlink or not item.path.lower().endswith(".mhd"):
+            continue
+        if item.size > _MAX_HEADER_BYTES:
+            continue
+        with open_input(item.path) as handle:
+            relative = data_file_of(handle.read(_MAX_HEADER_BYTES))
+        if relative is None:
+            continue  # LOCAL, unreadable, or a path the reader refuses: nothing claimed
+        # Not normpath: it would fold the // of a URI (hdfs://host/...).
+        target = posixpath.join(posixpath.dirname(item.path), relative.removeprefix("./"))
+        if target in listed and target != item.path and target not in claimed.values():
+            claimed[item.path] = target
+    return claimed
+
+
+def _list_local(root: str) -> list[InputFile]:
+    root = os.path.abspath(local_path(root))
+    if os.path.islink(root) or os.path.isfile(root):
+        return [_local_file(root)]
+    if not os.path.isdir(root):
+        raise InputError(f"Input not found: {root}. Pass existing files or folders to ingest.")
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in filenames:
+            files.append(_local_file(os.path.join(dirpath, name)))
+        # os.walk lists a symlinked folder among dirnames and does not enter it: account for it.
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                files.append(_local_file(full))
+    return files
+
+
+def _local_file(path: str) -> InputFile:
+    status = os.lstat(path)
+    modified_ms = status.st_mtime_ns // 1_000_000
+    if os.path.islink(path):
+        return InputFile(path, 0, True, modified_ms)
+    return InputFile(path, status.st_size, False, modified_ms)
+
+
+def _list_hadoop(spark: SparkSession, root: str) -> list[InputFile]:
+    fs = HadoopFS(spark, root)
+    if not fs.exists(root):
+        raise InputError(f"Input not found: {root}. Pass existing files or folders to ingest.")
+    return [InputFile(*entry) for entry in fs.list_files(root)]
+
+
+def pack_partitions(files: list[InputFile], num_partitions: int) -> list[list[InputFile]]:
+    """Pack files into at most ``num_partitions`` bins of about equal total bytes.
+
+    Largest first into the lightest bin (LPT): many small files share a task, one big archive
+    gets a task to itself, and the order within a bin stays by path for reproducibility.
+    """
+    if not files:
+        return []
+    num_partitions = max(1, min(num_partitions, len(files)))
+    heap = [(0, index) for index in range(num_partitions)]
+    bins: list[list[InputFile]] = [[] for _ in range(num_partitions)]
+    for item in sorted(files, key=lambda f: (-f.size, f.path)):
+        load, index = heapq.heappop(heap)
+        bins[index].append(item)
+        heapq.heappush(heap, (load + max(item.size, 1), index))
+    return [sorted(b, key=lambda f: f.path) for b in bins if b]
+
+
+def choose_num_partitions(
+    files: list[InputFile], parallelism: int, target_bytes: int = 128 * 1024**2
+) -> int:
+    """Enough partitions for every core (×3 for balance), more when the data is large."""
+    total = sum(f.size for f in files)
+    return max(parallelism * 3, -(-total // target_bytes))

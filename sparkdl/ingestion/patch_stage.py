@@ -1,0 +1,295 @@
+"""The patches stage: patches cut around annotated and candidate points of every volume.
+
+Points come from LUNA16-style CSVs (world mm, keyed to the pseudonymous series UID through the
+same UID map as the images); the array work lives in :mod:`sparkdl.patches.extract`. Writes
+``patches/`` (:mod:`sparkdl.store.writer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow.fs as pafs
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+
+from sparkdl.deid import remap_uid
+from sparkdl.geometry import Geometry
+from sparkdl.patches.extract import (
+    PatchOptions,
+    make_patch_rows,
+    points_from_frame,
+    read_points_csv,
+    sample_negatives,
+    series_rng,
+)
+from sparkdl.spark import ARROW_BATCH_CONF, session_conf
+from sparkdl.store.storage import arrow_filesystem, to_url
+from sparkdl.store.tables import VolumeSchema, patch_schema
+from sparkdl.store.writer import rows_per_group, write_dataset
+
+logger = logging.getLogger(__name__)
+
+#: Row-group size of ``patches/``: a few dozen 32³ patches per group.
+PATCH_ROW_GROUP_MB = 2
+#: Volume rows per Arrow batch into the patch cutting (each row a whole CT volume).
+_VOLUMES_PER_BATCH = 2
+
+
+@dataclass(frozen=True)
+class AppendScope:
+    """What an append run keeps of the published patches and which volumes it cuts.
+
+    ``keep`` holds earlier patch rows (as stored) written along with the new ones;
+    ``only_series`` the volumes to cut; ``other_volumes`` series with a volume published
+    earlier, so that their points are not counted as without a volume.
+    """
+
+    keep: DataFrame | None = None
+    only_series: frozenset[str] | None = None
+    other_volumes: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Where the labelled points of an ingest come from: LUNA16-style CSVs (world LPS mm).
+
+    ``annotations``: ``seriesuid,coordX,coordY,coordZ,diameter_mm`` (+ optional
+    ``malignancy``), the nodules; ``candidates``: ``seriesuid,coordX,coordY,coordZ,class``,
+    candidate points labelled nodule (1) or not (0). Paths are local or any Hadoop path. The
+    series UIDs are the original ones: they are mapped through the same keyed UID map as the
+    images. Without candidates, negatives are sampled in the lungs.
+    """
+
+    annotations: str | None = None
+    candidates: str | None = None
+    #: LUNA16's ``annotations_excluded.csv``: findings that count neither as hits nor as
+    #: false positives in the FROC (``seriesuid,coordX,coordY,coordZ,diameter_mm``).
+    excluded: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("annotations", "candidates", "excluded"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, str(value))
+
+    def __bool__(self) -> bool:
+        return bool(self.annotations or self.candidates)
+
+
+@dataclass(frozen=True)
+class Points:
+    """The points to cut patches around, per pseudonymous series UID.
+
+    ``from_candidates``: a candidates file gave the negatives; otherwise negatives are
+    sampled in each volume's lungs (``PatchOptions.negative_ratio`` per nodule).
+    """
+
+    by_series: dict[str, list[dict[str, Any]]]
+    from_candidates: bool
+
+    def with_more(self, more: dict[str, list[dict[str, Any]]]) -> Points:
+        """These points and ``more`` (per pseudonymous series UID)."""
+        merged = {series: list(points) for series, points in self.by_series.items()}
+        for series, points in more.items():
+            merged.setdefault(series, []).extend(points)
+        return Points(merged, self.from_candidates)
+
+    def total(
+        self, series: set[str] | frozenset[str] | None = None, *, outside: bool = False
+    ) -> int:
+        """Points of ``series`` (all when None); with ``outside``, of the other series."""
+        return sum(
+            len(p)
+            for s, p in self.by_series.items()
+            if series is None or ((s in series) != outside)
+        )
+
+
+def load_points(labels: Labels, key: bytes) -> Points:
+    """Annotated and candidate points per pseudonymous series UID.
+
+    Without candidates, each annotation is a positive point. With a candidates file (the
+    LUNA16 false-positive-reduction setting) every candidate is a point with its own class,
+    so that evaluation can score the candidate list as given (FROC); a positive candidate
+    within an annotation's radius takes that nodule's malignancy and diameter, and only the
+    annotations no positive candidate covers are added as points of their own.
+    """
+    annotations, candidates = labels.annotations, labels.candidates
+    points = _points_by_series(annotations, "annotations", key) if annotations else {}
+    for series, found in (
+        _points_by_series(candidates, "candidates", key) if candidates else {}
+    ).items():
+        points[series] = _merge_candidates(points.get(series, []), found)
+    return Points(points, from_candidates=candidates is not None)
+
+
+def _merge_candidates(
+    nodules: list[dict[str, Any]], candidates: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One series' candidates, positives labelled from the nodule that covers them, plus the
+    nodules no positive candidate covers."""
+    if not nodules:
+        return candidates
+    centres = np.array([n["center_xyz"] for n in nodules], dtype=np.float64)
+    radii = np.array([max(n["diameter_mm"] / 2, 3.0) for n in nodules])
+    covered = np.zeros(len(nodules), dtype=bool)
+    merged = []
+    for candidate in candidates:
+        point = candidate
+        if candidate["label"] == 1:
+            distance = np.linalg.norm(centres - np.asarray(candidate["center_xyz"]), axis=1)
+            inside = np.flatnonzero(distance <= radii)
+            if len(inside):
+                nearest = int(inside[np.argmin(distance[inside])])
+                covered[nearest] = True
+                point = {
+                    **candidate,
+                    "malignancy": nodules[nearest]["malignancy"],
+                    "diameter_mm": nodules[nearest]["diameter_mm"],
+                }
+        merged.append(point)
+    return [n for n, hit in zip(nodules, covered) if not hit] + merged
+
+
+def findings_rows(labels: Labels, key: bytes) -> list[tuple[str, float, float, float, float, str]]:
+    """The findings evaluation's FROC needs, pseudonymous: every annotated nodule
+    (``"nodule"``) and every excluded finding (``"excluded"``, diameter -1 when unknown)."""
+    rows = []
+    for path, kind in ((labels.annotations, "nodule"), (labels.excluded, "excluded")):
+        if path is None:
+            continue
+        frame = read_points_csv(path, "annotations")
+        for row in frame.itertuples(index=False):
+            rows.append(
+                (
+                    remap_uid(key, str(row.seriesuid)),
+                    float(row.coordX),
+                    float(row.coordY),
+                    float(row.coordZ),
+                    float(row.diameter_mm),
+                    kind,
+                )
+            )
+    return rows
+
+
+def _points_by_series(
+    path: str, kind: Literal["annotations", "candidates"], key: bytes
+) -> dict[str, list[dict[str, Any]]]:
+    """The points of one LUNA16 CSV per pseudonymous series UID (same keyed map as the images)."""
+    frame = read_points_csv(path, kind)
+    return {
+        remap_uid(key, str(uid)): points_from_frame(rows, kind)
+        for uid, rows in frame.groupby("seriesuid", sort=True)
+    }
+
+
+def build_patches(
+    spark: SparkSession,
+    volumes_url: str,
+    points: Points,
+    options: PatchOptions,
+    key: bytes,
+    url: str,
+    scope: AppendScope | None = None,
+) -> dict[str, Any]:
+    """Cut patches around ``points`` in every volume at ``volumes_url`` into ``url``.
+
+    ``scope`` (append runs) limits the volumes cut and adds the earlier rows kept. Returns
+    what this run did: patches written and points that gave none.
+    """
+    scope = scope or AppendScope()
+    fs, path = arrow_filesystem(volumes_url)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:  # no volume was assembled
+        return {
+            "patches_written": 0,
+            "points_outside_volume": 0,
+            "points_without_volume": points.total(scope.other_volumes, outside=True),
+        }
+    volumes = spark.read.parquet(to_url(volumes_url))
+    known = {r["series_uid"] for r in volumes.select("series_uid").distinct().collect()}
+    if scope.only_series is not None:
+        volumes = volumes.filter(volumes.series_uid.isin(sorted(scope.only_series)))
+    shared = spark.sparkContext.broadcast(points.by_series)
+    skipped = spark.sparkContext.accumulator(0)
+    sample = not points.from_candidates
+    schema = patch_schema(options.size)
+    spark_schema = schema.as_spark_schema()
+
+    def cut(batches: Iterator[Any]) -> Iterator[Any]:
+        return _cut_batches(batches, shared.value, options, key, sample, skipped)
+
+    # Volumes reach Python as Arrow, a few per batch (each may be ~150 MB): through the RDD
+    # API every volume was pickled on the JVM heap, which ran a 4 GB driver out of memory.
+    with session_conf(spark, ARROW_BATCH_CONF, str(_VOLUMES_PER_BATCH)):
+        frame = volumes.mapInArrow(cut, spark_schema).persist(StorageLevel.DISK_ONLY)
+        total_new = frame.count()
+    if scope.keep is not None:
+        frame = scope.keep.select(*frame.columns).unionByName(frame)
+    total = total_new + (scope.keep.count() if scope.keep is not None else 0)
+    if total:
+        # Several files (so several row groups) even for small sets: shards are row groups.
+        num_files = max(min(8, total // 256), min(4, total))
+        group = rows_per_group(schema, PATCH_ROW_GROUP_MB)
+        write_dataset(frame, schema, url, rows_per_group=group, num_files=num_files)
+    frame.unpersist()
+    shared.unpersist()
+    return {
+        "patches_written": total,
+        "points_outside_volume": int(skipped.value),
+        "points_without_volume": points.total(known | scope.other_volumes, outside=True),
+    }
+
+
+def _cut_batches(
+    batches: Iterator[Any],
+    points: dict[str, list[dict[str, Any]]],
+    options: PatchOptions,
+    key: bytes,
+    sample_negatives: bool,
+    skipped: Any,
+) -> Iterator[Any]:
+    """``mapInArrow`` body: volume rows in, their patch rows out (Petastorm-encoded)."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = patch_schema(options.size)
+    arrow_schema = to_arrow_schema(schema.as_spark_schema())
+    for batch in batches:
+        for volume_row in batch.to_pylist():
+            decoded = VolumeSchema.decode_row(volume_row)
+            mine = points.get(volume_row["series_uid"], [])
+            if sample_negatives:
+                mine = list(mine) + _sampled_negatives(decoded, mine, options)
+            rows, outside = make_patch_rows(decoded, mine, options, key)
+            skipped.add(outside)
+            if rows:
+                encoded = [dict(zip(schema.fields, schema.encode_row(r))) for r in rows]
+                yield pa.RecordBatch.from_pylist(encoded, schema=arrow_schema)
+
+
+def _sampled_negatives(
+    volume: dict[str, Any], points: list[dict[str, Any]], options: PatchOptions
+) -> list[dict[str, Any]]:
+    """Without a candidates file: ``negative_ratio`` lung points per nodule, away from all."""
+    positives = [p for p in points if p["label"] == 1]
+    if not positives:
+        return []
+    avoid = [(p["center_xyz"], max(float(p.get("diameter_mm", -1)), 0.0) / 2) for p in positives]
+    centers = sample_negatives(
+        volume["volume"],
+        Geometry.of(volume),
+        avoid,
+        options.negative_ratio * len(positives),
+        series_rng(str(volume["series_uid"])),
+        margin_mm=options.min_negative_distance_mm,
+    )
+    return [
+        {"center_xyz": c, "label": 0, "malignancy": -1, "diameter_mm": -1.0, "source": "sampled"}
+        for c in centers
+    ]
