@@ -348,7 +348,8 @@ def executor_body(files: list[Path], key: bytes, config: Any) -> tuple[Cost, Cos
     the records written as a Parquet part (into a scratch folder)."""
     import pyarrow as pa
 
-    from sparkdl.ingestion.read_stage import Selection, Task, _stage_partition
+    from sparkdl.ingestion.read_stage import _stage_partition
+    from sparkdl.units.records import Selection, Task
 
     rows = [{"path": str(f), "size": f.stat().st_size, "is_symlink": False} for f in files]
     batch = pa.RecordBatch.from_pylist(rows)
@@ -367,7 +368,7 @@ def part_c(cohort: Cohort, key: bytes, n: int) -> StepResult:  # noqa: PLR0915 -
     from pydicom.dataset import Dataset
 
     from sparkdl.deid import deidentify
-    from sparkdl.ingestion.job import IngestConfig
+    from sparkdl.ingestion.config import IngestConfig
     from sparkdl.units import parse
     from sparkdl.units.encoding import to_part10
     from sparkdl.units.header_json import header_json

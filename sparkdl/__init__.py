@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "IngestConfig": "sparkdl.ingestion.job",
+    "IngestConfig": "sparkdl.ingestion.config",
     "ingest": "sparkdl.ingestion.job",
     "Dataset": "sparkdl.store.layout",
     "Geometry": "sparkdl.geometry",
@@ -81,7 +81,8 @@ if TYPE_CHECKING:
     from sparkdl.evaluation.prediction import predict
     from sparkdl.evaluation.report import evaluate
     from sparkdl.geometry import Geometry
-    from sparkdl.ingestion.job import IngestConfig, ingest
+    from sparkdl.ingestion.config import IngestConfig
+    from sparkdl.ingestion.job import ingest
     from sparkdl.ingestion.patch_stage import Labels
     from sparkdl.inspection import inspect_dataset
     from sparkdl.store.layout import Dataset

@@ -74,7 +74,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from sparkdl.deid import load_key
-    from sparkdl.ingestion.job import IngestConfig, ingest
+    from sparkdl.ingestion.config import IngestConfig
+    from sparkdl.ingestion.job import ingest
     from sparkdl.ingestion.patch_stage import Labels
 
     load_key(args.key_file)  # refuse to start (before Spark) without a key

@@ -8,7 +8,7 @@ import pytest
 
 from sparkdl.config import from_mapping
 from sparkdl.errors import ConfigError
-from sparkdl.ingestion.job import IngestConfig
+from sparkdl.ingestion.config import IngestConfig
 from sparkdl.spark import parse_conf
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -347,7 +347,8 @@ def test_the_same_instance_twice_is_cataloged_once(spark, tmp_path: Path, deid_k
     import shutil
     import zipfile
 
-    from sparkdl.ingestion.job import IngestConfig, ingest
+    from sparkdl.ingestion.config import IngestConfig
+    from sparkdl.ingestion.job import ingest
 
     source = Path(get_testdata_file("CT_small.dcm"))
     inputs = tmp_path / "in"

@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkdl.ingestion.discover import InputFile, choose_num_partitions, pack_partitions
+from sparkdl.ingestion.discover import choose_num_partitions, pack_partitions
 from sparkdl.ingestion.job import ingest
 from sparkdl.synth import synthesize_cohort
+from sparkdl.units.records import InputFile
 from tests.conftest import TEST_KEY
 from tests.spark_home import linked_spark_home
 

@@ -12,28 +12,17 @@ import heapq
 import os
 import posixpath
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from pyspark.sql import SparkSession
 
 from sparkdl.errors import InputError
 from sparkdl.store.storage import HadoopFS, is_local, local_path, open_input
+from sparkdl.units.records import InputFile
 from sparkdl.units.volume_file import data_file_of
 
 #: A MetaImage header is a few hundred bytes; a bigger ``.mhd`` is read by its task as is.
 _MAX_HEADER_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One listed file: its URI or local path, size, whether it is a symlink, and when it
-    was last modified (ms since the epoch; append runs skip files whose path, size and
-    modification time they have seen before)."""
-
-    path: str
-    size: int
-    is_symlink: bool = False
-    modified_ms: int = 0
 
 
 def list_inputs(spark: SparkSession, inputs: list[str]) -> list[InputFile]:

@@ -20,8 +20,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparkdl.errors import InputError
-from sparkdl.ingestion.discover import InputFile, list_inputs
-from sparkdl.ingestion.read_stage import Selection, Task, stage_records
 from sparkdl.store.storage import HadoopFS, join
 from sparkdl.store.table_files import columns, files_with, read, rows_in
 from sparkdl.store.tables import (
@@ -36,6 +34,7 @@ from sparkdl.store.tables import (
     VOLUMES,
     VolumeSchema,
 )
+from sparkdl.units.records import InputFile, Selection
 
 logger = logging.getLogger(__name__)
 
@@ -130,20 +129,17 @@ class Rebuild:
     rebuilt: set[str] = field(default_factory=set)  # ... of which earlier runs saw instances
     replaced: dict[str, list[str]] = field(default_factory=dict)  # table → its files rewritten
     keep_volumes: DataFrame | None = None  # rows of those files that stay
+    #: Earlier units of the rebuilt series to read again: ``source_path → members``.
+    reread: dict[str, frozenset[str | None]] = field(default_factory=dict)
     keep_patches: DataFrame | None = None
 
 
 def plan_rebuild(
-    spark: SparkSession,
-    previous: Previous,
-    accepted: DataFrame,
-    task: Task,
-    target_bytes: int,
-    reread_path: str,
-    also: frozenset[str] = frozenset(),
+    previous: Previous, accepted: DataFrame, also: frozenset[str] = frozenset()
 ) -> Rebuild:
-    """Series the new instances touch; the earlier instances of those series, read again; the
-    published files that hold them (copy-on-write: only those are written again).
+    """Series the new instances touch; which earlier units of those series to read again
+    (``reread``); the published files that hold them (copy-on-write: only those are written
+    again), and the rows of those files that stay.
 
     ``also``: series to rebuild though no new instance touches them (those a new LIDC read
     message labels: their patches are cut again with its nodules).
@@ -157,9 +153,10 @@ def plan_rebuild(
     }
     earlier = previous.earlier_units(touched)
     plan = Rebuild(accepted, touched, {series for _, _, series in earlier})
-    reread = _reread_units(spark, earlier, task, target_bytes, reread_path)
-    if reread is not None:
-        plan.volume_input = accepted.unionByName(reread)
+    wanted: dict[str, set[str | None]] = {}
+    for source, member, _ in earlier:
+        wanted.setdefault(source, set()).add(member)
+    plan.reread = {source: frozenset(members) for source, members in wanted.items()}
     if not plan.rebuilt:
         return plan
     in_rebuilt = F.col("series_uid").isin(sorted(plan.rebuilt))
@@ -171,30 +168,3 @@ def plan_rebuild(
     if plan.replaced[PATCHES] and previous.patches is not None:
         plan.keep_patches = rows_in(previous.patches, plan.replaced[PATCHES]).filter(~in_rebuilt)
     return plan
-
-
-def _reread_units(
-    spark: SparkSession,
-    units: list[tuple[str, str | None, str]],
-    task: Task,
-    target_bytes: int,
-    path: str,
-) -> DataFrame | None:
-    """Parse again earlier units ``(source_path, member, series_uid)`` to rebuild their series.
-
-    None when there are none (new studies, the common case).
-    """
-    wanted: dict[str, set[str | None]] = {}
-    for source, member, _ in units:
-        wanted.setdefault(source, set()).add(member)
-    files = []
-    for source in sorted(wanted):
-        try:
-            files += list_inputs(spark, [source])
-        except InputError:
-            logger.warning("ingest: an earlier input is gone; its series is rebuilt without it")
-    if not files:
-        return None
-    selection = Selection(wanted={k: frozenset(v) for k, v in wanted.items()})
-    staged = stage_records(spark, files, task, selection, target_bytes, path)
-    return staged.filter(F.col("status") == "accepted")

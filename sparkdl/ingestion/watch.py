@@ -19,7 +19,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from sparkdl.ingestion.job import IngestConfig, ingest
+from sparkdl.ingestion.config import IngestConfig
+from sparkdl.ingestion.job import ingest
 from sparkdl.ingestion.patch_stage import Labels
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 A published table is a folder of Parquet part files. An append run does not rewrite it: it
 stages new part files (its new rows, plus the surviving rows of each published file that
 held a row it replaces), and the commit deletes the replaced files and moves the staged ones
-in (:mod:`sparkdl.ingestion.commit`). Files without a replaced row are neither read nor written.
+in (:mod:`sparkdl.ingestion.publish`). Files without a replaced row are neither read nor written.
 
 The small columns an append run needs on the driver (hashes, series, file names, counts)
 are read with pyarrow directly: no Spark job, whose start-up would cost more than the read.
@@ -15,21 +15,15 @@ copy is rewritten to describe the table as it will be after the commit.
 
 from __future__ import annotations
 
-import io
-import json
-
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from sparkdl.ingestion.commit import Journal
-from sparkdl.store.metadata import ROW_GROUPS_PER_FILE_KEY
-from sparkdl.store.storage import HadoopFS, arrow_filesystem, join, open_input, to_url, write_bytes
+from sparkdl.store.storage import HadoopFS, arrow_filesystem, to_url
 
 #: Spark's hidden column of file sources: the part file a row was read from.
 FILE_NAME = "_metadata.file_name"
@@ -79,15 +73,6 @@ def files_with(path: str, series: set[str]) -> list[str]:
     )
 
 
-def _part_files(fs: HadoopFS, folder: str) -> list[str]:
-    """The Parquet part files Spark wrote into ``folder`` (no ``_SUCCESS``, no checksums)."""
-    if not fs.exists(folder):
-        return []
-    return sorted(
-        path for path, *_ in fs.list_files(folder) if path.rsplit("/", 1)[-1].startswith("part-")
-    )
-
-
 def open_dataset(path: str) -> ds.Dataset | None:
     """The part files under ``path`` (names starting with ``_`` or ``.`` are not data)."""
     fs, root = arrow_filesystem(path)
@@ -99,40 +84,3 @@ def open_dataset(path: str) -> ds.Dataset | None:
 def rows_in(table: DataFrame, files: list[str]) -> DataFrame:
     """The rows of those files of a published ``table``, to be written again (less the replaced)."""
     return table.filter(F.col(FILE_NAME).isin(files) if files else F.lit(False))
-
-
-def stage_replacement(
-    fs: HadoopFS, journal: Journal, staged: str, published: str, replaced_files: list[str]
-) -> None:
-    """Journal steps: delete ``replaced_files`` of ``published``, move in ``staged``'s parts."""
-    for name in replaced_files:
-        journal.delete(join(published, name))
-    for path in _part_files(fs, staged):
-        journal.move(path, join(published, path.rsplit("/", 1)[-1]))
-    if fs.exists(join(staged, "_common_metadata")):
-        _merge_row_group_counts(fs, staged, published, replaced_files)
-        journal.move(join(staged, "_common_metadata"), join(published, "_common_metadata"))
-
-
-def _merge_row_group_counts(fs: HadoopFS, staged: str, published: str, replaced: list[str]) -> None:
-    """Make the staged ``_common_metadata`` count the row groups of the whole table after commit."""
-    staged_meta = _read_metadata(join(staged, "_common_metadata"))
-    counts = {}
-    if fs.exists(join(published, "_common_metadata")):
-        published_meta = _read_metadata(join(published, "_common_metadata")).metadata or {}
-        counts = json.loads(published_meta.get(ROW_GROUPS_PER_FILE_KEY, b"{}").decode())
-    for name in replaced:
-        counts.pop(name, None)
-    schema = staged_meta.schema.to_arrow_schema()
-    metadata = dict(schema.metadata or {})
-    counts.update(json.loads(metadata.get(ROW_GROUPS_PER_FILE_KEY, b"{}").decode()))
-    metadata[ROW_GROUPS_PER_FILE_KEY] = json.dumps(counts, sort_keys=True).encode()
-    sink = io.BytesIO()
-    pq.write_metadata(schema.with_metadata(metadata), sink)
-    fs.delete(join(staged, "._common_metadata.crc"))  # Hadoop's local checksum of the old bytes
-    write_bytes(join(staged, "_common_metadata"), sink.getvalue())
-
-
-def _read_metadata(uri: str) -> pq.FileMetaData:
-    with open_input(uri) as handle:
-        return pq.read_metadata(handle)

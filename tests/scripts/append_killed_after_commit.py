@@ -13,23 +13,23 @@ import signal
 import sys
 
 from sparkdl import Labels
-from sparkdl.ingestion import commit
-from sparkdl.ingestion.commit import Journal
+from sparkdl.ingestion import publish
 from sparkdl.ingestion.job import ingest
+from sparkdl.ingestion.publish import Journal
 from sparkdl.spark import get_spark
 from sparkdl.store.storage import HadoopFS
 
 
 def die_halfway_through_apply() -> None:
-    """Patch commit.apply: apply the first half of the steps, then SIGKILL the process group."""
-    original = commit.apply
+    """Patch publish.apply: apply the first half of the steps, then SIGKILL the process group."""
+    original = publish.apply
 
     def apply_half_then_die(fs: HadoopFS, output: str, journal: Journal) -> None:
         steps = journal.steps
         original(fs, output, type(journal)(steps[: len(steps) // 2], journal.manifest))
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
-    commit.apply = apply_half_then_die
+    publish.apply = apply_half_then_die
 
 
 def main(annotations: str, out: str, inputs: list[str]) -> None:

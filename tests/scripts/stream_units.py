@@ -16,9 +16,8 @@ import json
 import sys
 
 from sparkdl.deid import DeidOptions
-from sparkdl.ingestion.discover import InputFile
-from sparkdl.ingestion.read_stage import Task, file_records
 from sparkdl.units.archives import Limits
+from sparkdl.units.records import InputFile, Task, file_records
 
 
 def high_water_mark() -> int:

@@ -1,10 +1,11 @@
-"""The DICOM export: each de-identified instance written as a file of its own.
+"""The DICOM export, ``OUT/dicom/``: each de-identified instance as a file of its own.
 
-The parse tasks already wrote every accepted instance's de-identified file into the run's
-staging folder, named by its source's content hash
-(:func:`sparkdl.ingestion.read_stage.exported_path`);
-here the cataloged copies (duplicates resolved) are moved to their place. The bytes do not
-travel through the staged records or a second Spark job.
+Two steps, both here. The parse task that made an accepted instance's de-identified bytes
+writes them into the run's staging folder, named by the source's content hash
+(:func:`write_exported`): two copies of one file write the same bytes to one name. Once
+duplicates are resolved, :func:`move_dicom_files` moves the cataloged copy of each instance
+to ``<patient>/<study>/<series>/<sop>.dcm``. The bytes travel through neither the staged
+records nor a second Spark job.
 """
 
 from __future__ import annotations
@@ -14,8 +15,20 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from sparkdl.ingestion.read_stage import exported_path
-from sparkdl.store.storage import arrow_filesystem, join
+from sparkdl.store.storage import arrow_filesystem, join, write_bytes
+
+
+def exported_path(folder: str, digest: str) -> str:
+    """Where a task writes the de-identified file of the unit whose content hash is ``digest``.
+
+    Named by content, not by SOP instance: two copies of one file write the same bytes to one
+    name, and the write stage moves only the copy the catalog kept."""
+    return join(folder, digest[:2], digest + ".dcm")
+
+
+def write_exported(folder: str, digest: str, data: bytes) -> None:
+    """Executor side: stage one instance's de-identified file under ``folder``."""
+    write_bytes(exported_path(folder, digest), data)
 
 
 def move_dicom_files(accepted: DataFrame, exported: str, url: str) -> int:
