@@ -15,14 +15,13 @@ import pytest
 
 import sparkdl.evaluation.froc
 from sparkdl.evaluation.froc import (
-    CANDIDATE_COLUMNS,
-    FINDING_COLUMNS,
     FP_RATES,
     froc,
     froc_bootstrap,
     froc_metrics,
-    plot_froc,
 )
+from sparkdl.evaluation.froc_matching import CANDIDATE_COLUMNS, FINDING_COLUMNS
+from sparkdl.evaluation.plots import plot_froc
 
 # Hand-made example: scans A and B, four nodules, one excluded finding of unknown size.
 #   A: N1 (0,0,0) d=10 (r 5), N2 (50,0,0) d=6 (r 3)

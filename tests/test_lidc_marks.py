@@ -27,7 +27,7 @@ from sparkdl.lidc import (
     read_marks,
     write_annotations_csv,
 )
-from sparkdl.patches.extract import read_points_csv
+from sparkdl.patches.points import read_points_csv
 from sparkdl.synth.lidc_xml import SynthNodule, write_read_message
 from tests.test_lidc_read_message import message, real_xml
 

@@ -19,11 +19,10 @@ from sparkdl.patches.extract import (
     extract_patch,
     lung_mask,
     make_patch_rows,
-    points_from_frame,
-    read_points_csv,
     sample_negatives,
     series_rng,
 )
+from sparkdl.patches.points import points_from_frame, read_points_csv
 from sparkdl.store.tables import patch_schema
 
 KEY = b"test-key-0123456789abcdef0123456789abcdef"

@@ -13,13 +13,8 @@ from typing import Any
 import pytest
 
 from sparkdl.errors import TrainingError
-from sparkdl.training.runner import (
-    ALLOW_UNENCRYPTED_CONF,
-    TrainingRunner,
-    check_training_conf,
-    local_slots,
-    split_gpus,
-)
+from sparkdl.training.capacity import ALLOW_UNENCRYPTED_CONF, check_training_conf, local_slots
+from sparkdl.training.runner import TrainingRunner, split_gpus
 from tests.spark_home import linked_spark_home
 
 FAKE_GPUS = Path(__file__).parent / "data" / "fake_gpus.sh"

@@ -228,7 +228,7 @@ def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Pa
 
 
 def test_training_curves_from_history(tmp_path: Path) -> None:
-    from sparkdl.evaluation.curves import plot_training_curves
+    from sparkdl.evaluation.plots import plot_training_curves
 
     model_dir = tmp_path / "m"
     model_dir.mkdir()

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +45,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from sparkdl.errors import DataError
+from sparkdl.evaluation.froc_matching import match_marks
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +55,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: False positives per scan at which the CPM averages the sensitivity.
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-#: Diameter the script gives a finding whose ``diameter_mm`` is negative (unknown).
-DEFAULT_DIAMETER_MM = 10.0
 #: Marks kept per scan, the most probable ones, as in the official evaluation.
 MAX_CANDIDATES_PER_SCAN = 100
-CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
-FINDING_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 
 #: Elements of one bootstrap block (draws × marks): bounds the memory at ~100 MB.
 _BLOCK_ELEMENTS = 2_000_000
@@ -113,60 +109,15 @@ def froc(
     diameter_mm``. Findings of scans outside ``series_ids`` are ignored, as the script does
     (``annotations.csv`` covers all folds). ``max_candidates_per_scan=None`` keeps every mark.
     """
-    ids = _series_index(series_ids)
     if max_candidates_per_scan is not None and max_candidates_per_scan < 1:
         raise DataError(
             "max_candidates_per_scan must be a positive count or None (keep all). "
             f"Received: {max_candidates_per_scan!r}"
         )
-    cand_scan, cand_xyz, cand_p = _read_points(candidates, CANDIDATE_COLUMNS, "candidates", ids)
-    nod_scan, nod_xyz, nod_d = _read_points(annotations, FINDING_COLUMNS, "annotations", ids)
-    if excluded is None:
-        exc_scan, exc_xyz, exc_d = np.empty(0, np.intp), np.empty((0, 3)), np.empty(0)
-    else:
-        exc_scan, exc_xyz, exc_d = _read_points(excluded, FINDING_COLUMNS, "excluded", ids)
-    nod_r2, exc_r2 = _radius_squared(nod_d), _radius_squared(exc_d)
-
-    num_scans = len(ids)
-    cand_groups = _groups(cand_scan, num_scans)
-    nod_groups = _groups(nod_scan, num_scans)
-    exc_groups = _groups(exc_scan, num_scans)
-    scans: list[IntArray] = []
-    is_nodule: list[BoolArray] = []
-    probability: list[FloatArray] = []
-    num_candidates = num_excluded_hits = num_capped = 0
-    for s in range(num_scans):
-        c, n, e = cand_groups[s], nod_groups[s], exc_groups[s]
-        if not len(c):
-            continue
-        p = cand_p[c]
-        keep = _most_probable(p, max_candidates_per_scan)
-        c, p = c[keep], p[keep]
-        num_capped += int((~keep).sum())
-        num_candidates += len(c)
-        hits = _within(cand_xyz[c], nod_xyz[n], nod_r2[n])
-        on_nodule = hits.any(axis=1)
-        on_excluded = _within(cand_xyz[c], exc_xyz[e], exc_r2[e]).any(axis=1)
-        best = np.where(hits, p[:, None], -np.inf).max(axis=0, initial=-np.inf)
-        detected = best[hits.any(axis=0)]
-        false_positives = p[~on_nodule & ~on_excluded]
-        num_excluded_hits += int((~on_nodule & on_excluded).sum())
-        for part, nodule in ((detected, True), (false_positives, False)):
-            scans.append(np.full(len(part), s, np.intp))
-            is_nodule.append(np.full(len(part), nodule))
-            probability.append(part)
-    if num_capped:
-        logger.info(
-            "froc: kept the %d most probable candidates per scan, dropped %d",
-            max_candidates_per_scan,
-            num_capped,
-        )
-    marks_scan = np.concatenate(scans) if scans else np.empty(0, np.intp)
-    marks_is_nodule = np.concatenate(is_nodule) if is_nodule else np.empty(0, np.bool_)
-    marks_probability = np.concatenate(probability) if probability else np.empty(0)
-    nodules_per_scan = np.bincount(nod_scan, minlength=num_scans).astype(np.intp)
-    num_nodules = int(nodules_per_scan.sum())
-
+    marks = match_marks(candidates, annotations, excluded, series_ids, max_candidates_per_scan)
+    num_scans = len(marks.nodules_per_scan)
+    num_nodules = int(marks.nodules_per_scan.sum())
+    marks_is_nodule, marks_probability = marks.is_nodule, marks.probability
     ranked = _Ranked.of(marks_is_nodule, marks_probability)
     fp, tp = ranked.counts(np.ones((1, len(marks_probability))), len(ranked.run_ends))
     sensitivity_at = _at_fp_rates(fp, tp, num_scans)[0] / _or_nan(num_nodules)
@@ -179,14 +130,14 @@ def froc(
         cpm=float(sensitivity_at.mean()),
         num_scans=num_scans,
         num_nodules=num_nodules,
-        num_candidates=num_candidates,
+        num_candidates=marks.num_candidates,
         num_detected=int(marks_is_nodule.sum()),
         num_false_positives=int((~marks_is_nodule).sum()),
-        num_excluded_hits=num_excluded_hits,
-        marks_scan=marks_scan,
+        num_excluded_hits=marks.num_excluded_hits,
+        marks_scan=marks.scan,
         marks_is_nodule=marks_is_nodule,
         marks_probability=marks_probability,
-        nodules_per_scan=nodules_per_scan,
+        nodules_per_scan=marks.nodules_per_scan,
     )
 
 
@@ -226,41 +177,6 @@ def froc_bootstrap(
     low = defined[math.floor(tail * len(defined))]
     high = defined[math.floor((1.0 - tail) * len(defined))]
     return float(low), float(high)
-
-
-def plot_froc(
-    result: FrocResult,
-    path: str | os.PathLike[str],
-    *,
-    cpm_ci95: tuple[float, float] | None = None,
-) -> None:
-    """Draw the FROC curve to ``path`` (PNG), as the script does: log2 FP axis 1/8 to 8."""
-    # A bare Figure draws off-screen without switching the caller's pyplot backend (notebooks).
-    from matplotlib.figure import Figure
-
-    # The script plots np.interp of the curve on this grid, straight in linear FP/scan.
-    grid = np.linspace(FP_RATES[0], FP_RATES[-1], 10001)
-    label = f"CPM = {_fmt(result.cpm)}"
-    if cpm_ci95 is not None:
-        label += f" (95 % CI {_fmt(cpm_ci95[0])}–{_fmt(cpm_ci95[1])})"
-    fig = Figure(figsize=(6, 4.5), dpi=100)
-    ax = fig.subplots()
-    ax.plot(grid, np.interp(grid, result.fp_per_scan, result.sensitivity), lw=2, label=label)
-    ax.plot(FP_RATES, result.sensitivity_at_fp_rates, "o", color="C1", label="CPM FP rates")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(FP_RATES, labels=[f"{r:g}" for r in FP_RATES])
-    ax.minorticks_off()
-    ax.set(
-        xlim=(FP_RATES[0], FP_RATES[-1]),
-        ylim=(0, 1),
-        xlabel="Average number of false positives per scan",
-        ylabel="Sensitivity",
-        title=f"FROC: {result.num_scans} scans, {result.num_nodules} nodules",
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
 
 
 def froc_metrics(
@@ -376,84 +292,6 @@ def _drop_collinear(
     return fp, tp, thresholds
 
 
-def _series_index(series_ids: Sequence[str]) -> Any:
-    if isinstance(series_ids, str):
-        raise DataError(
-            f"series_ids must be a list of series UIDs, not one string. Received: {series_ids!r}"
-        )
-    ids = pd.Index(list(series_ids))
-    if ids.empty:
-        raise DataError("series_ids is empty: pass the UIDs of the evaluated scans.")
-    if ids.has_duplicates:
-        raise DataError(
-            f"series_ids lists {ids[ids.duplicated()][0]!r} more than once; each scan would "
-            "count twice in FP/scan. Pass each evaluated scan once."
-        )
-    return ids
-
-
-def _read_points(
-    frame: pd.DataFrame, columns: tuple[str, ...], name: str, ids: Any
-) -> tuple[IntArray, FloatArray, FloatArray]:
-    """Scan index, centres (n × 3, mm) and last column of ``frame``'s rows in ``ids``."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"{name} lacks column(s) {missing}. Received columns: {list(frame.columns)}. "
-            f"Expected the LUNA16 names {', '.join(columns)}."
-        )
-    values = np.empty((len(frame), len(columns) - 1))
-    for j, column in enumerate(columns[1:]):
-        numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
-        bad = np.flatnonzero(~np.isfinite(numbers))
-        if len(bad):
-            raise DataError(
-                f"{name} has {len(bad)} row(s) with a missing, infinite or non-numeric "
-                f"{column}, the first at position {bad[0]}: {frame[column].iloc[bad[0]]!r}. "
-                "Expected finite numbers (world mm; diameter_mm -1 for unknown)."
-            )
-        values[:, j] = numbers
-    scan = np.asarray(ids.get_indexer(frame["seriesuid"]), np.intp)
-    outside = scan < 0
-    if name == "candidates" and outside.any():
-        examples = list(pd.unique(frame["seriesuid"][outside]))
-        raise DataError(
-            f"candidates has {int(outside.sum())} row(s) of {len(examples)} scan(s) not in "
-            f"series_ids, e.g. {examples[:3]}. Evaluate those scans too (add them to "
-            "series_ids) or drop their rows from the candidates."
-        )
-    inside = ~outside
-    return scan[inside], values[inside, :3], values[inside, 3]
-
-
-def _radius_squared(diameter_mm: FloatArray) -> FloatArray:
-    diameter = np.where(diameter_mm < 0.0, DEFAULT_DIAMETER_MM, diameter_mm)
-    return (diameter / 2.0) ** 2
-
-
-def _groups(scan: IntArray, num_scans: int) -> list[IntArray]:
-    """Row indices of each scan."""
-    order = np.argsort(scan, kind="stable")
-    bounds = np.searchsorted(scan[order], np.arange(num_scans + 1))
-    return [order[bounds[s] : bounds[s + 1]] for s in range(num_scans)]
-
-
-def _most_probable(probability: FloatArray, cap: int | None) -> BoolArray:
-    """evaluateCAD's cap: marks strictly above the (cap + 1)-th highest probability."""
-    if cap is None or len(probability) <= cap:
-        return np.ones(len(probability), np.bool_)
-    keep: BoolArray = probability > -np.sort(-probability)[cap]
-    return keep
-
-
-def _within(points: FloatArray, centres: FloatArray, radius_squared: FloatArray) -> BoolArray:
-    """Points (rows) × findings (columns): strictly inside the finding's radius."""
-    d = points[:, None, :] - centres[None, :, :]
-    distance_squared = d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] + d[..., 2] * d[..., 2]
-    within: BoolArray = distance_squared < radius_squared[None, :]
-    return within
-
-
 def _or_nan(count: int) -> float:
     return float(count) if count else math.nan
 
@@ -462,5 +300,6 @@ def _number(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _fmt(value: float) -> str:
+def format_rate(value: float) -> str:
+    """A sensitivity or CPM for people: three decimals, or ``n/a`` when undefined."""
     return "n/a" if math.isnan(value) else f"{value:.3f}"

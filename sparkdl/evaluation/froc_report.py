@@ -21,7 +21,8 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from sparkdl.evaluation.froc import froc, froc_bootstrap, froc_metrics, plot_froc
+from sparkdl.evaluation.froc import froc, froc_bootstrap, froc_metrics
+from sparkdl.evaluation.plots import plot_froc
 from sparkdl.evaluation.prediction import score_batches
 from sparkdl.store.layout import Dataset
 from sparkdl.store.table_files import columns, open_dataset

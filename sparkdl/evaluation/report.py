@@ -1,5 +1,5 @@
 """Evaluation of a trained model on the test split: ``R/metrics.json``, ``R/roc.png``,
-``R/summary.txt``, and ``R/curves.png`` (the training curves, :mod:`sparkdl.evaluation.curves`).
+``R/summary.txt``, and ``R/curves.png`` (the training curves, :mod:`sparkdl.evaluation.plots`).
 
 Runs in one process (no Spark): the test split is small next to the train split, and the
 model reads it through :func:`sparkdl.training.tfdata.make_dataset` unshuffled and unaugmented, with
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sparkdl.errors import InputError
-from sparkdl.evaluation.curves import plot_training_curves
+from sparkdl.evaluation.plots import plot_roc, plot_training_curves
 from sparkdl.store.layout import Dataset
 from sparkdl.store.storage import local_path
 from sparkdl.store.tables import LABEL_FIELDS, PATCHES, patch_shape
@@ -109,25 +109,6 @@ def _predict_split(
     if not labels:
         return np.empty(0), np.empty(0)
     return np.concatenate(labels), np.concatenate(scores)
-
-
-def _plot_roc(
-    y_true: npt.NDArray[Any], scores: npt.NDArray[Any], auc: float | None, title: str, path: str
-) -> None:
-    # A bare Figure draws off-screen without switching the caller's pyplot backend (notebooks).
-    from matplotlib.figure import Figure
-    from sklearn.metrics import roc_curve
-
-    fig = Figure(figsize=(4.5, 4.5), dpi=100)
-    ax = fig.subplots()
-    if auc is not None:
-        fpr, tpr, _ = roc_curve(y_true, scores)
-        ax.plot(fpr, tpr, lw=2, label=f"AUC = {auc:.3f}")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="chance")
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
 
 
 def summary_text(metrics: dict[str, Any]) -> str:
@@ -225,7 +206,7 @@ def evaluate(
             metrics["froc"] = found
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     (out / "summary.txt").write_text(summary_text(metrics))
-    _plot_roc(
+    plot_roc(
         y_true, scores, metrics["auc"], f"{config['task']} ({split} split)", str(out / "roc.png")
     )
     plot_training_curves(model_dir, str(out / "curves.png"))

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from sparkdl.deid import remap_uid
 from sparkdl.errors import InputError
-from sparkdl.patches.extract import read_points_csv
+from sparkdl.patches.points import read_points_csv
 from sparkdl.store.storage import local_path
 from sparkdl.store.table_files import columns
 

@@ -19,14 +19,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from sparkdl.deid import remap_uid
 from sparkdl.geometry import Geometry
-from sparkdl.patches.extract import (
-    PatchOptions,
-    make_patch_rows,
-    points_from_frame,
-    read_points_csv,
-    sample_negatives,
-    series_rng,
-)
+from sparkdl.patches.extract import PatchOptions, make_patch_rows, sample_negatives, series_rng
+from sparkdl.patches.points import points_from_frame, read_points_csv
 from sparkdl.spark import ARROW_BATCH_CONF, session_conf
 from sparkdl.store.storage import arrow_filesystem, to_url
 from sparkdl.store.tables import VolumeSchema, patch_schema

@@ -18,7 +18,6 @@ from sparkdl.lidc.labels import (
 from sparkdl.lidc.marks import Mark, SliceGeometry, read_marks
 from sparkdl.lidc.read_message import (
     CHARACTERISTICS,
-    LIDC_NAMESPACE,
     NoduleRead,
     NonNoduleMark,
     ReadingSession,
@@ -27,9 +26,9 @@ from sparkdl.lidc.read_message import (
     Roi,
     SmallNoduleRead,
     Unusable,
-    is_read_message,
     parse_read_message,
 )
+from sparkdl.lidc.sniff import LIDC_NAMESPACE, is_read_message
 
 __all__ = [
     "ANNOTATION_COLUMNS",

@@ -7,7 +7,7 @@ ratings (1 highly unlikely … 5 highly suspicious): above 3 is malignant (1), b
 benign (0), exactly 3 indeterminate (-1, left out of malignancy training and evaluation).
 
 :func:`annotation_rows` writes the positives in the form
-:func:`sparkdl.patches.extract.read_points_csv` reads:
+:func:`sparkdl.patches.points.read_points_csv` reads:
 ``seriesuid,coordX,coordY,coordZ,diameter_mm,malignancy`` (the label -1/0/1), plus
 ``readers`` and ``malignancy_median`` for inspection.
 """

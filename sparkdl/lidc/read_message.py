@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,12 +32,12 @@ import numpy as np
 import numpy.typing as npt
 
 from sparkdl.errors import InputError
+from sparkdl.lidc.sniff import LIDC_NAMESPACE, ROOT_ELEMENT
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CHARACTERISTICS",
-    "LIDC_NAMESPACE",
     "NoduleRead",
     "NonNoduleMark",
     "ReadMessage",
@@ -47,12 +46,9 @@ __all__ = [
     "Roi",
     "SmallNoduleRead",
     "Unusable",
-    "is_read_message",
     "parse_read_message",
 ]
 
-LIDC_NAMESPACE = "http://www.nih.gov"
-ROOT_ELEMENT = "LidcReadMessage"
 #: The rated characteristics, in the order of the LIDC schema (and pylidc's feature_names).
 CHARACTERISTICS = (
     "subtlety",
@@ -65,8 +61,6 @@ CHARACTERISTICS = (
     "texture",
     "malignancy",
 )
-_SNIFF_BYTES = 8192
-
 MarkKind = Literal["nodule", "small_nodule", "non_nodule"]
 
 
@@ -176,48 +170,6 @@ class ReadMessage:
     series_uid: str
     study_uid: str | None
     sessions: tuple[ReadingSession, ...]
-
-
-# --- sniffing -------------------------------------------------------------------------------
-
-_PROLOG = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
-_DOCTYPE = re.compile(r"\s*<!DOCTYPE(?:[^\[>]*\[.*?\]\s*>|[^>]*>)", re.DOTALL)
-_START_TAG = re.compile(r"\s*<(?:([A-Za-z_][\w.\-]*):)?([A-Za-z_][\w.\-]*)((?:\s[^<>]*)?)/?>")
-_ATTRIBUTE = re.compile(r"([A-Za-z_][\w.:\-]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
-
-
-def _sniff_text(data: bytes) -> str:
-    head = data[: 2 * _SNIFF_BYTES]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return head.decode("utf-16", errors="replace")
-    return head[:_SNIFF_BYTES].removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
-
-
-def is_read_message(data: bytes) -> bool:
-    """Whether ``data`` looks like an LIDC read message, from its first 8 KB only.
-
-    True when the first element is ``LidcReadMessage`` bound to ``http://www.nih.gov``
-    (default or prefixed namespace), after an optional BOM, XML declaration, comments and
-    DOCTYPE. Nothing is parsed or expanded: a hostile file may sniff True and then fail
-    :func:`parse_read_message` with a reason, which is what a caller should report.
-    """
-    text = _sniff_text(data)
-    position = 0
-    while True:
-        match = _PROLOG.match(text, position) or _DOCTYPE.match(text, position)
-        if match is None:
-            break
-        position = match.end()
-    tag = _START_TAG.match(text, position)
-    if tag is None or tag.group(2) != ROOT_ELEMENT:
-        return False
-    prefix = tag.group(1)
-    wanted = f"xmlns:{prefix}" if prefix else "xmlns"
-    for attribute in _ATTRIBUTE.finditer(tag.group(3)):
-        if attribute.group(1) == wanted:
-            value = attribute.group(2) or attribute.group(3) or ""
-            return value.strip() == LIDC_NAMESPACE
-    return False
 
 
 # --- parsing --------------------------------------------------------------------------------

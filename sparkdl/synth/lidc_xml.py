@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pydicom
 
 from sparkdl.lidc.marks import SliceGeometry
-from sparkdl.lidc.read_message import LIDC_NAMESPACE
+from sparkdl.lidc.sniff import LIDC_NAMESPACE
 
 __all__ = ["SynthNodule", "read_message_for", "write_read_message"]
 

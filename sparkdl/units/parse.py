@@ -30,7 +30,8 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from sparkdl.deid import DeidOptions, burned_in_reason, deidentify, remap_uid
 from sparkdl.lidc.pseudonymous import pseudonymize, to_json
-from sparkdl.lidc.read_message import ReadMessageError, is_read_message, parse_read_message
+from sparkdl.lidc.read_message import ReadMessageError, parse_read_message
+from sparkdl.lidc.sniff import is_read_message
 from sparkdl.store.tables import CATALOG_FIELDS
 from sparkdl.units.archives import Limits
 from sparkdl.units.encoding import to_part10
