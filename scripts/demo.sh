@@ -30,7 +30,7 @@ step "4/5 evaluate: the test split"
 "$SPARKDL" evaluate --model-dir "$OUT/model" --data "$OUT/dataset" --report "$OUT/report"
 
 step "5/5 inspect: what the dataset holds"
-"$SPARKDL" inspect "$OUT/dataset"
+"$SPARKDL" inspect --data "$OUT/dataset"
 
 echo
 echo "Done in $(( $(date +%s) - start )) s. Open next:"

@@ -51,7 +51,9 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str)
     try:
         return cls(**values)
     except (ConfigError, TypeError, ValueError) as err:  # a range check of __post_init__
-        raise ConfigError(f"{where}: {err}") from err
+        raise ConfigError(
+            f"{where}: {err} Fix it in the config file or leave it out for the default."
+        ) from err
 
 
 def check_ranges(owner: object, checks: Iterable[tuple[str, bool, str]]) -> None:
@@ -64,8 +66,7 @@ def check_ranges(owner: object, checks: Iterable[tuple[str, bool, str]]) -> None
         if not ok:
             raise ConfigError(
                 f"{type(owner).__name__}.{key} must be {expected}. Received: {key}="
-                f"{getattr(owner, key)!r}. Fix it in the config file or leave it out for the "
-                "default."
+                f"{getattr(owner, key)!r}."
             )
 
 

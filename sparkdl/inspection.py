@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,10 @@ from sparkdl.store.storage import arrow_filesystem, write_bytes
 from sparkdl.store.tables import CATALOG, PATCHES, VOLUMES
 
 logger = logging.getLogger(__name__)
+
+_DIGITS = re.compile(r"(\d+)")
+#: Lines of one histogram in the text summary; the rest is counted (all of it with --json).
+_MAX_LINES = 8
 
 _CATALOG_COLUMNS = [
     "Modality",
@@ -132,7 +137,15 @@ def _vectors(table: pa.Table, column: str, length: int) -> npt.NDArray[np.float6
 
 
 def _counts(counter: Counter[Any]) -> dict[str, int]:
-    return {str(key): int(n) for key, n in sorted(counter.items(), key=lambda kv: str(kv[0]))}
+    """``counter`` as a dict in natural order: ``53x128x128`` before ``238x128x128``."""
+    return {str(key): int(n) for key, n in sorted(counter.items(), key=lambda kv: _natural(kv[0]))}
+
+
+def _natural(key: Any) -> list[Any]:
+    """A sort key that orders the numbers inside a text by value."""
+    return [
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in _DIGITS.split(str(key))
+    ]
 
 
 def _catalog_summary(
@@ -306,10 +319,20 @@ def _check_counts(
 
 
 def _lines(title: str, counts: dict[str, Any], indent: str = "  ") -> list[str]:
+    """A histogram as lines: the :data:`_MAX_LINES` largest entries in their order, and how
+    many more there are."""
     if not counts:
         return [f"{indent}{title}: none"]
-    width = max(len(str(k)) for k in counts)
-    return [f"{indent}{title}:"] + [f"{indent}  {k!s:<{width}}  {v}" for k, v in counts.items()]
+    shown = counts
+    if len(counts) > _MAX_LINES:
+        largest = sorted(counts, key=lambda k: -counts[k] if isinstance(counts[k], int) else 0)
+        keep = set(largest[:_MAX_LINES])
+        shown = {k: v for k, v in counts.items() if k in keep}
+    width = max(len(str(k)) for k in shown)
+    lines = [f"{indent}{title}:"] + [f"{indent}  {k!s:<{width}}  {v}" for k, v in shown.items()]
+    if len(shown) < len(counts):
+        lines.append(f"{indent}  ... {len(counts) - len(shown)} more (--json lists all)")
+    return lines
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from sparkdl import jvm_archive
+from sparkdl import jvm_archive, noise
 from sparkdl.errors import ConfigError
+from sparkdl.noise import verbose
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MASTER = "local[*]"
-VERBOSE_ENV_VAR = "SPARKDL_VERBOSE"
 LOG4J2_CONFIG = Path(__file__).parent / "conf" / "log4j2.properties"
 
 #: Defaults for sessions sparkdl builds itself; any user ``--conf`` wins.
@@ -35,11 +35,6 @@ _DEFAULT_CONF = {
     # two tasks at once; in local mode the driver JVM is the executor.
     "spark.driver.memory": "4g",
 }
-
-
-def verbose() -> bool:
-    """Whether the user asked for everything (``sparkdl --verbose`` sets ``SPARKDL_VERBOSE``)."""
-    return os.environ.get(VERBOSE_ENV_VAR, "").strip() not in ("", "0", "false", "no")
 
 
 def _quiet_java_options(settings: Mapping[str, str]) -> dict[str, str]:
@@ -129,9 +124,10 @@ def get_spark(
     settings.update(fast_start_options(settings, master or DEFAULT_MASTER))
     for key, value in settings.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with noise.jvm_stderr_filtered():
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("INFO" if verbose() else "WARN")
-    logger.info("Spark %s on %s", spark.version, spark.sparkContext.master)
+    logger.debug("Spark %s on %s", spark.version, spark.sparkContext.master)
     return spark
 
 

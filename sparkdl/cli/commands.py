@@ -7,12 +7,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
+from sparkdl.cli import summaries
 from sparkdl.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+
+def _print(args: argparse.Namespace, result: Any, lines: list[str]) -> None:
+    """The command's result on stdout: its summary lines, or with ``--json`` the whole of it."""
+    print(summaries.as_json(result) if args.json else "\n".join(lines))
+
+
+def _history(model_dir: str) -> dict[str, Any] | None:
+    """``M/history.json``, for the last epoch's metrics (None when it cannot be read)."""
+    from sparkdl.store.storage import join, open_input
+    from sparkdl.training.artifact import HISTORY_FILE
+
+    try:
+        with open_input(join(model_dir, HISTORY_FILE)) as handle:
+            history: dict[str, Any] = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    return history
 
 
 def session(args: argparse.Namespace) -> SparkSession:
@@ -43,11 +63,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     else:
         summary = synthesize_volume_cohort(args.out, volume_format=args.format, **common)
     what = "DICOM files" if args.format == "dicom" else f"{args.format} files"
-    print(
-        f"wrote {summary.num_files} {what} ({summary.num_series} series, "
-        f"{summary.num_nodules} nodules, {summary.num_patients} patients) under {summary.dicom_dir}"
-    )
-    print(f"annotations: {summary.annotations_csv}\ncandidates:  {summary.candidates_csv}")
+    print("\n".join(summaries.synth_lines(summary, what)))
     return 0
 
 
@@ -56,38 +72,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from sparkdl.deid import load_key
     from sparkdl.ingestion.config import IngestConfig
+    from sparkdl.ingestion.discover import check_inputs_exist
     from sparkdl.ingestion.job import ingest
     from sparkdl.ingestion.patch_stage import Labels
 
-    load_key(args.key_file)  # refuse to start (before Spark) without a key
+    # Everything a user can get wrong is refused before Spark starts (~5 s).
+    load_key(args.key_file)
     config = IngestConfig.load(args.config)
     if args.export_dicom:
         config = replace(config, export_dicom=True)
     labels = Labels(
         annotations=args.annotations, candidates=args.candidates, excluded=args.excluded
     )
+    labels.check_files()
     if args.watch:
-        from sparkdl.ingestion.watch import watch
-
-        if args.inputs or args.mode != "overwrite":
-            raise ConfigError(
-                "--watch LANDING takes no INPUT and always appends. "
-                f"Received inputs {args.inputs} and --mode {args.mode}."
-            )
-        watch(
-            args.watch,
-            args.output,
-            spark=session(args),
-            checkpoint=args.checkpoint,
-            labels=labels,
-            config=config,
-            key_file=args.key_file,
-            trigger_seconds=args.trigger_seconds,
-            once=args.once,
-        )
-        return 0
+        return _watch(args, labels, config)
     if not args.inputs:
         raise ConfigError("ingest needs at least one INPUT (or --watch LANDING).")
+    check_inputs_exist(args.inputs)
     manifest = ingest(
         args.inputs,
         args.output,
@@ -97,20 +99,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         key_file=args.key_file,
         spark=session(args),
     )
-    if not manifest.get("changed", True):
-        print(f"{args.output}: no new inputs since the last run; nothing changed")
-        return 0
-    counts = manifest["counts"]
-    print(
-        json.dumps(
-            {
-                "output": args.output,
-                **counts,
-                "last_run": manifest.get("last_run"),
-                "rejected_by_reason": manifest["rejected_by_reason"],
-            },
-            indent=2,
+    _print(args, manifest, summaries.ingest_lines(manifest, args.output))
+    return 0
+
+
+def _watch(args: argparse.Namespace, labels: Any, config: Any) -> int:
+    from sparkdl.ingestion.watch import watch
+
+    if args.inputs or args.mode != "overwrite":
+        raise ConfigError(
+            "--watch LANDING takes no INPUT and always appends. "
+            f"Received inputs {args.inputs} and --mode {args.mode}."
         )
+    watch(
+        args.watch,
+        args.output,
+        spark=session(args),
+        checkpoint=args.checkpoint,
+        labels=labels,
+        config=config,
+        key_file=args.key_file,
+        trigger_seconds=args.trigger_seconds,
+        once=args.once,
     )
     return 0
 
@@ -128,8 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         use_gpu=args.use_gpu,
         spark=session(args),
     )
-    shown = {k: v for k, v in summary.items() if k != "workers"}
-    print(json.dumps(shown, indent=2, default=str))
+    _print(args, summary, summaries.train_lines(summary, _history(args.model_dir)))
     return 0
 
 
@@ -146,18 +155,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from sparkdl.evaluation.prediction import predict
 
+    key = None
+    if args.original_ids_from:
+        from sparkdl.deid import load_key
+        from sparkdl.patches.points import read_points_csv
+
+        if not args.submission:
+            raise ConfigError("--original-ids-from maps the ids of --submission CSV: give both.")
+        key = load_key(args.key_file, for_mapping_back=True)  # before any work
+        read_points_csv(args.original_ids_from, "candidates")  # a bad CSV fails now too
     result = predict(args.data, args.model_dir, args.output, spark=session(args))
     if args.submission:
-        from sparkdl.deid import load_key
         from sparkdl.evaluation.submission import write_submission
 
-        key = load_key(args.key_file) if args.original_ids_from else None
-        result.update(
-            write_submission(
-                args.output, args.submission, originals_from=args.original_ids_from, key=key
-            )
+        result["submission"] = write_submission(
+            args.output, args.submission, originals_from=args.original_ids_from, key=key
         )
-    print(json.dumps(result, indent=2, default=str))
+        if "note" in result["submission"]:
+            print(f"sparkdl predict: warning: {args.submission}: {result['submission']['note']}",
+                  file=sys.stderr)  # fmt: skip
+    _print(args, result, summaries.predict_lines(result))
     return 0
 
 

@@ -107,6 +107,12 @@ def _spark_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print the whole result as JSON (for scripts)"
+    )
+
+
 def _data_arg(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--data", metavar="OUT", help=f"an ingest output folder ({what})")
 
@@ -199,6 +205,7 @@ def _add_ingest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ing.add_argument(
         "--once", action="store_true", help="with --watch: ingest what has landed, then stop"
     )
+    _json_arg(ing)
     _spark_args(ing)
     ing.set_defaults(func=commands.cmd_ingest)
 
@@ -218,6 +225,7 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     tr.add_argument("--epochs", type=int, help="overrides the config's epochs")
     tr.add_argument("--batch-size", type=int, help="global batch size; overrides the config's")
+    _json_arg(tr)
     _spark_args(tr)
     tr.set_defaults(func=commands.cmd_train)
 
@@ -264,6 +272,7 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--key-file",
         help="the ingest's key, for --original-ids-from (unset: SPARKDL_DEID_KEY)",
     )
+    _json_arg(pr)
     _spark_args(pr)
     pr.set_defaults(func=commands.cmd_predict)
 

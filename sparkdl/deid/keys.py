@@ -31,15 +31,24 @@ _HOW_TO_MAKE = (
 )
 
 
-def load_key(key_file: str | Path | None = None) -> bytes:
+_USE_THE_INGEST_KEY = (
+    "Only the key the ingest used maps its pseudonyms back to the original ids (a new key "
+    "maps nothing): pass that key's file with --key-file or set SPARKDL_DEID_KEY to it."
+)
+
+
+def load_key(key_file: str | Path | None = None, *, for_mapping_back: bool = False) -> bytes:
     """The de-identification key, from ``key_file`` if given, else ``$SPARKDL_DEID_KEY``.
 
     Surrounding whitespace is stripped; at least 32 characters are required.
+    ``for_mapping_back``: the key is wanted to map pseudonyms back to original ids, which
+    only the ingest's own key can do; the advice says so instead of how to make a key.
 
     Raises:
         DeidKeyError: the file is missing or unreadable, no key is set, or it is too short.
             The message says how to make a key and never contains the key.
     """
+    advice = _USE_THE_INGEST_KEY if for_mapping_back else _HOW_TO_MAKE
     if key_file is not None:
         path = Path(key_file)
         try:
@@ -47,8 +56,7 @@ def load_key(key_file: str | Path | None = None) -> bytes:
         except (OSError, UnicodeDecodeError) as exc:
             raise DeidKeyError(
                 f"Cannot read the de-identification key file {str(path)!r} "
-                f"({type(exc).__name__}). Expected a UTF-8 text file holding the key. "
-                + _HOW_TO_MAKE
+                f"({type(exc).__name__}). Expected a UTF-8 text file holding the key. " + advice
             ) from None
         source = f"the key file {str(path)!r}"
     else:
@@ -56,13 +64,13 @@ def load_key(key_file: str | Path | None = None) -> bytes:
         source = f"${ENV_VAR}"
         if not text.strip():
             raise DeidKeyError(
-                f"No de-identification key: pass --key-file or set {ENV_VAR}. " + _HOW_TO_MAKE
+                f"No de-identification key: pass --key-file or set {ENV_VAR}. " + advice
             )
     key = text.strip()
     if len(key) < MIN_KEY_LENGTH:
         raise DeidKeyError(
             f"The de-identification key from {source} is too short: received "
-            f"{len(key)} characters, expected at least {MIN_KEY_LENGTH}. " + _HOW_TO_MAKE
+            f"{len(key)} characters, expected at least {MIN_KEY_LENGTH}. " + advice
         )
     return key.encode("utf-8")
 

@@ -81,7 +81,7 @@ def candidate_froc(
     )
     interval = froc_bootstrap(result)
     plot_froc(result, report / "froc.png", cpm_ci95=interval)
-    logger.info(
+    logger.debug(
         "evaluate: CPM %.3f over %d scans, %d nodules", result.cpm, len(scans), result.num_nodules
     )
     return froc_metrics(result, cpm_ci95=interval)

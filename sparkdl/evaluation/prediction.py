@@ -124,5 +124,5 @@ def predict(
     with session_conf(spark, ARROW_BATCH_CONF, str(BATCH_ROWS)):
         frame.mapInPandas(score, PREDICTION_SCHEMA).write.mode("overwrite").parquet(output)
     rows = spark.read.parquet(output).count()
-    logger.info("predict: %d patches scored into %s", rows, output)
+    logger.debug("predict: %d patches scored into %s", rows, output)
     return {"output": output, "rows": int(rows), "model_path": model_path}

@@ -210,5 +210,5 @@ def evaluate(
         y_true, scores, metrics["auc"], f"{config['task']} ({split} split)", str(out / "roc.png")
     )
     plot_training_curves(model_dir, str(out / "curves.png"))
-    logger.info("evaluate: %s", summary_text(metrics).replace("\n", "; "))
+    logger.debug("evaluate: %s", summary_text(metrics).replace("\n", "; "))
     return metrics

@@ -34,7 +34,7 @@ from sparkdl._version import __version__
 from sparkdl.deid import load_key
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.ingestion.config import IngestConfig
-from sparkdl.ingestion.discover import list_inputs
+from sparkdl.ingestion.discover import check_inputs_exist, list_inputs
 from sparkdl.ingestion.duplicates import resolve_duplicates
 from sparkdl.ingestion.incremental import Previous, Rebuild, plan_rebuild
 from sparkdl.ingestion.lidc_stage import LidcResult, build_nodules, read_messages
@@ -56,7 +56,7 @@ from sparkdl.ingestion.volume_stage import build_volumes
 from sparkdl.store.dicom_files import move_dicom_files
 from sparkdl.store.layout import Dataset
 from sparkdl.store.storage import HadoopFS, join
-from sparkdl.store.table_files import count_rows, rows_in
+from sparkdl.store.table_files import columns, count_rows, rows_in
 from sparkdl.store.tables import (
     CATALOG,
     CATALOG_COLUMNS,
@@ -111,6 +111,9 @@ def ingest(
     Phases: start (finish what a killed run left, load the previous run), list, read and
     stage the records, assemble volumes, cut patches, write the tables, publish.
     """
+    check_inputs_exist(list(inputs))  # a typo fails now, not after Spark started
+    if labels is not None:
+        labels.check_files()
     run = _start(output, labels, config, mode, key_file, spark)
     timings: dict[str, float] = {}
     files = list_inputs(run.spark, list(inputs))
@@ -149,14 +152,7 @@ def ingest(
             manifest = publish_append(
                 run.fs, run.staging, run.output, plan.replaced, facts, run.started
             )
-    counts = manifest["counts"]
-    logger.info(
-        "ingest: %d cataloged, %d rejected, %d volumes, %d patches",
-        counts["cataloged"],
-        counts["rejected"],
-        counts["volumes"],
-        counts["patches"],
-    )
+    _warn_if_empty(manifest)
     return manifest
 
 
@@ -280,8 +276,10 @@ def _build(
             keep=plan.keep_volumes,
             series_done=series_done,
         )
-    with _timed(timings, "lidc_s", "LIDC read messages", ""):
-        lidc = build_nodules(messages, resolved, run.config.lidc, earlier)
+    lidc = None
+    if messages:  # no stage line (and no 0.0 s) without a read message
+        with _timed(timings, "lidc_s", "LIDC read messages", "messages"):
+            lidc = build_nodules(messages, resolved, run.config.lidc, earlier)
     tasks = progress.spark_tasks(run.spark.sparkContext)
     with _timed(timings, "patches_s", "patches", "tasks", tasks):
         patch_run = _patches(run, plan, lidc)
@@ -336,14 +334,16 @@ def _patches(run: _Run, plan: Rebuild, lidc: LidcResult | None) -> dict[str, Any
             other_volumes=run.previous.volume_series() - plan.touched,
         )
     )
-    points = load_points(run.labels, run.key)
-    findings = findings_rows(run.labels, run.key)
+    points = load_points(run.labels, run.key, lidc.points if lidc is not None else None)
+    findings = findings_rows(
+        points, run.labels, run.key, lidc.excluded if lidc is not None else None
+    )
+    if run.previous is not None and findings:
+        findings += _earlier_findings(run, {row[0] for row in findings})
     if findings:
         run.spark.createDataFrame(findings, FINDINGS_SCHEMA).coalesce(1).write.parquet(
             run.staged(FINDINGS)
         )
-    if lidc is not None:
-        points = points.with_more(lidc.points)
     return build_patches(
         run.spark,
         run.staged(VOLUMES),
@@ -353,6 +353,15 @@ def _patches(run: _Run, plan: Rebuild, lidc: LidcResult | None) -> dict[str, Any
         run.staged(PATCHES),
         scope,
     )
+
+
+def _earlier_findings(run: _Run, series: set[str]) -> list[tuple[Any, ...]]:
+    """The published findings of the series this append run names none of (its own rows
+    replace the others')."""
+    published = columns(join(run.output, FINDINGS), FINDINGS_SCHEMA.fieldNames())
+    if published is None:
+        return []
+    return [tuple(row.values()) for row in published.to_pylist() if row["series_uid"] not in series]
 
 
 def _write_tables(
@@ -379,6 +388,21 @@ def _write_tables(
         # Append runs add files to the published folder: each file is complete on its own.
         folder = join(run.staging if run.previous is None else run.output, DICOM)
         move_dicom_files(accepted, run.staged(EXPORTED), folder)
+
+
+def _warn_if_empty(manifest: dict[str, Any]) -> None:
+    """A run that cataloged nothing says so, with the reasons (codes and counts only)."""
+    counts = manifest["counts"]
+    if counts["cataloged"] == 0:
+        reasons = ", ".join(f"{k}: {n}" for k, n in manifest["rejected_by_reason"].items())
+        logger.warning(
+            "ingest: nothing was cataloged: %d of %d units rejected (%s), %d read messages; "
+            "the reasons per file are in OUT/_restricted/rejected",
+            counts["rejected"],
+            counts["units"],
+            reasons or "none",
+            counts["read_messages"],
+        )
 
 
 def _inputs_table(

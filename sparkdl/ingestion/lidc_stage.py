@@ -15,6 +15,7 @@ is 1 above a median rating of 3, 0 below, -1 at 3.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -28,6 +29,8 @@ from sparkdl.lidc.clustering import cluster_marks
 from sparkdl.lidc.labels import NoduleRules, malignancy_label
 from sparkdl.lidc.marks import SliceGeometry, read_marks
 from sparkdl.lidc.pseudonymous import from_json
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "LidcResult",
@@ -48,11 +51,14 @@ _GEOMETRY_COLUMNS = [
 
 @dataclass(frozen=True)
 class LidcResult:
-    """The two tables' rows and the positive nodules as patch points, per series."""
+    """The two tables' rows, the positive nodules as patch points, and the findings LUNA16
+    would leave out of its reference (nodules below the ``lidc:`` rule, non-nodules):
+    ``(x, y, z, diameter_mm or -1)`` per series, excluded from FROC counting."""
 
     reads: list[tuple[Any, ...]]
     nodules: list[tuple[Any, ...]]
     points: dict[str, list[dict[str, Any]]]
+    excluded: dict[str, list[tuple[float, float, float, float]]]
 
 
 def read_messages(records: DataFrame) -> list[tuple[str, str]]:
@@ -78,13 +84,13 @@ def build_nodules(
     if catalog is not None:
         slices = slices.unionByName(catalog.select(*_GEOMETRY_COLUMNS))
     geometry, unplaceable = _geometry(slices.filter(F.col("series_uid").isin(series)).collect())
-    result = LidcResult([], [], defaultdict(list))
+    result = LidcResult([], [], defaultdict(list), defaultdict(list))
     numbered: Counter[str] = Counter()
     for series_uid, text in messages:
         numbered[series_uid] += _add_message(
             result, series_uid, text, (geometry, unplaceable), options, first=numbered[series_uid]
         )
-    return LidcResult(result.reads, result.nodules, dict(result.points))
+    return LidcResult(result.reads, result.nodules, dict(result.points), dict(result.excluded))
 
 
 def _add_message(
@@ -141,9 +147,12 @@ def _add_message(
                     "source": "candidate",  # a marked finding that is not a nodule
                     "malignancy": -1,
                     "diameter_mm": -1.0,
+                    "sources": ("lidc",),
                 }
             )
-        if positive:
+        if not positive:
+            result.excluded[series_uid].append((x, y, z, float(nodule.diameter_mm or -1.0)))
+        else:
             result.points[series_uid].append(
                 {
                     "center_xyz": (x, y, z),
@@ -151,6 +160,7 @@ def _add_message(
                     "source": "annotation",
                     "malignancy": label,
                     "diameter_mm": float(nodule.diameter_mm or 0.0),
+                    "sources": ("lidc",),
                 }
             )
     return len(nodules)
@@ -197,6 +207,7 @@ def write_annotations(data: str, path: str, *, all_nodules: bool = False) -> int
     (:data:`sparkdl.lidc.labels.ANNOTATION_COLUMNS`). The series UIDs are those of the
     dataset's own tables, for evaluation on it (``ingest --annotations`` expects originals).
     """
+    from sparkdl.errors import InputError
     from sparkdl.lidc.labels import write_annotations_csv
     from sparkdl.store.layout import Dataset
     from sparkdl.store.table_files import columns
@@ -206,8 +217,22 @@ def write_annotations(data: str, path: str, *, all_nodules: bool = False) -> int
         "series_uid", "coordX", "coordY", "coordZ", "diameter_mm", "malignancy",
         "num_nodule_readers", "malignancy_median", "positive",
     ]  # fmt: skip
-    table = columns(Dataset.of(data).path(NODULES), names)
-    rows = [] if table is None else table.to_pylist()
+    dataset = Dataset.of(data)
+    dataset.manifest()  # a clear error when this is no complete ingest output
+    table = columns(dataset.path(NODULES), names)
+    if table is None:
+        raise InputError(
+            f"{dataset.root} has no {NODULES}/: none of its inputs was an LIDC read message "
+            "(the readers' XML, LidcReadMessage), so it holds no reader nodules. Ingest the "
+            "XML files with the series they read."
+        )
+    rows = table.to_pylist()
+    if rows and not all_nodules and not any(r["positive"] for r in rows):
+        logger.warning(
+            "annotations: none of the %d nodules the readers marked meets the lidc: rule of "
+            "the ingest config (a positive); --all writes every outlined nodule",
+            len(rows),
+        )
     chosen = [r for r in rows if r["diameter_mm"] is not None and (all_nodules or r["positive"])]
     write_annotations_csv(
         path,

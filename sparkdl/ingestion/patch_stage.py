@@ -12,15 +12,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import pyarrow.fs as pafs
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from sparkdl.deid import remap_uid
+from sparkdl.errors import InputError
 from sparkdl.geometry import Geometry
+from sparkdl.ingestion.discover import check_inputs_exist
 from sparkdl.patches.extract import PatchOptions, make_patch_rows, sample_negatives, series_rng
-from sparkdl.patches.points import points_from_frame, read_points_csv
+from sparkdl.patches.points import (
+    label_candidates,
+    merge_nodules,
+    points_from_frame,
+    read_points_csv,
+)
 from sparkdl.spark import ARROW_BATCH_CONF, session_conf
 from sparkdl.store.storage import arrow_filesystem, to_url
 from sparkdl.store.tables import VolumeSchema, patch_schema
@@ -74,6 +81,19 @@ class Labels:
     def __bool__(self) -> bool:
         return bool(self.annotations or self.candidates)
 
+    def check_files(self) -> None:
+        """InputError naming a given CSV that does not exist (before any work starts)."""
+        for name in ("annotations", "candidates", "excluded"):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            try:
+                check_inputs_exist([path])
+            except InputError:
+                raise InputError(
+                    f"--{name} file not found: {path}. Pass an existing LUNA16-style CSV."
+                ) from None
+
 
 @dataclass(frozen=True)
 class Points:
@@ -85,13 +105,8 @@ class Points:
 
     by_series: dict[str, list[dict[str, Any]]]
     from_candidates: bool
-
-    def with_more(self, more: dict[str, list[dict[str, Any]]]) -> Points:
-        """These points and ``more`` (per pseudonymous series UID)."""
-        merged = {series: list(points) for series, points in self.by_series.items()}
-        for series, points in more.items():
-            merged.setdefault(series, []).extend(points)
-        return Points(merged, self.from_candidates)
+    #: The nodules (one merged positive each, whatever named them), per series.
+    nodules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def total(
         self, series: set[str] | frozenset[str] | None = None, *, outside: bool = False
@@ -104,60 +119,49 @@ class Points:
         )
 
 
-def load_points(labels: Labels, key: bytes) -> Points:
-    """Annotated and candidate points per pseudonymous series UID.
+def load_points(
+    labels: Labels, key: bytes, lidc: dict[str, list[dict[str, Any]]] | None = None
+) -> Points:
+    """The labelled points per pseudonymous series UID: one positive per nodule.
 
-    Without candidates, each annotation is a positive point. With a candidates file (the
-    LUNA16 false-positive-reduction setting) every candidate is a point with its own class,
-    so that evaluation can score the candidate list as given (FROC); a positive candidate
-    within an annotation's radius takes that nodule's malignancy and diameter, and only the
-    annotations no positive candidate covers are added as points of their own.
+    The nodules of the annotations CSV and of the LIDC readers (``lidc``: the positives and
+    hard negatives of the read messages among the inputs) are merged, so a nodule both name
+    is one positive (:func:`~sparkdl.patches.points.merge_nodules`; the CSV's centre wins).
+    With a candidates file (the LUNA16 false-positive-reduction setting) every candidate is
+    a point with its own class, so that evaluation can score the candidate list as given
+    (FROC); a positive candidate within a nodule's radius takes that nodule's malignancy
+    and diameter, and only the nodules no positive candidate covers are added as points of
+    their own (:func:`~sparkdl.patches.points.label_candidates`).
     """
-    annotations, candidates = labels.annotations, labels.candidates
-    points = _points_by_series(annotations, "annotations", key) if annotations else {}
-    for series, found in (
-        _points_by_series(candidates, "candidates", key) if candidates else {}
-    ).items():
-        points[series] = _merge_candidates(points.get(series, []), found)
-    return Points(points, from_candidates=candidates is not None)
+    annotations = _points_by_series(labels.annotations, "annotations", key)
+    candidates = _points_by_series(labels.candidates, "candidates", key)
+    lidc = lidc or {}
+    points, nodules = {}, {}
+    for series in sorted(set(annotations) | set(lidc) | set(candidates)):
+        merged = merge_nodules(annotations.get(series, []), lidc.get(series, []))
+        nodules[series] = [p for p in merged if p["label"] == 1]
+        found = candidates.get(series)
+        points[series] = label_candidates(merged, found) if found else merged
+    return Points(points, labels.candidates is not None, nodules)
 
 
-def _merge_candidates(
-    nodules: list[dict[str, Any]], candidates: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """One series' candidates, positives labelled from the nodule that covers them, plus the
-    nodules no positive candidate covers."""
-    if not nodules:
-        return candidates
-    centres = np.array([n["center_xyz"] for n in nodules], dtype=np.float64)
-    radii = np.array([max(n["diameter_mm"] / 2, 3.0) for n in nodules])
-    covered = np.zeros(len(nodules), dtype=bool)
-    merged = []
-    for candidate in candidates:
-        point = candidate
-        if candidate["label"] == 1:
-            distance = np.linalg.norm(centres - np.asarray(candidate["center_xyz"]), axis=1)
-            inside = np.flatnonzero(distance <= radii)
-            if len(inside):
-                nearest = int(inside[np.argmin(distance[inside])])
-                covered[nearest] = True
-                point = {
-                    **candidate,
-                    "malignancy": nodules[nearest]["malignancy"],
-                    "diameter_mm": nodules[nearest]["diameter_mm"],
-                }
-        merged.append(point)
-    return [n for n, hit in zip(nodules, covered) if not hit] + merged
-
-
-def findings_rows(labels: Labels, key: bytes) -> list[tuple[str, float, float, float, float, str]]:
-    """The findings evaluation's FROC needs, pseudonymous: every annotated nodule
-    (``"nodule"``) and every excluded finding (``"excluded"``, diameter -1 when unknown)."""
-    rows = []
-    for path, kind in ((labels.annotations, "nodule"), (labels.excluded, "excluded")):
-        if path is None:
-            continue
-        frame = read_points_csv(path, "annotations")
+def findings_rows(
+    points: Points,
+    labels: Labels,
+    key: bytes,
+    lidc_excluded: dict[str, list[tuple[float, float, float, float]]] | None = None,
+) -> list[tuple[str, float, float, float, float, str]]:
+    """The findings FROC evaluation matches candidates against, pseudonymous: every nodule,
+    one per nodule whatever named it (``"nodule"``, diameter -1 when unknown), and every
+    excluded finding (``"excluded"``: LUNA16's ``annotations_excluded.csv``, and the LIDC
+    readers' findings below the ``lidc:`` rule)."""
+    rows: list[tuple[str, float, float, float, float, str]] = []
+    for series, found in sorted(points.nodules.items()):
+        for nodule in found:
+            x, y, z = (float(v) for v in nodule["center_xyz"])
+            rows.append((series, x, y, z, float(nodule.get("diameter_mm", -1.0)), "nodule"))
+    if labels.excluded is not None:
+        frame = read_points_csv(labels.excluded, "annotations")
         for row in frame.itertuples(index=False):
             rows.append(
                 (
@@ -166,16 +170,21 @@ def findings_rows(labels: Labels, key: bytes) -> list[tuple[str, float, float, f
                     float(row.coordY),
                     float(row.coordZ),
                     float(row.diameter_mm),
-                    kind,
+                    "excluded",
                 )
             )
+    for series, marked in sorted((lidc_excluded or {}).items()):
+        rows += [(series, x, y, z, d, "excluded") for x, y, z, d in marked]
     return rows
 
 
 def _points_by_series(
-    path: str, kind: Literal["annotations", "candidates"], key: bytes
+    path: str | None, kind: Literal["annotations", "candidates"], key: bytes
 ) -> dict[str, list[dict[str, Any]]]:
-    """The points of one LUNA16 CSV per pseudonymous series UID (same keyed map as the images)."""
+    """The points of one LUNA16 CSV per pseudonymous series UID (same keyed map as the
+    images); none without a file."""
+    if path is None:
+        return {}
     frame = read_points_csv(path, kind)
     return {
         remap_uid(key, str(uid)): points_from_frame(rows, kind)
@@ -224,7 +233,10 @@ def build_patches(
         frame = volumes.mapInArrow(cut, spark_schema).persist(StorageLevel.DISK_ONLY)
         total_new = frame.count()
     if scope.keep is not None:
-        frame = scope.keep.select(*frame.columns).unionByName(frame)
+        keep = scope.keep
+        if "sources" not in keep.columns:  # published before the column existed
+            keep = keep.withColumn("sources", F.lit(None).cast("string"))
+        frame = keep.select(*frame.columns).unionByName(frame)
     total = total_new + (scope.keep.count() if scope.keep is not None else 0)
     if total:
         # Several files (so several row groups) even for small sets: shards are row groups.

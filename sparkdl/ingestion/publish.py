@@ -255,19 +255,32 @@ def manifest_counts(output: str) -> dict[str, Any]:
     by_split_label = {f"{split}/{label}": n for (split, label), n in _grouped(patches).items()}
     cataloged = catalog.num_rows if catalog is not None else 0
     read_messages = count_rows(join(output, READS))
-    nodules = columns(join(output, NODULES), ["positive"])
+    reader_nodules = columns(join(output, NODULES), ["positive"])
+    findings = columns(join(output, FINDINGS), ["kind"])
+    imaged = catalog.filter(pc.is_valid(catalog["volume_status"])) if catalog is not None else None
     return {
         "counts": {
             "units": cataloged + sum(reasons.values()) + read_messages,
             "cataloged": cataloged,
             "rejected": sum(reasons.values()),
             "read_messages": read_messages,
-            "nodules": nodules.num_rows if nodules is not None else 0,
-            "nodules_positive": (
-                int(pc.sum(nodules["positive"]).as_py() or 0) if nodules is not None else 0
-            ),
-            "series": len(pc.unique(catalog["series_uid"])) if catalog is not None else 0,
+            # Every distinct series cataloged; those with images went to series assembly.
+            "series": _distinct(catalog, "series_uid"),
+            "image_series": _distinct(imaged, "series_uid"),
             "volumes": count_rows(join(output, VOLUMES)),
+            # One per nodule, whatever named it (annotations CSV, LIDC readers): findings/.
+            "nodules": (
+                int(pc.sum(pc.equal(findings["kind"], "nodule")).as_py() or 0)
+                if findings is not None
+                else 0
+            ),
+            # What the LIDC readers marked (nodules/), and the positives of the lidc: rule.
+            "reader_nodules": reader_nodules.num_rows if reader_nodules is not None else 0,
+            "reader_nodules_positive": (
+                int(pc.sum(reader_nodules["positive"]).as_py() or 0)
+                if reader_nodules is not None
+                else 0
+            ),
             "patches": sum(by_split_label.values()),
         },
         "rejected_by_reason": dict(sorted(reasons.items())),
@@ -280,6 +293,10 @@ def manifest_counts(output: str) -> dict[str, Any]:
         ),
         "patches": {"by_split_label": dict(sorted(by_split_label.items()))},
     }
+
+
+def _distinct(table: pa.Table | None, column: str) -> int:
+    return len(pc.unique(table[column])) if table is not None else 0
 
 
 def _grouped(table: pa.Table | None) -> dict[tuple[Any, ...], int]:

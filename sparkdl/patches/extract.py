@@ -32,6 +32,9 @@ from sparkdl.store.tables import SOURCES, SPLITS
 
 logger = logging.getLogger(__name__)
 
+#: A checked point: centre (LPS mm), label, source, malignancy, diameter, label sources.
+_Point = tuple[npt.NDArray[np.float64], int, str, int, float, str]
+
 #: Air threshold of the lung mask, HU.
 LUNG_THRESHOLD_HU = -400.0
 
@@ -247,7 +250,7 @@ def make_patch_rows(
     )  # fmt: skip
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for (center, label, source, malignancy, diameter), patch in zip(kept, cut):
+    for (center, label, source, malignancy, diameter, sources), patch in zip(kept, cut):
         text = f"{series_uid}|{source}|{label}|" + "|".join(f"{v:.3f}" for v in center)
         patch_id = f"{series_uid}.{source[0]}{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         seen[patch_id] = seen.get(patch_id, -1) + 1
@@ -264,6 +267,7 @@ def make_patch_rows(
                 "diameter_mm": diameter,
                 "center": center,
                 "source": source,
+                "sources": sources,
                 "split": split,
             }
         )
@@ -273,22 +277,21 @@ def make_patch_rows(
 
 
 def _fewer_negative_candidates(
-    points: list[tuple[npt.NDArray[np.float64], int, str, int, float]],
-    limit: int,
-    rng: np.random.Generator,
-) -> list[tuple[npt.NDArray[np.float64], int, str, int, float]]:
+    points: list[_Point], limit: int, rng: np.random.Generator
+) -> list[_Point]:
     """Every point but negative candidates beyond ``limit``, which are sampled (in order)."""
-    negatives = [i for i, p in enumerate(points) if p[1] == 0 and p[2] == "candidate"]
+    negatives = [
+        i for i, p in enumerate(points) if p[1] == 0 and p[2] in ("candidate", "generated")
+    ]
     if len(negatives) <= limit:
         return points
     dropped = set(rng.choice(negatives, size=len(negatives) - limit, replace=False).tolist())
     return [p for i, p in enumerate(points) if i not in dropped]
 
 
-def _checked(
-    point: Mapping[str, Any], series_uid: str
-) -> tuple[npt.NDArray[np.float64], int, str, int, float]:
-    """``(centre, label, source, malignancy, diameter_mm)`` of a point, or InputError."""
+def _checked(point: Mapping[str, Any], series_uid: str) -> _Point:
+    """``(centre, label, source, malignancy, diameter_mm, sources)`` of a point, or
+    InputError."""
     center = np.asarray(point["center_xyz"], dtype=np.float64).reshape(3)
     label, source = int(point["label"]), str(point["source"])
     malignancy = _optional(point.get("malignancy"), int)
@@ -298,7 +301,8 @@ def _checked(
             f"source one of {SOURCES}, malignancy -1, 0 or 1. Received: "
             f"label={label!r}, source={source!r}, malignancy={malignancy!r}"
         )
-    return center, label, source, malignancy, float(_optional(point.get("diameter_mm"), float))
+    diameter = float(_optional(point.get("diameter_mm"), float))
+    return center, label, source, malignancy, diameter, ",".join(point.get("sources", ()))
 
 
 def series_rng(series_uid: str, seed: int = 0) -> np.random.Generator:

@@ -274,8 +274,13 @@ def patch_schema(size: int) -> Schema:
             Field("diameter_mm", np.float32, (), ScalarCodec("FloatType"), False),
             # World LPS (x, y, z) mm of the patch centre.
             Field("center", np.float64, (3,), NdarrayCodec(), False),
-            # "annotation", "candidate" or "sampled".
+            # What the point is: "annotation" (a nodule's centre), "candidate" (listed),
+            # "generated" (a candidate sparkdl found) or "sampled" (a negative in the lungs).
             Field("source", np.str_, (), ScalarCodec("StringType"), False),
+            # Which label sources name it, comma-separated, the one whose centre it has
+            # first: "annotations", "lidc", "candidates", "generated" ("" for sampled
+            # negatives and in datasets written before the field existed).
+            Field("sources", np.str_, (), ScalarCodec("StringType"), True),
             Field("split", np.str_, (), ScalarCodec("StringType"), False),
         ],
     )
@@ -284,8 +289,20 @@ def patch_schema(size: int) -> Schema:
 def patch_shape(url: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """Shape and dtype of the ``patch`` field of the Petastorm dataset at ``url`` (its
     ``patches/`` folder), from the stored Unischema."""
-    from sparkdl.store.metadata import read_schema
+    import pyarrow.fs as pafs
 
+    from sparkdl.store.metadata import read_schema
+    from sparkdl.store.storage import arrow_filesystem
+
+    fs, path = arrow_filesystem(url)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        root = url.rstrip("/").rsplit("/", 1)[0]
+        raise InputError(
+            f"{root} has no {PATCHES}/: its ingest cut no patch. Patches are cut around "
+            "labelled points: ingest again with --annotations and/or --candidates (LUNA16 "
+            "CSVs), with the LIDC readers' XML among the inputs, or with candidate generation "
+            "on (conf/ingest.yaml candidates:)."
+        )
     schema = read_schema(url)
     field = schema.fields.get("patch")
     if field is None or None in field.shape or len(field.shape) != 3:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sparkdl.errors import InputError
+from sparkdl.noise import import_tensorflow
 from sparkdl.store.storage import join, local_path
-from sparkdl.tf_noise import import_tensorflow
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"

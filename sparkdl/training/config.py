@@ -7,13 +7,14 @@ worker: plain frozen values, pickled into the barrier tasks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from sparkdl.config import check_ranges, from_mapping, read_yaml
-from sparkdl.errors import InputError
+from sparkdl.errors import ConfigError, InputError
 from sparkdl.store.tables import LABEL_FIELDS, LUNG_WINDOW
 
 #: Builds the uncompiled ``tf_keras.Model`` for an input shape ``(D, H, W, 1)``.
@@ -71,10 +72,17 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-        """Read ``path`` (YAML; defaults when None); ``overrides`` (CLI flags, None ignored) win."""
-        mapping = read_yaml(path)
-        mapping.update({key: value for key, value in overrides.items() if value is not None})
-        return from_mapping(cls, mapping, where=str(path or "train config"))
+        """Read ``path`` (YAML; defaults when None); ``overrides`` (CLI flags, None ignored) win.
+
+        A bad value is reported where it came from: the config file's key, or the flag.
+        """
+        config = from_mapping(cls, read_yaml(path), where=str(path or "train config"))
+        flags = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            return dataclasses.replace(config, **flags)
+        except ConfigError as err:
+            given = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in flags.items())
+            raise ConfigError(f"{given}: {err}") from None
 
 
 @dataclass(frozen=True)

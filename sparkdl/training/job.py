@@ -134,11 +134,13 @@ def train(
     ``model_path``. A previous ``M/backup`` left by an interrupted run is resumed from.
     """
     from sparkdl.spark import get_spark
+    from sparkdl.training.capacity import check_capacity
     from sparkdl.training.runner import TrainingRunner
     from sparkdl.training.worker import train_worker
 
     config = config or TrainConfig()
     spark = spark or get_spark()
+    check_capacity(spark, num_workers, use_gpu=use_gpu)  # the first error that matters
     job = plan_job(
         data,
         model_dir,
@@ -149,12 +151,13 @@ def train(
         spark=spark,
     )
     if job.class_weight:
-        logger.info(
-            "train: class weights %s from train counts %s", job.class_weight, job.train_counts
-        )
+        weights = ", ".join(f"{c}: {w:.2f}" for c, w in sorted(job.class_weight.items()))
+        counts = ", ".join(f"{c}: {n}" for c, n in sorted(job.train_counts.items()))
+        logger.info("train: class weights %s (train patches per class %s)", weights, counts)
     logger.info(
-        "train: %d worker(s), %d steps/epoch of %d patches, %d epochs",
+        "train: %d worker(s) on %s, %d steps/epoch of %d patches, %d epochs",
         num_workers,
+        "GPU" if use_gpu else "CPU",
         job.steps_per_epoch,
         config.batch_size,
         config.epochs,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sparkdl.errors import ConfigError
-from sparkdl.tf_noise import import_tensorflow
+from sparkdl.noise import import_tensorflow
 
 TASKS = ("nodule", "malignancy")
 #: Batch-norm moving-average momentum: 0.9 (not Keras' 0.99) so the inference statistics

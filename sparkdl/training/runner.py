@@ -117,7 +117,7 @@ def _run_isolated(
     Spark reuses Python workers, and a process where TF built a multi-worker strategy cannot
     build another: each run gets its own interpreter, which inherits the task's environment
     and ``sys.path`` (so code shipped with ``--py-files`` is found). With
-    ``quiet_gpu_probe`` its stderr passes through :func:`sparkdl.tf_noise.is_noise`.
+    ``quiet_gpu_probe`` its stderr passes through :func:`sparkdl.noise.is_noise`.
     """
     import os
     import subprocess
@@ -125,7 +125,7 @@ def _run_isolated(
 
     from pyspark import cloudpickle
 
-    from sparkdl.tf_noise import is_noise
+    from sparkdl.noise import is_noise
     from sparkdl.training.process import PARENT_PID_ENV
 
     with tempfile.TemporaryDirectory(prefix="sparkdl-worker-") as tmp:
@@ -168,7 +168,7 @@ def _make_task(
     fn: Callable[..., Any], args: tuple[Any, ...], use_gpu: bool, local_gpus: list[str] | None
 ) -> Callable[[Any], Any]:
     """Build the barrier task closure from plain values only (no session, no ``self``)."""
-    from sparkdl.spark import verbose
+    from sparkdl.noise import verbose
 
     quiet = not verbose()
 
@@ -254,7 +254,7 @@ class TrainingRunner:
             if self.use_gpu and is_local_master(master)
             else None
         )
-        logger.info(
+        logger.debug(
             "Training on %d Spark barrier tasks (master %s, %s)",
             self.num_workers,
             master,
@@ -283,5 +283,5 @@ class TrainingRunner:
             ) from exc
         rows.sort(key=lambda row: row[0])
         for rank, address, gpus, _ in rows:
-            logger.info("Worker %d at %s, CUDA_VISIBLE_DEVICES=%r", rank, address, gpus)
+            logger.debug("Worker %d at %s, CUDA_VISIBLE_DEVICES=%r", rank, address, gpus)
         return [loads(payload) for *_, payload in rows]

@@ -112,7 +112,9 @@ def plan_from_rows(shard_rows: Sequence[int], batch_size: int, min_steps: int = 
         num_shards, steps = 1, total // batch_size
     if steps < min_steps:
         logger.info(
-            "%d steps per pass over the split; an epoch repeats it up to %d steps", steps, min_steps
+            "train: %d steps per pass over the split; an epoch repeats it up to %d steps",
+            steps,
+            min_steps,
         )
     return ShardPlan(num_shards, max(1, min_steps, steps), tuple(int(r) for r in shard_rows))
 

@@ -1,4 +1,4 @@
-"""TensorFlow's start-up messages that are not problems, kept off the console.
+"""Console lines of TensorFlow and the JVM that are not problems, kept off the console.
 
 Importing TensorFlow on a machine or a Spark task without a GPU prints, from C++ and before
 Python's logging exists, ERROR-level lines that are not errors (``failed call to cuInit``,
@@ -8,16 +8,31 @@ high enough to hide them hides real errors too, so instead the known lines are f
 from a training worker's stderr by its Spark task (:mod:`sparkdl.training.runner`), and from this
 process's own stderr while TensorFlow is imported (:func:`import_tensorflow`). Every other
 line passes; ``sparkdl --verbose`` turns the filter off.
+
+The Spark driver JVM likewise prints ``WARNING: Using incubator modules:
+jdk.incubator.vector`` as it starts (Spark 4 runs with that module on), on every command:
+:func:`jvm_stderr_filtered` wraps the launch of a JVM, which keeps the filtered pipe as its
+stderr for its whole life (its log4j output passes through, line by line).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["NOISE", "import_tensorflow", "is_noise"]
+__all__ = [
+    "JVM_NOISE",
+    "NOISE",
+    "VERBOSE_ENV_VAR",
+    "import_tensorflow",
+    "is_noise",
+    "jvm_stderr_filtered",
+    "verbose",
+]
 
 NOISE = (
     "failed call to cuInit",
@@ -46,6 +61,18 @@ NOISE = (
 )
 
 
+#: Set (by ``sparkdl --verbose``) to see everything: no filter, Spark's INFO, TF's probing.
+VERBOSE_ENV_VAR = "SPARKDL_VERBOSE"
+
+#: What the Spark driver JVM prints as it starts that is not a problem.
+JVM_NOISE = ("WARNING: Using incubator modules: jdk.incubator.vector",)
+
+
+def verbose() -> bool:
+    """Whether the user asked for everything (``sparkdl --verbose`` sets ``SPARKDL_VERBOSE``)."""
+    return os.environ.get(VERBOSE_ENV_VAR, "").strip() not in ("", "0", "false", "no")
+
+
 def is_noise(line: str) -> bool:
     """Whether ``line`` is one of TensorFlow's start-up messages in :data:`NOISE`."""
     return any(marker in line for marker in NOISE)
@@ -58,20 +85,12 @@ def import_tensorflow() -> Any:
     process's stderr goes through a pipe meanwhile, and every line not in :data:`NOISE` is
     written on to the real stderr.
     """
-    from sparkdl.spark import verbose
-
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     if "tensorflow" in sys.modules or verbose():
         import tensorflow as tf
 
         return tf
-    sys.stderr.flush()
-    saved = os.dup(2)
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    forward = threading.Thread(target=_forward, args=(read_end, saved), daemon=True)
-    forward.start()
+    saved, forward = _filter_fd2(NOISE)
     try:
         import tensorflow as tf
 
@@ -84,8 +103,46 @@ def import_tensorflow() -> Any:
     return tf
 
 
-def _forward(read_end: int, target: int) -> None:
+@contextlib.contextmanager
+def jvm_stderr_filtered() -> Iterator[None]:
+    """Start a JVM inside: its stderr goes through a pipe that drops :data:`JVM_NOISE`.
+
+    The JVM inherits the pipe as its fd 2 for its whole life, so the forwarding thread (a
+    daemon) runs until the JVM closes it; this process's own fd 2 is restored on exit.
+    """
+    if verbose():
+        yield
+        return
+    saved, _ = _filter_fd2(JVM_NOISE, close_target=True)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(os.dup(saved), 2)  # the forwarder keeps ``saved`` for the JVM's lines
+
+
+def _filter_fd2(
+    markers: tuple[str, ...], *, close_target: bool = False
+) -> tuple[int, threading.Thread]:
+    """fd 2 replaced by a pipe whose lines without ``markers`` go on to the real stderr;
+    the real stderr's fd (a copy) and the forwarding thread."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forward = threading.Thread(
+        target=_forward, args=(read_end, saved, markers, close_target), daemon=True
+    )
+    forward.start()
+    return saved, forward
+
+
+def _forward(read_end: int, target: int, markers: tuple[str, ...], close_target: bool) -> None:
     with os.fdopen(read_end, "rb") as pipe:
         for line in pipe:
-            if not is_noise(line.decode("utf-8", "replace")):
+            text = line.decode("utf-8", "replace")
+            if not any(marker in text for marker in markers):
                 os.write(target, line)
+    if close_target:
+        os.close(target)
