@@ -47,6 +47,7 @@ __all__ = [
     "TrainingError",
     "TrainingRunner",
     "evaluate",
+    "get_spark",
     "ingest",
     "inspect_dataset",
     "make_dataset",
@@ -75,6 +76,7 @@ _LAZY = {
     "predict": "sparkdl.evaluation.prediction",
     "read_rows": "sparkdl.store.reader",
     "synthesize_cohort": "sparkdl.synth",
+    "get_spark": "sparkdl.spark",
 }
 
 if TYPE_CHECKING:
@@ -85,6 +87,7 @@ if TYPE_CHECKING:
     from sparkdl.ingestion.job import ingest
     from sparkdl.ingestion.patch_stage import Labels
     from sparkdl.inspection import inspect_dataset
+    from sparkdl.spark import get_spark
     from sparkdl.store.layout import Dataset
     from sparkdl.store.reader import read_rows
     from sparkdl.synth import synthesize_cohort

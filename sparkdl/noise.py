@@ -21,7 +21,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "import_tensorflow",
     "is_noise",
     "jvm_stderr_filtered",
+    "quiet_tensorflow_info",
     "verbose",
 ]
 
@@ -73,6 +74,14 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV_VAR, "").strip() not in ("", "0", "false", "no")
 
 
+def quiet_tensorflow_info(env: MutableMapping[str, str]) -> None:
+    """TensorFlow's C++ INFO lines off in ``env`` (``TF_CPP_MIN_LOG_LEVEL=1``), unless the user
+    chose a level: they are never a problem (tf.data's memory patch, the coordination
+    service's handshakes), while its warnings and errors still show (filtered by
+    :func:`is_noise`). Read by TensorFlow when it is imported."""
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
 def is_noise(line: str) -> bool:
     """Whether ``line`` is one of TensorFlow's start-up messages in :data:`NOISE`."""
     return any(marker in line for marker in NOISE)
@@ -86,6 +95,8 @@ def import_tensorflow() -> Any:
     written on to the real stderr.
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    if not verbose():
+        quiet_tensorflow_info(os.environ)
     if "tensorflow" in sys.modules or verbose():
         import tensorflow as tf
 

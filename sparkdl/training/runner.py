@@ -125,7 +125,7 @@ def _run_isolated(
 
     from pyspark import cloudpickle
 
-    from sparkdl.noise import is_noise
+    from sparkdl.noise import is_noise, quiet_tensorflow_info
     from sparkdl.training.process import PARENT_PID_ENV
 
     with tempfile.TemporaryDirectory(prefix="sparkdl-worker-") as tmp:
@@ -137,6 +137,8 @@ def _run_isolated(
             PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
             **{PARENT_PID_ENV: str(os.getpid())},
         )
+        if quiet_gpu_probe:
+            quiet_tensorflow_info(env)
         command = [sys.executable, "-m", "sparkdl.training.process", path_in, path_out]
         if quiet_gpu_probe:
             with subprocess.Popen(
