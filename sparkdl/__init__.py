@@ -36,6 +36,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "DeidKeyError",
+    "DetectOptions",
     "Geometry",
     "IngestConfig",
     "InputError",
@@ -46,6 +47,7 @@ __all__ = [
     "TrainConfig",
     "TrainingError",
     "TrainingRunner",
+    "detect",
     "evaluate",
     "get_spark",
     "ingest",
@@ -77,9 +79,12 @@ _LAZY = {
     "read_rows": "sparkdl.store.reader",
     "synthesize_cohort": "sparkdl.synth",
     "get_spark": "sparkdl.spark",
+    "detect": "sparkdl.evaluation.detection",
+    "DetectOptions": "sparkdl.evaluation.detection",
 }
 
 if TYPE_CHECKING:
+    from sparkdl.evaluation.detection import DetectOptions, detect
     from sparkdl.evaluation.prediction import predict
     from sparkdl.evaluation.report import evaluate
     from sparkdl.geometry import Geometry

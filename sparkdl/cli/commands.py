@@ -192,3 +192,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     summary = inspect_dataset(args.data, report_png=args.png, max_items=args.max_items)
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from sparkdl.evaluation.detection import DetectOptions, detect
+
+    options = DetectOptions(args.threshold, args.max_per_scan, args.split)  # before Spark
+    result = detect(
+        args.data,
+        args.model_dir,
+        args.output,
+        options=options,
+        malignancy_model=args.malignancy_model,
+        pictures=args.pictures,
+        spark=session(args),
+    )
+    _print(args, result, summaries.detect_lines(result))
+    return 0
+
+
+def cmd_candidates(args: argparse.Namespace) -> int:
+    from sparkdl.evaluation.detection import write_candidates_csv
+
+    written = write_candidates_csv(args.data, args.output)
+    print(f"candidates: {args.output}: {written:,} candidates (LUNA16 form, pseudonymous ids)")
+    return 0

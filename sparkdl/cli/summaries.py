@@ -80,6 +80,19 @@ def predict_lines(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def detect_lines(result: Mapping[str, Any]) -> list[str]:
+    """What ``sparkdl detect`` found and wrote."""
+    lines = [
+        f"detect: {result['candidates_scored']:,} candidates of {result['scans']:,} scans scored "
+        f"→ {result['detections']:,} detections in {result['scans_with_detections']:,} scans",
+        f"detect: wrote {result['path']}",
+    ]
+    if result.get("pictures"):
+        folder = str(result["pictures"][0]).rsplit("/", 1)[0]
+        lines.append(f"detect: {len(result['pictures'])} pictures under {folder}")
+    return lines
+
+
 def as_json(value: Any) -> str:
     """``--json``: the whole result, machine-readable, lists of numbers on one line."""
     return json.dumps(value, indent=1, default=str, sort_keys=True)

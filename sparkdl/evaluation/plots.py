@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy.typing as npt
 
 from sparkdl.evaluation.froc import FP_RATES, FrocResult, format_rate
 from sparkdl.store.storage import join, local_path
+from sparkdl.store.tables import LUNG_WINDOW
 from sparkdl.training.artifact import HISTORY_FILE
 
 #: (metric, title) per panel; Keras names the validation series ``val_<metric>``.
@@ -103,3 +105,49 @@ def plot_froc(
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
+
+
+def plot_detections(volume: dict[str, Any], detections: Sequence[Any], path: str) -> bool:
+    """The axial slice through each detection of one volume, a ring of its estimated size
+    (at least 6 mm across) around the centre, its probability in the title; False when none
+    of ``detections`` lies in ``volume`` (a series split into several volumes)."""
+    from matplotlib.figure import Figure
+
+    from sparkdl.geometry import Geometry
+
+    array = np.asarray(volume["volume"])
+    geometry = Geometry.of(volume)
+    inside = []
+    for item in detections:
+        zyx = geometry.to_voxel(np.asarray(item.center, dtype=np.float64))
+        if np.all(zyx > -0.5) and np.all(zyx < np.array(array.shape) - 0.5):
+            inside.append((item, zyx))
+    if not inside:
+        return False
+    level, width = LUNG_WINDOW
+    fig = Figure(figsize=(3.6 * len(inside), 4.0), dpi=100)
+    for ax, (item, (z, y, x)) in zip(fig.subplots(1, len(inside), squeeze=False)[0], inside):
+        spacing = geometry.spacing
+        ax.imshow(
+            array[round(z)],
+            cmap="gray",
+            vmin=level - width / 2,
+            vmax=level + width / 2,
+            aspect=spacing[1] / spacing[2],
+            interpolation="nearest",
+        )
+        radius_px = max(item.diameter_mm, 6.0) / 2.0 / spacing[2] + 2.0
+        ax.add_patch(_ring((x, y), radius_px))
+        size = f", {item.diameter_mm:.0f} mm" if item.diameter_mm > 0 else ""
+        ax.set_title(f"p = {item.probability:.2f}{size}\nslice {round(z)}", fontsize=11)
+        ax.set_axis_off()
+    fig.suptitle(f"series ...{str(volume['series_uid'])[-12:]}: top detections", fontsize=12)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.9))  # room for the suptitle
+    fig.savefig(path)
+    return True
+
+
+def _ring(center: tuple[float, float], radius: float) -> Any:
+    from matplotlib.patches import Circle
+
+    return Circle(center, radius, fill=False, edgecolor="red", linewidth=1.5)

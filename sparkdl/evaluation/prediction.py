@@ -90,8 +90,37 @@ def predict(
     """
     from sparkdl.spark import ARROW_BATCH_CONF, get_spark, session_conf
     from sparkdl.store.storage import local_path
+    from sparkdl.training.artifact import MODEL_FILE
+
+    spark = spark or get_spark()
+    scored = scored_patches(spark, data, model_dir)
+    with session_conf(spark, ARROW_BATCH_CONF, str(BATCH_ROWS)):
+        scored.write.mode("overwrite").parquet(output)
+    rows = spark.read.parquet(output).count()
+    logger.debug("predict: %d patches scored into %s", rows, output)
+    model_path = local_path(join(model_dir, MODEL_FILE))
+    return {"output": output, "rows": int(rows), "model_path": model_path}
+
+
+def score_rows(
+    spark: Any, data: Dataset | str, model_dir: str, where: Any = None
+) -> list[dict[str, Any]]:
+    """The scored patches (``where``: a Spark column condition on the patch rows) collected
+    on the driver as dicts of :data:`PREDICTION_SCHEMA`: for lists of candidates, whose
+    scores are small next to their patches."""
+    from sparkdl.spark import ARROW_BATCH_CONF, session_conf
+
+    scored = scored_patches(spark, data, model_dir, where)
+    with session_conf(spark, ARROW_BATCH_CONF, str(BATCH_ROWS)):
+        return [row.asDict() for row in scored.collect()]
+
+
+def scored_patches(spark: Any, data: Dataset | str, model_dir: str, where: Any = None) -> Any:
+    """The patches of ``data`` (those ``where`` selects) scored by the model of
+    ``model_dir``, as a lazy DataFrame of :data:`PREDICTION_SCHEMA`. Run its action with
+    ``spark.sql.execution.arrow.maxRecordsPerBatch`` at :data:`BATCH_ROWS`."""
     from sparkdl.store.tables import patch_shape
-    from sparkdl.training.artifact import MODEL_FILE, load_training_config
+    from sparkdl.training.artifact import load_training_config
 
     trained = load_training_config(model_dir)
     values = trained["config"]["window"]  # TrainConfig.window: (center, width)
@@ -104,25 +133,24 @@ def predict(
             f"{url} holds {list(shape)}. Use the data the model was trained on "
             "(or ingest with the same patches.size)."
         )
-    model_path = local_path(join(model_dir, MODEL_FILE))
-    spark = spark or get_spark()
-    columns = [
-        "patch_id",
-        "series_uid",
-        "patient_id",
-        "split",
-        "source",
-        "center",
-        "label",
-        "patch",
-    ]
-    frame = spark.read.parquet(url).select(*columns)
+    frame = spark.read.parquet(url)
+    if where is not None:
+        frame = frame.where(where)
+    frame = frame.select(*_INPUT_COLUMNS)
 
     def score(frames: Iterator[Any]) -> Iterator[Any]:
         return score_batches(frames, model_dir, window, shape)
 
-    with session_conf(spark, ARROW_BATCH_CONF, str(BATCH_ROWS)):
-        frame.mapInPandas(score, PREDICTION_SCHEMA).write.mode("overwrite").parquet(output)
-    rows = spark.read.parquet(output).count()
-    logger.debug("predict: %d patches scored into %s", rows, output)
-    return {"output": output, "rows": int(rows), "model_path": model_path}
+    return frame.mapInPandas(score, PREDICTION_SCHEMA)
+
+
+_INPUT_COLUMNS = [
+    "patch_id",
+    "series_uid",
+    "patient_id",
+    "split",
+    "source",
+    "center",
+    "label",
+    "patch",
+]

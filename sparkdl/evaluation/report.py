@@ -153,6 +153,13 @@ def summary_text(metrics: dict[str, Any]) -> str:
             + f" over {froc['num_scans']} scans, {froc['num_nodules']} nodules",
             f"sensitivity at FP/scan {points}",
         ]
+        stage = froc.get("candidate_stage")
+        if stage:
+            lines.append(
+                f"candidate generation: {stage['nodules_hit']} of {stage['nodules']} nodules hit "
+                f"(sensitivity {fmt(stage['sensitivity'])}), "
+                f"{stage['candidates_per_scan_median']:.0f} candidates per scan (median)"
+            )
     if "malignancy_auc" in metrics:
         lines.append(
             f"malignancy AUC: {fmt(metrics['malignancy_auc'])} "

@@ -23,6 +23,8 @@ from sparkdl.errors import InputError
 from sparkdl.store.storage import HadoopFS, join
 from sparkdl.store.table_files import columns, files_with, read, rows_in
 from sparkdl.store.tables import (
+    CANDIDATES,
+    CANDIDATES_SCHEMA,
     CATALOG,
     CATALOG_SCHEMA,
     INPUTS,
@@ -48,6 +50,7 @@ class Previous:
     catalog: DataFrame
     volumes: DataFrame | None
     patches: DataFrame | None
+    candidates: DataFrame | None
 
     @classmethod
     def load(cls, spark: SparkSession, fs: HadoopFS, output: str) -> Previous | None:
@@ -71,6 +74,7 @@ class Previous:
             catalog,
             read(spark, fs, join(output, VOLUMES), VolumeSchema.as_spark_schema()),
             read(spark, fs, join(output, PATCHES)),
+            read(spark, fs, join(output, CANDIDATES), CANDIDATES_SCHEMA),
         )
 
     def _columns(
@@ -129,6 +133,7 @@ class Rebuild:
     rebuilt: set[str] = field(default_factory=set)  # ... of which earlier runs saw instances
     replaced: dict[str, list[str]] = field(default_factory=dict)  # table → its files rewritten
     keep_volumes: DataFrame | None = None  # rows of those files that stay
+    keep_candidates: DataFrame | None = None
     #: Earlier units of the rebuilt series to read again: ``source_path → members``.
     reread: dict[str, frozenset[str | None]] = field(default_factory=dict)
     keep_patches: DataFrame | None = None
@@ -160,11 +165,14 @@ def plan_rebuild(
     if not plan.rebuilt:
         return plan
     in_rebuilt = F.col("series_uid").isin(sorted(plan.rebuilt))
-    for name in (CATALOG, VOLUMES, PATCHES):
+    for name in (CATALOG, VOLUMES, PATCHES, CANDIDATES):
         plan.replaced[name] = files_with(join(previous.output, name), plan.rebuilt)
     # A table with files to replace exists, so Previous.load read it (not None).
     if plan.replaced[VOLUMES] and previous.volumes is not None:
         plan.keep_volumes = rows_in(previous.volumes, plan.replaced[VOLUMES]).filter(~in_rebuilt)
     if plan.replaced[PATCHES] and previous.patches is not None:
         plan.keep_patches = rows_in(previous.patches, plan.replaced[PATCHES]).filter(~in_rebuilt)
+    if plan.replaced[CANDIDATES] and previous.candidates is not None:
+        kept = rows_in(previous.candidates, plan.replaced[CANDIDATES]).filter(~in_rebuilt)
+        plan.keep_candidates = kept.select(*CANDIDATES_SCHEMA.fieldNames())
     return plan

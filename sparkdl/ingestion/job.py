@@ -19,10 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import pyarrow as pa
@@ -31,50 +30,42 @@ from pyspark.sql import functions as F
 
 from sparkdl import progress
 from sparkdl._version import __version__
-from sparkdl.deid import load_key
-from sparkdl.errors import ConfigError, InputError
+from sparkdl.errors import InputError
 from sparkdl.ingestion.config import IngestConfig
 from sparkdl.ingestion.discover import check_inputs_exist, list_inputs
 from sparkdl.ingestion.duplicates import resolve_duplicates
 from sparkdl.ingestion.incremental import Previous, Rebuild, plan_rebuild
+from sparkdl.ingestion.label_stage import stage_patches
 from sparkdl.ingestion.lidc_stage import LidcResult, build_nodules, read_messages
 from sparkdl.ingestion.patch_stage import (
-    AppendScope,
     Labels,
-    build_patches,
-    findings_rows,
-    load_points,
 )
 from sparkdl.ingestion.publish import (
-    finish_interrupted_commit,
     publish_append,
     publish_overwrite,
     publish_unchanged,
 )
 from sparkdl.ingestion.read_stage import stage_records
+from sparkdl.ingestion.run import Run, start_run
 from sparkdl.ingestion.volume_stage import build_volumes
 from sparkdl.store.dicom_files import move_dicom_files
 from sparkdl.store.layout import Dataset
-from sparkdl.store.storage import HadoopFS, join
-from sparkdl.store.table_files import columns, count_rows, rows_in
+from sparkdl.store.storage import join
+from sparkdl.store.table_files import count_rows, rows_in
 from sparkdl.store.tables import (
     CATALOG,
     CATALOG_COLUMNS,
     DICOM,
-    FINDINGS,
-    FINDINGS_SCHEMA,
     INPUTS,
     INPUTS_SCHEMA,
     LINEAGE,
     LINEAGE_COLUMNS,
     NODULE_SCHEMA,
     NODULES,
-    PATCHES,
     READ_SCHEMA,
     READS,
     REJECTED,
     REJECTED_COLUMNS,
-    STAGING,
     VOLUMES,
 )
 from sparkdl.units.records import InputFile, Selection, Task
@@ -114,7 +105,7 @@ def ingest(
     check_inputs_exist(list(inputs))  # a typo fails now, not after Spark started
     if labels is not None:
         labels.check_files()
-    run = _start(output, labels, config, mode, key_file, spark)
+    run = start_run(output, labels, config, mode, key_file, spark)
     timings: dict[str, float] = {}
     files = list_inputs(run.spark, list(inputs))
     unseen = run.previous.unseen(files) if run.previous is not None else files
@@ -156,55 +147,6 @@ def ingest(
     return manifest
 
 
-@dataclass(frozen=True)
-class _Run:
-    """What every phase of one ingest run works with."""
-
-    spark: SparkSession
-    fs: HadoopFS
-    output: str  # the dataset root
-    staging: str  # OUT/_staging/<run>
-    config: IngestConfig
-    labels: Labels
-    key: bytes = field(repr=False)
-    previous: Previous | None  # the last complete run, in append mode
-    started: float  # time.time() at the start
-    task: Task = field(repr=False)  # what every read task needs (holds the key)
-
-    def staged(self, name: str) -> str:
-        return join(self.staging, name)
-
-
-def _start(
-    output: Dataset | str,
-    labels: Labels | None,
-    config: IngestConfig | None,
-    mode: str,
-    key_file: str | None,
-    spark: SparkSession | None,
-) -> _Run:
-    """Check the arguments, finish or drop what a killed run left, load the previous run."""
-    key = load_key(key_file)
-    if mode not in ("overwrite", "append"):
-        raise ConfigError(f"mode must be 'overwrite' or 'append'. Received: {mode!r}")
-    config = config or IngestConfig()
-    labels = labels or Labels()
-    if spark is None:
-        from sparkdl.spark import get_spark
-
-        spark = get_spark()
-    started = time.time()
-    root = Dataset.of(output).root
-    fs = HadoopFS(spark, root)
-    finish_interrupted_commit(fs, root)
-    fs.delete(join(root, STAGING))  # leftovers of a run killed before its commit point
-    staging = join(root, STAGING, uuid.uuid4().hex[:12])
-    previous = Previous.load(spark, fs, root) if mode == "append" else None
-    export_to = join(staging, EXPORTED) if config.export_dicom else None
-    task = Task(key, config.deid, config.limits, export_to)
-    return _Run(spark, fs, root, staging, config, labels, key, previous, started, task)
-
-
 @contextmanager
 def _timed(
     timings: dict[str, float],
@@ -222,7 +164,7 @@ def _timed(
 
 
 def _read_new(
-    run: _Run, files: list[InputFile], unseen: list[InputFile], timings: dict[str, float]
+    run: Run, files: list[InputFile], unseen: list[InputFile], timings: dict[str, float]
 ) -> DataFrame:
     """Read, parse and de-identify the unseen files into staged records; stage ``inputs``."""
     files_done = run.spark.sparkContext.accumulator(0)
@@ -240,7 +182,7 @@ def _read_new(
 
 
 def _read(
-    run: _Run,
+    run: Run,
     files: list[InputFile],
     task: Task,
     selection: Selection,
@@ -256,7 +198,7 @@ def _read(
 
 
 def _build(
-    run: _Run, records: DataFrame, timings: dict[str, float]
+    run: Run, records: DataFrame, timings: dict[str, float]
 ) -> tuple[Rebuild, dict[str, Any]]:
     """Duplicates resolved, volumes assembled, LIDC nodules placed, patches cut, the tables
     staged: the plan of what was (re)built, and what the patch stage did."""
@@ -282,13 +224,13 @@ def _build(
             lidc = build_nodules(messages, resolved, run.config.lidc, earlier)
     tasks = progress.spark_tasks(run.spark.sparkContext)
     with _timed(timings, "patches_s", "patches", "tasks", tasks):
-        patch_run = _patches(run, plan, lidc)
+        patch_run = stage_patches(run, plan, lidc)
     with _timed(timings, "write_s", "writing the tables", "tasks", tasks):
         _write_tables(run, resolved, plan, outcomes, lidc)
     return plan, patch_run
 
 
-def _plan(run: _Run, resolved: DataFrame, messages: list[tuple[str, str]]) -> Rebuild:
+def _plan(run: Run, resolved: DataFrame, messages: list[tuple[str, str]]) -> Rebuild:
     """What to (re)build from the ``resolved`` records (duplicates rejected). An append run
     also reads again the earlier instances of the series it rebuilds, and rebuilds the
     earlier series that new read ``messages`` label."""
@@ -306,7 +248,7 @@ def _plan(run: _Run, resolved: DataFrame, messages: list[tuple[str, str]]) -> Re
     return plan
 
 
-def _earlier_files(run: _Run, sources: list[str]) -> list[InputFile]:
+def _earlier_files(run: Run, sources: list[str]) -> list[InputFile]:
     """The input files of earlier runs whose units are read again; a gone one is warned of."""
     files: list[InputFile] = []
     for source in sources:
@@ -317,55 +259,8 @@ def _earlier_files(run: _Run, sources: list[str]) -> list[InputFile]:
     return files
 
 
-def _patches(run: _Run, plan: Rebuild, lidc: LidcResult | None) -> dict[str, Any]:
-    """Stage the patches around the labelled points (none without labels); what was cut.
-
-    The points are those of the annotations/candidates CSVs and the positive nodules of the
-    LIDC read messages among the inputs.
-    """
-    if not run.labels and not (lidc and lidc.points):
-        return {}
-    scope = (
-        None
-        if run.previous is None
-        else AppendScope(
-            keep=plan.keep_patches,
-            only_series=frozenset(plan.touched),
-            other_volumes=run.previous.volume_series() - plan.touched,
-        )
-    )
-    points = load_points(run.labels, run.key, lidc.points if lidc is not None else None)
-    findings = findings_rows(
-        points, run.labels, run.key, lidc.excluded if lidc is not None else None
-    )
-    if run.previous is not None and findings:
-        findings += _earlier_findings(run, {row[0] for row in findings})
-    if findings:
-        run.spark.createDataFrame(findings, FINDINGS_SCHEMA).coalesce(1).write.parquet(
-            run.staged(FINDINGS)
-        )
-    return build_patches(
-        run.spark,
-        run.staged(VOLUMES),
-        points,
-        run.config.patches,
-        run.key,
-        run.staged(PATCHES),
-        scope,
-    )
-
-
-def _earlier_findings(run: _Run, series: set[str]) -> list[tuple[Any, ...]]:
-    """The published findings of the series this append run names none of (its own rows
-    replace the others')."""
-    published = columns(join(run.output, FINDINGS), FINDINGS_SCHEMA.fieldNames())
-    if published is None:
-        return []
-    return [tuple(row.values()) for row in published.to_pylist() if row["series_uid"] not in series]
-
-
 def _write_tables(
-    run: _Run, resolved: DataFrame, plan: Rebuild, outcomes: DataFrame, lidc: LidcResult | None
+    run: Run, resolved: DataFrame, plan: Rebuild, outcomes: DataFrame, lidc: LidcResult | None
 ) -> None:
     """Stage ``catalog``, ``_restricted/rejected`` and ``lineage``; export DICOM if asked."""
     accepted = resolved.filter(F.col("status") == "accepted")

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from sparkdl.deid import remap_uid
 from sparkdl.errors import InputError
 from sparkdl.geometry import Geometry
+from sparkdl.ingestion.candidate_stage import Generation, generated_points, write_candidates
 from sparkdl.ingestion.discover import check_inputs_exist
 from sparkdl.patches.extract import PatchOptions, make_patch_rows, sample_negatives, series_rng
 from sparkdl.patches.points import (
@@ -53,6 +54,8 @@ class AppendScope:
     keep: DataFrame | None = None
     only_series: frozenset[str] | None = None
     other_volumes: frozenset[str] = field(default_factory=frozenset)
+    #: Earlier ``candidates/`` rows of the files an append run replaces, written along.
+    keep_candidates: DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -160,22 +163,28 @@ def findings_rows(
         for nodule in found:
             x, y, z = (float(v) for v in nodule["center_xyz"])
             rows.append((series, x, y, z, float(nodule.get("diameter_mm", -1.0)), "nodule"))
-    if labels.excluded is not None:
-        frame = read_points_csv(labels.excluded, "annotations")
-        for row in frame.itertuples(index=False):
-            rows.append(
-                (
-                    remap_uid(key, str(row.seriesuid)),
-                    float(row.coordX),
-                    float(row.coordY),
-                    float(row.coordZ),
-                    float(row.diameter_mm),
-                    "excluded",
-                )
-            )
+    rows += excluded_rows(labels, key)
     for series, marked in sorted((lidc_excluded or {}).items()):
         rows += [(series, x, y, z, d, "excluded") for x, y, z, d in marked]
     return rows
+
+
+def excluded_rows(labels: Labels, key: bytes) -> list[tuple[str, float, float, float, float, str]]:
+    """The findings of ``--excluded`` (LUNA16's annotations_excluded.csv), pseudonymous."""
+    if labels.excluded is None:
+        return []
+    frame = read_points_csv(labels.excluded, "annotations")
+    return [
+        (
+            remap_uid(key, str(row.seriesuid)),
+            float(row.coordX),
+            float(row.coordY),
+            float(row.coordZ),
+            float(row.diameter_mm),
+            "excluded",
+        )
+        for row in frame.itertuples(index=False)
+    ]
 
 
 def _points_by_series(
@@ -200,11 +209,16 @@ def build_patches(
     key: bytes,
     url: str,
     scope: AppendScope | None = None,
+    generation: Generation | None = None,
 ) -> dict[str, Any]:
     """Cut patches around ``points`` in every volume at ``volumes_url`` into ``url``.
 
-    ``scope`` (append runs) limits the volumes cut and adds the earlier rows kept. Returns
-    what this run did: patches written and points that gave none.
+    ``scope`` (append runs) limits the volumes cut and adds the earlier rows kept;
+    ``generation`` finds candidates in every volume first (:mod:`sparkdl.ingestion.candidate_stage`)
+    and writes them to its folder. Returns what this run did: patches written, candidates
+    generated, points that gave none.
+
+    Eight parameters: the stage's inputs, each one a separate decision of the job.
     """
     scope = scope or AppendScope()
     fs, path = arrow_filesystem(volumes_url)
@@ -220,12 +234,14 @@ def build_patches(
         volumes = volumes.filter(volumes.series_uid.isin(sorted(scope.only_series)))
     shared = spark.sparkContext.broadcast(points.by_series)
     skipped = spark.sparkContext.accumulator(0)
-    sample = not points.from_candidates
+    generated = spark.sparkContext.accumulator(0)
+    sample = not points.from_candidates and generation is None
     schema = patch_schema(options.size)
     spark_schema = schema.as_spark_schema()
 
     def cut(batches: Iterator[Any]) -> Iterator[Any]:
-        return _cut_batches(batches, shared.value, options, key, sample, skipped)
+        counters = (skipped, generated)
+        return _cut_batches(batches, shared.value, options, key, sample, counters, generation)
 
     # Volumes reach Python as Arrow, a few per batch (each may be ~150 MB): through the RDD
     # API every volume was pickled on the JVM heap, which ran a 4 GB driver out of memory.
@@ -245,8 +261,11 @@ def build_patches(
         write_dataset(frame, schema, url, rows_per_group=group, num_files=num_files)
     frame.unpersist()
     shared.unpersist()
+    if generation is not None:
+        _finish_candidates(generation, scope)
     return {
         "patches_written": total,
+        "candidates_generated": int(generated.value),
         "points_outside_volume": int(skipped.value),
         "points_without_volume": points.total(known | scope.other_volumes, outside=True),
     }
@@ -258,25 +277,49 @@ def _cut_batches(
     options: PatchOptions,
     key: bytes,
     sample_negatives: bool,
-    skipped: Any,
+    counters: tuple[Any, Any],
+    generation: Generation | None,
 ) -> Iterator[Any]:
-    """``mapInArrow`` body: volume rows in, their patch rows out (Petastorm-encoded)."""
+    """``mapInArrow`` body: volume rows in, their patch rows out (Petastorm-encoded); with
+    ``generation``, the candidates of each volume found first and written at the end.
+    ``counters``: Spark accumulators of the points outside their volume and the candidates."""
     import pyarrow as pa
+    from pyspark import TaskContext
     from pyspark.sql.pandas.types import to_arrow_schema
 
+    skipped, generated = counters
     schema = patch_schema(options.size)
     arrow_schema = to_arrow_schema(schema.as_spark_schema())
+    candidate_rows: list[dict[str, Any]] = []
     for batch in batches:
         for volume_row in batch.to_pylist():
             decoded = VolumeSchema.decode_row(volume_row)
             mine = points.get(volume_row["series_uid"], [])
-            if sample_negatives:
+            if generation is not None:
+                mine, found = generated_points(decoded, mine, generation, key)
+                candidate_rows += found
+                generated.add(len(found))
+            elif sample_negatives:
                 mine = list(mine) + _sampled_negatives(decoded, mine, options)
             rows, outside = make_patch_rows(decoded, mine, options, key)
             skipped.add(outside)
             if rows:
                 encoded = [dict(zip(schema.fields, schema.encode_row(r))) for r in rows]
                 yield pa.RecordBatch.from_pylist(encoded, schema=arrow_schema)
+    if generation is not None and candidate_rows:
+        context = TaskContext.get()
+        write_candidates(
+            candidate_rows, generation, f"{context.partitionId() if context else 0:05d}"
+        )
+
+
+def _finish_candidates(generation: Generation, scope: AppendScope) -> None:
+    """After the tasks: the kept rows of an append run written along, failed attempts gone."""
+    from sparkdl.store.writer import clean, write_frame
+
+    if scope.keep_candidates is not None and not scope.keep_candidates.isEmpty():
+        write_frame(scope.keep_candidates, generation.folder, generation.prefix + "-kept", ())
+    clean(generation.folder)
 
 
 def _sampled_negatives(

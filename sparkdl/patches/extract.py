@@ -295,9 +295,9 @@ def _checked(point: Mapping[str, Any], series_uid: str) -> _Point:
     center = np.asarray(point["center_xyz"], dtype=np.float64).reshape(3)
     label, source = int(point["label"]), str(point["source"])
     malignancy = _optional(point.get("malignancy"), int)
-    if label not in (0, 1) or source not in SOURCES or malignancy not in (-1, 0, 1):
+    if label not in (-1, 0, 1) or source not in SOURCES or malignancy not in (-1, 0, 1):
         raise InputError(
-            f"Invalid point for series {series_uid}: label must be 0 or 1, "
+            f"Invalid point for series {series_uid}: label must be 0, 1 or -1 (unknown), "
             f"source one of {SOURCES}, malignancy -1, 0 or 1. Received: "
             f"label={label!r}, source={source!r}, malignancy={malignancy!r}"
         )

@@ -174,11 +174,12 @@ def label_candidates(
 
     A candidate within a nodule's reach (LUNA16's hit rule) is a positive of that nodule: it
     takes the nodule's label, malignancy, diameter and sources. A listed candidate keeps the
-    class its file gave (LUNA16's ``candidates.csv`` was labelled with the same rule) and
-    takes the nodule's malignancy when it is positive. Every candidate stays a point of its
-    own: evaluation scores the candidate list as given (FROC counts one hit per nodule).
-    Nodules no positive candidate covers are added as points of their own, so training
-    still sees every nodule once.
+    class its file gave (LUNA16's ``candidates.csv`` was labelled with the same rule, and
+    lists several candidates on one nodule: each stays a point, as evaluation scores the
+    list as given and counts one hit per nodule). Of the generated candidates on one nodule
+    only the nearest becomes its positive and the others are dropped: one nodule is one
+    positive. Nodules no positive candidate covers are added as points of their own, so
+    training still sees every nodule once.
     """
     if not nodules:
         return list(candidates)
@@ -186,7 +187,8 @@ def label_candidates(
     reach = np.array([reach_mm(n) for n in nodules])
     positive = np.array([int(n["label"]) == 1 for n in nodules])
     covered = np.zeros(len(nodules), dtype=bool)
-    labelled = []
+    nearest_generated: dict[int, tuple[float, int]] = {}
+    labelled: list[dict[str, Any]] = []
     for candidate in candidates:
         point = dict(candidate)
         distance = np.linalg.norm(centres - np.asarray(candidate["center_xyz"]), axis=1)
@@ -204,8 +206,16 @@ def label_candidates(
                     dict.fromkeys((*candidate.get("sources", ()), *nodule.get("sources", ())))
                 ),
             )
+            if not listed:
+                best = nearest_generated.get(nearest)
+                if best is not None and best[0] <= distance[nearest]:
+                    continue  # a nearer generated candidate is this nodule's positive
+                if best is not None:
+                    labelled[best[1]] = {}  # replaced by this nearer one
+                nearest_generated[nearest] = (float(distance[nearest]), len(labelled))
         labelled.append(point)
-    return [n for n, hit in zip(nodules, covered) if not hit] + labelled
+    kept = [point for point in labelled if point]
+    return [n for n, hit in zip(nodules, covered) if not hit] + kept
 
 
 def _nearest_within(nodules: Sequence[dict[str, Any]], point: Mapping[str, Any]) -> int | None:

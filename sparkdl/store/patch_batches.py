@@ -140,12 +140,12 @@ def _parse_npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype[An
 
 
 def row_mask(table: pa.Table, split: str | None, label_field: str) -> npt.NDArray[np.bool_]:
-    """Rows to keep: in ``split`` (all when None), and with a known label (malignancy -1 is not)."""
+    """Rows to keep: in ``split`` (all when None), and with a known label (-1 is unknown: a
+    malignancy the readers left open, a candidate of a scan no label source covers)."""
     keep = np.ones(table.num_rows, dtype=bool)
     if split is not None:
         keep &= table.column("split").to_numpy(zero_copy_only=False) == split
-    if label_field == "malignancy":
-        keep &= table.column("malignancy").to_numpy() >= 0
+    keep &= table.column(label_field).to_numpy() >= 0
     return keep
 
 

@@ -220,6 +220,26 @@ FINDINGS_SCHEMA = StructType(
     ]
 )
 
+# ---- candidates: what candidate generation found -------------------------------------------
+
+#: ``candidates/``: one row per generated candidate (world LPS mm, pseudonymous ids).
+CANDIDATES_SCHEMA = StructType(
+    [
+        StructField("series_uid", StringType(), False),
+        StructField("patient_id", StringType(), False),
+        StructField("split", StringType(), False),
+        StructField("coordX", DoubleType(), False),
+        StructField("coordY", DoubleType(), False),
+        StructField("coordZ", DoubleType(), False),
+        StructField("diameter_mm", DoubleType(), False),  # the detector's size estimate
+        StructField("score", DoubleType(), False),  # blob response, higher more nodule-like
+        StructField("mean_hu", DoubleType(), False),  # of the candidate's core
+        StructField("kind", StringType(), False),  # "solid" | "subsolid"
+        # 1 hits a nodule (LUNA16's rule), 0 hits none, -1 the series has no label source.
+        StructField("label", IntegerType(), False),
+    ]
+)
+
 # ---- predictions (sparkdl predict --output P) ---------------------------------------------
 
 #: ``P/``: one row per scored patch.

@@ -48,8 +48,7 @@ def _label_counts(spark: Any, url: str, label_field: str) -> dict[str, dict[int,
     from pyspark.sql import functions as F
 
     frame = spark.read.parquet(url).where(F.col("split").isin("train", "val"))
-    if label_field == "malignancy":
-        frame = frame.where(F.col("malignancy") >= 0)
+    frame = frame.where(F.col(label_field) >= 0)  # -1: unknown
     counts: dict[str, dict[int, int]] = {"train": {}, "val": {}}
     for split, label, count in frame.groupBy("split", label_field).count().collect():
         counts[split][int(label)] = int(count)
