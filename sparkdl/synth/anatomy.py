@@ -15,19 +15,32 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from sparkdl.errors import SparkdlError
-from sparkdl.synth.phantom import Margin, Nodule, Phantom, Texture, Vessel, lung_mask
+from sparkdl.errors import ConfigError, SparkdlError
+from sparkdl.synth.phantom import Attachment, Margin, Nodule, Phantom, Texture, Vessel, lung_mask
 
 
 def make_phantom(
-    rng: np.random.Generator, *, min_nodule_radius_mm: float, num_nodules: int
+    rng: np.random.Generator,
+    *,
+    min_nodule_radius_mm: float,
+    num_nodules: int,
+    pleural_fraction: float = 0.0,
+    vascular_fraction: float = 0.0,
 ) -> Phantom:
     """Draw one patient's anatomy, lung vessels and ``num_nodules`` nodules.
 
     ``min_nodule_radius_mm`` is the smallest radius the patient's coarsest series resolves: the
     inscribed sphere of every nodule is at least that big, so the voxel nearest to a nodule
     centre always holds nodule tissue.
+
+    ``pleural_fraction`` and ``vascular_fraction`` are the expected shares of nodules placed
+    against the pleura (juxtapleural) and against a vessel (juxtavascular), the places where
+    candidate detectors miss nodules. At their default 0 nothing more is drawn from ``rng``,
+    so a phantom is the same as before these options existed.
     """
+    _check_fraction("pleural_fraction", pleural_fraction)
+    _check_fraction("vascular_fraction", vascular_fraction)
+    _check_fraction("pleural_fraction + vascular_fraction", pleural_fraction + vascular_fraction)
     cx, cy = rng.uniform(-15, 15), rng.uniform(-30, 30)
     ax, ay = rng.uniform(130, 150), rng.uniform(95, 115)
     zc = rng.uniform(-260, -140)
@@ -51,8 +64,20 @@ def make_phantom(
     phantom = replace(phantom, vessels=vessels)
     nodules: list[Nodule] = []
     for _ in range(num_nodules):
-        nodules.append(_place_nodule(rng, phantom, nodules, min_nodule_radius_mm))
+        attached_to: Attachment = "none"
+        if pleural_fraction > 0 or vascular_fraction > 0:
+            u = rng.uniform()
+            if u < pleural_fraction:
+                attached_to = "pleura"
+            elif u < pleural_fraction + vascular_fraction:
+                attached_to = "vessel"
+        nodules.append(_place_nodule(rng, phantom, nodules, min_nodule_radius_mm, attached_to))
     return replace(phantom, nodules=tuple(nodules))
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be between 0 and 1. Received: {value!r}")
 
 
 def _unit(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -94,8 +119,8 @@ def _random_rotation(rng: np.random.Generator) -> npt.NDArray[np.float64]:
     return rotation
 
 
-def _fits(phantom: Phantom, center: npt.NDArray[np.float64], radius: float) -> bool:
-    """Whether a ball of ``radius`` around ``center`` lies in the lung parenchyma."""
+def _neighbour_directions() -> npt.NDArray[np.float64]:
+    """The 26 unit directions to a voxel's neighbours."""
     dirs = np.array(
         [
             [i, j, k]
@@ -107,6 +132,15 @@ def _fits(phantom: Phantom, center: npt.NDArray[np.float64], radius: float) -> b
         dtype=float,
     )
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    return dirs
+
+
+_DIRECTIONS = _neighbour_directions()
+
+
+def _fits(phantom: Phantom, center: npt.NDArray[np.float64], radius: float) -> bool:
+    """Whether a ball of ``radius`` around ``center`` lies in the lung parenchyma."""
+    dirs = _DIRECTIONS
     pts = np.vstack([center, center + radius * dirs, center + 0.5 * radius * dirs])
     return bool(lung_mask(phantom, pts[:, 0], pts[:, 1], pts[:, 2]).all())
 
@@ -125,7 +159,11 @@ def sample_lung_point(
 
 
 def _place_nodule(
-    rng: np.random.Generator, phantom: Phantom, others: list[Nodule], min_radius_mm: float
+    rng: np.random.Generator,
+    phantom: Phantom,
+    others: list[Nodule],
+    min_radius_mm: float,
+    attached_to: Attachment = "none",
 ) -> Nodule:
     # rng.choice of a list of the literals returns one of them (as np.str_).
     texture = cast(
@@ -174,13 +212,77 @@ def _place_nodule(
     )
     reach = nodule.bounding_radius_mm + 2.0
     for _ in range(200):
-        c = sample_lung_point(rng, phantom, reach)
-        if all(
+        if attached_to == "pleura":
+            c = _pleural_point(rng, phantom, nodule.radius_mm)
+        elif attached_to == "vessel":
+            c = _vascular_point(rng, phantom, nodule.radius_mm, nodule.body_radius_mm)
+        else:
+            c = sample_lung_point(rng, phantom, reach)
+        if c is not None and all(
             np.linalg.norm(c - np.asarray(o.center)) > reach + o.bounding_radius_mm + 5.0
             for o in others
         ):
-            return replace(nodule, center=(float(c[0]), float(c[1]), float(c[2])))
+            centre = (float(c[0]), float(c[1]), float(c[2]))
+            return replace(nodule, center=centre, attached_to=attached_to)
     raise SparkdlError("synthetic phantom: no room for another nodule in the lungs")
+
+
+_RAY_STEPS = np.arange(0.0, 320.0, 0.25)  # mm
+
+
+def _exit_distance(
+    phantom: Phantom, start: npt.NDArray[np.float64], direction: npt.NDArray[np.float64]
+) -> float:
+    """How far (mm, to a quarter millimetre) a ray from a lung point runs in the lung."""
+    pts = start + _RAY_STEPS[:, None] * direction
+    outside = ~lung_mask(phantom, pts[:, 0], pts[:, 1], pts[:, 2])
+    return float(_RAY_STEPS[int(np.argmax(outside))]) if outside.any() else float(_RAY_STEPS[-1])
+
+
+def _depth(phantom: Phantom, point: npt.NDArray[np.float64]) -> float:
+    """Distance (mm, approximately) from a lung point to the nearest pleural surface: the
+    shortest exit along 26 directions."""
+    return min(_exit_distance(phantom, point, d) for d in _DIRECTIONS)
+
+
+def _pleural_point(
+    rng: np.random.Generator, phantom: Phantom, radius: float
+) -> npt.NDArray[np.float64] | None:
+    """A juxtapleural centre: a lung point 0.45–0.8 radii from the pleura, so the nodule body
+    touches the chest wall, diaphragm or mediastinum with 80–95 % of it in the lung and the
+    rest hidden in the wall (its centre is then near the centre a reader marks); None on a
+    miss.
+
+    Walks a random ray from a lung point to the pleura and backs off; kept only where the
+    nearest surface (in any direction) is that close too, so the ray did not graze it.
+    """
+    start = sample_lung_point(rng, phantom, 2.0)
+    direction = _unit(rng.normal(size=3))
+    gap = float(rng.uniform(0.45, 0.8)) * radius
+    travel = _exit_distance(phantom, start, direction) - gap
+    if travel <= 0:
+        return None
+    centre: npt.NDArray[np.float64] = start + travel * direction
+    depth = _depth(phantom, centre)
+    return centre if 0.45 * radius <= depth <= 0.8 * radius else None
+
+
+def _vascular_point(
+    rng: np.random.Generator, phantom: Phantom, radius: float, body_radius: float
+) -> npt.NDArray[np.float64] | None:
+    """A juxtavascular centre: beside a vessel segment, the nodule overlapping the vessel's
+    wall by 0.2–0.7 radii, with the whole body inside the lung; None on a miss."""
+    vessel = phantom.vessels[int(rng.integers(len(phantom.vessels)))]
+    a, b = np.asarray(vessel.start), np.asarray(vessel.end)
+    axis = _unit(b - a)
+    side = rng.normal(size=3)
+    side = _unit(side - (side @ axis) * axis)
+    on_axis = a + float(rng.uniform(0.15, 0.85)) * (b - a)
+    offset = vessel.radius_mm + float(rng.uniform(0.3, 0.8)) * radius
+    centre: npt.NDArray[np.float64] = on_axis + offset * side
+    if not lung_mask(phantom, centre[0:1], centre[1:2], centre[2:3])[0]:
+        return None
+    return centre if _depth(phantom, centre) >= body_radius + 1.0 else None
 
 
 def sample_negatives(

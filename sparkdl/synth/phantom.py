@@ -31,6 +31,9 @@ GROUND_GLASS_HU = -500.0
 
 Texture = Literal["solid", "part_solid", "ground_glass"]
 Margin = Literal["smooth", "lobulated", "spiculated"]
+#: What a nodule touches: nothing (free in the parenchyma), the pleura (juxtapleural: chest
+#: wall, diaphragm or mediastinum) or a vessel (juxtavascular), the classic misses of CAD.
+Attachment = Literal["none", "pleura", "vessel"]
 
 _CHUNK_SLICES = 24  # slices rendered at once: bounds memory of the float32 coordinate arrays
 
@@ -113,6 +116,7 @@ class Nodule:
     lobe_phase: float
     spicules: tuple[tuple[float, float, float, float], ...]  # unit direction, length mm
     malignant: bool
+    attached_to: Attachment = "none"
 
     @property
     def diameter_mm(self) -> float:
@@ -287,10 +291,14 @@ def _paint_nodule(hu: npt.NDArray[np.float32], grid: Grid, nodule: Nodule) -> No
     x, y, z = grid.world(*(np.arange(s.start, s.stop) for s in box))
     body, core = nodule_mask(nodule, x, y, z)
     block = hu[box]
-    if nodule.texture == "solid":
-        block[body] = SOLID_NODULE_HU
-    else:
+    value = np.full(x.shape, SOLID_NODULE_HU, dtype=np.float32)
+    if nodule.texture != "solid":
         # Ground glass: hazy, heterogeneous; part-solid adds a solid core.
-        block[body] = GROUND_GLASS_HU + 40.0 * np.cos(0.9 * x[body]) * np.sin(0.8 * y[body])
+        value = GROUND_GLASS_HU + 40.0 * np.cos(0.9 * x) * np.sin(0.8 * y)
         if nodule.texture == "part_solid":
-            block[body & core] = SOLID_NODULE_HU
+            value[core] = SOLID_NODULE_HU
+    if nodule.attached_to != "none":
+        # An attached nodule abuts denser tissue (chest wall, rib, vessel): it shows only where
+        # it is denser than what is there, so the wall keeps its bone and a vessel runs on.
+        value = np.maximum(value, block)
+    block[body] = value[body]
