@@ -5,13 +5,13 @@ and the multi-scale blob detector, in NumPy and SciPy, one volume at a time (no 
     found = generate_candidates(hu, spacing, origin, direction, CandidateOptions())
     # [Candidate(coord_x=..., coord_y=..., coord_z=..., diameter_mm=..., score=..., ...)]
 
-Modules: :mod:`.lung_mask` (lungs in, juxtapleural nodules in, airways and the outside
+Modules: :mod:`.lungs` (lungs in, juxtapleural nodules in, airways and the outside
 out), :mod:`.blobs` (the multi-scale Hessian response and its peaks), :mod:`.generate` (the
 working grid, the search, merging, world coordinates). A leaf: it imports only
 :mod:`sparkdl.geometry` and :mod:`sparkdl.errors`.
 """
 
 from sparkdl.candidates.generate import Candidate, CandidateOptions, generate_candidates
-from sparkdl.candidates.lung_mask import lung_mask
+from sparkdl.candidates.lungs import lung_mask
 
 __all__ = ["Candidate", "CandidateOptions", "generate_candidates", "lung_mask"]

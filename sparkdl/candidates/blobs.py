@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from sparkdl.candidates.lung_mask import bin_factors, block_mean
+from sparkdl.candidates.lungs import bin_factors, block_mean
 
 __all__ = ["PYRAMID_SIGMA_MM", "Blob", "Response", "blob_response", "detect_blobs"]
 

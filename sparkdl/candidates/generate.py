@@ -10,7 +10,7 @@ first half, in NumPy and SciPy, one volume at a time:
    wide (0.7 mm pixels become 1.4 mm; 1.25 mm slices stay). Averaging, not interpolating:
    no new samples, less noise, a third of the CPU and half the memory of the native grid,
    which also ranked nodules lower (more small peaks of noise and vessels).
-2. The lung mask of :mod:`sparkdl.candidates.lung_mask` (juxtapleural nodules in, airways
+2. The lung mask of :mod:`sparkdl.candidates.lungs` (juxtapleural nodules in, airways
    and the outside out); the search is cut to its box.
 3. Outside the mask the image is set to the lungs' median HU, so the chest wall, the
    mediastinum and the diaphragm neither hide a nodule that touches them nor look like one;
@@ -42,7 +42,7 @@ import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from sparkdl.candidates.blobs import Blob, Response, detect_blobs
-from sparkdl.candidates.lung_mask import (
+from sparkdl.candidates.lungs import (
     AIR_HU,
     MASK_GRID_MM,
     bin_factors,

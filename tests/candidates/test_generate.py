@@ -17,7 +17,7 @@ from sparkdl.candidates import Candidate, CandidateOptions, generate_candidates,
 from sparkdl.errors import ConfigError
 from sparkdl.geometry import Geometry, direction_from_iop, hu_to_int16, slice_normal, to_hounsfield
 from sparkdl.lidc import SliceGeometry, cluster_marks, parse_read_message, read_marks
-from tests.candidates.test_lung_mask import Chest, render_chest
+from tests.candidates.chests import Chest, render_chest
 
 LIDC = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "lidc-idri"
 
