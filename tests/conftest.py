@@ -1,4 +1,8 @@
-"""Shared fixtures: one local[2] SparkSession and the de-identification key for the session."""
+"""Shared fixtures: one local[2] SparkSession and the de-identification key for the session.
+
+Before each test, the helpers learn whether it is marked ``slow``: only slow tests may start
+the CLI or a child script (``tests/helpers.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
+from tests.helpers import RUNNING_TEST, TEST_KEY
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the test's fixtures: whether it may start child processes (it is ``slow``)."""
+    RUNNING_TEST["slow"] = item.get_closest_marker("slow") is not None
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,7 @@ def _rows(first_id: int, count: int, size: int) -> Iterator[dict[str, Any]]:
             "diameter_mm": np.float32(4.0 + row_id % 5),
             "center": np.array([row_id, -row_id, 2.5 * row_id], dtype=np.float64),
             "source": "annotation" if label_of(row_id) else "candidate",
+            "sources": "annotations" if label_of(row_id) else "candidates",
             "split": split_of(row_id),
         }
 

@@ -10,8 +10,7 @@ from sparkdl.config import from_mapping
 from sparkdl.errors import ConfigError
 from sparkdl.ingestion.config import IngestConfig
 from sparkdl.spark import parse_conf
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def test_shipped_ingest_yaml_states_the_defaults() -> None:

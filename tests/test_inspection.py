@@ -21,7 +21,7 @@ from sparkdl import Labels
 from sparkdl.errors import InputError
 from sparkdl.inspection import format_summary, inspect_dataset
 from sparkdl.synth import synthesize_cohort
-from tests.conftest import TEST_KEY
+from tests.helpers import TEST_KEY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

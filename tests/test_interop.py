@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ from sparkdl.store.reader import RowGroupReader, read_rows
 from sparkdl.store.tables import VolumeSchema, patch_shape
 from sparkdl.store.writer import write_dataset
 from sparkdl.training.sharding import shard_groups, shard_row_counts
+from tests.helpers import ROOT, run_child
 from tests.interop.petastorm_side import digest
 from tests.patch_data import _rows, write_patches
 
-ROOT = Path(__file__).resolve().parent.parent
 SIDE = ROOT / "tests" / "interop" / "petastorm_side.py"
 OLD_DATASET = ROOT / "tests" / "data" / "sparkdl-0.1-patches"
 
@@ -47,16 +46,14 @@ def petastorm_python() -> Path:
 
 
 def _petastorm(python: Path, command: str, url: str) -> Any:
-    done = subprocess.run(
-        [str(python), str(SIDE), command, url],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return run_child(
+        SIDE,
+        command,
+        url,
+        python=python,
+        env={"PYTHONPATH": "", "PYSPARK_PYTHON": str(python)},
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": "", "PYSPARK_PYTHON": str(python)},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    ).result
 
 
 def _digests(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:

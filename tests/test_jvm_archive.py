@@ -56,6 +56,7 @@ def _session(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_a_session_maps_the_archive(tmp_path: Path) -> None:
     """-Xshare:on makes the JVM refuse to start unless it maps the archive: a session that
     starts with it proves the archive fits this java and Spark's class path."""
@@ -64,6 +65,7 @@ def test_a_session_maps_the_archive(tmp_path: Path) -> None:
     assert "-Xshare:on" in run.stdout and run.stdout.strip().endswith("3")
 
 
+@pytest.mark.slow
 def test_an_archive_that_does_not_fit_is_skipped_quietly(tmp_path: Path) -> None:
     """With another class path (here a user's extra class path) the JVM cannot use the
     archive; the session starts without it and, with sparkdl's options, prints nothing of it

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, run_sparkdl
+
 KEY = "0b" * 32  # fixed, so the patient split (a keyed hash) is the same every run
 
 pytestmark = pytest.mark.slow
@@ -32,25 +32,15 @@ def oldest_python() -> Path:
     return python
 
 
-def _sparkdl(python: Path, *args: str) -> str:
+def _sparkdl(python: Path, *args: str) -> None:
     env = {
-        **os.environ,
         "SPARKDL_DEID_KEY": KEY,
         "PYSPARK_PYTHON": str(python),
         "PYSPARK_DRIVER_PYTHON": str(python),
         "TF_USE_LEGACY_KERAS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    done = subprocess.run(
-        [str(python), "-m", "sparkdl", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, (args[0], done.stdout[-2000:], done.stderr[-4000:])
-    return done.stdout
+    run_sparkdl(*args, python=python, env=env, timeout=900)
 
 
 def test_synth_ingest_train_evaluate_on_spark_4_0(oldest_python: Path, tmp_path: Path) -> None:

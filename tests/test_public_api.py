@@ -5,13 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import sparkdl
+from tests.helpers import run_sparkdl
 
 EXPECTED = {
     "ConfigError",
     "DataError",
     "Dataset",
     "DeidKeyError",
+    "DetectOptions",
     "Geometry",
     "IngestConfig",
     "InputError",
@@ -22,7 +26,9 @@ EXPECTED = {
     "TrainConfig",
     "TrainingError",
     "TrainingRunner",
+    "detect",
     "evaluate",
+    "get_spark",
     "ingest",
     "inspect_dataset",
     "make_dataset",
@@ -54,17 +60,16 @@ def test_errors_share_one_base() -> None:
         assert issubclass(getattr(sparkdl, name), sparkdl.SparkdlError)
 
 
+@pytest.mark.slow
 def test_import_does_not_load_tensorflow() -> None:
     code = "import sys, sparkdl; sparkdl.ingest; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_cli_help_lists_the_commands() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "sparkdl", "--help"], capture_output=True, text=True
-    )
-    assert out.returncode == 0
+    out = run_sparkdl("--help")
     for command in ("synth", "ingest", "train", "evaluate", "predict", "inspect"):
         assert command in out.stdout
 

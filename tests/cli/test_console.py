@@ -9,19 +9,18 @@ they say.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sparkdl import synthesize_cohort
-from tests.conftest import TEST_KEY
+from tests.helpers import run_sparkdl
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
 #: Lines Spark prints at start-up that are not problems, and TF's GPU probing.
 SPARK_START_NOISE = (
     "resolves to a loopback address",
@@ -36,20 +35,11 @@ TF_EPOCH_NOISE = ("GetNextFromShard", "has passed with status", "M_TRIM_THRESHOL
 
 
 def _sparkdl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
-    for name in ("SPARKDL_PROGRESS", "SPARKDL_VERBOSE", "TF_CPP_MIN_LOG_LEVEL"):
-        env.pop(name, None)  # the defaults a user has
-    done = subprocess.run(
-        [sys.executable, "-m", "sparkdl", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # one stream, in the order the user sees it
-        text=True,
-        timeout=900,
-        env=env,
-        cwd=ROOT,
+    """The command with a user's defaults, stdout and stderr in one stream as a console shows."""
+    unset: dict[str, str | None] = dict.fromkeys(
+        ("SPARKDL_PROGRESS", "SPARKDL_VERBOSE", "TF_CPP_MIN_LOG_LEVEL")
     )
-    assert done.returncode == 0, done.stdout[-4000:]
-    return done
+    return run_sparkdl(*args, env=unset, merge_stderr=True, timeout=900)
 
 
 @pytest.fixture(scope="module")

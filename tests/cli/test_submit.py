@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_KEY
+from tests.helpers import ROOT, SCRIPTS, TEST_KEY, run_child
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "scripts"
+#: The repository's own scripts (packaging, spark-submit), not the tests'.
+REPO_SCRIPTS = ROOT / "scripts"
+#: Each case builds the package, runs the scripts or starts a cluster in child processes.
+pytestmark = pytest.mark.slow
 
 
 def _spark_home() -> str:
@@ -45,7 +47,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel and the --py-files zip, built once by scripts/package_env.sh."""
     out = tmp_path_factory.mktemp("dist")
     proc = subprocess.run(
-        [str(SCRIPTS / "package_env.sh"), "--dist", str(out)],
+        [str(REPO_SCRIPTS / "package_env.sh"), "--dist", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -59,17 +61,17 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_zip_carries_the_package_and_its_rule_table(dist: Path, bare_python: Path) -> None:
     """The zip alone makes sparkdl importable, and rules.json loads from inside it."""
     zip_path = dist / "sparkdl-0.1.0.zip"
-    proc = subprocess.run(
-        [str(bare_python), str(ROOT / "tests" / "scripts" / "import_from_zip.py"), str(zip_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    # No PYTHONPATH: the bare Python must find sparkdl in the zip or nowhere.
+    loaded = run_child(
+        SCRIPTS / "import_from_zip.py",
+        str(zip_path),
+        python=bare_python,
+        env={"PYTHONPATH": None},
         cwd=dist,
-    )
-    assert proc.returncode == 0, proc.stderr
-    where, num_rules = proc.stdout.split()
-    assert where.startswith(str(zip_path))
-    assert int(num_rules) > 500  # PS3.15 Table E.1-1 has several hundred rows
+        timeout=120,
+    ).result
+    assert loaded["file"].startswith(str(zip_path))
+    assert loaded["num_rules"] > 500  # PS3.15 Table E.1-1 has several hundred rows
     assert (dist / "sparkdl-0.1.0-py3-none-any.whl").read_bytes() == zip_path.read_bytes()
 
 
@@ -78,7 +80,7 @@ def _dry_run(args: list[str], dist: Path, **env: str) -> subprocess.CompletedPro
     inherited = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "SPARK_MASTER")}
     env = {**inherited, "SPARKDL_DIST": str(dist), "SPARKDL_PYTHON": sys.executable, **env}
     return subprocess.run(
-        [str(SCRIPTS / "submit_ingest.sh"), "--dry-run", *args],
+        [str(REPO_SCRIPTS / "submit_ingest.sh"), "--dry-run", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -102,7 +104,7 @@ def test_submit_script_builds_the_spark_submit_command(dist: Path) -> None:
     # The user's --conf comes after the script's, so it wins; sparkdl's arguments come last.
     python_conf = f"spark.pyspark.python={sys.executable}"
     assert cmd.index("spark.executor.memory=3g") > cmd.index(python_conf)
-    assert cmd[-5:] == [str(SCRIPTS / "sparkdl_main.py"), "ingest", "/in", "--output", "/out"]
+    assert cmd[-5:] == [str(REPO_SCRIPTS / "sparkdl_main.py"), "ingest", "/in", "--output", "/out"]
 
     # --master beats SPARK_MASTER; a packed venv is shipped and used by the executors (and by
     # the driver in cluster mode); the user's own properties file replaces conf/spark-local.conf.
@@ -241,7 +243,6 @@ def standalone_cluster(base: Path, env: dict[str, str]) -> Iterator[tuple[str, s
                 _stop(proc)
 
 
-@pytest.mark.slow
 def test_ingest_through_spark_submit_on_a_standalone_master(
     tmp_path: Path, dist: Path, bare_python: Path
 ) -> None:
@@ -264,7 +265,7 @@ def test_ingest_through_spark_submit_on_a_standalone_master(
     with standalone_cluster(tmp_path, env) as (master_url, status_url):
         proc = subprocess.run(
             [
-                str(SCRIPTS / "submit_ingest.sh"),
+                str(REPO_SCRIPTS / "submit_ingest.sh"),
                 "--master",
                 master_url,
                 "--conf",

@@ -40,8 +40,8 @@ from sparkdl.deid.values import shift_datetime as _shift_datetime
 from sparkdl.errors import ConfigError, DeidKeyError
 from sparkdl.units.encoding import to_part10
 from sparkdl.units.header_json import header_json
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY = b"k" * 16 + b"0123456789abcdef"
 OTHER_KEY = b"o" * 16 + b"0123456789abcdef"
 
@@ -542,6 +542,7 @@ def test_options_validation() -> None:
         DeidOptions(retain_uids="false")  # type: ignore[arg-type]  # the error under test
 
 
+@pytest.mark.slow
 def test_rules_json_is_generated_from_the_reference(tmp_path: Path) -> None:
     out = tmp_path / "rules.json"
     subprocess.run(

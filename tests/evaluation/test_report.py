@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 def test_binary_metrics_confusion_matrix() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from sparkdl import Labels
 from sparkdl.ingestion.job import ingest
 from sparkdl.synth import synthesize_cohort
+from tests.helpers import SCRIPTS, run_child
 
 pytestmark = pytest.mark.slow
 
@@ -157,26 +159,14 @@ def test_append_noop_then_update(spark, deid_key: str, landing: dict, tmp_path: 
 def test_append_killed_while_publishing_is_finished_by_the_next_run(
     spark, deid_key: str, landing: dict, tmp_path: Path
 ) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-
     out = tmp_path / "out"
     annotations = str(landing["cohort"].annotations_csv)
     first = ingest(
         [str(landing["day1"])], str(out), spark=spark, labels=Labels(annotations=annotations)
     )
     both = [str(landing["day1"]), str(landing["day2"])]
-    script = Path(__file__).parent / "scripts" / "append_killed_after_commit.py"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    killed = subprocess.run(
-        [sys.executable, str(script), annotations, str(out), *both],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        start_new_session=True,
+    killed = run_child(
+        SCRIPTS / "append_killed_after_commit.py", annotations, str(out), *both, new_session=True
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (out / "manifest.json").exists()  # half published: does not look complete

@@ -1,7 +1,8 @@
 """The ingest job end to end on a synthetic cohort (loose + zip + tar) mixed with bad inputs.
 
 One CLI run (a subprocess, so its logs can be scanned for PHI) is shared by the module's
-tests; a few cases run their own small ingests in-process on the shared SparkSession.
+tests; a few cases run their own small ingests in-process on the shared SparkSession. Every
+case is ``slow``: a CLI run, or tens of seconds of Spark work.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -23,9 +22,9 @@ from pydicom.data import get_testdata_file
 from sparkdl import Labels
 from sparkdl.deid import remap_uid
 from sparkdl.synth import synthesize_cohort
-from tests.conftest import TEST_KEY
+from tests.helpers import TEST_KEY, run_sparkdl
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
 def _encoded(ds: pydicom.Dataset) -> bytes:
@@ -117,31 +116,20 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture(scope="module")
 def ingested(cohort: dict) -> dict:
     out = cohort["base"] / "out"
-    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sparkdl",
-            "ingest",
-            *cohort["inputs"],
-            "--output",
-            str(out),
-            "--annotations",
-            cohort["annotations"],
-            "--export-dicom",
-            "--master",
-            "local[2]",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    done = run_sparkdl(
+        "ingest",
+        *cohort["inputs"],
+        "--output",
+        str(out),
+        "--annotations",
+        cohort["annotations"],
+        "--export-dicom",
+        "--master",
+        "local[2]",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     return {
         "out": out,
-        "logs": proc.stdout + proc.stderr,
+        "logs": done.stdout + done.stderr,
         "manifest": json.loads((out / "manifest.json").read_text()),
     }
 
@@ -292,25 +280,17 @@ def test_pydicom_test_files_are_all_accounted_for(spark, tmp_path: Path, deid_ke
 
 
 def test_ingest_refuses_to_start_without_a_key(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "SPARKDL_DEID_KEY"}
-    env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sparkdl",
-            "ingest",
-            str(tmp_path),
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_sparkdl(
+        "ingest",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "out"),
+        check=False,
+        env={"SPARKDL_DEID_KEY": None},
         timeout=120,
     )
-    assert proc.returncode == 2
-    assert "SPARKDL_DEID_KEY" in proc.stderr and "token_hex" in proc.stderr
+    assert done.returncode == 2
+    assert "SPARKDL_DEID_KEY" in done.stderr and "token_hex" in done.stderr
     assert not (tmp_path / "out").exists()
 
 

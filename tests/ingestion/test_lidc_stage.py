@@ -11,10 +11,7 @@ with its malignancy label; no original UID or reader id reaches an output outsid
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -25,25 +22,18 @@ import pytest
 from sparkdl import read_rows
 from sparkdl.lidc import parse_read_message
 from sparkdl.lidc.pseudonymous import from_json, pseudonymize, to_json
-from tests.cli import run_sparkdl
-from tests.conftest import TEST_KEY
-from tests.test_lidc_read_message import BILLION_LAUGHS, XXE
+from tests.helpers import TEST_KEY, run_sparkdl
+from tests.lidc_data import BILLION_LAUGHS, LIDC, XXE, real_xml
 
-ROOT = Path(__file__).resolve().parents[1]
-LIDC = ROOT.parent / "shared" / "data" / "lidc-idri"
 ORIGINAL_UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279"
 needs_lidc = pytest.mark.skipif(
     not LIDC.is_dir(), reason=f"the real LIDC-IDRI series is not at {LIDC} (see its README)"
 )
 
 
-def _xml() -> Path:
-    return next(LIDC.rglob("*.xml"))
-
-
 @needs_lidc
 def test_pseudonymized_message_round_trips_without_identifiers() -> None:
-    data = _xml().read_bytes()
+    data = real_xml().read_bytes()
     message = pseudonymize(parse_read_message(data), lambda uid: "2.25." + str(len(uid)))
     text = to_json(message)
     assert from_json(text) == message
@@ -58,20 +48,15 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lidc")
     inputs = root / "in"
     shutil.copytree(LIDC / "LIDC-IDRI-0002", inputs / "LIDC-IDRI-0002")  # as TCIA ships it
-    xml = _xml().read_bytes()
+    xml = real_xml().read_bytes()
     (inputs / "billion_laughs.xml").write_bytes(BILLION_LAUGHS)
     (inputs / "truncated.xml").write_bytes(xml[: len(xml) // 2])
     (inputs / "other.xml").write_bytes(b'<?xml version="1.0"?><config><a>1</a></config>')
     with zipfile.ZipFile(inputs / "upload.zip", "w") as archive:
         archive.writestr("reads/xxe.xml", XXE)
     (root / "ingest.yaml").write_text("lidc:\n  min_readers: 2\n  hard_negatives: true\n")
-    env = {**os.environ, "SPARKDL_DEID_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "sparkdl", "ingest", str(inputs), "--output", str(root / "out"),
-         "--config", str(root / "ingest.yaml"), "--master", "local[2]"],
-        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = run_sparkdl("ingest", str(inputs), "--output", str(root / "out"),
+                       "--config", str(root / "ingest.yaml"), "--master", "local[2]")  # fmt: skip
     (root / "console.txt").write_text(done.stdout + done.stderr)
     return root
 
@@ -81,6 +66,7 @@ def _table(path: Path) -> pa.Table:
 
 
 @needs_lidc
+@pytest.mark.slow
 def test_read_message_is_a_unit_of_its_own_kind_and_bad_xml_gets_reasons(ingested: Path) -> None:
     manifest = json.loads((ingested / "out" / "manifest.json").read_text())
     counts = manifest["counts"]
@@ -99,6 +85,7 @@ def test_read_message_is_a_unit_of_its_own_kind_and_bad_xml_gets_reasons(ingeste
 
 
 @needs_lidc
+@pytest.mark.slow
 def test_nodules_of_the_real_series(ingested: Path) -> None:
     nodules = _table(ingested / "out" / "nodules").to_pylist()
     reads = _table(ingested / "out" / "reads").to_pylist()
@@ -133,6 +120,7 @@ def test_nodules_of_the_real_series(ingested: Path) -> None:
 
 
 @needs_lidc
+@pytest.mark.slow
 def test_no_original_uid_or_reader_id_outside_restricted(ingested: Path) -> None:
     out = ingested / "out"
     texts = [(out / "manifest.json").read_text(), (ingested / "console.txt").read_text()]
@@ -170,6 +158,7 @@ def _is_read_message(path: Path) -> bool:
     return b"LidcReadMessage" in path.read_bytes()[:4096]
 
 
+@pytest.mark.slow
 def test_synthetic_readers_find_the_known_nodules_with_their_malignancy(
     synthetic: tuple[Path, Path],
 ) -> None:
@@ -205,6 +194,7 @@ def test_synthetic_readers_find_the_known_nodules_with_their_malignancy(
     assert {p["malignancy"] for p in patches if p["label"] == 1} == {0, 1}
 
 
+@pytest.mark.slow
 def test_nodules_export_as_a_luna16_annotations_csv(
     synthetic: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -213,13 +203,10 @@ def test_nodules_export_as_a_luna16_annotations_csv(
     from sparkdl.lidc import ANNOTATION_COLUMNS
 
     _, out = synthetic
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     target = tmp_path / "annotations.csv"
-    done = subprocess.run(
-        [sys.executable, "-m", "sparkdl", "annotations", str(out), str(target)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    # No key: the CSV is made of the dataset's pseudonymous ids.
+    run_sparkdl("annotations", "--data", str(out), "--output", str(target),
+                env={"SPARKDL_DEID_KEY": None})  # fmt: skip
     rows = list(csv.DictReader(target.open()))
     positives = [n for n in _table(out / "nodules").to_pylist() if n["positive"]]
     assert tuple(rows[0]) == ANNOTATION_COLUMNS and len(rows) == len(positives) > 0
@@ -227,6 +214,23 @@ def test_nodules_export_as_a_luna16_annotations_csv(
     assert {r["malignancy"] for r in rows} == {"0", "1"}
 
 
+@pytest.mark.slow
+def test_the_positional_spelling_of_annotations_still_works(
+    synthetic: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``sparkdl annotations OUT CSV``, as before ``--data`` and ``--output``: the same CSV,
+    and one line each on stderr saying the new spelling."""
+    _, out = synthetic
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    done = run_sparkdl("annotations", str(out), str(old))
+    run_sparkdl("annotations", "--data", str(out), "--output", str(new))
+    assert old.read_bytes() == new.read_bytes()
+    printed = done.stderr.splitlines()
+    assert "sparkdl annotations: the positional OUT is deprecated; use --data OUT" in printed
+    assert "sparkdl annotations: the positional CSV is deprecated; use --output CSV" in printed
+
+
+@pytest.mark.slow
 def test_read_messages_in_a_later_append_run_label_the_earlier_series(tmp_path: Path) -> None:
     """Images first, the readers' XML a day later: the append run cuts the nodules' patches."""
 

@@ -13,14 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkdl.deid import remap_uid
-from tests.cli import run_sparkdl
-from tests.conftest import TEST_KEY
+from tests.helpers import TEST_KEY, run_sparkdl
 
 
 @pytest.mark.slow
 def test_luna16_layout_ingests_trains_and_reports_froc(tmp_path: Path) -> None:
-    def sparkdl(*args: str) -> str:
-        return run_sparkdl(*args, "--quiet")
+    def sparkdl(*args: str) -> None:
+        run_sparkdl(*args, "--quiet")
 
     cohort, out, model, report = (tmp_path / n for n in ("cohort", "out", "model", "report"))
     sparkdl("synth", str(cohort), "--patients", "10", "--seed", "3", "--image-size", "64",

@@ -32,12 +32,11 @@ from sparkdl.ingestion.discover import choose_num_partitions, pack_partitions
 from sparkdl.ingestion.job import ingest
 from sparkdl.synth import synthesize_cohort
 from sparkdl.units.records import InputFile
-from tests.conftest import TEST_KEY
-from tests.spark_home import linked_spark_home
+from tests.helpers import SCRIPTS, child_env, linked_spark_home, run_child
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "tests" / "scripts"
 MB = 1024**2
+#: The child processes' environment: Spark's Python is this one, and no GPU.
+CHILD_ENV = {"PYSPARK_PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": None}
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -68,17 +67,6 @@ def _check_invariant(out: Path, files: set[str]) -> dict[str, Any]:
     return manifest
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    env.update(
-        SPARKDL_DEID_KEY=TEST_KEY,
-        PYSPARK_PYTHON=sys.executable,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        **extra,
-    )
-    return env
-
-
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """One small cohort in 4 folders: ~2,200 files, 3/4 of them duplicate SOP instances."""
@@ -100,17 +88,19 @@ def test_executor_killed_mid_ingest_keeps_every_input_once(
     tmp_path: Path, copies: list[Path]
 ) -> None:
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "ingest_executor_kill.py"), str(out), *map(str, copies)],
+    done = run_child(
+        SCRIPTS / "ingest_executor_kill.py",
+        str(out),
+        *map(str, copies),
         cwd=tmp_path,
-        env=_env(SPARK_HOME=str(linked_spark_home(tmp_path)), SPARK_LOCAL_DIRS=str(tmp_path)),
-        capture_output=True,
-        text=True,
+        env={
+            **CHILD_ENV,
+            "SPARK_HOME": str(linked_spark_home(tmp_path)),
+            "SPARK_LOCAL_DIRS": str(tmp_path),
+        },
         timeout=480,
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    report = json.loads(lines[-1][len("RESULT ") :])
+    report = done.result
     print(f"executor kill: {report}")
 
     # Not vacuous: a live executor JVM of this application was killed while tasks ran, Spark
@@ -159,7 +149,7 @@ def test_driver_killed_leaves_nothing_complete_and_next_run_recovers(
             "--master",
             "local[2]",
         ],
-        env=_env(),
+        env=child_env(CHILD_ENV),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -180,13 +170,13 @@ def test_driver_killed_leaves_nothing_complete_and_next_run_recovers(
     assert _check_invariant(out, files)["counts"] == first["counts"]
 
     # (b) killed in the middle of publishing over that complete dataset: the worst moment.
-    killed = subprocess.run(
-        [sys.executable, str(SCRIPTS / "ingest_killed_in_publish.py"), str(out), str(source)],
-        env=_env(),
-        capture_output=True,
-        text=True,
+    killed = run_child(
+        SCRIPTS / "ingest_killed_in_publish.py",
+        str(out),
+        str(source),
+        env=CHILD_ENV,
+        new_session=True,
         timeout=420,
-        start_new_session=True,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (out / "catalog").exists() and (out / "volumes").exists()  # half published ...
@@ -290,16 +280,9 @@ def test_multi_gb_archives_stream_with_bounded_memory(tmp_path: Path) -> None:
         for path in archives:
             size = path.stat().st_size
             assert size >= num_junk * member_bytes
-            done = subprocess.run(
-                [sys.executable, str(SCRIPTS / "stream_units.py"), str(path), str(size)],
-                env=_env(),
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            assert done.returncode == 0 and lines, done.stderr[-3000:]
-            result = json.loads(lines[-1][len("RESULT ") :])
+            result = run_child(
+                SCRIPTS / "stream_units.py", str(path), str(size), env=CHILD_ENV, timeout=300
+            ).result
             units = dict(result["units"])
             # Every member, once.
             assert len(result["units"]) == len(units) == num_junk + len(dicoms)

@@ -21,11 +21,13 @@ import pytest
 from sparkdl import read_rows
 from sparkdl.geometry import Geometry
 from sparkdl.volume_files import write_metaimage, write_mha, write_nifti
-from tests.cli import run_sparkdl
+from tests.helpers import run_sparkdl
+
+pytestmark = pytest.mark.slow
 
 
-def _sparkdl(*args: str) -> str:
-    return run_sparkdl(*args, "--quiet")
+def _sparkdl(*args: str) -> None:
+    run_sparkdl(*args, "--quiet")
 
 
 @pytest.fixture(scope="module")

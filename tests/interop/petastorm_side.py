@@ -5,11 +5,11 @@ TensorFlow. ``tests/test_interop.py`` calls this script in a subprocess:
 
 ``read URL``
     Reads the dataset at ``URL`` with ``petastorm.make_reader`` (every row, and every row of
-    each shard for 2 and 3 shards) and ``make_batch_reader``; prints one JSON document with a
+    each shard for 2 and 3 shards) and ``make_batch_reader``; prints ``RESULT <json>``, a
     digest of every row as each reader decoded it.
 ``write URL``
     Writes a dataset with Petastorm's own ``materialize_dataset`` (a patches-like Unischema),
-    then prints the digests of the rows it wrote.
+    then prints (``RESULT <json>``) the digests of the rows it wrote.
 
 A digest is ``{field: value}`` for scalars and ``{field: [dtype, shape, sha256]}`` for arrays,
 computed identically on both sides, so the two environments never exchange pickles.
@@ -151,4 +151,4 @@ def write(url: str) -> dict[str, Any]:
 if __name__ == "__main__":
     command, target = sys.argv[1], sys.argv[2]
     result = read(target) if command == "read" else write(target)
-    print(json.dumps(result, sort_keys=True))
+    print("RESULT " + json.dumps(result, sort_keys=True))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import run_sparkdl
+from tests.helpers import run_sparkdl
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from sparkdl.lidc import (
 )
 from sparkdl.patches.points import read_points_csv
 from sparkdl.synth.lidc_xml import SynthNodule, write_read_message
-from tests.test_lidc_read_message import message, real_xml
+from tests.lidc_data import message, real_xml
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SPACING = (0.7, 0.7)

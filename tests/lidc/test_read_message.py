@@ -4,7 +4,6 @@ the schema's quirks, and the real 071.xml of LIDC-IDRI-0002 counted independentl
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -16,24 +15,7 @@ from sparkdl.lidc import (
     is_read_message,
     parse_read_message,
 )
-
-LIDC_ROOT = Path(__file__).parents[2] / "shared" / "data" / "lidc-idri"
-NS = "http://www.nih.gov"
-
-
-def real_xml() -> Path:
-    found = sorted(LIDC_ROOT.glob("LIDC-IDRI-0002/**/071.xml"))
-    if not found:
-        pytest.skip(f"the real LIDC-IDRI-0002 read message 071.xml is not under {LIDC_ROOT}")
-    return found[0]
-
-
-def message(sessions: str, header: str = "<SeriesInstanceUid>1.2.3</SeriesInstanceUid>") -> bytes:
-    return (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<LidcReadMessage xmlns="{NS}">'
-        f"<ResponseHeader>{header}</ResponseHeader>{sessions}</LidcReadMessage>"
-    ).encode()
-
+from tests.lidc_data import BILLION_LAUGHS, XXE, message, real_xml
 
 ROI = """<roi><imageZposition>-100.750000 </imageZposition>
 <imageSOP_UID> 1.2.3.1 </imageSOP_UID><inclusion>TRUE</inclusion>
@@ -84,19 +66,6 @@ def test_other_content_sniffs_false(data: bytes) -> None:
 
 # --- hostile and broken input ----------------------------------------------------------------
 
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE LidcReadMessage [
- <!ENTITY lol "lol">
- <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
-]>
-<LidcReadMessage xmlns="http://www.nih.gov"><ResponseHeader>
-<SeriesInstanceUid>&lol4;</SeriesInstanceUid></ResponseHeader></LidcReadMessage>"""
-XXE = b"""<?xml version="1.0"?>
-<!DOCTYPE LidcReadMessage [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<LidcReadMessage xmlns="http://www.nih.gov"><ResponseHeader>
-<SeriesInstanceUid>&xxe;</SeriesInstanceUid></ResponseHeader></LidcReadMessage>"""
 EXTERNAL_DTD = b"""<?xml version="1.0"?>
 <!DOCTYPE LidcReadMessage SYSTEM "http://127.0.0.1:9/lidc.dtd">
 <LidcReadMessage xmlns="http://www.nih.gov"><ResponseHeader/></LidcReadMessage>"""

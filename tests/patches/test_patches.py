@@ -221,6 +221,7 @@ def test_read_luna16_csvs() -> None:
         "source": "annotation",
         "malignancy": -1,
         "diameter_mm": 6.1,
+        "sources": ("annotations",),
     }
     candidates = read_points_csv(
         io.StringIO("seriesuid,coordX,coordY,coordZ,class\n1.2.3,1,2,3,0\n1.2.3,4,5,6,1\n"),

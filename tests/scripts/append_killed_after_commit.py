@@ -1,4 +1,4 @@
-"""An append run killed halfway through applying its commit journal (tests/test_incremental.py).
+"""An append run killed halfway through applying its commit journal (tests/ingestion/).
 
 Usage: ``python tests/scripts/append_killed_after_commit.py ANNOTATIONS OUT INPUT...``, in a
 session of its own (the whole process group is killed). The run reaches its commit point,

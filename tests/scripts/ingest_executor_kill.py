@@ -1,4 +1,4 @@
-"""Ingest on ``local-cluster[2,1,1024]`` while one executor JVM is killed (tests/test_scale.py).
+"""Ingest on ``local-cluster[2,1,1024]`` while an executor JVM is killed (tests/ingestion/).
 
 Usage: ``python tests/scripts/ingest_executor_kill.py OUT INPUT...``, with ``SPARK_HOME``
 naming a Spark home that can launch the cluster's JVMs. A thread waits until a stage runs

@@ -1,4 +1,4 @@
-"""An ingest whose driver dies in the middle of publishing (tests/test_scale.py).
+"""An ingest whose driver dies in the middle of publishing (tests/ingestion/test_scale.py).
 
 Usage: ``python tests/scripts/ingest_killed_in_publish.py OUT INPUT``, in a session of its
 own (the whole process group is killed). The third rename of the run puts the commit

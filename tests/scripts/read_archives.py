@@ -1,12 +1,14 @@
-"""Read the first member of every archive in some folders with pydicom alone (tests/test_synth.py).
+"""Read the first member of every archive in some folders with pydicom alone (tests/synth/).
 
-Usage: ``python tests/scripts/read_archives.py DIR...``; prints ``NAME SOPClassUID PatientID``
-per archive (``.zip``, else tar, compressed or not), in a process that never imported sparkdl.
+Usage: ``python tests/scripts/read_archives.py DIR...``; prints ``RESULT <json>``: a
+``[name, SOPClassUID, PatientID]`` per archive (``.zip``, else tar, compressed or not), read in
+a process that never imported sparkdl.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import sys
 import tarfile
 import zipfile
@@ -28,10 +30,12 @@ def first_member(path: Path) -> bytes:
 
 
 def main(folders: list[str]) -> None:
+    found = []
     for folder in folders:
         for path in sorted(Path(folder).iterdir()):
             ds = pydicom.dcmread(io.BytesIO(first_member(path)))
-            print(path.name, ds.SOPClassUID, ds.PatientID)
+            found.append([path.name, str(ds.SOPClassUID), str(ds.PatientID)])
+    print("RESULT " + json.dumps(found))
 
 
 if __name__ == "__main__":

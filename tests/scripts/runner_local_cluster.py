@@ -1,4 +1,4 @@
-"""TrainingRunner on ``local-cluster[2,1,1024]`` with fake GPUs (tests/test_runner.py).
+"""TrainingRunner on ``local-cluster[2,1,1024]`` with fake GPUs (tests/training/test_runner.py).
 
 Usage: ``python tests/scripts/runner_local_cluster.py DISCOVERY_SCRIPT``, with ``SPARK_HOME``
 naming a Spark home that can launch the cluster's JVMs. Each worker and executor gets one
@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(discovery_script: str) -> None:
-    # The training fn is the test module's (nested there, so cloudpickle ships it by value).
+    # The training fn is the tests' (nested there, so cloudpickle ships it by value).
     sys.path.insert(0, str(ROOT))
-    from tests.test_runner import _view_fn
+    from tests.helpers import worker_view_fn
 
     spark = (
         SparkSession.builder.master("local-cluster[2,1,1024]")
@@ -36,7 +36,7 @@ def main(discovery_script: str) -> None:
         .getOrCreate()
     )
     try:
-        views = TrainingRunner(2, use_gpu=True, spark=spark).run(_view_fn())
+        views = TrainingRunner(2, use_gpu=True, spark=spark).run(worker_view_fn())
     finally:
         spark.stop()
     print("RESULT " + json.dumps(views))

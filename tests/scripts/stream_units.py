@@ -1,4 +1,4 @@
-"""Peak memory of reading one (multi-GB) archive unit by unit (tests/test_scale.py).
+"""Peak memory of reading one (multi-GB) archive unit by unit (tests/ingestion/test_scale.py).
 
 Usage: ``python tests/scripts/stream_units.py PATH SIZE``. Runs what each executor task
 runs on one input file (:func:`sparkdl.ingestion.read_stage.file_records`) and prints

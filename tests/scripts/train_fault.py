@@ -1,7 +1,7 @@
-"""A training run whose rank-1 worker dies once at epoch 2 (tests/test_train.py).
+"""A training run whose rank-1 worker dies once at epoch 2 (tests/training/test_job.py).
 
 Usage: ``python tests/scripts/train_fault.py DATA MODEL_DIR CONFIG_JSON``; prints
-``RESULTS <json>`` (every worker's summary) on success.
+``RESULT <json>`` (every worker's summary) on success.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main(data_dir: str, model_dir: str, config_json: str) -> None:
         return train_worker(job, extra_callbacks=[lambda: kill_once(model_dir)])
 
     results = TrainingRunner(2, spark=spark).run(worker, job)
-    print("RESULTS " + json.dumps(results))
+    print("RESULT " + json.dumps(results))
     spark.stop()
 
 

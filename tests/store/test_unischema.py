@@ -78,6 +78,7 @@ def test_encode_row_checks_keys_dtypes_and_shapes() -> None:
         "diameter_mm": np.float32(3.5),
         "center": np.zeros(3),
         "source": "annotation",
+        "sources": "annotations",
         "split": "train",
     }
     stored = schema.encode_row(row)

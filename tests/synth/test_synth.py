@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 import tarfile
 import zipfile
 from collections import defaultdict
@@ -23,6 +21,7 @@ from pydicom.dataset import Dataset
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.synth import VARIANTS, CohortSummary, synthesize_cohort
 from sparkdl.synth.cohort import ArchiveKind
+from tests.helpers import SCRIPTS, run_child
 
 ARCHIVE_KINDS: tuple[ArchiveKind, ...] = ("zip", "tar")
 
@@ -360,18 +359,13 @@ def test_same_seed_same_bytes(tmp_path: Path, archived: dict[str, CohortSummary]
     assert c.phi_json.read_bytes() != a.phi_json.read_bytes()
 
 
+@pytest.mark.slow
 def test_archives_read_in_a_separate_process(archived: dict[str, CohortSummary]) -> None:
     dirs = [str(archived[kind].dicom_dir) for kind in ("zip", "tar")]
-    script = Path(__file__).parent / "scripts" / "read_archives.py"
-    result = subprocess.run(
-        [sys.executable, str(script), *dirs], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 4 and all(
-        line.split()[1].startswith("1.2.840.10008.5.1.4.1.1") for line in lines
-    )
-    assert any(line.split()[0].endswith(".tar.gz") for line in lines)
+    found = run_child(SCRIPTS / "read_archives.py", *dirs, timeout=120).result
+    assert len(found) == 4
+    assert all(sop_class.startswith("1.2.840.10008.5.1.4.1.1") for _, sop_class, _ in found)
+    assert any(name.endswith(".tar.gz") for name, _, _ in found)
 
 
 def test_fast_series_encoding_matches_full_datasets() -> None:

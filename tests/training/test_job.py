@@ -15,8 +15,6 @@ the patients dealt round-robin over the files, so each of two shards gets rows o
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,13 +23,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sparkdl.errors import ConfigError, InputError
 from sparkdl.store.storage import to_url
-from sparkdl.training.config import TrainConfig, class_weights
+from sparkdl.training.config import TrainConfig
 from sparkdl.training.job import zoo_model_fn
-from sparkdl.training.sharding import plan_from_rows
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, SCRIPTS, run_child
 
 ROWS_PER_PATIENT = 8
 
@@ -74,6 +69,7 @@ def _rows(patients: list[int], size: int) -> Any:
                 "diameter_mm": np.float32(5.0 if label else 0.0),
                 "center": np.array([row_id, -row_id, 0.5 * row_id], dtype=np.float64),
                 "source": "annotation" if label else "candidate",
+                "sources": "annotations" if label else "candidates",
                 "split": split[patient % 10],
             }
 
@@ -137,68 +133,7 @@ def trained(spark: Any, cohort: Path, tmp_path_factory: pytest.TempPathFactory) 
     return {"result": result, "model_dir": model_dir, "data_dir": cohort}
 
 
-# -- config and pure helpers -------------------------------------------------------------
-
-
-def test_config_loads_yaml_with_overrides(tmp_path: Path) -> None:
-    shipped = TrainConfig.load(ROOT / "conf" / "train.yaml")
-    assert shipped == TrainConfig()  # the shipped YAML states the defaults
-    path = tmp_path / "train.yaml"
-    path.write_text("model: resnet3d\ntask: malignancy\nwindow: [-500, 1400]\nepochs: 3\n")
-    config = TrainConfig.load(path, epochs=7, batch_size=None)
-    assert (config.model, config.task, config.window, config.epochs) == (
-        "resnet3d",
-        "malignancy",
-        (-500.0, 1400.0),
-        7,
-    )
-    assert config.label_field == "malignancy"
-
-
-@pytest.mark.parametrize(
-    "text, key",
-    [
-        ("modle: cnn3d\n", "modle"),
-        ("model: vgg\n", "model"),
-        ("epochs: 0\n", "epochs"),
-        ("task: fracture\n", "task"),
-        ("learning_rate: fast\n", "learning_rate"),
-        ("min_steps_per_epoch: -1\n", "min_steps_per_epoch"),
-    ],
-)
-def test_config_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError, match=key):
-        TrainConfig.load(path)
-
-
-def test_class_weights_balance_the_classes() -> None:
-    weights = class_weights({0: 300, 1: 100})
-    assert weights == pytest.approx({0: 400 / 600, 1: 2.0})
-    assert 300 * weights[0] == pytest.approx(100 * weights[1])
-    with pytest.raises(InputError, match="no rows of class"):
-        class_weights({0: 10})
-
-
-def test_plan_shards_balanced_or_whole_split() -> None:
-    def plan(rows: list[int], batch: int, min_steps: int = 1) -> tuple[int, int]:
-        found = plan_from_rows(rows, batch, min_steps)
-        return found.num_shards, found.steps_per_epoch
-
-    assert plan([103, 117], 32) == (2, 6)  # own shards: the smallest gives 6 × 16
-    assert plan([60, 120], 32) == (2, 3)  # 60 >= half of an even 90
-    # One shard holding most rows (row groups [100, 2, 100, 4, ...] dealt round-robin):
-    # every worker reads the whole split; an epoch is its rows over the global batch.
-    assert plan([257, 5], 32) == (1, 8)
-    assert plan([0, 40], 32) == (1, 1)
-    assert plan([70], 32) == (1, 2)
-    assert plan([103, 117], 32, min_steps=8) == (2, 8)  # a short pass repeats
-    assert plan([257, 5], 32, min_steps=8) == (1, 8)  # already 8 steps
-    with pytest.raises(ConfigError, match="plan_shards"):
-        plan([], 32)
-    with pytest.raises(ConfigError, match="plan_shards"):
-        plan([10, 10, 10], 2)  # fewer patches per step than shards
+# -- the plan of a job ---------------------------------------------------------------------
 
 
 def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Path) -> None:
@@ -225,111 +160,6 @@ def test_plan_job_falls_back_to_one_shard(spark: Any, cohort: Path, tmp_path: Pa
     assert plan(one_pass, 2) == (2, 56 // 8)  # shards of 112 and 56 rows
     # Three row groups cannot feed four shards: every worker reads the whole split.
     assert plan(config, 4) == (1, train_rows // 16)
-
-
-def test_training_curves_from_history(tmp_path: Path) -> None:
-    from sparkdl.evaluation.plots import plot_training_curves
-
-    model_dir = tmp_path / "m"
-    model_dir.mkdir()
-    assert not plot_training_curves(str(model_dir), str(tmp_path / "none.png"))  # no history
-    history = {
-        "epoch": [2, 3, 4],
-        "metrics": {
-            "loss": [0.7, 0.5, 0.4],
-            "val_loss": [0.8, 0.6, 0.5],
-            "auc": [0.6, 0.8, 0.9],
-            "val_auc": [0.5, 0.7, 0.85],
-        },
-    }
-    (model_dir / "history.json").write_text(json.dumps(history))
-    assert plot_training_curves(str(model_dir), str(tmp_path / "curves.png"))
-    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_binary_metrics_confusion_matrix() -> None:
-    from sparkdl.evaluation.report import binary_metrics
-
-    metrics = binary_metrics(np.array([0, 0, 0, 1, 1]), np.array([0.1, 0.6, 0.2, 0.9, 0.4]), 0.5)
-    assert metrics["confusion_matrix"] == {"tn": 2, "fp": 1, "fn": 1, "tp": 1}
-    assert (metrics["sensitivity"], metrics["specificity"]) == (0.5, pytest.approx(2 / 3))
-    assert metrics["auc"] == pytest.approx(5 / 6)
-
-
-def test_auc_interval_is_wide_on_few_patients_and_narrows_with_more() -> None:
-    from sklearn.metrics import roc_auc_score
-
-    from sparkdl.evaluation.report import auc_interval
-
-    rng = np.random.default_rng(0)
-
-    def split(n_pos: int, n_neg: int) -> tuple[np.ndarray, np.ndarray]:
-        y = np.r_[np.ones(n_pos), np.zeros(n_neg)]
-        return y, rng.normal(y * 1.5, 1.0)  # a separation of AUC ~0.86
-
-    small, large = split(5, 20), split(200, 800)
-    (low_s, high_s), (low_l, high_l) = auc_interval(*small), auc_interval(*large)
-    assert low_s <= roc_auc_score(*small) <= high_s and low_l <= roc_auc_score(*large) <= high_l
-    assert high_s - low_s > 2 * (high_l - low_l)
-    assert low_l < 0.86 < high_l
-    assert auc_interval(np.array([1, 1, 0, 0]), np.array([0.9, 0.8, 0.2, 0.1])) == (1.0, 1.0)
-    assert auc_interval(np.zeros(4), np.arange(4.0)) is None  # one class: no AUC
-
-
-def test_summary_warns_on_a_small_split() -> None:
-    from sparkdl.evaluation.report import auc_interval, binary_metrics, summary_text
-
-    def summary(y: np.ndarray, s: np.ndarray) -> str:
-        return summary_text(
-            {
-                "task": "nodule",
-                "model": "cnn3d",
-                "split": "test",
-                **binary_metrics(y, s, 0.5),
-                "auc_ci95": auc_interval(y, s),
-            }
-        )
-
-    tiny = summary(np.array([1, 0, 0, 0, 0]), np.array([0.9, 0.1, 0.2, 0.3, 0.4]))
-    assert "AUC: 1.000 (95 % bootstrap interval 1.000-1.000)" in tiny
-    assert "caution: 1 positive and 4 negative patches" in tiny
-    y = np.r_[np.ones(20), np.zeros(60)]
-    assert "caution" not in summary(y, np.random.default_rng(0).normal(y, 1.0))
-
-
-def test_model_zoo_factories() -> None:
-    from sparkdl.training.models import build_model
-
-    for name in ("cnn3d", "resnet3d"):
-        for task in ("nodule", "malignancy"):
-            model = build_model(name, (16, 16, 16, 1), task=task, base_filters=4, num_stages=2)
-            out = model(np.zeros((2, 16, 16, 16, 1), np.float32)).numpy()
-            assert out.shape == (2, 1) and ((out > 0) & (out < 1)).all()
-            assert model.output_names == [task]
-    with pytest.raises(ConfigError, match="num_stages"):
-        build_model("cnn3d", (8, 8, 8, 1), num_stages=4)
-    with pytest.raises(ConfigError, match="Unknown model"):
-        build_model("vgg", (8, 8, 8, 1))
-
-
-def test_centre_pool_sees_where_the_features_are() -> None:
-    """Global average plus central average: a voxel at the centre and one in a corner pool
-    to the same global feature but different central ones."""
-    import tf_keras
-
-    from sparkdl.training.models import centre_pool
-
-    inputs = tf_keras.Input((4, 4, 4, 1))
-    pool = tf_keras.Model(inputs, centre_pool(inputs))
-    centre, corner = np.zeros((2, 4, 4, 4, 1), np.float32)
-    centre[1, 2, 1] = 1.0  # inside the central 2³ of the 4³ map
-    corner[0, 3, 0] = 1.0
-    out = pool(np.stack([centre, corner])).numpy()
-    np.testing.assert_allclose(out, [[1 / 64, 1 / 8], [1 / 64, 0.0]], atol=1e-6)
-    small = tf_keras.Input((2, 2, 2, 3))  # too small to crop: both halves are the global mean
-    out = tf_keras.Model(small, centre_pool(small))(np.random.rand(2, 2, 2, 2, 3)).numpy()
-    assert out.shape == (2, 6)
-    np.testing.assert_allclose(out[:, 3:], out[:, :3], atol=1e-6)
 
 
 # -- distributed training, evaluation, prediction ------------------------------------------
@@ -438,19 +268,15 @@ def test_predict_scores_every_patch(spark: Any, trained: dict[str, Any], tmp_pat
 def test_killed_worker_resumes_from_backup(cohort: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    script = ROOT / "tests" / "scripts" / "train_fault.py"
     config = {**TEST_CONFIG, "epochs": 5}
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run(
-        [sys.executable, str(script), str(cohort), str(model_dir), json.dumps(config)],
+    results = run_child(
+        SCRIPTS / "train_fault.py",
+        str(cohort),
+        str(model_dir),
+        json.dumps(config),
         cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    results = json.loads(done.stdout.split("RESULTS ", 1)[1].splitlines()[0])
+    ).result
     assert (model_dir / "killed").exists()  # the first attempt did lose a worker
     assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
     # The retried stage started at epoch 2 (after the backup of epoch 1), not at 0.

@@ -15,31 +15,9 @@ import pytest
 from sparkdl.errors import TrainingError
 from sparkdl.training.capacity import ALLOW_UNENCRYPTED_CONF, check_training_conf, local_slots
 from sparkdl.training.runner import TrainingRunner, split_gpus
-from tests.spark_home import linked_spark_home
+from tests.helpers import ROOT, SCRIPTS, linked_spark_home, run_child, worker_view_fn
 
-FAKE_GPUS = Path(__file__).parent / "data" / "fake_gpus.sh"
-SCRIPTS = Path(__file__).parent / "scripts"
-
-
-def _view_fn() -> Any:
-    """A training fn reporting what a worker sees: rank, Spark's GPUs, the runner's variables.
-
-    Nested, so cloudpickle ships it by value (executors cannot import this test module).
-    """
-
-    def worker_view() -> dict[str, Any]:
-        # fn runs in a child of the Spark Python worker: the parent pid is the worker's.
-        return {
-            "rank": int(os.environ["SPARKDL_WORKER_RANK"]),
-            "pid": os.getppid(),
-            "spark_gpus": os.environ["SPARKDL_TASK_GPUS"].split(",")
-            if os.environ["SPARKDL_TASK_GPUS"]
-            else None,
-            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "TF_CONFIG": json.loads(os.environ["TF_CONFIG"]),
-        }
-
-    return worker_view
+FAKE_GPUS = ROOT / "tests" / "data" / "fake_gpus.sh"
 
 
 # --- pure validation ------------------------------------------------------------------------
@@ -110,7 +88,7 @@ def test_num_workers_must_be_positive() -> None:
 
 
 def test_run_on_local_two_workers(spark: Any) -> None:
-    views = TrainingRunner(2, spark=spark).run(_view_fn())
+    views = TrainingRunner(2, spark=spark).run(worker_view_fn())
     assert [v["rank"] for v in views] == [0, 1]
     for rank, view in enumerate(views):
         assert view["CUDA_VISIBLE_DEVICES"] == ""  # no GPU requested: CPU
@@ -158,6 +136,7 @@ def test_worker_error_names_rank(spark: Any, tmp_path: Path) -> None:
     assert len((tmp_path / "rank0").read_text().splitlines()) >= 2
 
 
+@pytest.mark.slow
 def test_worker_process_ends_with_its_task(tmp_path: Path) -> None:
     """A training process whose Spark task was killed does not live on as an orphan."""
     from pyspark import cloudpickle
@@ -208,9 +187,9 @@ def test_too_many_workers_fails_before_any_job(spark: Any) -> None:
     sc.setJobGroup("sparkdl-runner-too-many", "must stay empty")
     try:
         with pytest.raises(TrainingError, match=r"needs 3 barrier .* local\[2\] has 2"):
-            TrainingRunner(3, spark=spark).run(_view_fn())
+            TrainingRunner(3, spark=spark).run(worker_view_fn())
         with pytest.raises(TrainingError, match=r"spark\.driver\.resource\.gpu\.amount"):
-            TrainingRunner(2, use_gpu=True, spark=spark).run(_view_fn())
+            TrainingRunner(2, use_gpu=True, spark=spark).run(worker_view_fn())
     finally:
         sc.setLocalProperty("spark.jobGroup.id", None)
     assert sc.statusTracker().getJobIdsForGroup("sparkdl-runner-too-many") == []
@@ -241,23 +220,18 @@ def test_multi_worker_mirrored_all_reduce(spark: Any) -> None:
 
 @pytest.mark.slow
 def test_local_cluster_with_fake_gpus(tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
-    env.update(
-        SPARK_HOME=str(linked_spark_home(tmp_path)),
-        PYSPARK_PYTHON=sys.executable,
-        SPARK_LOCAL_DIRS=str(tmp_path),
-    )
-    done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "runner_local_cluster.py"), str(FAKE_GPUS)],
+    views = run_child(
+        SCRIPTS / "runner_local_cluster.py",
+        str(FAKE_GPUS),
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        env={
+            "CUDA_VISIBLE_DEVICES": None,
+            "SPARK_HOME": str(linked_spark_home(tmp_path)),
+            "PYSPARK_PYTHON": sys.executable,
+            "SPARK_LOCAL_DIRS": str(tmp_path),
+        },
         timeout=420,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-3000:]
-    views = json.loads(lines[-1][len("RESULT ") :])
+    ).result
 
     assert [v["rank"] for v in views] == [0, 1]
     assert views[0]["pid"] != views[1]["pid"]  # two executors, one barrier task each
@@ -273,22 +247,15 @@ def test_local_cluster_with_fake_gpus(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_executors_without_sparkdl_are_refused_at_once(bare_python: Path, tmp_path: Path) -> None:
     """No barrier stage (and no four stage attempts): one probe task says what to ship."""
-    script = SCRIPTS / "runner_without_sparkdl.py"
     # No PYTHONPATH: the driver finds sparkdl through its install, the executors must not.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYSPARK_PYTHON"] = str(bare_python)
     # Not from the repository: `python -m pyspark.daemon` puts its working directory on
     # sys.path, where ./sparkdl would be found.
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    outcome = run_child(
+        SCRIPTS / "runner_without_sparkdl.py",
         cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = next(li for li in done.stdout.splitlines() if li.startswith(("REFUSED", "RAN")))
-    assert line.startswith("REFUSED"), line
-    assert "cannot import sparkdl" in line and "--py-files" in line
-    assert float(line.split()[1]) < 60
+        env={"PYTHONPATH": None, "PYSPARK_PYTHON": str(bare_python)},
+        timeout=300,
+    ).result
+    assert outcome["refused"], outcome
+    assert "cannot import sparkdl" in outcome["message"] and "--py-files" in outcome["message"]
+    assert outcome["seconds"] < 60

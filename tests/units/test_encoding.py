@@ -26,10 +26,10 @@ from sparkdl import synthesize_cohort
 from sparkdl.deid import DeidOptions, deidentify
 from sparkdl.units.encoding import to_part10
 from sparkdl.units.header_json import header_json
-from tests.conftest import TEST_KEY
+from tests.helpers import TEST_KEY
+from tests.lidc_data import LIDC
 
 PYDICOM_FILES = Path(pydicom.data.__path__[0])
-LIDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "lidc-idri"
 #: pydicom's test files: vendors, toolkits, syntaxes (big endian, deflated, JPEG family,
 #: RLE) and character sets (ISO 2022 Japanese and Korean, Arabic, Greek, UTF-8 ...).
 PYDICOM_SAMPLES = [

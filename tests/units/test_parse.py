@@ -24,7 +24,7 @@ from pydicom.filewriter import write_dataset
 from sparkdl.deid import DeidOptions
 from sparkdl.units.archives import Limits
 from sparkdl.units.parse import Accepted, Rejected, process_instance
-from tests.conftest import TEST_KEY
+from tests.helpers import TEST_KEY
 
 ENCODINGS = {  # name: (little endian, implicit VR, the transfer syntax it is)
     "implicit-little": (True, True, pydicom.uid.ImplicitVRLittleEndian),
