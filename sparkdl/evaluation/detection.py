@@ -199,14 +199,16 @@ def draw_detections(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     columns = ["series_uid", "volume", "spacing", "origin", "direction"]
-    wanted = set(by_series)
-    for volume in read_rows(data.volumes, columns, where={"series_uid": wanted}):
+    drawn: set[str] = set()
+    for volume in read_rows(data.volumes, columns, where={"series_uid": set(by_series)}):
         series = str(volume["series_uid"])
+        if series in drawn:
+            continue  # a series split into several volumes is drawn once
         top = sorted(by_series[series], key=lambda d: -d.probability)[:per_series]
         path = out / f"{series}.png"
         if plot_detections(volume, top, str(path)):
             written.append(str(path))
-            wanted.discard(series)  # a series split into several volumes is drawn once
+            drawn.add(series)
     return written
 
 

@@ -127,6 +127,8 @@ def read_rows(
         with fs.open_input_file(group.path) as handle:
             table = pq.ParquetFile(handle).read_row_group(group.index, columns=read)
         for name, values in tested.items():
-            table = table.filter(pc.is_in(table.column(name), value_set=pa.array(list(values))))
+            column = table.column(name)
+            wanted = pa.array(list(values), type=column.type)  # typed: an empty set too
+            table = table.filter(pc.is_in(column, value_set=wanted))
         for row in table.select(names).to_pylist():
             yield schema.decode_row(row)

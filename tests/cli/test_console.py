@@ -103,18 +103,28 @@ def test_ingest_summary_comes_last_and_spark_start_up_is_quiet(
     _, console = ingested
     for noise in SPARK_START_NOISE:
         assert noise not in console, noise
-    last_progress = max(i for i, line in enumerate(console.splitlines()) if "ingest: " in line)
-    summary = "\n".join(console.splitlines()[last_progress + 1 :])
-    assert json.loads(summary)["cataloged"] > 0  # the rest of the output is the JSON summary
+    data, _ = ingested
+    counts = json.loads((data / "manifest.json").read_text())["counts"]
+    lines = console.splitlines()
+    # The summary comes last: every stage line before it, then the counts that matter.
+    summary_start = next(
+        i for i, line in enumerate(lines) if re.match(r"ingest: [\d,]+ files,", line)
+    )
+    assert all(not line.startswith("ingest: publishing") for line in lines[summary_start:])
+    summary = "\n".join(lines[summary_start:])
+    assert f"{counts['cataloged']:,} cataloged" in summary
+    assert f"{counts['volumes']:,} volumes" in summary
+    assert f"{counts['nodules']:,} nodules → {counts['patches']:,} patches" in summary
+    assert " INFO " not in console and not re.search(r"^\d{4}-\d\d-\d\d ", console, re.M)
 
 
 def test_quiet_prints_the_summary_only(cohort: Path) -> None:
     console = _sparkdl(
         "ingest", str(_tiny_input(cohort)), "--output", str(cohort / "quiet"), "--quiet"
     ).stdout
-    assert "ingest: " not in console and " INFO " not in console
-    summary = console[console.index("\n{") + 1 :]  # warnings (4 slices are few) may come first
-    assert json.loads(summary)["cataloged"] == 4
+    progress = [line for line in console.splitlines() if re.match(r"ingest: [a-z ]+: ", line)]
+    assert not progress and " INFO " not in console
+    assert "ingest: 4 files, 4 units: 4 cataloged, 0 rejected" in console
 
 
 def test_verbose_restores_sparks_own_logging(cohort: Path) -> None:
