@@ -191,3 +191,16 @@ def test_not_a_dataset_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not valid JSON"):
         inspect_dataset(str(tmp_path))
     assert not (tmp_path / "inspect.png").exists()
+
+
+def test_histograms_sort_numbers_as_numbers_and_stay_short() -> None:
+    from collections import Counter
+
+    from sparkdl.inspection import _counts, _lines
+
+    shapes = Counter({"238x128x128": 1, "53x128x128": 2, "107x128x128": 1})
+    assert list(_counts(shapes)) == ["53x128x128", "107x128x128", "238x128x128"]
+    many = {f"{n}x64x64": n for n in range(1, 21)}
+    lines = _lines("shape", many)
+    assert len(lines) == 1 + 8 + 1 and lines[-1].endswith("12 more (--json lists all)")
+    assert "20x64x64" in lines[8] and "1x64x64" not in "\n".join(lines)

@@ -101,9 +101,16 @@ def test_nodules_of_the_real_series(ingested: Path) -> None:
     patches = list(
         read_rows(str(ingested / "out" / "patches"), ["label", "malignancy", "source", "center"])
     )
-    assert [(p["label"], p["malignancy"]) for p in patches if p["source"] == "annotation"] == [
-        (1, 1)
-    ]
+    assert {p["source"] for p in patches} <= {"annotation", "generated", "candidate"}
+    # One positive for the one nodule: the generated candidate on it (candidates are generated:
+    # no list was given), or the nodule's own centre when no candidate reached it.
+    positives = [p for p in patches if p["label"] == 1]
+    assert [(p["malignancy"], p["source"]) for p in positives] in (
+        [(1, "generated")],
+        [(1, "annotation")],
+    )
+    found = _table(ingested / "out" / "candidates").to_pylist()
+    assert 0 < len(found) <= 300 and sum(c["label"] == 1 for c in found) <= 1
     # hard_negatives: every cluster no reader outlined is a negative patch at its centre
     unoutlined = sorted(
         (round(n["coordX"], 1), round(n["coordY"], 1), round(n["coordZ"], 1))
@@ -257,3 +264,14 @@ def test_read_messages_in_a_later_append_run_label_the_earlier_series(tmp_path: 
     patches = list(read_rows(str(out / "patches"), ["label", "source", "series_uid"]))
     labelled = {p["series_uid"] for p in patches if p["label"] == 1}
     assert positives and {n["series_uid"] for n in positives} == labelled
+
+
+def test_annotations_of_a_dataset_without_read_messages_say_why(tmp_path: Path) -> None:
+    from sparkdl.errors import InputError
+    from sparkdl.ingestion.lidc_stage import write_annotations
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps({"counts": {}}))
+    with pytest.raises(InputError, match="none of its inputs was an LIDC read message"):
+        write_annotations(str(tmp_path / "out"), str(tmp_path / "a.csv"))
+    assert not (tmp_path / "a.csv").exists()

@@ -286,3 +286,29 @@ def test_killed_worker_resumes_from_backup(cohort: Path, tmp_path: Path) -> None
     started = [int(e) for e in (model_dir / "epochs-rank1.log").read_text().split()]
     assert started == [0, 1, 2, 2, 3, 4]  # one epoch re-run, not three
     assert (model_dir / "model.keras").is_file()
+
+
+# -- errors that come first ------------------------------------------------------------------
+
+
+def test_too_many_workers_is_the_first_error(spark: Any, cohort: Path, tmp_path: Path) -> None:
+    """64 workers on local[2]: the missing barrier slots are named, not the batch size that 64
+    workers cannot split (which the plan would check next)."""
+    from sparkdl.errors import TrainingError
+    from sparkdl.training.job import train
+
+    with pytest.raises(TrainingError, match="needs 64 barrier slots") as raised:
+        train(str(cohort), str(tmp_path / "m"), num_workers=64, spark=spark)
+    assert "batch_size" not in str(raised.value)
+
+
+def test_training_on_a_dataset_without_patches_says_how_to_get_them(
+    spark: Any, tmp_path: Path
+) -> None:
+    from sparkdl.errors import InputError
+    from sparkdl.training.job import train
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(InputError, match=r"has no patches/: its ingest cut no patch") as raised:
+        train(str(tmp_path / "out"), str(tmp_path / "m"), spark=spark)
+    assert "--annotations" in str(raised.value) and "candidate generation" in str(raised.value)
