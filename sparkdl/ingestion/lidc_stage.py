@@ -102,7 +102,11 @@ def _add_message(
     first: int,
 ) -> int:
     """Add one message's read row, nodule rows (numbered from ``first`` within its series)
-    and points; return how many nodules it had."""
+    and points; return how many nodules it had.
+
+    Long: the rows are built in the column order of ``READ_SCHEMA`` and ``NODULE_SCHEMA``, so
+    each table reads against its declaration.
+    """
     message = from_json(text)
     marks, unplaced = read_marks(message, geometry[0], unplaceable=geometry[1])
     nodules = cluster_marks(marks)

@@ -39,7 +39,10 @@ def watch(
     once: bool = False,
     max_files_per_batch: int = 10_000,
 ) -> None:
-    """Run the streaming ingest until stopped (or, with ``once``, until ``landing`` is drained)."""
+    """Run the streaming ingest until stopped (or, with ``once``, until ``landing`` is drained).
+
+    Ten parameters: ``ingest``'s own, plus the stream's checkpoint, trigger and once.
+    """
     from sparkdl.deid import load_key
 
     load_key(key_file)  # refuse to start without a key, before any stream

@@ -203,6 +203,8 @@ def _point(
     uid: Callable[[str], str],
     unplaceable: frozenset[str],
 ) -> Mark | Unusable:
+    """A single-point mark (a small nodule, a non-nodule) on its slice. Eight parameters: the
+    pieces of one mark as they are read, for one call site."""
     key = uid(sop_uid)
     if key not in slices:
         return Unusable(reader, kind, mark_id, _missing([key], unplaceable))

@@ -54,6 +54,8 @@ class RowGroupReader(Generic[T]):
         workers_count: int,
         results_queue_size: int,
     ) -> None:
+        """Eight parameters: the reader options of Petastorm's that sparkdl keeps, each a
+        separate choice."""
         if not groups:
             raise ValueError("RowGroupReader needs at least one row group.")
         self._fs, self._groups, self._read = fs, list(groups), read

@@ -5,14 +5,13 @@ written where (series variants, nodule ground truth).
 """
 
 from sparkdl.synth.cohort import (
-    ANNOTATION_COLUMNS,
-    CANDIDATE_COLUMNS,
     CohortSummary,
     NoduleRecord,
     SeriesRecord,
     synthesize_cohort,
     synthesize_volume_cohort,
 )
+from sparkdl.synth.labels import ANNOTATION_COLUMNS, CANDIDATE_COLUMNS
 from sparkdl.synth.variants import VARIANTS
 
 __all__ = [

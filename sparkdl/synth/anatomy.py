@@ -166,6 +166,8 @@ def _place_nodule(
     attached_to: Attachment = "none",
 ) -> Nodule:
     # rng.choice of a list of the literals returns one of them (as np.str_).
+    """Long: the placement rules (free lung, against the pleura, beside a vessel) read best in
+    one place."""
     texture = cast(
         Texture, str(rng.choice(["solid", "part_solid", "ground_glass"], p=[0.65, 0.15, 0.2]))
     )

@@ -19,8 +19,6 @@ is the same in a cohort of 5 and of 50 (apart from the variants assigned to its 
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,25 +33,24 @@ from sparkdl.synth.anatomy import make_phantom, sample_negatives
 from sparkdl.synth.archive import ArchiveWriter
 from sparkdl.synth.dicom_modules import make_uid, study_context
 from sparkdl.synth.identity import make_identity, phi_strings
+from sparkdl.synth.labels import candidate_rows, write_labels
 from sparkdl.synth.lidc_xml import read_message_for
 from sparkdl.synth.part10 import encode
-from sparkdl.synth.phantom import Grid, Phantom, add_noise, render_hu
+from sparkdl.synth.phantom import Grid, add_noise, render_hu
 from sparkdl.synth.variants import (
     VARIANTS,
     draw_sampling,
+    localizer_grids,
     make_series_spec,
     to_stored,
     voxel_half_diagonal,
 )
+from sparkdl.synth.volume_export import VolumeFormat, write_volumes
 
 logger = logging.getLogger(__name__)
 
 ArchiveKind = Literal["none", "zip", "tar"]
-VolumeFormat = Literal["dicom", "mhd", "nifti"]
 SeriesKind = Literal["axial_ct", "localizer", "dose_report", "structured_report"]
-
-ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm", "malignancy")
-CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
 
 
 @dataclass(frozen=True)
@@ -173,6 +170,9 @@ def _synthesize(
     (loose, no archive, no read message). ``candidates_per_series`` makes ``candidates.csv``
     LUNA16-sized: that many non-nodule points per series (two thirds in the lungs, one third
     on vessels) besides the nodules.
+
+    Long, with eight parameters: the cohort's steps in order, each argument a user's choice
+    passed through.
     """
     _check_arguments(num_patients, seed, archive, image_size)
     if volume_format not in ("dicom", "mhd", "nifti"):
@@ -214,7 +214,7 @@ def _synthesize(
             writer.add_patient(patient.files)
             num_files += len(patient.files)
         else:
-            num_files += _write_volumes(dicom_dir / "subset0", patient.volumes, volume_format)
+            num_files += write_volumes(dicom_dir / "subset0", patient.volumes, volume_format)
         records += patient.series
         nodules += patient.nodules
         candidates += patient.candidates
@@ -227,7 +227,8 @@ def _synthesize(
         )
     num_archives = writer.close()
 
-    annotations_csv, candidates_csv, phi_json = _write_labels(out, nodules, candidates, phi)
+    annotation_rows = [(n.series_uid, *n.center_mm, n.diameter_mm, n.malignancy) for n in nodules]
+    annotations_csv, candidates_csv, phi_json = write_labels(out, annotation_rows, candidates, phi)
     axial = [r for r in records if r.kind == "axial_ct"]
     return CohortSummary(
         out_dir=out,
@@ -259,44 +260,6 @@ def _check_arguments(num_patients: int, seed: int, archive: str, image_size: int
         raise ConfigError(f"image_size must be between 32 and 1024. Received: {image_size}")
 
 
-def _write_labels(
-    out: Path,
-    nodules: list[NoduleRecord],
-    candidates: list[tuple[str, float, float, float, int]],
-    phi: set[str],
-) -> tuple[Path, Path, Path]:
-    """``annotations.csv``, ``candidates.csv`` (LUNA16 columns) and ``phi.json``."""
-    annotations_csv, candidates_csv, phi_json = (
-        out / "annotations.csv",
-        out / "candidates.csv",
-        out / "phi.json",
-    )
-    _write_csv(
-        annotations_csv,
-        ANNOTATION_COLUMNS,
-        [
-            (n.series_uid, *(f"{v:.3f}" for v in n.center_mm), f"{n.diameter_mm:.2f}", n.malignancy)
-            for n in nodules
-        ],
-    )
-    _write_csv(
-        candidates_csv,
-        CANDIDATE_COLUMNS,
-        [(uid, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", label) for uid, x, y, z, label in candidates],
-    )
-    phi_json.write_text(
-        json.dumps(sorted(phi), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-    )
-    return annotations_csv, candidates_csv, phi_json
-
-
-def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f, lineterminator="\n")
-        out.writerow(header)
-        out.writerows(rows)
-
-
 def _synthesize_patient(
     seed: int,
     index: int,
@@ -312,6 +275,8 @@ def _synthesize_patient(
 
     Long on purpose: it draws from the patient's six random streams in one visible order,
     and that order is what makes the same seed write the same bytes.
+
+    Long, with eight parameters: one patient's series in the order a scanner writes them.
     """
     plan, who, anatomy, geometry, noise, extras = (
         np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1, index]).spawn(6)
@@ -377,7 +342,7 @@ def _synthesize_patient(
                     nodule.margin,
                 )
             )
-        patient.candidates += _candidate_rows(
+        patient.candidates += candidate_rows(
             series_uid, phantom, negatives, extras, candidates_per_series
         )
 
@@ -387,7 +352,7 @@ def _synthesize_patient(
     if with_localizer:
         number += 1
         uid = make_uid(seed, index, number, "series")
-        views = _localizer_grids(phantom, image_size)[: 1 + int(extras.uniform() < 0.5)]
+        views = localizer_grids(phantom, image_size)[: 1 + int(extras.uniform() < 0.5)]
         _add_series(
             patient,
             index,
@@ -410,23 +375,6 @@ def _synthesize_patient(
     return patient
 
 
-def _candidate_rows(
-    series_uid: str,
-    phantom: Phantom,
-    negatives: list[tuple[float, float, float]],
-    rng: np.random.Generator,
-    extra: int | None,
-) -> list[tuple[str, float, float, float, int]]:
-    """``candidates.csv`` rows of one series, shuffled: its nodules (class 1), the sampled
-    negatives and ``extra`` more (two thirds in the lungs, one third on vessels)."""
-    rows = [(series_uid, *n.center, 1) for n in phantom.nodules]
-    rows += [(series_uid, *p, 0) for p in negatives]
-    if extra:
-        in_lungs = extra - extra // 3
-        rows += [(series_uid, *p, 0) for p in sample_negatives(rng, phantom, in_lungs, extra // 3)]
-    return [rows[i] for i in rng.permutation(len(rows))]
-
-
 def _add_series(patient: _Patient, index: int, kind: SeriesKind, instances: list[Dataset]) -> None:
     """Encode a non-axial series (one dataset per instance) and record it."""
     first = instances[0]
@@ -441,49 +389,3 @@ def _add_series(patient: _Patient, index: int, kind: SeriesKind, instances: list
             first.file_meta.TransferSyntaxUID,
         )
     )
-
-
-def _write_volumes(
-    folder: Path, volumes: list[tuple[str, Grid, np.ndarray]], volume_format: VolumeFormat
-) -> int:
-    """Each axial series as ``<uid>.mhd`` + ``<uid>.raw`` or ``<uid>.nii.gz``; files written."""
-    from sparkdl.geometry import Geometry, hu_to_int16
-    from sparkdl.volume_files import write_metaimage, write_nifti
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for uid, grid, hu in volumes:
-        steps = np.asarray(grid.steps, dtype=np.float64)  # rows: the k, r, c index steps
-        spacing = np.linalg.norm(steps, axis=1)
-        direction = (steps[::-1] / spacing[::-1, None]).T  # columns: x (c), y (r), z (k)
-        geometry = Geometry(tuple(spacing), grid.origin, tuple(direction.ravel()))
-        array = hu_to_int16(np.asarray(hu))[0]
-        if volume_format == "mhd":
-            header, data = write_metaimage(array, geometry, f"{uid}.raw")
-            (folder / f"{uid}.mhd").write_bytes(header)
-            (folder / f"{uid}.raw").write_bytes(data)
-            written += 2
-        else:
-            (folder / f"{uid}.nii.gz").write_bytes(write_nifti(array, geometry, compressed=True))
-            written += 1
-    return written
-
-
-def _localizer_grids(phantom: Phantom, image_size: int) -> list[Grid]:
-    """A coronal (AP) and a lateral scout plane through the lungs, 520 mm square."""
-    spacing = 520.0 / image_size
-    half = 260.0 - spacing / 2
-    cx, _ = phantom.center
-    _, ly, lz = phantom.lung_centers[0]
-    top = lz + half
-    coronal = Grid(
-        origin=(cx - half, ly, top),
-        steps=((0.0, 1.0, 0.0), (0.0, 0.0, -spacing), (spacing, 0.0, 0.0)),
-        shape=(1, image_size, image_size),
-    )
-    lateral = Grid(
-        origin=(cx, ly - half, top),
-        steps=((-1.0, 0.0, 0.0), (0.0, 0.0, -spacing), (0.0, spacing, 0.0)),
-        shape=(1, image_size, image_size),
-    )
-    return [coronal, lateral]

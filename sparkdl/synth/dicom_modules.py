@@ -97,6 +97,8 @@ def new_dataset(  # noqa: PLR0915 - one assignment per DICOM attribute
 
     Long on purpose: a flat list of attribute assignments, in module order, reads as the
     IOD modules it fills.
+
+    Long: one DICOM module after another, as PS3.3 lists them.
     """
     ident = ctx.identity
     meta = FileMetaDataset()

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
-from sparkdl.synth.phantom import Grid
+from sparkdl.synth.phantom import Grid, Phantom
 
 #: Variant names, in the order the first series of a cohort cycle through them.
 VARIANTS: tuple[str, ...] = (
@@ -141,3 +141,23 @@ def to_stored(hu: npt.NDArray[np.floating[Any]], spec: SeriesSpec) -> npt.NDArra
     dtype = np.int16 if spec.pixel_representation else np.uint16
     result: npt.NDArray[np.integer[Any]] = np.clip(stored, lo, hi).astype(dtype)
     return result
+
+
+def localizer_grids(phantom: Phantom, image_size: int) -> list[Grid]:
+    """A coronal (AP) and a lateral scout plane through the lungs, 520 mm square."""
+    spacing = 520.0 / image_size
+    half = 260.0 - spacing / 2
+    cx, _ = phantom.center
+    _, ly, lz = phantom.lung_centers[0]
+    top = lz + half
+    coronal = Grid(
+        origin=(cx - half, ly, top),
+        steps=((0.0, 1.0, 0.0), (0.0, 0.0, -spacing), (spacing, 0.0, 0.0)),
+        shape=(1, image_size, image_size),
+    )
+    lateral = Grid(
+        origin=(cx, ly - half, top),
+        steps=((-1.0, 0.0, 0.0), (0.0, 0.0, -spacing), (0.0, spacing, 0.0)),
+        shape=(1, image_size, image_size),
+    )
+    return [coronal, lateral]

@@ -136,6 +136,9 @@ def make_dataset(
 
     (One long function on purpose: tf.data calls the batch generator without arguments,
     so it is nested here and closes over this call's checked, plain values.)
+
+    Long: the argument checks and the memory a configuration uses are here, where a user
+    reads them.
     """
     import tensorflow as tf
 

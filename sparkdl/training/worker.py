@@ -171,7 +171,11 @@ def _summary(
     mixed: bool,
 ) -> dict[str, Any]:
     """Save the model (collective: every worker saves, only the chief's copy is kept) and
-    describe this worker's run."""
+    describe this worker's run.
+
+    Eight parameters: what one worker measured, passed from the training loop that measured
+    it.
+    """
     import numpy as np
 
     target = job.model_dir if rank == 0 else tempfile.mkdtemp(prefix=f"sparkdl-worker{rank}-")

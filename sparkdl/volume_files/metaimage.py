@@ -129,7 +129,10 @@ def read_metaimage(
 
 
 def parse_header(data: bytes) -> MetaImageHeader:
-    """Parse and check the header text at the start of ``data`` (nothing is read past it)."""
+    """Parse and check the header text at the start of ``data`` (nothing is read past it).
+
+    Long: one branch per MetaImage key, in the order ITK documents them.
+    """
     fields, data_start = _fields(data)
     if fields.get("ObjectType", "Image") != "Image":
         raise VolumeFileError(
