@@ -10,17 +10,22 @@ the command's result, so tests check the text without running anything.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 
 def synth_lines(summary: Any, what: str) -> list[str]:
-    """What ``sparkdl synth`` wrote (a :class:`sparkdl.synth.CohortSummary`)."""
+    """What ``sparkdl synth`` wrote (a :class:`sparkdl.synth.CohortSummary`): every series by
+    kind, so the count matches ingest's once it rejects the dose reports (burned-in text)."""
+    kinds = Counter(s.kind for s in getattr(summary, "series", ()) if s.kind != "axial_ct")
+    names = {"localizer": "localizers", "dose_report": "dose reports", "structured_report": "SR"}
+    others = ", ".join(f"{n} {names.get(kind, kind)}" for kind, n in sorted(kinds.items()))
     series = summary.num_series + summary.num_other_series
     return [
         f"synth: {summary.num_files:,} {what}: {summary.num_patients} patients, {series} series "
-        f"({summary.num_series} axial CT with {summary.num_nodules} nodules, "
-        f"{summary.num_other_series} others: localizers, reformats, reports)",
+        f"({summary.num_series} axial CT with {summary.num_nodules} nodules"
+        + (f"; {others})" if others else f", {summary.num_other_series} others)"),
         f"synth: images under {summary.dicom_dir}",
         f"synth: annotations {summary.annotations_csv}, candidates {summary.candidates_csv}",
     ]

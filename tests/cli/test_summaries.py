@@ -65,8 +65,14 @@ def test_synth_counts_every_series_as_ingest_does() -> None:
         candidates_csv="c/candidates.csv",
     )
     assert synth_lines(summary, "DICOM files")[0] == (
-        "synth: 4,546 DICOM files: 30 patients, 60 series (35 axial CT with 68 nodules, "
-        "25 others: localizers, reformats, reports)"
+        "synth: 4,546 DICOM files: 30 patients, 60 series (35 axial CT with 68 nodules, 25 others)"
+    )
+    kinds = ["axial_ct"] * 35 + ["localizer"] * 14 + ["dose_report"] * 13 + ["structured_report"]
+    summary.series = [SimpleNamespace(kind=kind) for kind in kinds]
+    summary.num_other_series = 28
+    assert synth_lines(summary, "DICOM files")[0] == (
+        "synth: 4,546 DICOM files: 30 patients, 63 series (35 axial CT with 68 nodules; "
+        "13 dose reports, 14 localizers, 1 SR)"
     )
 
 
