@@ -147,7 +147,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from sparkdl.evaluation.report import evaluate
 
-    evaluate(args.data, args.model_dir, args.report)
+    evaluate(args.data, args.model_dir, args.report, split=args.split)
     print((Path(args.report) / "summary.txt").read_text())
     return 0
 

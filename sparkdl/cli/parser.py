@@ -246,6 +246,9 @@ def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="folder for metrics.json, roc.png, froc.png (candidate patches), curves.png, "
         "summary.txt",
     )
+    ev.add_argument(
+        "--split", choices=["train", "val", "test"], default="test", help="the split evaluated"
+    )
     ev.set_defaults(func=commands.cmd_evaluate)
 
 

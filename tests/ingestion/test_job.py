@@ -242,7 +242,8 @@ def test_volumes_and_patches_read_back(cohort: dict, ingested: dict) -> None:
         radius = max(float(patch.diameter_mm) / 2.0, 3.0)
         z, y, x = np.ogrid[:size, :size, :size]
         ball = (z - (size - 1) / 2) ** 2 + (y - (size - 1) / 2) ** 2 + (x - (size - 1) / 2) ** 2
-        assert patch.patch[ball <= radius**2].max() > -400, variants.get(patch.series_uid)
+        # Above the aerated lung (-850 HU) even for ground glass (-750 to -300 HU).
+        assert patch.patch[ball <= radius**2].max() > -650, variants.get(patch.series_uid)
         seen_variants.add(variants.get(patch.series_uid))
     assert set(variants.values()) <= seen_variants
     for patch in negatives:

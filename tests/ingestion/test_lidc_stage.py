@@ -254,7 +254,10 @@ def test_read_messages_in_a_later_append_run_label_the_earlier_series(tmp_path: 
         path.rename(landing / "day2" / f"read_{i}.xml")
     shutil.move(str(cohort / "dicom"), str(landing / "day1"))
     sparkdl("ingest", str(landing / "day1"), "--output", str(out), "--master", "local[2]")
-    assert not (out / "nodules").exists() and not (out / "patches").exists()
+    assert not (out / "nodules").exists()
+    # No label source yet: the generated candidates are patches of unknown label.
+    day1 = list(read_rows(str(out / "patches"), ["label", "source"]))
+    assert day1 and {(p["label"], p["source"]) for p in day1} == {(-1, "generated")}
     sparkdl("ingest", str(landing / "day1"), str(landing / "day2"), "--output", str(out),
             "--mode", "append", "--master", "local[2]")  # fmt: skip
     manifest = json.loads((out / "manifest.json").read_text())
@@ -264,6 +267,8 @@ def test_read_messages_in_a_later_append_run_label_the_earlier_series(tmp_path: 
     patches = list(read_rows(str(out / "patches"), ["label", "source", "series_uid"]))
     labelled = {p["series_uid"] for p in patches if p["label"] == 1}
     assert positives and {n["series_uid"] for n in positives} == labelled
+    # The read messages labelled every series: no candidate is of unknown label any more.
+    assert all(p["label"] in (0, 1) for p in patches)
 
 
 def test_annotations_of_a_dataset_without_read_messages_say_why(tmp_path: Path) -> None:
