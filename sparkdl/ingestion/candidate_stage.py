@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sparkdl.candidates import CandidateOptions, generate_candidates
+from sparkdl.candidates import Candidate, CandidateOptions, generate_candidates
 from sparkdl.patches.extract import assign_split
 from sparkdl.patches.points import label_candidates, reach_mm
 from sparkdl.store.tables import CANDIDATES_SCHEMA
@@ -80,7 +80,7 @@ def generated_points(
         for c in found
     ]
     merged = label_candidates(points, candidates) if candidates else list(points)
-    hits = {_key(p["center_xyz"]): int(p["label"]) for p in merged if p["source"] == "generated"}
+    hits = _hits(found, [p for p in points if int(p["label"]) == 1])
     dropped = _on_excluded(merged, generation.excluded.get(series, []))
     kept = [p for i, p in enumerate(merged) if i not in dropped]
     split = assign_split(key, str(volume["patient_id"]), generation.fractions)
@@ -96,9 +96,9 @@ def generated_points(
             "score": c.score,
             "mean_hu": c.mean_hu,
             "kind": c.kind,
-            "label": hits.get(_key((c.coord_x, c.coord_y, c.coord_z)), -1 if not labelled else 0),
+            "label": int(hit) if labelled else -1,
         }
-        for c in found
+        for c, hit in zip(found, hits)
     ]
     return kept, rows
 
@@ -134,6 +134,13 @@ def _on_excluded(
     return dropped
 
 
-def _key(center: Any) -> tuple[int, int, int]:
-    x, y, z = (float(v) for v in center)
-    return round(x * 1000), round(y * 1000), round(z * 1000)
+def _hits(found: list[Candidate], nodules: list[dict[str, Any]]) -> list[bool]:
+    """Whether each candidate lies within a nodule's reach (LUNA16's hit rule): what the
+    table says, also of the candidates whose nodule has a nearer one as its positive."""
+    if not nodules or not found:
+        return [False] * len(found)
+    centres = np.array([n["center_xyz"] for n in nodules], dtype=np.float64)
+    reach = np.array([reach_mm(n) for n in nodules])
+    points = np.array([(c.coord_x, c.coord_y, c.coord_z) for c in found], dtype=np.float64)
+    distance = np.linalg.norm(points[:, None, :] - centres[None, :, :], axis=2)
+    return [bool(row.any()) for row in distance <= reach[None, :]]
