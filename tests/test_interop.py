@@ -152,7 +152,9 @@ def test_reads_a_dataset_written_by_sparkdl_0_1() -> None:
     types and pyspark's); the restricted unpickler maps it onto today's schema."""
     url = OLD_DATASET.as_uri()
     rows = list(read_rows(url))
-    expected = _digests(list(_rows(0, len(rows), 4)), "patch_id")
+    assert "sources" not in rows[0]  # 0.1 predates the column: its rows read without it
+    old_rows = [{k: v for k, v in r.items() if k != "sources"} for r in _rows(0, len(rows), 4)]
+    expected = _digests(old_rows, "patch_id")
     assert len(rows) == 12
     assert _digests(rows, "patch_id") == expected
     assert patch_shape(url) == ((4, 4, 4), np.dtype(np.int16))

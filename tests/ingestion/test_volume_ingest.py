@@ -32,14 +32,16 @@ def _sparkdl(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cohort written twice, as DICOM and as MetaImage, each ingested with its CSV."""
+    """One cohort written twice, as DICOM and as MetaImage, each ingested with its CSV at its
+    annotated points (no generated candidates: one HU of rounding may move a candidate)."""
     root = tmp_path_factory.mktemp("twins")
+    (root / "ingest.yaml").write_text("candidates:\n  generate: never\n")
     for fmt in ("dicom", "mhd"):
         _sparkdl("synth", str(root / fmt), "--patients", "3", "--seed", "1",
                  "--image-size", "64", "--format", fmt)  # fmt: skip
         _sparkdl("ingest", str(root / fmt / fmt), "--output", str(root / f"out-{fmt}"),
                  "--annotations", str(root / fmt / "annotations.csv"),
-                 "--master", "local[2]")  # fmt: skip
+                 "--config", str(root / "ingest.yaml"), "--master", "local[2]")  # fmt: skip
     return root
 
 
