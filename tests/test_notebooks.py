@@ -100,6 +100,27 @@ def text_of(nb: Any) -> str:
     return "\n".join(parts)
 
 
+#: What Spark and TensorFlow print that a notebook user should not see in a cell.
+CONSOLE_NOISE = (
+    "NativeCodeLoader",
+    "resolves to a loopback address",
+    "Service 'SparkUI' could not bind",
+    "Setting default log level",
+    "[Stage ",
+    "jdk.incubator.vector",
+    "I0000 ",
+    "E0000 ",
+    "cuInit",
+    "Memory patch applied",
+)
+
+
+def noise(nb: Any) -> list[str]:
+    """The lines of the cells' outputs that are known console noise."""
+    text = "\n".join(out.text for out in outputs(nb, "stream"))
+    return [line for line in text.splitlines() if any(m in line for m in CONSOLE_NOISE)]
+
+
 def pngs(nb: Any) -> list[bytes]:
     return [
         base64.b64decode(out.data["image/png"])
@@ -171,6 +192,7 @@ def test_explore_notebook_runs_on_its_demo_dataset(explored: tuple[Any, Path]) -
     # The viewer (3 slices through a nodule) and the gallery (positives over negatives).
     assert len(pngs(nb)) == 2
     assert (workdir / "inspect.png").is_file()
+    assert noise(nb) == []
 
 
 @pytest.mark.slow
@@ -200,3 +222,4 @@ def test_train_evaluate_notebook_trains_evaluates_and_predicts(
     assert (train_dir / "custom-model" / "model.keras").is_file()
     # Curves, ROC, confusion matrix, scored patches.
     assert len(pngs(nb)) == 4
+    assert noise(nb) == []

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sparkdl import synthesize_cohort
-from tests.helpers import run_sparkdl
+from tests.helpers import SCRIPTS, run_child, run_sparkdl
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +28,7 @@ SPARK_START_NOISE = (
     "native-hadoop",
     "Truncated the string representation",
     "Setting default log level",
+    "jdk.incubator.vector",
 )
 TF_GPU_NOISE = ("E0000", "cuInit", "cuda_platform", "Could not find cuda drivers")
 #: What every multi-worker epoch printed, and is not a problem.
@@ -190,3 +191,19 @@ def test_evaluate_on_the_driver_prints_no_gpu_probing(
     assert "AUC: " in console
     for noise in TF_GPU_NOISE:
         assert noise not in console, noise
+
+
+def test_the_python_api_in_a_fresh_process_is_as_quiet(
+    ingested: tuple[Path, str], trained: tuple[Path, str], cohort: Path
+) -> None:
+    """``sparkdl.evaluate`` and ``predict`` from a script with no TF_CPP_MIN_LOG_LEVEL: neither
+    TensorFlow's C++ lines nor Spark's start-up reach stderr."""
+    data, _ = ingested
+    model, _ = trained
+    env: dict[str, str | None] = {"TF_CPP_MIN_LOG_LEVEL": None, "SPARKDL_VERBOSE": None}
+    done = run_child(SCRIPTS / "api_console.py", str(data), str(model), str(cohort / "api"),
+                     env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.result["rows"] > 0
+    for noise in TF_GPU_NOISE + TF_EPOCH_NOISE + SPARK_START_NOISE:
+        assert noise not in done.stderr, (noise, done.stderr[-2000:])
