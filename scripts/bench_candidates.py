@@ -1,6 +1,6 @@
 """LUNA16-sized candidates: patches per second from one CT volume, and the whole ingest.
 
-One run, two parts, one markdown table each (the machine's cores and load average with them):
+One run, three parts, one markdown table each (the machine's cores and load average with them):
 
 * ``1``: 850 candidates cut as 32³ patches at 1.0 mm from one 300 × 512² int16 volume
   (spacing ``(z, y, x)`` = (1.25, 0.7, 0.7) mm, feet-first and turned 5° about z; a smooth
@@ -25,9 +25,16 @@ One run, two parts, one markdown table each (the machine's cores and load averag
   Python workers; sampled every 0.5 s, so a slight undercount), series, volumes, patches
   written, patches/s, and the manifest's ``timings`` per stage. The key comes from
   ``SPARKDL_DEID_KEY``, made with ``secrets.token_hex(32)`` per run and never printed.
+* ``3``: candidate generation's cost in the whole ingest: part 2's ingest twice, the same
+  cohort and key, a fresh output each: with ``--config`` ``candidates: {generate: never}``
+  (the listed candidates only, as part 2), then ``{generate: always}`` (the generator's up to
+  ``max_candidates`` per volume besides, cut as patches and written to ``OUT/candidates/``).
+  Per way: wall and CPU seconds, series/s and files/s (an ``.mhd`` and its ``.raw`` are two),
+  candidates generated and patches written (the manifest's ``last_run``), and the manifest's
+  ``timings`` per stage (generation runs in the patch tasks: ``patches_s``); and always - never.
 
     .venv/bin/python scripts/bench_candidates.py [--repeat 3] [--series 20] [--work DIR]
-        [--only 1,2] [--conf KEY=VALUE ...]    # --conf: Spark conf for part 2's ingest
+        [--only 1,2,3] [--conf KEY=VALUE ...]    # --conf: Spark conf for the ingests
     .venv/bin/python scripts/bench_candidates.py --repeat 1 --series 2    # smoke run
 
 With ``--work DIR`` the synthetic cohort is kept there and reused by the next run (the ingest
@@ -54,6 +61,12 @@ start, 5.8 at the end), ``--work /tmp/bench_candidates --conf spark.driver.memor
   driver, load average 1.0 at the start and 3.0 at the end: 20 series / 20 volumes, 17,237
   patches, 111 s wall (155 patches/s), 204 CPU s over the process tree, ``total_s`` 104 s:
   parse+deid 30.8 (30%), volumes 39.2 (38%), patches 31.1 (30%), write 3.0 s.
+* (3), ``--work DIR --only 3``, the default 4 GB driver, load average 2.8-4.7 (another
+  engineer's jobs): never 208.9 s wall / 210.4 CPU s, always 211.3 / 223.3 (0.096 and 0.095
+  series/s); 4,000 candidates generated (the cap, 200 per volume), 17,237 → 21,162 patches;
+  ``patches_s`` 82.7 → 94.3 s (+11.6 s, ~0.6 s a volume, near ``bench_candidates_gen.py``'s
+  0.81 CPU s per LUNA16-sized scan), the other stages within the load's noise (``volumes_s``
+  66.7 → 54.1 s). Generation costs ~6 % more CPU and no measurable wall time here.
 """
 
 from __future__ import annotations
@@ -82,7 +95,7 @@ from sparkdl.geometry import Geometry
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER = "local[2]"
-PARTS = ("1", "2")
+PARTS = ("1", "2", "3")
 GB = 1024**3
 
 CANDIDATES = 850  # per series, as in LUNA16's candidates.csv (~551k over 888 scans, ~620)
@@ -326,9 +339,12 @@ def _sample_cpu(pid: int, seen: dict[int, float], stop: threading.Event) -> None
         stop.wait(0.5)
 
 
-def part_2(cohort: Path, out: Path, conf: list[str]) -> dict[str, Any]:
+def part_2(
+    cohort: Path, out: Path, conf: list[str], key: str, config: Path | None = None
+) -> dict[str, Any]:
+    """One ``sparkdl ingest`` of the cohort into a fresh ``out`` (removed after): wall and CPU
+    seconds, and its manifest. ``config``: an ingest YAML (``--config``)."""
     shutil.rmtree(out, ignore_errors=True)
-    key = secrets.token_hex(32)
     cmd = [
         *sparkdl_command(),
         "ingest",
@@ -342,6 +358,7 @@ def part_2(cohort: Path, out: Path, conf: list[str]) -> dict[str, Any]:
         "--master",
         MASTER,
         *(arg for pair in conf for arg in ("--conf", pair)),
+        *(["--config", str(config)] if config is not None else []),
         "--quiet",
     ]
     env = {**os.environ, "SPARKDL_DEID_KEY": key, "PYTHONPATH": str(ROOT)}
@@ -404,17 +421,73 @@ def table_2(cohort: Path, result: dict[str, Any], conf: list[str]) -> None:
     print(f"\n{load_text()}", flush=True)
 
 
+# -- part 3: the whole ingest, candidate generation off and on ---------------------------------
+
+#: ``candidates.generate`` of each way of part 3, in the order they run.
+GENERATE = ("never", "always")
+
+
+def part_3(cohort: Path, work: Path, conf: list[str]) -> dict[str, dict[str, Any]]:
+    """Part 2's ingest twice, same inputs and key, fresh outputs: ``candidates: {generate:
+    never}`` (the listed candidates only), then ``always`` (generated ones besides)."""
+    key = secrets.token_hex(32)
+    results = {}
+    for generate in GENERATE:
+        config = work / f"ingest_generate_{generate}.yaml"
+        config.write_text(f"candidates:\n  generate: {generate}\n")
+        print(f"ingest, candidates.generate {generate}: {load_text()}", flush=True)
+        results[generate] = part_2(cohort, work / "ingest_out", conf, key, config)
+    return results
+
+
+def quantities_3(result: dict[str, Any], files: int) -> dict[str, float]:
+    """The numbers of one ingest of part 3, by row name."""
+    manifest = result["manifest"]
+    timings, last_run = manifest["timings"], manifest["last_run"]
+    out = {
+        "wall s (process)": result["wall_s"],
+        "CPU s (process tree)": result["cpu_s"],
+        "series/s (wall)": manifest["counts"]["series"] / result["wall_s"],
+        "files/s (wall; an .mhd and its .raw)": 2 * files / result["wall_s"],
+        "ingest `total_s`": timings["total_s"],
+        "candidates generated": last_run.get("candidates_generated", 0),
+        "patches written": last_run["patches_written"],
+    }
+    stages = [*STAGES, *(s for s in timings if s not in (*STAGES, "total_s"))]
+    out.update({f"`timings.{stage}`": timings[stage] for stage in stages if stage in timings})
+    return out
+
+
+def table_3(cohort: Path, results: dict[str, dict[str, Any]], conf: list[str]) -> None:
+    files, voxels, size = volume_files(cohort / "mhd")
+    confs = "".join(f" --conf {pair}" for pair in conf)
+    off, on = (quantities_3(results[generate], files) for generate in GENERATE)
+    counts = results[GENERATE[0]]["manifest"]["counts"]
+    print(
+        f"\n### (3) `sparkdl ingest{confs} --candidates --config` of {files} .mhd series, "
+        f"{counts['series']} series / {counts['volumes']} volumes ({voxels / 1e6:,.0f}M voxels, "
+        f"{size / GB:.2f} GB) on {MASTER}: candidate generation off and on\n"
+    )
+    print("| quantity | `generate: never` | `generate: always` | always - never |")
+    print("| --- | ---: | ---: | ---: |")
+    for name in [*off, *(name for name in on if name not in off)]:
+        a, b = off.get(name, 0.0), on.get(name, 0.0)
+        digits = 3 if "/s" in name else 0 if name.startswith(("candidates", "patches")) else 1
+        print(f"| {name} | {a:,.{digits}f} | {b:,.{digits}f} | {b - a:+,.{digits}f} |")
+    print(f"\n{load_text()}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each way in part 1")
     parser.add_argument("--series", type=int, default=20, help="about this many series in part 2")
-    parser.add_argument("--only", default=",".join(PARTS), help="parts to run, e.g. 1 or 1,2")
+    parser.add_argument("--only", default=",".join(PARTS), help="parts to run, e.g. 1 or 1,2,3")
     parser.add_argument(
         "--conf",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="Spark conf for part 2's ingest, repeatable (e.g. spark.driver.memory=8g)",
+        help="Spark conf for the ingest of parts 2 and 3, repeatable (e.g. spark.driver.memory=8g)",
     )
     parser.add_argument("--work", default=None, help="keep the cohort here (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -431,7 +504,11 @@ def main(argv: list[str] | None = None) -> None:
         part_1(args.repeat)
     if "2" in parts:
         cohort = synth_cohort(work, args.series)
-        table_2(cohort, part_2(cohort, work / "ingest_out", args.conf), args.conf)
+        result = part_2(cohort, work / "ingest_out", args.conf, secrets.token_hex(32))
+        table_2(cohort, result, args.conf)
+    if "3" in parts:
+        cohort = synth_cohort(work, args.series)
+        table_3(cohort, part_3(cohort, work, args.conf), args.conf)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -22,12 +22,13 @@ def test_malignancy_model_from_read_messages_beats_chance(tmp_path: Path) -> Non
         run_sparkdl(*args, "--quiet")
 
     # Two readers suffice (the synthetic ones outline every nodule they see); a large test
-    # split, so that the interval is narrow enough to mean something.
+    # split, so that the interval is narrow enough to mean something. Malignancy is learnt
+    # from the nodules alone: no candidates are generated (they would add only negatives).
     (tmp_path / "ingest.yaml").write_text(
         "lidc:\n  min_readers: 2\npatches:\n  train_fraction: 0.5\n  val_fraction: 0.1\n"
-        "  test_fraction: 0.4\n"
+        "  test_fraction: 0.4\ncandidates:\n  generate: never\n"
     )
-    (tmp_path / "train.yaml").write_text("task: malignancy\nepochs: 15\n")
+    (tmp_path / "train.yaml").write_text("task: malignancy\nepochs: 20\nmin_steps_per_epoch: 2\n")
     cohort, out, model, report = (tmp_path / n for n in ("cohort", "out", "model", "report"))
     sparkdl("synth", str(cohort), "--patients", "50", "--seed", "7", "--image-size", "64",
             "--lidc-xml")  # fmt: skip
