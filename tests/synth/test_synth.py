@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from sparkdl.errors import ConfigError, InputError
 from sparkdl.synth import VARIANTS, CohortSummary, synthesize_cohort
 from sparkdl.synth.cohort import ArchiveKind
+from sparkdl.units.native_pixels import native_frame
 from tests.helpers import SCRIPTS, run_child
 
 ARCHIVE_KINDS: tuple[ArchiveKind, ...] = ("zip", "tar")
@@ -483,3 +484,22 @@ def test_volume_cohorts_write_the_same_scans_as_mhd_and_nifti(tmp_path: Path) ->
         assert np.array_equal(np.asarray(mhd.array_zyx), np.asarray(nifti.array_zyx))
         assert np.allclose(mhd.geometry.origin, nifti.geometry.origin, atol=1e-3)
         assert np.allclose(mhd.geometry.direction, nifti.geometry.direction, atol=1e-5)
+
+
+def test_native_pixel_fast_path_matches_pydicom_on_every_instance(
+    datasets: list[Dataset],
+) -> None:
+    """Every image of the cohort (each variant's encoding, localizers): the fast path of
+    :mod:`sparkdl.units.native_pixels` answers exactly as ``pixel_array`` or declines."""
+    answered = 0
+    for ds in datasets:
+        if "PixelData" not in ds:
+            continue
+        fast = native_frame(ds)
+        native = ds.file_meta.TransferSyntaxUID in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+        assert (fast is not None) == (native and int(ds.get("NumberOfFrames", 1) or 1) == 1)
+        if fast is not None:
+            expected = ds.pixel_array
+            assert fast.dtype.str == expected.dtype.str and np.array_equal(fast, expected)
+            answered += 1
+    assert answered > len(datasets) // 2  # most of a cohort is native little endian
