@@ -119,6 +119,56 @@ def hu_to_int16(hu: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int16], int]:
     return np.clip(rounded, INT16_MIN, INT16_MAX).astype(np.int16), num_clipped
 
 
+def stored_to_int16_hu(
+    pixels: npt.NDArray[Any], slope: float | None, intercept: float | None
+) -> tuple[npt.NDArray[np.int16], int]:
+    """Stored values → int16 HU and how many clipped: ``hu_to_int16(to_hounsfield(...))``.
+
+    Integer pixels with a whole RescaleSlope and RescaleIntercept (nearly every CT: 1 and
+    -1024) are computed in integer arithmetic, which gives the same values as the float path
+    (every product and sum is exact in float64, and rounding an integer changes nothing) at
+    about a fifth of the cost of a 512² slice. Anything else takes the float path.
+    """
+    pixels = np.asarray(pixels)
+    work = _exact_integer_type(pixels.dtype, slope, intercept)
+    if work is None:
+        return hu_to_int16(to_hounsfield(pixels, slope, intercept))
+    whole_slope = 1 if slope is None else int(slope)
+    whole_intercept = 0 if intercept is None else int(intercept)
+    hu = pixels.astype(work)  # a new array: scaled in place
+    if whole_slope != 1:
+        hu *= whole_slope
+    if whole_intercept:
+        hu += whole_intercept
+    if hu.size == 0 or (hu.min() >= INT16_MIN and hu.max() <= INT16_MAX):
+        return hu.astype(np.int16), 0
+    num_clipped = int(np.count_nonzero((hu < INT16_MIN) | (hu > INT16_MAX)))
+    np.clip(hu, INT16_MIN, INT16_MAX, out=hu)
+    return hu.astype(np.int16), num_clipped
+
+
+def _exact_integer_type(
+    dtype: np.dtype[Any], slope: float | None, intercept: float | None
+) -> type[np.signedinteger[Any]] | None:
+    """The signed integer type in which ``pixels * slope + intercept`` is exact for every
+    value of ``dtype``, or None (float pixels, a fractional or non-finite rescale, a range
+    beyond int64)."""
+    if dtype.kind not in "iu":
+        return None
+    values = [
+        1.0 if slope is None else float(slope),
+        0.0 if intercept is None else float(intercept),
+    ]
+    if not all(np.isfinite(v) and v.is_integer() for v in values):
+        return None
+    info = np.iinfo(dtype)
+    largest = max(abs(int(info.min)), int(info.max)) * abs(int(values[0])) + abs(int(values[1]))
+    for work in (np.int32, np.int64):
+        if largest <= np.iinfo(work).max:
+            return work
+    return None
+
+
 def _direction_matrix(direction: ArrayLike) -> Float64Array:
     return np.asarray(direction, dtype=np.float64).reshape(3, 3)
 

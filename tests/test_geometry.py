@@ -135,6 +135,50 @@ def test_unsigned_storage_is_converted_in_float() -> None:
     assert geometry.to_hounsfield(stored, None, None).tolist() == [[0.0, 65535.0]]
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32])
+@pytest.mark.parametrize(
+    ("slope", "intercept"),
+    [
+        (1, -1024),
+        (None, None),
+        (4, 100),
+        (2, -1024),
+        (-1, 0),
+        (3.0, 40000.0),
+        (1, -32768),
+        (0.5, -1024),
+        (1.0, -1024.5),
+        (float("nan"), 0),
+        (1e12, 0),
+    ],
+)
+def test_stored_to_int16_hu_equals_the_float_path(
+    dtype: type, slope: object, intercept: object
+) -> None:
+    """Whole rescales are computed in integers: every value and the clipped count must be
+    those of ``hu_to_int16(to_hounsfield(...))``, extremes of the stored type included."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(info.min, info.max, size=(64, 64), dtype=dtype, endpoint=True)
+    pixels[0, :4] = [info.min, info.max, 0, 1]
+    slope_value = None if slope is None else float(slope)  # type: ignore[arg-type]
+    intercept_value = None if intercept is None else float(intercept)  # type: ignore[arg-type]
+    with np.errstate(invalid="ignore"):
+        expected, expected_clipped = geometry.hu_to_int16(
+            geometry.to_hounsfield(pixels, slope_value, intercept_value)
+        )
+        values, clipped = geometry.stored_to_int16_hu(pixels, slope_value, intercept_value)
+    assert values.dtype == np.int16
+    np.testing.assert_array_equal(values, expected)
+    assert clipped == expected_clipped
+
+
+def test_stored_to_int16_hu_takes_the_float_path_for_float_pixels() -> None:
+    values, clipped = geometry.stored_to_int16_hu(np.array([[-0.6, 0.5, 1e6]]), 1, 0)
+    assert values.tolist() == [[-1, 0, 32767]]
+    assert clipped == 1
+
+
 def test_geometry_value_object_maps_world_and_voxel_both_ways() -> None:
     from sparkdl.geometry import Geometry
 

@@ -42,6 +42,12 @@ class Slice:
             self.pixels, self.record.get("RescaleSlope"), self.record.get("RescaleIntercept"), dtype
         )
 
+    def hu_int16(self) -> tuple[npt.NDArray[np.int16], int]:
+        """In int16 HU as a volume stores it (rounded, clipped), and how many voxels clipped."""
+        return geometry.stored_to_int16_hu(
+            self.pixels, self.record.get("RescaleSlope"), self.record.get("RescaleIntercept")
+        )
+
     def describe(self) -> str:
         """Orientation, size and pixel spacing, for messages."""
         iop = ", ".join(f"{v:.4f}" for v in np.concatenate([self.row, self.col]))

@@ -220,7 +220,7 @@ def _stack_hu(kept: list[Slice]) -> tuple[npt.NDArray[np.int16], int]:
     volume = np.empty((len(kept), *kept[0].pixels.shape), dtype=np.int16)
     num_clipped = 0
     for k, s in enumerate(kept):
-        volume[k], clipped = geometry.hu_to_int16(s.hu())
+        volume[k], clipped = s.hu_int16()
         num_clipped += clipped
     return volume, num_clipped
 

@@ -137,9 +137,22 @@ def _assemble(
 
 
 def _volume_batch(row: dict[str, Any]) -> pa.RecordBatch:
-    """One volume as a one-row batch of the stored (Petastorm-encoded) columns."""
+    """One volume as a one-row batch of the stored (Petastorm-encoded) columns.
+
+    The encoded arrays (about 140 MB at 512² × 260) become Arrow values without a copy:
+    ``from_pylist`` copied each into a fresh buffer, about 0.4 s of a 512² series' task.
+    """
     encoded = dict(zip(VolumeSchema.fields, VolumeSchema.encode_row(row)))
-    return pa.RecordBatch.from_pylist([encoded], schema=_VOLUME_ARROW)
+    columns = [_one_value(encoded[field.name], field.type) for field in _VOLUME_ARROW]
+    return pa.RecordBatch.from_arrays(columns, schema=_VOLUME_ARROW)
+
+
+def _one_value(value: Any, kind: pa.DataType) -> pa.Array:
+    """A one-value array of ``kind``; bytes of a binary column are wrapped, not copied."""
+    if pa.types.is_binary(kind) and isinstance(value, (bytes, bytearray)):
+        offsets = pa.py_buffer(np.array([0, len(value)], dtype=np.int32))
+        return pa.Array.from_buffers(kind, 1, [None, offsets, pa.py_buffer(value)])
+    return pa.array([value], type=kind)
 
 
 _VOLUME_ARROW = to_arrow_schema(VolumeSchema.as_spark_schema())

@@ -66,7 +66,7 @@ class NdarrayCodec:
             )
         buffer = io.BytesIO()
         np.save(buffer, value)
-        return bytearray(buffer.getvalue())
+        return bytearray(buffer.getbuffer())  # one copy (getvalue would add another)
 
     def decode(self, field: Field, value: bytes) -> npt.NDArray[Any]:
         # allow_pickle stays False: a cell can never run code.

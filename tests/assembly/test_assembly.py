@@ -444,6 +444,21 @@ def test_hu_outside_int16_is_clipped_and_counted() -> None:
     assert int(result.volumes[0].volume.max()) == 32767
 
 
+def test_a_stored_volume_batch_holds_the_volume_as_from_pylist_would() -> None:
+    """The volume stage wraps the encoded bytes without copying them (``_volume_batch``):
+    the batch must equal the copying ``from_pylist`` and decode back to the volume."""
+    import pyarrow as pa
+
+    from sparkdl.ingestion import volume_stage
+
+    volume = assemble_series(_axial(), SMALL).volumes[0]
+    batch = volume_stage._volume_batch(volume.to_row())
+    encoded = dict(zip(VolumeSchema.fields, VolumeSchema.encode_row(volume.to_row())))
+    assert batch.equals(pa.RecordBatch.from_pylist([encoded], schema=batch.schema))
+    stored = VolumeSchema.decode_row(batch.to_pylist()[0])
+    np.testing.assert_array_equal(stored["volume"], volume.volume)
+
+
 @pytest.mark.parametrize(
     "values, key",
     [
