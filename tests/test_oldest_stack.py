@@ -46,7 +46,9 @@ def _sparkdl(python: Path, *args: str) -> None:
 def test_synth_ingest_train_evaluate_on_spark_4_0(oldest_python: Path, tmp_path: Path) -> None:
     cohort, data = tmp_path / "cohort", tmp_path / "dataset"
     model, report = tmp_path / "model", tmp_path / "report"
-    _sparkdl(oldest_python, "synth", str(cohort), "--patients", "10", "--seed", "5")
+    # Small and quick: what is tested is that every stage runs on the oldest pins.
+    _sparkdl(oldest_python, "synth", str(cohort), "--patients", "6", "--seed", "5",
+             "--image-size", "64")  # fmt: skip
     _sparkdl(
         oldest_python,
         "ingest",
@@ -62,6 +64,7 @@ def test_synth_ingest_train_evaluate_on_spark_4_0(oldest_python: Path, tmp_path:
     assert manifest["versions"]["pyspark"] == "4.0.1"
     assert manifest["versions"]["pyarrow"] == "18.0.0"
     assert manifest["counts"]["patches"] > 0
+    (tmp_path / "train.yaml").write_text("min_steps_per_epoch: 2\n")
     _sparkdl(
         oldest_python,
         "train",
@@ -69,6 +72,8 @@ def test_synth_ingest_train_evaluate_on_spark_4_0(oldest_python: Path, tmp_path:
         str(data),
         "--model-dir",
         str(model),
+        "--config",
+        str(tmp_path / "train.yaml"),
         "--num-workers",
         "2",
         "--epochs",
