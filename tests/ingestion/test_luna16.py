@@ -61,8 +61,10 @@ def test_luna16_layout_ingests_trains_and_reports_froc(tmp_path: Path) -> None:
     findings = pq.read_table(out / "findings").to_pylist()
     assert {f["kind"] for f in findings} == {"nodule", "excluded"}
 
-    sparkdl("train", "--data", str(out), "--model-dir", str(model), "--epochs", "3",
-            "--num-workers", "1", "--master", "local[2]")  # fmt: skip
+    (tmp_path / "train.yaml").write_text("min_steps_per_epoch: 2\n")  # the report is tested
+    sparkdl("train", "--data", str(out), "--model-dir", str(model), "--epochs", "2",
+            "--config", str(tmp_path / "train.yaml"), "--num-workers", "1",
+            "--master", "local[2]")  # fmt: skip
     sparkdl("evaluate", "--model-dir", str(model), "--data", str(out), "--report", str(report))
     metrics = json.loads((report / "metrics.json").read_text())
     froc = metrics["froc"]
