@@ -10,6 +10,9 @@ One run, four parts, one markdown table each (the machine's cores and load avera
   ``pydicom.dcmread`` → ``dicognito.anonymizer.Anonymizer().anonymize(ds)`` (one anonymizer for
   the run, so pseudonyms stay consistent) → ``ds.save_as(OUT/same relative path)``; files
   that fail (not DICOM) are counted. Whole-process wall time, files/s, and sparkdl (a) ÷ loop.
+  Then the same-outputs loop (issue 27): the plain loop plus what sparkdl's volumes hold,
+  done the plain way: every image's HU as int16 kept per series and size, each series sorted
+  along its normal and saved with ``np.save``; and sparkdl (a) ÷ that loop.
 * ``c``: CPU per instance (``time.process_time``, this process, in chunks of 32 instances) of
   each step of sparkdl's executor path, ``sparkdl.units.parse._process``, on up to ``--instances``
   files of the cohort held in memory, each step timed on its own with the module's own
@@ -256,16 +259,25 @@ def table_a(rows: list[tuple[Cohort, dict[str, Any]]]) -> None:
 # -- part b: the one-process loop --------------------------------------------------------------
 
 
-def loop_child(src: Path, dst: Path) -> None:
-    """Part b's child process: the loop a data engineer would write (imports timed too)."""
+def loop_child(src: Path, dst: Path, same_outputs: bool = False) -> None:
+    """Part b's child process: the loop a data engineer would write (imports timed too).
+
+    ``same_outputs``: also what sparkdl's volumes are, done the plain way: each image's HU
+    (``apply_modality_lut``, rounded to int16) kept by series and size, each series sorted
+    along its normal and saved as one ``.npy`` under ``DST/volumes/`` (held in memory until
+    the end: about 0.5 MB a 512² slice).
+    """
     start = time.perf_counter()
+    import numpy as np
     import pydicom
     from dicognito.anonymizer import Anonymizer
+    from pydicom.pixels import apply_modality_lut
 
     imported = time.perf_counter()
     cpu0 = time.process_time()
     anonymizer = Anonymizer()
     written = failed = 0
+    series: dict[tuple[str, int, int], list[tuple[float, Any]]] = {}
     for path in sorted(src.rglob("*")):
         if not path.is_file():
             continue
@@ -276,8 +288,20 @@ def loop_child(src: Path, dst: Path) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             ds.save_as(out)
             written += 1
+            if same_outputs and "PixelData" in ds and "ImageOrientationPatient" in ds:
+                iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+                position = float(np.dot(np.cross(iop[:3], iop[3:]), ds.ImagePositionPatient))
+                hu = np.rint(apply_modality_lut(ds.pixel_array, ds))
+                shaped = (str(ds.SeriesInstanceUID), int(ds.Rows), int(ds.Columns))
+                slices = series.setdefault(shaped, [])
+                slices.append((position, np.clip(hu, -32768, 32767).astype(np.int16)))
         except Exception:  # noqa: BLE001 - not DICOM, or dicognito could not handle it
             failed += 1
+    volumes = dst / "volumes"
+    volumes.mkdir(parents=True, exist_ok=True)
+    for number, (_, slices) in enumerate(sorted(series.items())):
+        slices.sort(key=lambda item: item[0])
+        np.save(volumes / f"{number:06d}.npy", np.stack([hu for _, hu in slices]))
     print(
         "RESULT "
         + json.dumps(
@@ -287,18 +311,20 @@ def loop_child(src: Path, dst: Path) -> None:
                 "cpu_s": time.process_time() - cpu0,
                 "written": written,
                 "failed": failed,
+                "volumes": len(series),
             }
         )
     )
 
 
-def part_b(cohort: Cohort, out: Path) -> dict[str, Any]:
+def part_b(cohort: Cohort, out: Path, same_outputs: bool = False) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     # pydicom's warnings (invalid VR values, which quote them) go to the child's stderr,
     # which is kept only to show on failure.
+    mode = "--same-outputs-child" if same_outputs else "--loop-child"
     done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--loop-child", str(cohort.path), str(out)],
+        [sys.executable, str(Path(__file__).resolve()), mode, str(cohort.path), str(out)],
         capture_output=True,
         text=True,
         check=False,
@@ -315,21 +341,30 @@ def part_b(cohort: Cohort, out: Path) -> dict[str, Any]:
     }
 
 
-def table_b(rows: list[tuple[Cohort, dict[str, Any]]], a: dict[str, dict[str, Any]]) -> None:
-    print("\n### (b) one-process loop: pydicom.dcmread → dicognito anonymize → save_as\n")
+def table_b(
+    rows: list[tuple[Cohort, dict[str, Any], dict[str, Any]]], a: dict[str, dict[str, Any]]
+) -> None:
     print(
-        "| cohort | files | written | failed | wall s | files/s | loop s (no imports) | "
-        "CPU s | sparkdl (a) files/s ÷ loop files/s |"
+        "\n### (b) one-process loops: pydicom.dcmread → dicognito anonymize → save_as (plain); "
+        "the same plus each series' int16 HU volume sorted and saved with NumPy (same outputs)\n"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for cohort, r in rows:
-        rate = cohort.files / r["wall_s"]
-        ratio = "n/a (part a not run)"
+    print(
+        "| cohort | files | written | failed | plain wall s | plain files/s | same-outputs "
+        "wall s | volumes | same-outputs files/s | CPU s plain / same | sparkdl (a) ÷ plain | "
+        "sparkdl (a) ÷ same-outputs |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+    for cohort, plain, same in rows:
+        rate, same_rate = cohort.files / plain["wall_s"], cohort.files / same["wall_s"]
+        ratios = ["n/a (part a not run)"] * 2
         if cohort.name in a:
-            ratio = f"{cohort.files / a[cohort.name]['wall_s'] / rate:.2f}×"
+            sparkdl_rate = cohort.files / a[cohort.name]["wall_s"]
+            ratios = [f"{sparkdl_rate / rate:.2f}×", f"{sparkdl_rate / same_rate:.2f}×"]
         print(
-            f"| {cohort.name} | {cohort.files:,} | {r['written']:,} | {r['failed']:,} | "
-            f"{r['wall_s']:.1f} | {rate:.1f} | {r['loop_s']:.1f} | {r['cpu_s']:.1f} | {ratio} |"
+            f"| {cohort.name} | {cohort.files:,} | {plain['written']:,} | {plain['failed']:,} | "
+            f"{plain['wall_s']:.1f} | {rate:.1f} | {same['wall_s']:.1f} | {same['volumes']} | "
+            f"{same_rate:.1f} | {plain['cpu_s']:.1f} / {same['cpu_s']:.1f} | {ratios[0]} | "
+            f"{ratios[1]} |"
         )
 
 
@@ -817,8 +852,14 @@ def run(args: argparse.Namespace, parts: list[str], work: Path) -> None:  # noqa
     if "b" in parts:
         rows_b = []
         for cohort in cohorts:
-            rows_b.append((cohort, part_b(cohort, work / "out_b")))
-            print(f"(b) {cohort.name}: {rows_b[-1][1]['wall_s']:.1f} s, {load_text()}", flush=True)
+            plain = part_b(cohort, work / "out_b")
+            same = part_b(cohort, work / "out_b", same_outputs=True)
+            rows_b.append((cohort, plain, same))
+            print(
+                f"(b) {cohort.name}: {plain['wall_s']:.1f} s plain, {same['wall_s']:.1f} s same "
+                f"outputs, {load_text()}",
+                flush=True,
+            )
         table_b(rows_b, a)
         print(f"\n{load_text()}\n", flush=True)
     if "c" in parts:
@@ -873,9 +914,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--work", default=None, help="scratch folder, kept (default: a temp dir)")
     parser.add_argument("--loop-child", nargs=2, metavar=("SRC", "DST"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--same-outputs-child", nargs=2, metavar=("SRC", "DST"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
-    if args.loop_child:
-        loop_child(Path(args.loop_child[0]), Path(args.loop_child[1]))
+    if args.loop_child or args.same_outputs_child:
+        src, dst = args.loop_child or args.same_outputs_child
+        loop_child(Path(src), Path(dst), same_outputs=bool(args.same_outputs_child))
         return
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     if not parts or set(parts) - set(PARTS):
