@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pyarrow.fs as pafs
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -29,17 +28,16 @@ from sparkdl.patches.points import (
     points_from_frame,
     read_points_csv,
 )
-from sparkdl.spark import ARROW_BATCH_CONF, session_conf
-from sparkdl.store.storage import arrow_filesystem, to_url
 from sparkdl.store.tables import VolumeSchema, patch_schema
+from sparkdl.store.volume_rows import VolumeGroup, plan_volume_groups, read_volume_batches
 from sparkdl.store.writer import rows_per_group, write_dataset
 
 logger = logging.getLogger(__name__)
 
 #: Row-group size of ``patches/``: a few dozen 32³ patches per group.
 PATCH_ROW_GROUP_MB = 2
-#: Volume rows per Arrow batch into the patch cutting (each row a whole CT volume).
-_VOLUMES_PER_BATCH = 2
+#: The rows the patch tasks get: the volume row groups each one reads itself.
+_GROUP_SCHEMA = "path STRING, index INT, series ARRAY<STRING>"
 
 
 @dataclass(frozen=True)
@@ -221,17 +219,17 @@ def build_patches(
     Eight parameters: the stage's inputs, each one a separate decision of the job.
     """
     scope = scope or AppendScope()
-    fs, path = arrow_filesystem(volumes_url)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:  # no volume was assembled
+    groups = plan_volume_groups(volumes_url)
+    if not groups:  # no volume was assembled
         return {
             "patches_written": 0,
             "points_outside_volume": 0,
             "points_without_volume": points.total(scope.other_volumes, outside=True),
         }
-    volumes = spark.read.parquet(to_url(volumes_url))
-    known = {r["series_uid"] for r in volumes.select("series_uid").distinct().collect()}
-    if scope.only_series is not None:
-        volumes = volumes.filter(volumes.series_uid.isin(sorted(scope.only_series)))
+    known = {series for group in groups for series in group.series}
+    wanted = scope.only_series
+    if wanted is not None:
+        groups = [group for group in groups if wanted.intersection(group.series)]
     shared = spark.sparkContext.broadcast(points.by_series)
     skipped = spark.sparkContext.accumulator(0)
     generated = spark.sparkContext.accumulator(0)
@@ -240,14 +238,22 @@ def build_patches(
     spark_schema = schema.as_spark_schema()
 
     def cut(batches: Iterator[Any]) -> Iterator[Any]:
+        rows = (row for batch in batches for row in batch.to_pylist())
+        mine = (VolumeGroup(row["path"], row["index"], tuple(row["series"])) for row in rows)
+        volumes = read_volume_batches(volumes_url, mine, wanted)
         counters = (skipped, generated)
-        return _cut_batches(batches, shared.value, options, key, sample, counters, generation)
+        return _cut_batches(volumes, shared.value, options, key, sample, counters, generation)
 
-    # Volumes reach Python as Arrow, a few per batch (each may be ~150 MB): through the RDD
-    # API every volume was pickled on the JVM heap, which ran a 4 GB driver out of memory.
-    with session_conf(spark, ARROW_BATCH_CONF, str(_VOLUMES_PER_BATCH)):
-        frame = volumes.mapInArrow(cut, spark_schema).persist(StorageLevel.DISK_ONLY)
-        total_new = frame.count()
+    # Each task reads its volumes itself (sparkdl.store.volume_rows): through Spark, a 512²
+    # volume took seconds to reach Python (and through the RDD API, pickled on the JVM heap,
+    # volumes ran a 4 GB driver out of memory). A few partitions per core, in file order.
+    slices = max(1, min(len(groups), 4 * spark.sparkContext.defaultParallelism))
+    planned = spark.sparkContext.parallelize(
+        [(group.path, group.index, list(group.series)) for group in groups], slices
+    )
+    frame = spark.createDataFrame(planned, _GROUP_SCHEMA).mapInArrow(cut, spark_schema)
+    frame = frame.persist(StorageLevel.DISK_ONLY)
+    total_new = frame.count()
     if scope.keep is not None:
         keep = scope.keep
         if "sources" not in keep.columns:  # published before the column existed
