@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import pyarrow as pa  # noqa: E402
-
 from bench_assembly import synthetic_series  # noqa: E402
+
 from sparkdl.assembly.options import VolumeOptions  # noqa: E402
 from sparkdl.ingestion import volume_stage  # noqa: E402
 from sparkdl.spark import ARROW_BATCH_CONF, get_spark, session_conf  # noqa: E402
