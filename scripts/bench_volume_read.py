@@ -1,9 +1,9 @@
 """Stored volumes reaching a Python task: through Spark's reader vs read by the task itself.
 
 ``spark``: ``spark.read.parquet(volumes).mapInArrow(...)``, one volume per Arrow batch, as the
-patch stage read volumes until issue 27; ``task``: the driver plans the row groups
-(:func:`sparkdl.store.volume_rows.plan_volume_groups`) and each task reads its own with
-pyarrow (:func:`~sparkdl.store.volume_rows.read_volume_batches`), as it does now. Both tasks
+patch stage read volumes until issue 27; ``task``: the driver lists the part files
+(:func:`sparkdl.store.volume_rows.volume_files`) and each task reads its own with pyarrow
+(:func:`~sparkdl.store.volume_rows.read_volume_batches`), as it does now. Both tasks
 decode every volume (``VolumeSchema.decode_row``) and return its voxel sum, which must agree.
 
 The volumes: ``--volumes`` synthetic 512² series of ``--slices`` slices each, assembled and
@@ -49,11 +49,7 @@ from sparkdl.assembly.options import VolumeOptions  # noqa: E402
 from sparkdl.ingestion import volume_stage  # noqa: E402
 from sparkdl.spark import ARROW_BATCH_CONF, get_spark, session_conf  # noqa: E402
 from sparkdl.store.tables import VolumeSchema  # noqa: E402
-from sparkdl.store.volume_rows import (  # noqa: E402
-    VolumeGroup,
-    plan_volume_groups,
-    read_volume_batches,
-)
+from sparkdl.store.volume_rows import read_volume_batches, volume_files  # noqa: E402
 
 RESULT = "total LONG, volumes LONG"
 
@@ -74,18 +70,14 @@ def through_spark(spark: Any, url: str) -> tuple[int, int]:
 
 
 def by_the_task(spark: Any, url: str) -> tuple[int, int]:
-    groups = plan_volume_groups(url)
-    planned = spark.sparkContext.parallelize(
-        [(g.path, g.index, list(g.series)) for g in groups], max(1, len(groups))
-    )
+    files = volume_files(url)
+    planned = spark.sparkContext.parallelize([(path,) for path in files], max(1, len(files)))
 
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        rows = (row for batch in batches for row in batch.to_pylist())
-        mine = (VolumeGroup(r["path"], r["index"], tuple(r["series"])) for r in rows)
+        mine = (path for batch in batches for path in batch.column("path").to_pylist())
         return _sums(read_volume_batches(url, mine))
 
-    frame = spark.createDataFrame(planned, "path STRING, index INT, series ARRAY<STRING>")
-    rows = frame.mapInArrow(read, RESULT).collect()
+    rows = spark.createDataFrame(planned, "path STRING").mapInArrow(read, RESULT).collect()
     return sum(r.total for r in rows), sum(r.volumes for r in rows)
 
 

@@ -28,16 +28,15 @@ from sparkdl.patches.points import (
     points_from_frame,
     read_points_csv,
 )
+from sparkdl.store.storage import to_url
 from sparkdl.store.tables import VolumeSchema, patch_schema
-from sparkdl.store.volume_rows import VolumeGroup, plan_volume_groups, read_volume_batches
+from sparkdl.store.volume_rows import read_volume_batches, volume_files
 from sparkdl.store.writer import rows_per_group, write_dataset
 
 logger = logging.getLogger(__name__)
 
 #: Row-group size of ``patches/``: a few dozen 32³ patches per group.
 PATCH_ROW_GROUP_MB = 2
-#: The rows the patch tasks get: the volume row groups each one reads itself.
-_GROUP_SCHEMA = "path STRING, index INT, series ARRAY<STRING>"
 
 
 @dataclass(frozen=True)
@@ -219,17 +218,16 @@ def build_patches(
     Eight parameters: the stage's inputs, each one a separate decision of the job.
     """
     scope = scope or AppendScope()
-    groups = plan_volume_groups(volumes_url)
-    if not groups:  # no volume was assembled
+    files = volume_files(volumes_url)
+    if not files:  # no volume was assembled
         return {
             "patches_written": 0,
             "points_outside_volume": 0,
             "points_without_volume": points.total(scope.other_volumes, outside=True),
         }
-    known = {series for group in groups for series in group.series}
+    series = spark.read.parquet(to_url(volumes_url)).select("series_uid").distinct()
+    known = {row["series_uid"] for row in series.collect()}  # one small column, on executors
     wanted = scope.only_series
-    if wanted is not None:
-        groups = [group for group in groups if wanted.intersection(group.series)]
     shared = spark.sparkContext.broadcast(points.by_series)
     skipped = spark.sparkContext.accumulator(0)
     generated = spark.sparkContext.accumulator(0)
@@ -238,8 +236,7 @@ def build_patches(
     spark_schema = schema.as_spark_schema()
 
     def cut(batches: Iterator[Any]) -> Iterator[Any]:
-        rows = (row for batch in batches for row in batch.to_pylist())
-        mine = (VolumeGroup(row["path"], row["index"], tuple(row["series"])) for row in rows)
+        mine = (path for batch in batches for path in batch.column("path").to_pylist())
         volumes = read_volume_batches(volumes_url, mine, wanted)
         counters = (skipped, generated)
         return _cut_batches(volumes, shared.value, options, key, sample, counters, generation)
@@ -247,11 +244,9 @@ def build_patches(
     # Each task reads its volumes itself (sparkdl.store.volume_rows): through Spark, a 512²
     # volume took seconds to reach Python (and through the RDD API, pickled on the JVM heap,
     # volumes ran a 4 GB driver out of memory). A few partitions per core, in file order.
-    slices = max(1, min(len(groups), 4 * spark.sparkContext.defaultParallelism))
-    planned = spark.sparkContext.parallelize(
-        [(group.path, group.index, list(group.series)) for group in groups], slices
-    )
-    frame = spark.createDataFrame(planned, _GROUP_SCHEMA).mapInArrow(cut, spark_schema)
+    slices = max(1, min(len(files), 4 * spark.sparkContext.defaultParallelism))
+    planned = spark.sparkContext.parallelize([(path,) for path in files], slices)
+    frame = spark.createDataFrame(planned, "path STRING").mapInArrow(cut, spark_schema)
     frame = frame.persist(StorageLevel.DISK_ONLY)
     total_new = frame.count()
     if scope.keep is not None:

@@ -1,4 +1,4 @@
-"""Volume row groups planned on the driver and read by the task itself (no JVM)."""
+"""Volumes read by the task itself (no JVM): part files listed, row groups chosen in the task."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sparkdl.store.volume_rows import plan_volume_groups, read_volume_batches
+from sparkdl.store.volume_rows import read_volume_batches, volume_files
 
 
 def _part(path: Path, groups: list[list[str]]) -> None:
@@ -19,7 +19,7 @@ def _part(path: Path, groups: list[list[str]]) -> None:
             writer.write_table(pa.table({"series_uid": series, "volume": payload}, schema=schema))
 
 
-def test_row_groups_are_planned_with_their_series_and_read_back(tmp_path: Path) -> None:
+def test_each_task_reads_its_files_and_only_the_row_groups_it_wants(tmp_path: Path) -> None:
     table = tmp_path / "volumes"
     table.mkdir()
     _part(table / "part-a.parquet", [["1.1"], ["1.2"]])
@@ -28,21 +28,19 @@ def test_row_groups_are_planned_with_their_series_and_read_back(tmp_path: Path) 
     (table / "_attempts").mkdir()
     _part(table / "_attempts" / "part-c.parquet", [["9.9"]])  # a failed attempt: not a part
 
-    groups = plan_volume_groups(str(table))
-    assert [(Path(g.path).name, g.index, g.series) for g in groups] == [
-        ("part-a.parquet", 0, ("1.1",)),
-        ("part-a.parquet", 1, ("1.2",)),
-        ("part-b.parquet", 0, ("2.1", "2.2")),
-    ]
-    rows = [r for b in read_volume_batches(str(table), groups) for r in b.to_pylist()]
+    files = volume_files(str(table))
+    assert [Path(f).name for f in files] == ["part-a.parquet", "part-b.parquet"]
+    batches = list(read_volume_batches(str(table), files))
+    assert [b.num_rows for b in batches] == [1, 1, 2]  # a row group at a time
+    rows = [r for b in batches for r in b.to_pylist()]
     assert [r["series_uid"] for r in rows] == ["1.1", "1.2", "2.1", "2.2"]
     assert rows[2]["volume"] == b"2.1" * 1000
 
     wanted = frozenset({"1.2", "2.2"})
-    chosen = [g for g in groups if wanted.intersection(g.series)]
-    rows = [r for b in read_volume_batches(str(table), chosen, wanted) for r in b.to_pylist()]
-    assert [r["series_uid"] for r in rows] == ["1.2", "2.2"]
+    batches = list(read_volume_batches(str(table), files, wanted))
+    assert [b.num_rows for b in batches] == [1, 1]  # the group of 1.1 is not read
+    assert [r["series_uid"] for b in batches for r in b.to_pylist()] == ["1.2", "2.2"]
 
 
-def test_no_volumes_folder_plans_nothing(tmp_path: Path) -> None:
-    assert plan_volume_groups(str(tmp_path / "volumes")) == []
+def test_no_volumes_folder_has_no_files(tmp_path: Path) -> None:
+    assert volume_files(str(tmp_path / "volumes")) == []
