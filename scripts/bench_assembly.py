@@ -148,16 +148,6 @@ def synthetic_series(num_slices: int) -> pa.Table:
     return _slice_table(rows)
 
 
-def _slice_records(table: pa.Table) -> list[dict[str, Any]]:
-    """The rows ``_assemble`` hands to ``assemble_series``: pixels as arrays."""
-    records = table.drop_columns(["pixels"]).to_pylist()
-    pixels = table.column("pixels").combine_chunks()
-    for index, row in enumerate(records):
-        values = np.frombuffer(pixels[index].as_buffer(), dtype=np.dtype(row.pop("pixel_dtype")))
-        row["pixels"] = values.reshape(int(row["Rows"]), int(row["Columns"]))
-    return records
-
-
 def _run(table: pa.Table, records: list[dict[str, Any]], folder: Path) -> tuple[list[float], Any]:
     """CPU seconds of the stack (``assemble_series``), the batch, the whole task; the volume
     the task stored."""
@@ -179,7 +169,7 @@ def _run(table: pa.Table, records: list[dict[str, Any]], folder: Path) -> tuple[
 
 def measure(table: pa.Table, repeat: int, work: Path) -> dict[str, list[float]]:
     """Median CPU seconds of each step, before and after; the stored volumes must be equal."""
-    records = _slice_records(table)
+    records = volume_stage._slice_records(table)
     _run(table, records, work / "warm-up")
     spent: dict[str, list[list[float]]] = {"before": [], "after": []}
     volumes: dict[str, Any] = {}

@@ -297,11 +297,12 @@ def loop_child(src: Path, dst: Path, same_outputs: bool = False) -> None:
                 slices.append((position, np.clip(hu, -32768, 32767).astype(np.int16)))
         except Exception:  # noqa: BLE001 - not DICOM, or dicognito could not handle it
             failed += 1
-    volumes = dst / "volumes"
-    volumes.mkdir(parents=True, exist_ok=True)
-    for number, (_, slices) in enumerate(sorted(series.items())):
-        slices.sort(key=lambda item: item[0])
-        np.save(volumes / f"{number:06d}.npy", np.stack([hu for _, hu in slices]))
+    if same_outputs:
+        volumes = dst / "volumes"
+        volumes.mkdir(parents=True, exist_ok=True)
+        for number, (_, slices) in enumerate(sorted(series.items())):
+            slices.sort(key=lambda item: item[0])
+            np.save(volumes / f"{number:06d}.npy", np.stack([hu for _, hu in slices]))
     print(
         "RESULT "
         + json.dumps(

@@ -3,7 +3,7 @@
 ``spark``: ``spark.read.parquet(volumes).mapInArrow(...)``, one volume per Arrow batch, as the
 patch stage read volumes until issue 27; ``task``: the driver lists the part files
 (:func:`sparkdl.store.volume_rows.volume_files`) and each task reads its own with pyarrow
-(:func:`~sparkdl.store.volume_rows.read_volume_batches`), as it does now. Both tasks
+(:func:`~sparkdl.store.volume_rows.map_volumes`), as the patch stage does now. Both tasks
 decode every volume (``VolumeSchema.decode_row``) and return its voxel sum, which must agree.
 
 The volumes: ``--volumes`` synthetic 512² series of ``--slices`` slices each, assembled and
@@ -51,7 +51,7 @@ from sparkdl.assembly.options import VolumeOptions  # noqa: E402
 from sparkdl.ingestion import volume_stage  # noqa: E402
 from sparkdl.spark import ARROW_BATCH_CONF, get_spark, session_conf  # noqa: E402
 from sparkdl.store.tables import VolumeSchema  # noqa: E402
-from sparkdl.store.volume_rows import read_volume_batches, volume_files  # noqa: E402
+from sparkdl.store.volume_rows import map_volumes, volume_files  # noqa: E402
 
 RESULT = "total LONG, volumes LONG"
 
@@ -72,14 +72,7 @@ def through_spark(spark: Any, url: str) -> tuple[int, int]:
 
 
 def by_the_task(spark: Any, url: str) -> tuple[int, int]:
-    files = volume_files(url)
-    planned = spark.sparkContext.parallelize([(path,) for path in files], max(1, len(files)))
-
-    def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        mine = (path for batch in batches for path in batch.column("path").to_pylist())
-        return _sums(read_volume_batches(url, mine))
-
-    rows = spark.createDataFrame(planned, "path STRING").mapInArrow(read, RESULT).collect()
+    rows = map_volumes(spark, url, volume_files(url), _sums, RESULT).collect()
     return sum(r.total for r in rows), sum(r.volumes for r in rows)
 
 

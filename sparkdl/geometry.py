@@ -130,11 +130,11 @@ def stored_to_int16_hu(
     about a fifth of the cost of a 512² slice. Anything else takes the float path.
     """
     pixels = np.asarray(pixels)
-    work = _exact_integer_type(pixels.dtype, slope, intercept)
-    if work is None:
+    whole = _whole_rescale(slope, intercept)
+    work = None if whole is None else _exact_integer_type(pixels.dtype, *whole)
+    if whole is None or work is None:
         return hu_to_int16(to_hounsfield(pixels, slope, intercept))
-    whole_slope = 1 if slope is None else int(slope)
-    whole_intercept = 0 if intercept is None else int(intercept)
+    whole_slope, whole_intercept = whole
     hu = pixels.astype(work)  # a new array: scaled in place
     if whole_slope != 1:
         hu *= whole_slope
@@ -147,22 +147,27 @@ def stored_to_int16_hu(
     return hu.astype(np.int16), num_clipped
 
 
-def _exact_integer_type(
-    dtype: np.dtype[Any], slope: float | None, intercept: float | None
-) -> type[np.signedinteger[Any]] | None:
-    """The signed integer type in which ``pixels * slope + intercept`` is exact for every
-    value of ``dtype``, or None (float pixels, a fractional or non-finite rescale, a range
-    beyond int64)."""
-    if dtype.kind not in "iu":
-        return None
-    values = [
+def _whole_rescale(slope: float | None, intercept: float | None) -> tuple[int, int] | None:
+    """RescaleSlope and RescaleIntercept (defaults 1 and 0) as integers, or None when either
+    is fractional or not finite."""
+    values = (
         1.0 if slope is None else float(slope),
         0.0 if intercept is None else float(intercept),
-    ]
+    )
     if not all(np.isfinite(v) and v.is_integer() for v in values):
         return None
+    return int(values[0]), int(values[1])
+
+
+def _exact_integer_type(
+    dtype: np.dtype[Any], slope: int, intercept: int
+) -> type[np.signedinteger[Any]] | None:
+    """The signed integer type in which ``pixels * slope + intercept`` is exact for every
+    value of ``dtype``, or None (float pixels, a range beyond int64)."""
+    if dtype.kind not in "iu":
+        return None
     info = np.iinfo(dtype)
-    largest = max(abs(int(info.min)), int(info.max)) * abs(int(values[0])) + abs(int(values[1]))
+    largest = max(abs(int(info.min)), int(info.max)) * abs(slope) + abs(intercept)
     for work in (np.int32, np.int64):
         if largest <= np.iinfo(work).max:
             return work

@@ -30,7 +30,7 @@ from sparkdl.patches.points import (
 )
 from sparkdl.store.storage import to_url
 from sparkdl.store.tables import VolumeSchema, patch_schema
-from sparkdl.store.volume_rows import read_volume_batches, volume_files
+from sparkdl.store.volume_rows import map_volumes, volume_files
 from sparkdl.store.writer import rows_per_group, write_dataset
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,6 @@ def build_patches(
         }
     series = spark.read.parquet(to_url(volumes_url)).select("series_uid").distinct()
     known = {row["series_uid"] for row in series.collect()}  # one small column, on executors
-    wanted = scope.only_series
     shared = spark.sparkContext.broadcast(points.by_series)
     skipped = spark.sparkContext.accumulator(0)
     generated = spark.sparkContext.accumulator(0)
@@ -235,18 +234,14 @@ def build_patches(
     schema = patch_schema(options.size)
     spark_schema = schema.as_spark_schema()
 
-    def cut(batches: Iterator[Any]) -> Iterator[Any]:
-        mine = (path for batch in batches for path in batch.column("path").to_pylist())
-        volumes = read_volume_batches(volumes_url, mine, wanted)
+    def cut(volumes: Iterator[Any]) -> Iterator[Any]:
         counters = (skipped, generated)
         return _cut_batches(volumes, shared.value, options, key, sample, counters, generation)
 
     # Each task reads its volumes itself (sparkdl.store.volume_rows): through Spark, a 512²
     # volume took seconds to reach Python (and through the RDD API, pickled on the JVM heap,
-    # volumes ran a 4 GB driver out of memory). A few partitions per core, in file order.
-    slices = max(1, min(len(files), 4 * spark.sparkContext.defaultParallelism))
-    planned = spark.sparkContext.parallelize([(path,) for path in files], slices)
-    frame = spark.createDataFrame(planned, "path STRING").mapInArrow(cut, spark_schema)
+    # volumes ran a 4 GB driver out of memory).
+    frame = map_volumes(spark, volumes_url, files, cut, spark_schema, scope.only_series)
     frame = frame.persist(StorageLevel.DISK_ONLY)
     total_new = frame.count()
     if scope.keep is not None:

@@ -106,16 +106,7 @@ def _assemble(
 ) -> pa.Table:
     """One series' slices (an Arrow table) to its outcome rows; its volumes, if any, are
     written to ``folder`` as one part file named by the series."""
-    records = table.drop_columns(["pixels"]).to_pylist()
-    pixels = table.column("pixels").combine_chunks()
-    for index, row in enumerate(records):
-        # A view of the Arrow buffer: the slice's bytes are not copied on the way in.
-        values = np.frombuffer(pixels[index].as_buffer(), dtype=np.dtype(row.pop("pixel_dtype")))
-        if row["volume_file"]:
-            planes = (int(row["NumberOfFrames"]), int(row["Rows"]), int(row["Columns"]))
-            row["pixels"] = values.reshape(planes)
-        else:
-            row["pixels"] = values.reshape(int(row["Rows"]), int(row["Columns"]))
+    records = _slice_records(table)
     result = assemble_series(records, options)
     if result.volumes:
         series = str(records[0]["series_uid"])
@@ -136,11 +127,27 @@ def _assemble(
     return pa.Table.from_pylist(rows, schema=_OUTCOME_ARROW)
 
 
+def _slice_records(table: pa.Table) -> list[dict[str, Any]]:
+    """The slices of one series as ``assemble_series`` takes them: pixels as arrays."""
+    records: list[dict[str, Any]] = table.drop_columns(["pixels"]).to_pylist()
+    pixels = table.column("pixels").combine_chunks()
+    for index, row in enumerate(records):
+        # A view of the Arrow buffer: the slice's bytes are not copied on the way in.
+        values = np.frombuffer(pixels[index].as_buffer(), dtype=np.dtype(row.pop("pixel_dtype")))
+        if row["volume_file"]:
+            planes = (int(row["NumberOfFrames"]), int(row["Rows"]), int(row["Columns"]))
+            row["pixels"] = values.reshape(planes)
+        else:
+            row["pixels"] = values.reshape(int(row["Rows"]), int(row["Columns"]))
+    return records
+
+
 def _volume_batch(row: dict[str, Any]) -> pa.RecordBatch:
     """One volume as a one-row batch of the stored (Petastorm-encoded) columns.
 
     The encoded arrays (about 140 MB at 512² × 260) become Arrow values without a copy:
-    ``from_pylist`` copied each into a fresh buffer, about 0.4 s of a 512² series' task.
+    ``from_pylist`` copied each into a fresh buffer, about 0.25 s of a 512² series' task
+    (``scripts/bench_assembly.py``).
     """
     encoded = dict(zip(VolumeSchema.fields, VolumeSchema.encode_row(row)))
     columns = [_one_value(encoded[field.name], field.type) for field in _VOLUME_ARROW]

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -114,9 +115,6 @@ def read_rows(
     whose field holds one of the given values (``{"series_uid": {uid}}``), tested on the
     stored column before any array is decoded.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     schema = read_schema(url)
     fs, groups = row_groups(url)
     names = list(columns) if columns is not None else list(schema.fields)
@@ -126,11 +124,26 @@ def read_rows(
         raise InputError(f"{url} has no fields {unknown}. Its fields: {sorted(schema.fields)}.")
     read = list(dict.fromkeys([*names, *tested]))
     for group in groups:
-        with fs.open_input_file(group.path) as handle:
-            table = pq.ParquetFile(handle).read_row_group(group.index, columns=read)
-        for name, values in tested.items():
-            column = table.column(name)
-            wanted = pa.array(list(values), type=column.type)  # typed: an empty set too
-            table = table.filter(pc.is_in(column, value_set=wanted))
+        table = read_group(fs, group, read, where=tested)
         for row in table.select(names).to_pylist():
             yield schema.decode_row(row)
+
+
+def read_group(
+    fs: pafs.FileSystem,
+    group: RowGroup,
+    columns: Sequence[str] | None = None,
+    *,
+    where: Mapping[str, Collection[Any]] | None = None,
+) -> pa.Table:
+    """One row group's stored ``columns`` (all when None); with ``where``, only the rows whose
+    field holds one of the given values."""
+    import pyarrow.compute as pc
+
+    with fs.open_input_file(group.path) as handle:
+        table = pq.ParquetFile(handle).read_row_group(group.index, columns=columns)
+    for name, values in (where or {}).items():
+        column = table.column(name)
+        wanted = pa.array(list(values), type=column.type)  # typed: an empty set too
+        table = table.filter(pc.is_in(column, value_set=wanted))
+    return table
