@@ -55,6 +55,9 @@ class IngestConfig:
     candidates: CandidateGeneration = field(default_factory=CandidateGeneration)
     #: Bytes of input per Spark task when the inputs are large.
     partition_target_mb: int = 128
+    #: Series assembled by tasks that read their staged slices themselves
+    #: (:mod:`sparkdl.ingestion.local_assembly`); false: all through a Spark shuffle.
+    local_assembly: bool = True
     #: Also write every accepted instance as a de-identified DICOM file under ``OUT/dicom/``.
     export_dicom: bool = False
 

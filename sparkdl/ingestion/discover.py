@@ -136,21 +136,58 @@ def _list_hadoop(spark: SparkSession, root: str) -> list[InputFile]:
 
 
 def pack_partitions(files: list[InputFile], num_partitions: int) -> list[list[InputFile]]:
-    """Pack files into at most ``num_partitions`` bins of about equal total bytes.
+    """Pack files into at most ``num_partitions`` bins of about equal total bytes, the files
+    of a folder in one bin unless the folder is larger than a bin's share.
 
-    Largest first into the lightest bin (LPT): many small files share a task, one big archive
-    gets a task to itself, and the order within a bin stays by path for reproducibility.
+    Archives and PACS exports keep a series in one folder (or one archive, a file of its
+    own): read by one task, its slices are staged in one part, which the task that
+    assembles it reads (:mod:`sparkdl.ingestion.local_assembly`). A larger folder is cut
+    into runs of consecutive files of about a bin's share, so one large series is still
+    parsed on every core.
+    Largest first into the lightest bin (LPT): many small folders share a task, one big
+    archive gets a task to itself, and the order within a bin stays by path for
+    reproducibility.
     """
     if not files:
         return []
-    num_partitions = max(1, min(num_partitions, len(files)))
+    total = sum(max(f.size, 1) for f in files)
+    share = max(1, -(-total // max(1, num_partitions)))
+    chunks: list[list[InputFile]] = []
+    for folder in _by_folder(files):
+        size = sum(max(f.size, 1) for f in folder)
+        pieces = max(1, round(size / share))
+        chunks += _consecutive(folder, pieces)
+    num_partitions = max(1, min(num_partitions, len(chunks)))
     heap = [(0, index) for index in range(num_partitions)]
     bins: list[list[InputFile]] = [[] for _ in range(num_partitions)]
-    for item in sorted(files, key=lambda f: (-f.size, f.path)):
+    for chunk in sorted(chunks, key=lambda c: (-sum(f.size for f in c), c[0].path)):
         load, index = heapq.heappop(heap)
-        bins[index].append(item)
-        heapq.heappush(heap, (load + max(item.size, 1), index))
+        bins[index] += chunk
+        heapq.heappush(heap, (load + sum(max(f.size, 1) for f in chunk), index))
     return [sorted(b, key=lambda f: f.path) for b in bins if b]
+
+
+def _by_folder(files: list[InputFile]) -> list[list[InputFile]]:
+    """The files grouped by the folder that holds them, each group sorted by path."""
+    folders: dict[str, list[InputFile]] = {}
+    for item in sorted(files, key=lambda f: f.path):
+        folders.setdefault(posixpath.dirname(item.path), []).append(item)
+    return list(folders.values())
+
+
+def _consecutive(files: list[InputFile], pieces: int) -> list[list[InputFile]]:
+    """``files`` cut into at most ``pieces`` runs of consecutive files of about equal bytes."""
+    if pieces <= 1 or len(files) <= 1:
+        return [files]
+    target = sum(max(f.size, 1) for f in files) / pieces
+    runs: list[list[InputFile]] = [[]]
+    load = 0.0
+    for item in files:
+        if runs[-1] and load + max(item.size, 1) / 2 > target * len(runs) and len(runs) < pieces:
+            runs.append([])
+        runs[-1].append(item)
+        load += max(item.size, 1)
+    return runs
 
 
 def choose_num_partitions(

@@ -14,8 +14,15 @@ from pyspark.sql import functions as F
 MAX_BROADCAST_DUPLICATES = 200_000
 
 
-def resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) -> DataFrame:
+def resolve_duplicates(
+    records: DataFrame, catalog: DataFrame | None = None
+) -> tuple[DataFrame, dict[str, list[tuple[str, str]]] | None]:
     """A SOPInstanceUID seen twice is cataloged once; the other copies are rejected.
+
+    Returns the records, copies marked, and the copies of CT instances by series:
+    ``series_uid → [(source_path, member or "")]`` (None when there were too many to hold on
+    the driver), for the tasks that read staged slices themselves
+    (:mod:`sparkdl.ingestion.local_assembly`).
 
     Within a run the first by (source_path, member) wins; across runs the earlier run wins.
     Likewise for LIDC read messages with the same bytes (``duplicate_read_message``; an
@@ -32,7 +39,11 @@ def resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) -> 
         F.concat(F.lit("read message "), F.col("content_sha256"))
     )
     keys = records.filter(F.col("status").isin("accepted", "read_message")).select(
-        identity.alias("sop_uid"), "source_path", member.alias("_member"), "status"
+        identity.alias("sop_uid"),
+        "source_path",
+        member.alias("_member"),
+        "status",
+        F.col("series_uid").alias("_series"),
     )
     rank = F.row_number().over(Window.partitionBy("sop_uid").orderBy("source_path", "_member"))
     later_copy = rank > 1
@@ -43,19 +54,25 @@ def resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) -> 
     copies = (
         keys.withColumn("_dup", later_copy)
         .filter(F.col("_dup"))
-        .select("source_path", "_member", "_dup", F.col("status").alias("_copy_of"))
+        .select("source_path", "_member", "_dup", F.col("status").alias("_copy_of"), "_series")
     )
     # Held on the driver and broadcast, unless a pathological input (the same archive twice
     # over) makes them too many: then a plain join.
     found = copies.limit(MAX_BROADCAST_DUPLICATES + 1).collect()
     if not found:
-        return records  # the usual case: no join, so no broadcast job in every later read
+        return records, {}  # the usual case: no join, so no broadcast job in a later read
+    by_series: dict[str, list[tuple[str, str]]] | None = None
     if len(found) <= MAX_BROADCAST_DUPLICATES:
         copies = F.broadcast(records.sparkSession.createDataFrame(found, copies.schema))
+        by_series = {}
+        for row in found:
+            if row["_copy_of"] == "accepted":
+                key = (row["source_path"], row["_member"])
+                by_series.setdefault(row["_series"], []).append(key)
     marked = records.withColumn("_member", member).join(copies, ["source_path", "_member"], "left")
     duplicate = F.coalesce(F.col("_dup"), F.lit(False))
     of_message = F.col("_copy_of") == "read_message"
-    return (
+    resolved = (
         marked.withColumn("status", F.when(duplicate, F.lit("rejected")).otherwise(F.col("status")))
         .withColumn(
             "reason",
@@ -69,5 +86,6 @@ def resolve_duplicates(records: DataFrame, catalog: DataFrame | None = None) -> 
             .when(duplicate, F.lit("same SOPInstanceUID as an earlier input"))
             .otherwise(F.col("detail")),
         )
-        .drop("_dup", "_member", "_copy_of")
+        .drop("_dup", "_member", "_copy_of", "_series")
     )
+    return resolved, by_series

@@ -37,15 +37,14 @@ from sparkdl.ingestion.duplicates import resolve_duplicates
 from sparkdl.ingestion.incremental import Previous, Rebuild, plan_rebuild
 from sparkdl.ingestion.label_stage import stage_patches
 from sparkdl.ingestion.lidc_stage import LidcResult, build_nodules, read_messages
-from sparkdl.ingestion.patch_stage import (
-    Labels,
-)
+from sparkdl.ingestion.local_assembly import plan_local
+from sparkdl.ingestion.patch_stage import Labels
 from sparkdl.ingestion.publish import (
     publish_append,
     publish_overwrite,
     publish_unchanged,
 )
-from sparkdl.ingestion.read_stage import stage_records
+from sparkdl.ingestion.read_stage import Placed, Staged, stage_records
 from sparkdl.ingestion.run import Run, start_run
 from sparkdl.ingestion.volume_stage import build_volumes
 from sparkdl.store.dicom_files import move_dicom_files
@@ -125,13 +124,13 @@ def ingest(
     if run.previous is not None and not unseen:
         logger.info("ingest: no new or changed input files since the last run; nothing changed")
         return {**run.previous.manifest, "changed": False, "last_run": last_run}
-    records = _read_new(run, files, unseen, timings)
+    staged = _read_new(run, files, unseen, timings)
     last_run["new_units"] = count_rows(run.staged("records"))  # footers: no Spark job
     if run.previous is not None and not last_run["new_units"]:
         logger.info("ingest: no new content since the last run; nothing changed")
         unchanged = {**run.previous.manifest, "changed": False, "last_run": last_run}
         return publish_unchanged(run.fs, run.staging, run.output, unchanged, run.started)
-    plan, patch_run = _build(run, records, timings)
+    plan, patch_run = _build(run, staged, timings)
     last_run.update(
         new_series=len(plan.touched - plan.rebuilt), rebuilt_series=len(plan.rebuilt), **patch_run
     )
@@ -165,7 +164,7 @@ def _timed(
 
 def _read_new(
     run: Run, files: list[InputFile], unseen: list[InputFile], timings: dict[str, float]
-) -> DataFrame:
+) -> Staged:
     """Read, parse and de-identify the unseen files into staged records; stage ``inputs``."""
     files_done = run.spark.sparkContext.accumulator(0)
     with _timed(
@@ -176,9 +175,9 @@ def _read_new(
         progress.accumulated(files_done, len(unseen)),
     ):
         selection = run.previous.selection() if run.previous else Selection()
-        records = _read(run, unseen, run.task, selection, "records", files_done)
+        staged = _read(run, unseen, run.task, selection, "records", files_done)
         _inputs_table(run.spark, files, run.previous).write.parquet(run.staged(INPUTS))
-    return records
+    return staged
 
 
 def _read(
@@ -188,7 +187,7 @@ def _read(
     selection: Selection,
     name: str,
     files_done: Any = None,
-) -> DataFrame:
+) -> Staged:
     """The read stage (:func:`~sparkdl.ingestion.read_stage.stage_records`) over ``files``,
     staged as ``name``: every call of it in a run goes through here."""
     target_bytes = run.config.partition_target_mb * 1024**2
@@ -197,9 +196,7 @@ def _read(
     )
 
 
-def _build(
-    run: Run, records: DataFrame, timings: dict[str, float]
-) -> tuple[Rebuild, dict[str, Any]]:
+def _build(run: Run, staged: Staged, timings: dict[str, float]) -> tuple[Rebuild, dict[str, Any]]:
     """Duplicates resolved, volumes assembled, LIDC nodules placed, patches cut, the tables
     staged: the plan of what was (re)built, and what the patch stage did."""
     series_done = run.spark.sparkContext.accumulator(0)
@@ -207,9 +204,12 @@ def _build(
     with _timed(
         timings, "volumes_s", "series assembly", "series", progress.accumulated(series_done, None)
     ):
-        resolved = resolve_duplicates(records, earlier)
+        resolved, copies = resolve_duplicates(staged.records, earlier)
         messages = read_messages(resolved)
-        plan = _plan(run, resolved, messages)
+        plan, reread = _plan(run, resolved, messages)
+        local = None
+        if run.config.local_assembly:
+            local = plan_local([staged.parts_of, reread], copies)
         outcomes = build_volumes(
             run.spark,
             plan.volume_input,
@@ -217,6 +217,7 @@ def _build(
             run.staged(VOLUMES),
             keep=plan.keep_volumes,
             series_done=series_done,
+            local=local,
         )
     lidc = None
     if messages:  # no stage line (and no 0.0 s) without a read message
@@ -230,22 +231,26 @@ def _build(
     return plan, patch_run
 
 
-def _plan(run: Run, resolved: DataFrame, messages: list[tuple[str, str]]) -> Rebuild:
-    """What to (re)build from the ``resolved`` records (duplicates rejected). An append run
-    also reads again the earlier instances of the series it rebuilds, and rebuilds the
-    earlier series that new read ``messages`` label."""
+def _plan(
+    run: Run, resolved: DataFrame, messages: list[tuple[str, str]]
+) -> tuple[Rebuild, dict[str, dict[str, Placed]]]:
+    """What to (re)build from the ``resolved`` records (duplicates rejected), and where the
+    slices read again are staged (:attr:`Staged.parts_of`). An append run also reads again
+    the earlier instances of the series it rebuilds, and rebuilds the earlier series that
+    new read ``messages`` label."""
     accepted = resolved.filter(F.col("status") == "accepted")
     previous = run.previous
     if previous is None:
-        return Rebuild(volume_input=accepted)
+        return Rebuild(volume_input=accepted), {}
     labelled = frozenset(series for series, _ in messages)  # their patches change
     plan = plan_rebuild(previous, accepted, also=labelled & previous.volume_series())
     files = _earlier_files(run, sorted(plan.reread))
-    if files:
-        selection = Selection(wanted=plan.reread)
-        reread = _read(run, files, replace(run.task, export_to=None), selection, "reread")
-        plan.volume_input = accepted.unionByName(reread.filter(F.col("status") == "accepted"))
-    return plan
+    if not files:
+        return plan, {}
+    selection = Selection(wanted=plan.reread)
+    reread = _read(run, files, replace(run.task, export_to=None), selection, "reread")
+    plan.volume_input = accepted.unionByName(reread.records.filter(F.col("status") == "accepted"))
+    return plan, reread.parts_of
 
 
 def _earlier_files(run: Run, sources: list[str]) -> list[InputFile]:

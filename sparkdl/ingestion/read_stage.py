@@ -1,22 +1,26 @@
 """The read stage of ingest: every unit of every input file staged as one record, on the executors.
 
-:func:`stage_records` is the Spark job: the files are packed into size-balanced partitions
-(:mod:`sparkdl.ingestion.discover`), each task turns its files into records
-(:func:`sparkdl.units.records.file_records`) and writes them as its own Parquet part
-(:mod:`sparkdl.store.writer`); Spark sees one count per task. The job of an ingest run
-calls it once for the new files, and once more in an append run for the earlier instances
-of the series it rebuilds.
+:func:`stage_records` is the Spark job: the files are packed into size-balanced partitions,
+the files of a folder together (:mod:`sparkdl.ingestion.discover`), each task turns its
+files into records (:func:`sparkdl.units.records.file_records`) and writes them as its own
+Parquet part (:mod:`sparkdl.store.writer`); Spark sees one small row per task: how many
+records, and how many CT slices of each series the part holds (the plan of
+:mod:`sparkdl.ingestion.local_assembly`). The job of an ingest run calls it once for the new
+files, and once more in an append run for the earlier instances of the series it rebuilds.
 """
 
 from __future__ import annotations
 
 import logging
+import posixpath
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sparkdl.ingestion.discover import choose_num_partitions, pack_partitions
-from sparkdl.store.storage import HadoopFS
-from sparkdl.store.writer import clean, write_task_part
+from sparkdl.store.storage import HadoopFS, join
+from sparkdl.store.writer import clean, part_name, write_part
 from sparkdl.units.records import InputFile, Selection, Task, file_records
 
 if TYPE_CHECKING:
@@ -26,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 #: Records per Arrow batch, and a byte bound, so a partition never holds more than one batch.
-_BATCH_RECORDS = 256
+BATCH_RECORDS = 256
 _BATCH_BYTES = 64 * 1024**2
 
 #: Record columns of image bytes (no dictionary, no statistics in the staged Parquet).
@@ -34,6 +38,27 @@ _IMAGE_COLUMNS = ("pixels",)
 
 #: The rows ``arrow_records`` takes: one per input file, in its partition.
 FILE_SCHEMA = "path STRING, size LONG, is_symlink BOOLEAN"
+
+#: What each read task returns: its part file, its records, and per series its CT slices
+#: and the CT slices of the row groups that hold them.
+_PART_SCHEMA = "part STRING, rows LONG, series ARRAY<STRING>, slices ARRAY<LONG>, read ARRAY<LONG>"
+
+
+class Placed(NamedTuple):
+    """A series' CT slices (accepted records with pixels) in one staged part, and the CT
+    slices of the part's row groups that hold them (what a reader of the series reads)."""
+
+    slices: int
+    read: int
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The staged records, and where the CT slices of each series are:
+    ``series_uid → {part file: Placed}``."""
+
+    records: DataFrame
+    parts_of: dict[str, dict[str, Placed]]
 
 
 def stage_records(
@@ -44,10 +69,11 @@ def stage_records(
     target_bytes: int,
     path: str,
     files_done: Any = None,
-) -> DataFrame:
+) -> Staged:
     """Parse every unit on the executors and stage one record per unit as Parquet at ``path``.
 
-    Files are packed into partitions of about ``target_bytes`` of input each. ``files_done``,
+    Files are packed into partitions of about ``target_bytes`` of input each, the files of a
+    folder together (:func:`~sparkdl.ingestion.discover.pack_partitions`). ``files_done``,
     a Spark accumulator, counts the files read (for progress).
     """
     from sparkdl.store.tables import RECORD_SCHEMA
@@ -62,29 +88,66 @@ def stage_records(
     shared = sc.broadcast(selection)  # possibly large (known hashes); holds no key
     HadoopFS(spark, path).delete(path)
     # Each task writes its records itself (sparkdl.store.writer); Spark sees one count each.
-    counts = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
+    parts = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
         lambda batches: _stage_partition(_counted(batches, files_done), task, shared.value, path),
-        "rows LONG",
+        _PART_SCHEMA,
     )
-    written = sum(row[0] for row in counts.collect())
+    parts_of: dict[str, dict[str, Placed]] = {}
+    written = 0
+    for part in parts.collect():
+        written += part["rows"]
+        for series, slices, read in zip(part["series"], part["slices"], part["read"]):
+            parts_of.setdefault(series, {})[part["part"]] = Placed(slices, read)
     shared.unpersist()
     clean(path)
     logger.debug("staged %d records", written)
-    return spark.read.schema(RECORD_SCHEMA).parquet(path)
+    return Staged(spark.read.schema(RECORD_SCHEMA).parquet(path), parts_of)
 
 
 def _stage_partition(
     batches: Iterable[Any], task: Task, selection: Selection, path: str
 ) -> Iterator[Any]:
     """``mapInArrow`` body: the partition's records written as its part file at ``path``;
-    one batch out, the number of records."""
+    one row out (:data:`_PART_SCHEMA`)."""
+    import pyarrow as pa
+    from pyspark import TaskContext
     from pyspark.sql.pandas.types import to_arrow_schema
 
     from sparkdl.store.tables import RECORD_SCHEMA
 
-    records = arrow_records(batches, task, selection)
+    context = TaskContext.get()
+    name = part_name("records", f"{context.partitionId() if context else 0:05d}")
+    slices: Counter[str] = Counter()
+    read: Counter[str] = Counter()
+    records = _tallied(arrow_records(batches, task, selection), slices, read)
     schema = to_arrow_schema(RECORD_SCHEMA)
-    return write_task_part(records, path, "records", schema, _IMAGE_COLUMNS)
+    rows = write_part(records, path, name, schema, _IMAGE_COLUMNS)
+    yield pa.RecordBatch.from_pydict(
+        {
+            "part": [join(path, name)],
+            "rows": [rows],
+            "series": [list(slices)],
+            "slices": [list(slices.values())],
+            "read": [[read[series] for series in slices]],
+        }
+    )
+
+
+def _tallied(batches: Iterable[Any], slices: Counter[str], read: Counter[str]) -> Iterator[Any]:
+    """The record batches (each is written as a row group), their CT slices (accepted, with
+    pixels) counted per series into ``slices``, and into ``read`` the CT slices of every
+    batch that holds some of the series."""
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        is_slice = pc.and_(
+            pc.equal(batch.column("status"), "accepted"), pc.is_valid(batch.column("pixels"))
+        )
+        here = Counter(batch.filter(is_slice).column("series_uid").to_pylist())
+        slices.update(here)
+        total = here.total()
+        read.update(dict.fromkeys(here, total))
+        yield batch
 
 
 def _counted(batches: Iterable[Any], files_done: Any) -> Iterator[Any]:
@@ -109,13 +172,20 @@ def arrow_records(batches: Iterable[Any], task: Task, selection: Selection) -> I
     schema = to_arrow_schema(RECORD_SCHEMA)
     pending: list[dict[str, Any]] = []
     size = 0
+    folder = None
     for batch in batches:
         for row in batch.to_pylist():
             item = InputFile(row["path"], row["size"], row["is_symlink"])
+            if pending and posixpath.dirname(item.path) != folder:
+                # A row group per folder (one series, as a rule): the task that assembles a
+                # series reads only the row groups that hold it.
+                yield pa.RecordBatch.from_pylist(pending, schema=schema)
+                pending, size = [], 0
+            folder = posixpath.dirname(item.path)
             for record in file_records(item, task, selection):
                 pending.append(record)
                 size += sum(len(v) for v in record.values() if isinstance(v, bytes))
-                if len(pending) >= _BATCH_RECORDS or size >= _BATCH_BYTES:
+                if len(pending) >= BATCH_RECORDS or size >= _BATCH_BYTES:
                     yield pa.RecordBatch.from_pylist(pending, schema=schema)
                     pending, size = [], 0
     if pending:

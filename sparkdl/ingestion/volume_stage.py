@@ -3,13 +3,15 @@
 The array work lives in :mod:`sparkdl.assembly.series`; this module groups the catalog's pixel
 records by series, writes ``volumes/`` from the assembling tasks (:mod:`sparkdl.store.writer`,
 then Petastorm's ``_common_metadata``) and returns one small outcome row per instance to the
-driver.
+driver. A series staged in one part file is assembled by a task that reads that part itself
+(:mod:`sparkdl.ingestion.local_assembly`); the others are grouped through a shuffle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from sparkdl.assembly.series import VolumeOptions, assemble_series
+from sparkdl.ingestion.local_assembly import LocalPlan, read_series
 from sparkdl.spark import ARROW_BATCH_CONF, session_conf
 from sparkdl.store.storage import to_url
 from sparkdl.store.tables import VOLUME_OUTCOME_SCHEMA, VolumeSchema
@@ -56,13 +59,15 @@ def build_volumes(
     url: str,
     keep: DataFrame | None = None,
     series_done: Any = None,
+    local: LocalPlan | None = None,
 ) -> DataFrame:
     """Assemble every CT series into HU volumes written to ``url`` (Petastorm).
 
     ``keep`` holds volume rows of an earlier run (as stored) to write along with the new ones;
     nothing is written when there is no volume at all. Returns one outcome row per CT
     instance (``volume_id``, ``volume_status``, ``volume_reason``). ``series_done``, a Spark
-    accumulator, counts the series assembled (for progress).
+    accumulator, counts the series assembled (for progress). The series of ``local`` are
+    assembled by the tasks that read their staged part, the others through a shuffle.
 
     The slices of a series reach the assembly as one Arrow table (``applyInArrow``), and the
     task that assembles a series writes its volumes as a part file of its own
@@ -79,19 +84,26 @@ def build_volumes(
     )
     prefix = uuid.uuid4().hex[:8]  # this run's part names never meet a published one's
     folder = to_url(url)
-    # Hash-partitioned by series into a few partitions per core, which the grouping keeps:
-    # spark.sql.shuffle.partitions (200) tasks, mostly empty, cost more than the assembly of
-    # a small cohort.
-    partitions = 2 * spark.sparkContext.defaultParallelism
-    collected = (
-        slices.repartition(partitions, "series_uid")
-        .groupBy("series_uid")
-        .applyInArrow(
-            lambda table: _assemble(table, options, series_done, folder, prefix),
-            VOLUME_OUTCOME_SCHEMA,
+    local = local or LocalPlan([])
+    collected = []
+    if local.units:
+        collected += _assemble_local(spark, local, options, series_done, folder, prefix)
+        assembled = spark.createDataFrame([(s,) for s in sorted(local.series)], "series_uid STRING")
+        slices = slices.join(F.broadcast(assembled), "series_uid", "left_anti")
+    if not local.complete:
+        # Hash-partitioned by series into a few partitions per core, which the grouping
+        # keeps: spark.sql.shuffle.partitions (200) tasks, mostly empty, cost more than the
+        # assembly of a small cohort.
+        partitions = 2 * spark.sparkContext.defaultParallelism
+        collected += (
+            slices.repartition(partitions, "series_uid")
+            .groupBy("series_uid")
+            .applyInArrow(
+                lambda table: _assemble(table, options, series_done, folder, prefix),
+                VOLUME_OUTCOME_SCHEMA,
+            )
+            .collect()
         )
-        .collect()
-    )
     outcomes = spark.createDataFrame([tuple(row) for row in collected], VOLUME_OUTCOME_SCHEMA)
     if keep is not None and not keep.isEmpty():
         # One volume per Arrow batch, so per row group (Spark's default batch is 10,000 rows).
@@ -99,6 +111,28 @@ def build_volumes(
             write_frame(keep, folder, prefix + "-kept", _IMAGE_COLUMNS)
     finish_dataset(folder, VolumeSchema)
     return outcomes
+
+
+def _assemble_local(
+    spark: SparkSession,
+    local: LocalPlan,
+    options: VolumeOptions,
+    series_done: Any,
+    folder: str,
+    prefix: str,
+) -> list[Any]:
+    """The outcome rows of the ``local`` series: one task per unit, which reads the staged
+    slices of its series itself (the units with the most slices first)."""
+    units = local.units
+
+    def body(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for index in batch.column("id").to_pylist():
+                for table in read_series(units[index], _SLICE_COLUMNS):
+                    yield from _assemble(table, options, series_done, folder, prefix).to_batches()
+
+    planned = spark.range(0, len(units), 1, len(units))
+    return planned.mapInArrow(body, VOLUME_OUTCOME_SCHEMA).collect()
 
 
 def _assemble(

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
-__all__ = ["map_volumes", "read_volume_batches", "volume_files"]
+__all__ = ["groups_holding", "map_volumes", "read_volume_batches", "volume_files"]
 
 #: What a task does with the stored volume rows it read: Arrow batches out.
 VolumeBody = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
@@ -69,13 +69,11 @@ def read_volume_batches(
     fs, _ = arrow_filesystem(url)
     where = None if wanted is None else {"series_uid": wanted}
     for path in paths:
-        for group in _groups_holding(fs, path, wanted):
+        for group in groups_holding(fs, path, wanted):
             yield from read_group(fs, group, where=where).to_batches()
 
 
-def _groups_holding(
-    fs: pafs.FileSystem, path: str, wanted: frozenset[str] | None
-) -> list[RowGroup]:
+def groups_holding(fs: pafs.FileSystem, path: str, wanted: frozenset[str] | None) -> list[RowGroup]:
     """The row groups of the part file ``path`` that hold a ``wanted`` series (all when None)."""
     with fs.open_input_file(path) as handle:
         parquet = pq.ParquetFile(handle)
