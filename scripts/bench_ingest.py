@@ -33,6 +33,11 @@ One run, four parts, one markdown table each (the machine's cores and load avera
   the stage whose time window (the stage durations laid end to end from the call) holds its
   submission time. A warm-up ingest of 8 files runs first in the session (not reported), so
   the first cohort does not alone carry the Python workers' start and imports.
+* ``e``: series assembly through a Spark shuffle (``local_assembly: false``) vs by the tasks
+  that read the staged slices (the default), in this process on one ``local[2]`` session
+  after the same warm-up, each cohort ingested both ways one after the other: the stages'
+  seconds, and the CPU seconds of the whole process tree (driver, JVM, Python workers; from
+  ``/proc``) per ingest.
 
 Cohorts: ``sparkdl synth`` at 128² (default 28 patients, seed 0: 5,058 files) and at 512²
 (default 5 patients: 1,035 files), and the real LIDC-IDRI series under
@@ -40,7 +45,7 @@ Cohorts: ``sparkdl synth`` at 128² (default 28 patients, seed 0: 5,058 files) a
 
     .venv/bin/pip install -r scripts/bench-requirements.txt    # dicognito, for parts b and c
     .venv/bin/python scripts/bench_ingest.py [--patients-128 28] [--patients-512 5] [--seed 0]
-        [--lidc DIR|none] [--lidc-files N] [--instances 500] [--only a,b,c,d] [--work DIR]
+        [--lidc DIR|none] [--lidc-files N] [--instances 500] [--only a,b,c,d,e] [--work DIR]
     .venv/bin/python scripts/bench_ingest.py --quick    # smoke run (~5 min on 2 busy cores):
         # 1 patient per synth cohort (387 files), the first 20 LIDC slices, 40 instances in c
 
@@ -71,7 +76,7 @@ from bench_cohorts import cached_synth
 ROOT = Path(__file__).resolve().parents[1]
 LIDC = ROOT.parent / "shared" / "data" / "lidc-idri"
 MASTER = "local[2]"
-PARTS = ("a", "b", "c", "d")
+PARTS = ("a", "b", "c", "d", "e")
 MB = 1024**2
 CHUNK = 32  # instances per timed pass in part c (bounds the memory of held datasets)
 
@@ -692,6 +697,93 @@ def ingest_exporting(inputs: list[str], out: Path, spark: Any) -> dict[str, Any]
     return manifest
 
 
+def tree_cpu_seconds() -> float:
+    """User + system CPU seconds of this process and all its descendants (with the children
+    they reaped), from ``/proc``: the driver, the JVM and the Python workers."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = sum(int(v) for v in fields[11:15]) / ticks
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+def part_e(cohorts: list[Cohort], work: Path, key: str) -> list[tuple[Cohort, str, dict, float]]:
+    """Each cohort ingested with the shuffle, then with local assembly, in one session."""
+
+    from sparkdl import IngestConfig, ingest
+    from sparkdl.spark import get_spark
+
+    spark = get_spark(MASTER)
+    previous = os.environ.get("SPARKDL_DEID_KEY")
+    os.environ["SPARKDL_DEID_KEY"] = key
+    rows = []
+    try:
+        warm = work / "warmup"
+        shutil.rmtree(warm, ignore_errors=True)
+        warm.mkdir()
+        for i, path in enumerate(regular_files(cohorts[0].path)[:8]):
+            shutil.copyfile(path, warm / f"{i}_{path.name}")
+        ingest_exporting([str(warm)], work / "out_warmup", spark)
+        shutil.rmtree(warm, ignore_errors=True)
+        shutil.rmtree(work / "out_warmup", ignore_errors=True)
+        for cohort in cohorts:
+            for way, local in (("shuffle", False), ("local", True)):
+                out = work / "out_e"
+                shutil.rmtree(out, ignore_errors=True)
+                config = IngestConfig(export_dicom=True, local_assembly=local)
+                cpu = tree_cpu_seconds()
+                manifest = ingest([str(cohort.path)], str(out), config=config, spark=spark)
+                rows.append((cohort, way, manifest["timings"], tree_cpu_seconds() - cpu))
+                shutil.rmtree(out, ignore_errors=True)
+                print(f"(e) {cohort.name} {way}: {load_text()}", flush=True)
+    finally:
+        if previous is None:
+            os.environ.pop("SPARKDL_DEID_KEY", None)
+        else:
+            os.environ["SPARKDL_DEID_KEY"] = previous
+        spark.stop()
+    return rows
+
+
+def table_e(rows: list[tuple[Cohort, str, dict, float]]) -> None:
+    print(
+        "\n### (e) series assembly: Spark shuffle vs the tasks that read the staged slices "
+        f"(`sparkdl.ingest` in-process, {MASTER}, export on, after a warm-up)\n"
+    )
+    print(
+        "| cohort | files | assembly | parse+deid s | volumes s | patches s | write s | "
+        "total s | CPU s (process tree) | volumes ÷ shuffle's |"
+    )
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    shuffled: dict[str, float] = {}
+    for cohort, way, timings, cpu in rows:
+        volumes = timings.get("volumes_s", 0.0)
+        if way == "shuffle":
+            shuffled[cohort.name] = volumes
+        ratio = volumes / shuffled[cohort.name] if shuffled.get(cohort.name) else float("nan")
+        print(
+            f"| {cohort.name} | {cohort.files:,} | {way} | {timings.get('parse_deid_s', 0):.1f} "
+            f"| {volumes:.1f} | {timings.get('patches_s', 0):.1f} | "
+            f"{timings.get('write_s', 0):.1f} | {timings.get('total_s', 0):.1f} | {cpu:.1f} | "
+            f"{ratio:.2f} |"
+        )
+
+
 def part_d(cohorts: list[Cohort], work: Path, key: str) -> tuple[list[JobCount], str]:
     from sparkdl.spark import get_spark
 
@@ -876,6 +968,9 @@ def run(args: argparse.Namespace, parts: list[str], work: Path) -> None:  # noqa
     if "d" in parts:
         runs, note = part_d(cohorts, work, key)
         table_d(runs, note)
+        print(f"\n{load_text()}\n", flush=True)
+    if "e" in parts:
+        table_e(part_e(cohorts, work, key))
         print(f"\n{load_text()}\n", flush=True)
 
 
