@@ -44,6 +44,25 @@ _INTEGER_TYPES = ("ByteType", "ShortType", "IntegerType", "LongType")
 _FLOAT_TYPES = ("FloatType", "DoubleType")
 
 
+def _saved(value: npt.NDArray[Any]) -> bytearray:
+    """The bytes ``np.save(value)`` writes, with one copy of the array.
+
+    ``np.save`` into a ``BytesIO`` copied a whole CT about four times (chunks, the stream's
+    growth, the result): about 0.3 s of a 512² series' task.
+    """
+    header = io.BytesIO()
+    fields = np.lib.format.header_data_from_array_1_0(value)
+    if fields["fortran_order"] or value.dtype.hasobject:
+        np.save(header, value)  # rare: Fortran order, or object arrays (refused on load)
+        return bytearray(header.getbuffer())
+    np.lib.format.write_array_header_1_0(header, fields)
+    start = header.tell()
+    out = bytearray(start + value.nbytes)
+    out[:start] = header.getbuffer()
+    np.frombuffer(out, dtype=value.dtype, offset=start).reshape(value.shape)[...] = value
+    return out
+
+
 @dataclass(frozen=True)
 class NdarrayCodec:
     """An array cell: the bytes of ``np.save(value)`` (Petastorm's ``NdarrayCodec``)."""
@@ -64,9 +83,7 @@ class NdarrayCodec:
                 f"Field {field.name!r} expects shape {field.shape} (None: any). "
                 f"Received: {value.shape}."
             )
-        buffer = io.BytesIO()
-        np.save(buffer, value)
-        return bytearray(buffer.getbuffer())  # one copy (getvalue would add another)
+        return _saved(value)
 
     def decode(self, field: Field, value: bytes) -> npt.NDArray[Any]:
         # allow_pickle stays False: a cell can never run code.

@@ -109,3 +109,23 @@ def test_spark_schema_types() -> None:
         ScalarCodec("MapType")
     with pytest.raises(ValueError, match="twice"):
         Schema("S", [Field("a", np.int32, (), NdarrayCodec())] * 2)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.arange(24, dtype=np.int16).reshape(2, 3, 4),
+        np.arange(24, dtype=np.int16).reshape(2, 3, 4)[:, ::2],  # not contiguous
+        np.asfortranarray(np.arange(15, dtype=np.float32).reshape(3, 5)),
+        np.zeros((0, 3), np.uint8),
+        np.ones((2, 2), ">i2"),
+        np.array(5, np.int64),
+    ],
+    ids=["c_order", "strided", "fortran", "empty", "big_endian", "scalar"],
+)
+def test_array_cells_are_the_bytes_np_save_writes(value: np.ndarray) -> None:
+    """Petastorm readers load cells with np.load: the bytes must stay np.save's."""
+    expected = io.BytesIO()
+    np.save(expected, value)
+    field = Field("a", value.dtype.type, (None,) * value.ndim, NdarrayCodec())
+    assert bytes(NdarrayCodec().encode(field, value)) == expected.getvalue()
