@@ -40,12 +40,14 @@ One run, four parts, one markdown table each (the machine's cores and load avera
   ``/proc``) per ingest.
 
 Cohorts: ``sparkdl synth`` at 128² (default 28 patients, seed 0: 5,058 files) and at 512²
-(default 5 patients: 1,035 files), and the real LIDC-IDRI series under
+(default 5 patients: 1,035 files), with ``--copies-512 K`` K copies of the 512² cohort (new
+UIDs and patient ids each: 10 copies, 10,350 files), and the real LIDC-IDRI series under
 ``../shared/data/lidc-idri`` when present (a note says when it is skipped).
 
     .venv/bin/pip install -r scripts/bench-requirements.txt    # dicognito, for parts b and c
     .venv/bin/python scripts/bench_ingest.py [--patients-128 28] [--patients-512 5] [--seed 0]
-        [--lidc DIR|none] [--lidc-files N] [--instances 500] [--only a,b,c,d,e] [--work DIR]
+        [--copies-512 K] [--lidc DIR|none] [--lidc-files N] [--instances 500]
+        [--only a,b,c,d,e] [--work DIR]
     .venv/bin/python scripts/bench_ingest.py --quick    # smoke run (~5 min on 2 busy cores):
         # 1 patient per synth cohort (387 files), the first 20 LIDC slices, 40 instances in c
 
@@ -71,7 +73,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench_cohorts import cached_synth
+from bench_cohorts import cached_synth, copied_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
 LIDC = ROOT.parent / "shared" / "data" / "lidc-idri"
@@ -197,6 +199,16 @@ def synth_cohort(work: Path, patients: int, seed: int, image_size: int) -> Cohor
     if seconds is not None:
         print(f"synth {image_size}²: {patients} patients in {seconds:.0f} s", flush=True)
     return cohort_of(f"synth {image_size}² ({patients} patients)", out / "dicom")
+
+
+def copies_cohort(work: Path, patients: int, seed: int, copies: int) -> Cohort:
+    """``copies`` copies of the 512² synth cohort, each a new set of patients (new UIDs)."""
+    source = synth_cohort(work, patients, seed, 512)
+    out = work / f"copies_512_p{patients}_s{seed}_x{copies}"
+    seconds = copied_cohort(source.path, out, copies)
+    if seconds is not None:
+        print(f"{copies} copies of the 512² cohort in {seconds:.0f} s", flush=True)
+    return cohort_of(f"synth 512² ({patients} patients × {copies} copies)", out)
 
 
 def lidc_cohort(work: Path, source: Path, num_files: int) -> Cohort | None:
@@ -904,7 +916,23 @@ def table_d(runs: list[JobCount], note: str) -> None:
 # -- main ----------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, parts: list[str], work: Path) -> None:  # noqa: PLR0912 - one branch per optional part and cohort
+def build_cohorts(args: argparse.Namespace, work: Path) -> list[Cohort]:
+    """The cohorts the arguments ask for, made in ``work`` (or found there)."""
+    cohorts: list[Cohort] = []
+    if args.patients_128 > 0:
+        cohorts.append(synth_cohort(work, args.patients_128, args.seed, 128))
+    if args.patients_512 > 0:
+        cohorts.append(synth_cohort(work, args.patients_512, args.seed, 512))
+    if args.copies_512 > 0:
+        cohorts.append(copies_cohort(work, max(args.patients_512, 5), args.seed, args.copies_512))
+    if args.lidc.lower() != "none":
+        lidc = lidc_cohort(work, Path(args.lidc), args.lidc_files)
+        if lidc is not None:
+            cohorts.append(lidc)
+    return cohorts
+
+
+def run(args: argparse.Namespace, parts: list[str], work: Path) -> None:
     """Build the cohorts in ``work``, then run the chosen parts and print their tables."""
     import pydicom
     import pyspark
@@ -916,15 +944,7 @@ def run(args: argparse.Namespace, parts: list[str], work: Path) -> None:  # noqa
         flush=True,
     )
 
-    cohorts: list[Cohort] = []
-    if args.patients_128 > 0:
-        cohorts.append(synth_cohort(work, args.patients_128, args.seed, 128))
-    if args.patients_512 > 0:
-        cohorts.append(synth_cohort(work, args.patients_512, args.seed, 512))
-    if args.lidc.lower() != "none":
-        lidc = lidc_cohort(work, Path(args.lidc), args.lidc_files)
-        if lidc is not None:
-            cohorts.append(lidc)
+    cohorts = build_cohorts(args, work)
     if not cohorts:
         raise SystemExit("no cohort to measure")
     print("\n| cohort | input | files | MB |\n| --- | --- | ---: | ---: |")
@@ -987,6 +1007,12 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=5,
         help="synth patients at 512² (5 at seed 0: 1,035 files; 0 skips)",
+    )
+    parser.add_argument(
+        "--copies-512",
+        type=int,
+        default=0,
+        help="also a cohort of K copies of the 512² one, new UIDs each (10: 10,350 files)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lidc", default=str(LIDC), help="LIDC-IDRI folder, or 'none'")
