@@ -52,7 +52,7 @@ def _copy_file(job: tuple[Path, Path, int]) -> None:
 
 
 def copied_cohort(source: Path, out: Path, copies: int) -> float | None:
-    """``copies`` copies of the DICOM cohort ``source`` under ``out/copy<k>/``, each one a new
+    """``copies`` copies of the DICOM cohort ``source`` under ``out/dicom/copy<k>/``, each one a new
     set of patients (instance UIDs remapped, PatientID suffixed), unless a complete one is
     there; its seconds, or None when it was. Synthesizing 512² CT costs about a minute per
     patient on one core; a copy costs a pydicom read and write per file."""
@@ -65,7 +65,7 @@ def copied_cohort(source: Path, out: Path, copies: int) -> float | None:
     start = time.perf_counter()
     files = sorted(p for p in source.rglob("*") if p.is_file())
     jobs = [
-        (path, out / f"copy{k}" / path.relative_to(source), k)
+        (path, out / "dicom" / f"copy{k}" / path.relative_to(source), k)
         for k in range(copies)
         for path in files
     ]

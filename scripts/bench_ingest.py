@@ -208,7 +208,7 @@ def copies_cohort(work: Path, patients: int, seed: int, copies: int) -> Cohort:
     seconds = copied_cohort(source.path, out, copies)
     if seconds is not None:
         print(f"{copies} copies of the 512² cohort in {seconds:.0f} s", flush=True)
-    return cohort_of(f"synth 512² ({patients} patients × {copies} copies)", out)
+    return cohort_of(f"synth 512² ({patients} patients × {copies} copies)", out / "dicom")
 
 
 def lidc_cohort(work: Path, source: Path, num_files: int) -> Cohort | None:
