@@ -25,6 +25,7 @@ is read.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -37,7 +38,7 @@ from sparkdl.store.storage import arrow_filesystem
 from sparkdl.store.volume_rows import groups_holding
 from sparkdl.units.volume_file import VOLUME_CLASS_NAMES
 
-__all__ = ["LocalPlan", "Unit", "plan_local", "read_series"]
+__all__ = ["LocalPlan", "Unit", "plan_local", "read_series", "spread"]
 
 #: ``(source_path, member or "")`` of a staged unit: how duplicate copies are named.
 Key = tuple[str, str]
@@ -100,6 +101,19 @@ def plan_local(
     planned = sorted(units.values(), key=lambda u: (-u.slices, u.parts))
     local = sum(len(unit.series) for unit in planned)
     return LocalPlan(planned, complete=local == len(merged))
+
+
+def spread(units: list[Unit], tasks: int) -> list[list[int]]:
+    """The indexes of ``units`` (largest first) dealt into at most ``tasks`` lists of about
+    equal slices, largest first into the lightest (LPT): a task per unit cost tens of ms
+    of scheduling each, thousands of times for a hospital's cohort of small series."""
+    heap = [(0, task) for task in range(max(1, min(tasks, len(units))))]
+    dealt: list[list[int]] = [[] for _ in heap]
+    for index, unit in sorted(enumerate(units), key=lambda item: -item[1].slices):
+        load, task = heapq.heappop(heap)
+        dealt[task].append(index)
+        heapq.heappush(heap, (load + unit.slices, task))
+    return [indexes for indexes in dealt if indexes]
 
 
 def read_series(unit: Unit, columns: list[str]) -> Iterator[pa.Table]:

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from sparkdl.assembly.series import VolumeOptions, assemble_series
-from sparkdl.ingestion.local_assembly import LocalPlan, read_series
+from sparkdl.ingestion.local_assembly import LocalPlan, read_series, spread
 from sparkdl.spark import ARROW_BATCH_CONF, session_conf
 from sparkdl.store.storage import to_url
 from sparkdl.store.tables import VOLUME_OUTCOME_SCHEMA, VolumeSchema
@@ -69,8 +69,10 @@ def build_volumes(
     accumulator, counts the series assembled (for progress). The series of ``local`` are
     assembled by the tasks that read their staged part, the others through a shuffle.
 
-    The slices of a series reach the assembly as one Arrow table (``applyInArrow``), and the
-    task that assembles a series writes its volumes as a part file of its own
+    The slices of a series reach the assembly as one Arrow table, read from the staged parts
+    by the task itself (:mod:`sparkdl.ingestion.local_assembly`) or grouped by Spark
+    (``applyInArrow``), and the task that assembles a series writes its volumes as a part
+    file of its own
     (:mod:`sparkdl.store.writer`): only the small outcome rows go back through Spark. (The
     volumes used to come back as rows, be persisted to disk, and be written by a second job:
     three more copies of every CT.)
@@ -121,17 +123,20 @@ def _assemble_local(
     folder: str,
     prefix: str,
 ) -> list[Any]:
-    """The outcome rows of the ``local`` series: one task per unit, which reads the staged
-    slices of its series itself (the units with the most slices first)."""
+    """The outcome rows of the ``local`` series: a few tasks per core, each reading the
+    staged slices of its units' series itself."""
     units = local.units
+    tasks = spread(units, 4 * spark.sparkContext.defaultParallelism)
 
     def body(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for index in batch.column("id").to_pylist():
-                for table in read_series(units[index], _SLICE_COLUMNS):
-                    yield from _assemble(table, options, series_done, folder, prefix).to_batches()
+            for task in batch.column("id").to_pylist():
+                for index in tasks[task]:
+                    for table in read_series(units[index], _SLICE_COLUMNS):
+                        outcomes = _assemble(table, options, series_done, folder, prefix)
+                        yield from outcomes.to_batches()
 
-    planned = spark.range(0, len(units), 1, len(units))
+    planned = spark.range(0, len(tasks), 1, len(tasks))
     return planned.mapInArrow(body, VOLUME_OUTCOME_SCHEMA).collect()
 
 

@@ -19,7 +19,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from sparkdl.ingestion import volume_stage
 from sparkdl.ingestion.discover import pack_partitions
-from sparkdl.ingestion.local_assembly import LocalPlan, Unit, plan_local, read_series
+from sparkdl.ingestion.local_assembly import LocalPlan, Unit, plan_local, read_series, spread
 from sparkdl.ingestion.read_stage import BATCH_RECORDS, Placed
 from sparkdl.store.tables import RECORD_SCHEMA
 from sparkdl.store.writer import write_part
@@ -68,6 +68,16 @@ def test_the_plan_groups_series_by_their_parts_and_leaves_interleaved_ones_to_th
     assert plan_local([staged], None) == LocalPlan([])  # copies unknown: all shuffled
     one_batch = {"mixed": {"p4": Placed(10, 10 + BATCH_RECORDS)}}
     assert plan_local([one_batch], {}).complete  # one batch of others is read, not shuffled
+
+
+def test_units_are_dealt_into_a_few_balanced_tasks() -> None:
+    units = [Unit((f"p{i}",), {f"s{i}": slices}) for i, slices in enumerate([300, 5, 200, 100, 90])]
+    tasks = spread(units, 2)
+    assert sorted(i for task in tasks for i in task) == [0, 1, 2, 3, 4]
+    loads = sorted(sum(units[i].slices for i in task) for task in tasks)
+    assert loads == [305, 390]  # LPT: 300 + 90 | 200 + 100 + 5
+    assert spread(units, 8) == [[0], [2], [3], [4], [1]]  # never more tasks than units
+    assert spread([], 4) == []
 
 
 def _record(sop: str, series: str, path: str, **changes: Any) -> dict[str, Any]:
