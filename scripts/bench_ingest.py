@@ -58,6 +58,7 @@ The machine is shared: wall times move with the load, CPU times (part c) much le
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -68,7 +69,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -709,6 +710,45 @@ def ingest_exporting(inputs: list[str], out: Path, spark: Any) -> dict[str, Any]
     return manifest
 
 
+@contextlib.contextmanager
+def key_in_environment(key: str) -> Iterator[None]:
+    """``SPARKDL_DEID_KEY`` set to ``key`` inside the block, as it was after it. Set only once
+    the session runs: the JVM (and the Python workers it starts) never see it in their
+    environment; sparkdl ships it to the tasks inside the closure."""
+    previous = os.environ.get("SPARKDL_DEID_KEY")
+    os.environ["SPARKDL_DEID_KEY"] = key
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("SPARKDL_DEID_KEY", None)
+        else:
+            os.environ["SPARKDL_DEID_KEY"] = previous
+
+
+@contextlib.contextmanager
+def closing_spark(spark: Any) -> Iterator[None]:
+    """The session stopped after the block, whatever happened in it."""
+    try:
+        yield
+    finally:
+        spark.stop()
+
+
+def warm_up(cohort: Cohort, work: Path, spark: Any) -> None:
+    """An ingest of 8 files of ``cohort``, not reported: it starts the Python workers and
+    their imports, so that the first cohort measured does not carry them alone (part a
+    carries them, in every run)."""
+    warm = work / "warmup"
+    shutil.rmtree(warm, ignore_errors=True)
+    warm.mkdir()
+    for i, path in enumerate(regular_files(cohort.path)[:8]):
+        shutil.copyfile(path, warm / f"{i}_{path.name}")
+    ingest_exporting([str(warm)], work / "out_warmup", spark)
+    shutil.rmtree(warm, ignore_errors=True)
+    shutil.rmtree(work / "out_warmup", ignore_errors=True)
+
+
 def tree_cpu_seconds() -> float:
     """User + system CPU seconds of this process and all its descendants (with the children
     they reaped), from ``/proc``: the driver, the JVM and the Python workers."""
@@ -741,18 +781,9 @@ def part_e(cohorts: list[Cohort], work: Path, key: str) -> list[tuple[Cohort, st
     from sparkdl.spark import get_spark
 
     spark = get_spark(MASTER)
-    previous = os.environ.get("SPARKDL_DEID_KEY")
-    os.environ["SPARKDL_DEID_KEY"] = key
     rows = []
-    try:
-        warm = work / "warmup"
-        shutil.rmtree(warm, ignore_errors=True)
-        warm.mkdir()
-        for i, path in enumerate(regular_files(cohorts[0].path)[:8]):
-            shutil.copyfile(path, warm / f"{i}_{path.name}")
-        ingest_exporting([str(warm)], work / "out_warmup", spark)
-        shutil.rmtree(warm, ignore_errors=True)
-        shutil.rmtree(work / "out_warmup", ignore_errors=True)
+    with closing_spark(spark), key_in_environment(key):
+        warm_up(cohorts[0], work, spark)
         for cohort in cohorts:
             for way, local in (("shuffle", False), ("local", True)):
                 out = work / "out_e"
@@ -763,12 +794,6 @@ def part_e(cohorts: list[Cohort], work: Path, key: str) -> list[tuple[Cohort, st
                 rows.append((cohort, way, manifest["timings"], tree_cpu_seconds() - cpu))
                 shutil.rmtree(out, ignore_errors=True)
                 print(f"(e) {cohort.name} {way}: {load_text()}", flush=True)
-    finally:
-        if previous is None:
-            os.environ.pop("SPARKDL_DEID_KEY", None)
-        else:
-            os.environ["SPARKDL_DEID_KEY"] = previous
-        spark.stop()
     return rows
 
 
@@ -812,23 +837,10 @@ def part_d(cohorts: list[Cohort], work: Path, key: str) -> tuple[list[JobCount],
         },
     )
     logged = spark.sparkContext.getConf().get("spark.eventLog.enabled") == "true"
-    # Set only now: the JVM (and the Python workers it starts) never see it in their
-    # environment; sparkdl ships it to the tasks inside the closure.
-    previous = os.environ.get("SPARKDL_DEID_KEY")
-    os.environ["SPARKDL_DEID_KEY"] = key
     tracker = spark.sparkContext.statusTracker()
     runs = []
-    try:
-        # Warm-up, not reported: start the Python workers and their imports, so that the
-        # first cohort does not carry them alone (part a carries them, in every run).
-        warm = work / "warmup"
-        shutil.rmtree(warm, ignore_errors=True)
-        warm.mkdir()
-        for i, path in enumerate(regular_files(cohorts[0].path)[:8]):
-            shutil.copyfile(path, warm / f"{i}_{path.name}")
-        ingest_exporting([str(warm)], work / "out_warmup", spark)
-        shutil.rmtree(warm, ignore_errors=True)
-        shutil.rmtree(work / "out_warmup", ignore_errors=True)
+    with closing_spark(spark), key_in_environment(key):
+        warm_up(cohorts[0], work, spark)
         for cohort in cohorts:
             out = work / "out_d"
             shutil.rmtree(out, ignore_errors=True)
@@ -839,12 +851,6 @@ def part_d(cohorts: list[Cohort], work: Path, key: str) -> tuple[list[JobCount],
             runs.append(JobCount(cohort, manifest, t_call, jobs))
             shutil.rmtree(out, ignore_errors=True)
             print(f"(d) {cohort.name}: {len(jobs)} Spark jobs, {load_text()}", flush=True)
-    finally:
-        if previous is None:
-            os.environ.pop("SPARKDL_DEID_KEY", None)
-        else:
-            os.environ["SPARKDL_DEID_KEY"] = previous
-        spark.stop()
     note = "event log off (a session existed before part d): no per-job breakdown"
     if logged:
         events, text = read_event_log(logs)

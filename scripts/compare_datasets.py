@@ -30,7 +30,8 @@ TABLES = [
     "_restricted/rejected",
     "_restricted/lineage",
 ]
-MANIFEST_KEYS = ["counts", "rejected_by_reason", "volume_status", "series", "volumes"]
+#: The manifest's facts of what was written (not timings, versions or the run's mode).
+MANIFEST_KEYS = ["counts", "rejected_by_reason", "instances_by_volume_outcome", "patches"]
 
 
 def read_table(folder: Path) -> pa.Table | None:
@@ -57,18 +58,19 @@ def compare(a: Path, b: Path) -> list[str]:
         if left is None or right is None:
             problems.append(f"{name}: only in {'b' if left is None else 'a'}")
             continue
+        same = left.equals(right)
         if left.schema != right.schema:
             problems.append(f"{name}: schemas differ")
-        elif not left.equals(right):
+        elif not same:
             for column in left.column_names:
                 if not left.column(column).equals(right.column(column)):
                     problems.append(f"{name}: column {column} differs")
-        print(
-            f"{name:22s} {left.num_rows:7d} rows  {'same' if left.equals(right) else 'DIFFERENT'}"
-        )
+        print(f"{name:22s} {left.num_rows:7d} rows  {'same' if same else 'DIFFERENT'}")
     manifests = [json.loads((folder / "manifest.json").read_text()) for folder in (a, b)]
     for key in MANIFEST_KEYS:
-        if manifests[0].get(key) != manifests[1].get(key):
+        if key not in manifests[0] or key not in manifests[1]:
+            problems.append(f"manifest.json: no {key}")  # a renamed key must not pass unseen
+        elif manifests[0][key] != manifests[1][key]:
             problems.append(f"manifest.json: {key} differs")
     return problems
 

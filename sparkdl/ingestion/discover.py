@@ -160,10 +160,11 @@ def pack_partitions(files: list[InputFile], num_partitions: int) -> list[list[In
     num_partitions = max(1, min(num_partitions, len(chunks)))
     heap = [(0, index) for index in range(num_partitions)]
     bins: list[list[InputFile]] = [[] for _ in range(num_partitions)]
-    for chunk in sorted(chunks, key=lambda c: (-sum(f.size for f in c), c[0].path)):
+    sized = [(sum(max(f.size, 1) for f in chunk), chunk) for chunk in chunks]
+    for size, chunk in sorted(sized, key=lambda item: (-item[0], item[1][0].path)):
         load, index = heapq.heappop(heap)
         bins[index] += chunk
-        heapq.heappush(heap, (load + sum(max(f.size, 1) for f in chunk), index))
+        heapq.heappush(heap, (load + size, index))
     return [sorted(b, key=lambda f: f.path) for b in bins if b]
 
 

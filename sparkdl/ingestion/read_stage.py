@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sparkdl.ingestion.discover import choose_num_partitions, pack_partitions
 from sparkdl.store.storage import HadoopFS, join
-from sparkdl.store.writer import clean, part_name, write_part
+from sparkdl.store.writer import clean, task_part_name, write_part
 from sparkdl.units.records import InputFile, Selection, Task, file_records
 
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ def stage_records(
     )
     shared = sc.broadcast(selection)  # possibly large (known hashes); holds no key
     HadoopFS(spark, path).delete(path)
-    # Each task writes its records itself (sparkdl.store.writer); Spark sees one count each.
+    # Each task writes its records itself (sparkdl.store.writer); Spark sees one small row
+    # each: the part, its records, and its CT slices per series (_PART_SCHEMA).
     parts = spark.createDataFrame(rows, FILE_SCHEMA).mapInArrow(
         lambda batches: _stage_partition(_counted(batches, files_done), task, shared.value, path),
         _PART_SCHEMA,
@@ -110,13 +111,11 @@ def _stage_partition(
     """``mapInArrow`` body: the partition's records written as its part file at ``path``;
     one row out (:data:`_PART_SCHEMA`)."""
     import pyarrow as pa
-    from pyspark import TaskContext
     from pyspark.sql.pandas.types import to_arrow_schema
 
     from sparkdl.store.tables import RECORD_SCHEMA
 
-    context = TaskContext.get()
-    name = part_name("records", f"{context.partitionId() if context else 0:05d}")
+    name = task_part_name("records")
     slices: Counter[str] = Counter()
     read: Counter[str] = Counter()
     records = _tallied(arrow_records(batches, task, selection), slices, read)

@@ -90,9 +90,10 @@ def build_volumes(
     collected = []
     if local.units:
         collected += _assemble_local(spark, local, options, series_done, folder, prefix)
-        assembled = spark.createDataFrame([(s,) for s in sorted(local.series)], "series_uid STRING")
-        slices = slices.join(F.broadcast(assembled), "series_uid", "left_anti")
     if not local.complete:
+        if local.units:  # the series assembled above stay out of the shuffle
+            done = spark.createDataFrame([(s,) for s in sorted(local.series)], "series_uid STRING")
+            slices = slices.join(F.broadcast(done), "series_uid", "left_anti")
         # Hash-partitioned by series into a few partitions per core, which the grouping
         # keeps: spark.sql.shuffle.partitions (200) tasks, mostly empty, cost more than the
         # assembly of a small cohort.

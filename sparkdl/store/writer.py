@@ -47,6 +47,7 @@ __all__ = [
     "finish_dataset",
     "part_name",
     "rows_per_group",
+    "task_part_name",
     "write_dataset",
     "write_frame",
     "write_part",
@@ -59,6 +60,14 @@ ATTEMPTS = "_attempts"
 
 def part_name(prefix: str, key: str) -> str:
     return f"part-{prefix}-{key}.parquet"
+
+
+def task_part_name(prefix: str) -> str:
+    """The part name of this task's partition (deterministic: a retry replaces the part)."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return part_name(prefix, f"{context.partitionId() if context is not None else 0:05d}")
 
 
 def write_part(
@@ -112,12 +121,8 @@ def write_task_part(
     """``mapInArrow`` body: this task's ``batches`` written as the part of its partition;
     one batch out, ``rows``: how many were written."""
     import pyarrow as pa
-    from pyspark import TaskContext
 
-    context = TaskContext.get()
-    partition = context.partitionId() if context is not None else 0
-    name = part_name(prefix, f"{partition:05d}")
-    rows = write_part(batches, folder, name, schema, image_columns)
+    rows = write_part(batches, folder, task_part_name(prefix), schema, image_columns)
     yield pa.RecordBatch.from_pydict({"rows": [rows]})
 
 
